@@ -1,0 +1,1 @@
+"""glassbox-client: typed Python client for the Glassbox explanation service."""

@@ -1,0 +1,3 @@
+"""Glassbox: a gRPC microservice that explains image classifiers."""
+
+__version__ = "0.1.0"

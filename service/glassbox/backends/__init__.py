@@ -1,0 +1,1 @@
+"""Execution backends behind one interface: torch (forward + gradients) and onnxruntime (forward only)."""

@@ -1,0 +1,76 @@
+"""The interface every backend implements: a loaded model version that maps pixels to logits.
+
+Inputs are always float32 RGB [B, 3, H, W] in [0, 1] at the model's input size (the pixel contract);
+normalisation happens inside the backend, so callers never see normalised tensors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from glassbox.core.errors import FailedPrecondition, InvalidArgument
+from glassbox.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A named layer that layer-based requests accept."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]  # one image, batch dimension excluded
+    cam_compatible: bool
+
+
+class Model(ABC):
+    """A loaded, ready model version."""
+
+    backend_name: str
+    supports_gradients: bool
+
+    def __init__(self, name: str, version: str, config: ModelConfig, weights_digest: str) -> None:
+        self.name = name
+        self.version = version
+        self.config = config
+        self.weights_digest = weights_digest
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.labels)
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """Where the computation runs."""
+
+    @property
+    @abstractmethod
+    def layers(self) -> list[LayerInfo]:
+        """Layers usable by name, in forward order."""
+
+    @abstractmethod
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pre-softmax scores [B, classes] for pixels [B, 3, H, W] in [0, 1]; no gradients, on the CPU."""
+
+    def differentiable(self) -> torch.nn.Module:
+        """A torch module pixels → logits that gradients flow through (torch backend only)."""
+        raise FailedPrecondition(
+            f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, which computes no gradients",
+            field="model",
+        )
+
+    def layer_info(self, name: str, *, field: str = "layer") -> LayerInfo:
+        """Look a layer up by name; InvalidArgument naming the field when it does not exist."""
+        for info in self.layers:
+            if info.name == name:
+                return info
+        raise InvalidArgument(
+            f"model {self.name!r} has no layer {name!r}; GetModel lists the layer names", field=field
+        )

@@ -1,0 +1,101 @@
+"""The torch backend: eager modules or TorchScript, forward and gradients, normalisation inside."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import nn
+
+from glassbox.backends.base import LayerInfo, Model
+from glassbox.models.config import ModelConfig
+
+
+class NormalizedModel(nn.Module):
+    """pixels in [0, 1] → logits: applies the model's mean/std, then the network."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net((pixels - self.mean) / self.std)
+
+
+class TorchModel(Model):
+    """A torch nn.Module (eager or TorchScript) served with gradients."""
+
+    backend_name = "torch"
+    supports_gradients = True
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        config: ModelConfig,
+        weights_digest: str,
+        net: nn.Module,
+        device: torch.device,
+    ) -> None:
+        super().__init__(name, version, config, weights_digest)
+        self._device = device
+        self.module = NormalizedModel(net.eval(), config.mean, config.std).to(device).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.lock = threading.RLock()
+        self._layers = _discover_layers(self.module.net, config, device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        return self._layers
+
+    @torch.inference_mode()
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module(pixels.to(self._device, torch.float32)).float().cpu()
+
+    def differentiable(self) -> nn.Module:
+        return self.module
+
+    def submodule(self, name: str) -> nn.Module:
+        """The network's module called `name` (names as listed by `layers`)."""
+        self.layer_info(name)
+        return self.module.net.get_submodule(name)
+
+
+def _discover_layers(net: nn.Module, config: ModelConfig, device: torch.device) -> list[LayerInfo]:
+    """Run one zero image through the net with hooks on every named module to learn output shapes.
+
+    TorchScript modules take no hooks, so they list no layers (layer-based methods are then unavailable).
+    """
+    if isinstance(net, torch.jit.ScriptModule):
+        return []
+    shapes: dict[str, tuple[int, ...]] = {}
+    order: list[tuple[str, str]] = []
+    handles = []
+    for name, module in net.named_modules():
+        if not name:
+            continue
+
+        def hook(_module: nn.Module, _inputs: object, output: object, name: str = name) -> None:
+            if isinstance(output, torch.Tensor) and name not in shapes:
+                shapes[name] = tuple(output.shape[1:])
+
+        order.append((name, type(module).__name__))
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            net(torch.zeros(1, 3, config.input.height, config.input.width, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        LayerInfo(name=name, kind=kind, output_shape=shapes[name], cam_compatible=len(shapes[name]) in (2, 3))
+        for name, kind in order
+        if name in shapes
+    ]

@@ -1,0 +1,1 @@
+"""Domain types, errors and the pixel contract. Nothing here knows about gRPC."""

@@ -1,0 +1,204 @@
+"""The pixel contract: every image entering the core becomes float32 RGB [3, H, W] in [0, 1].
+
+Decoding honours EXIF orientation and converts grayscale, palette and RGBA images to RGB. The pixel
+limit is checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
+Resizing to a model's input size is described by an `InputSpec`; normalisation (mean/std) is *not*
+done here: it lives inside the model wrapper, so ε, baselines and noise are in pixel space everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+from glassbox.core.errors import InvalidArgument
+
+PILImage.MAX_IMAGE_PIXELS = None  # the service enforces its own limit, from the header, before decoding
+
+
+class ResizePolicy(str, Enum):
+    """How an image of any size is brought to the model's input size."""
+
+    DIRECT = "direct"
+    RESIZE_CENTER_CROP = "resize_center_crop"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model's input geometry."""
+
+    height: int
+    width: int
+    resize: ResizePolicy = ResizePolicy.DIRECT
+    crop_fraction: float = 0.875
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The region of the original image (in original pixel coordinates) the model input shows."""
+
+    top: float
+    left: float
+    height: float
+    width: float
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image at the model's input size plus what is needed to map results back to the original."""
+
+    pixels: torch.Tensor  # float32 [3, h, w] in [0, 1] at the model's input size
+    original_size: tuple[int, int]  # (H, W) of the image as received
+    crop: CropBox
+
+
+def decode_image(data: bytes, *, max_pixels: int, field: str) -> torch.Tensor:
+    """Decode encoded image bytes to float32 RGB [3, H, W] in [0, 1]."""
+    if not data:
+        raise InvalidArgument("image bytes are empty", field=field)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            image = PILImage.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise InvalidArgument(f"image has zero size {width}x{height}", field=field)
+            if width * height > max_pixels:
+                raise InvalidArgument(
+                    f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+                    field=field,
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(image)
+    except InvalidArgument:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidArgument(f"cannot decode image: {exc}", field=field) from exc
+    array = np.asarray(rgb, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _to_rgb(image: PILImage.Image) -> PILImage.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = PILImage.new("RGBA", image.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def pixels_from_array(array: np.ndarray, *, max_pixels: int, field: str) -> torch.Tensor:
+    """Accept float32 [3, H, W] in [0, 1] or uint8 [H, W, 3]; return float32 [3, H, W] in [0, 1]."""
+    if array.dtype == np.uint8:
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise InvalidArgument(
+                f"uint8 pixels must have shape [H, W, 3], got {list(array.shape)}", field=f"{field}.shape"
+            )
+        height, width = array.shape[0], array.shape[1]
+        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    elif array.dtype in (np.float32, np.float16):
+        if array.ndim != 3 or array.shape[0] != 3:
+            raise InvalidArgument(
+                f"float pixels must have shape [3, H, W], got {list(array.shape)}", field=f"{field}.shape"
+            )
+        height, width = array.shape[1], array.shape[2]
+        tensor = torch.from_numpy(array.astype(np.float32, copy=True))
+        if not bool(torch.isfinite(tensor).all()):
+            raise InvalidArgument("pixels contain NaN or Inf", field=f"{field}.data")
+        if tensor.numel() and (float(tensor.min()) < 0.0 or float(tensor.max()) > 1.0):
+            raise InvalidArgument(
+                f"float pixels must lie in [0, 1], got [{float(tensor.min()):.4g}, {float(tensor.max()):.4g}]",
+                field=f"{field}.data",
+            )
+    else:
+        raise InvalidArgument(
+            f"pixels must be float32 [3, H, W] or uint8 [H, W, 3], got dtype {array.dtype}",
+            field=f"{field}.dtype",
+        )
+    if height == 0 or width == 0:
+        raise InvalidArgument(f"image has zero size {width}x{height}", field=f"{field}.shape")
+    if height * width > max_pixels:
+        raise InvalidArgument(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+            field=f"{field}.shape",
+        )
+    return tensor
+
+
+def prepare(pixels: torch.Tensor, spec: InputSpec) -> PreparedImage:
+    """Bring a [3, H, W] image in [0, 1] to the model's input size under its resize policy."""
+    _, height, width = pixels.shape
+    if spec.resize is ResizePolicy.DIRECT:
+        out = _resize(pixels, spec.height, spec.width)
+        crop = CropBox(0.0, 0.0, float(height), float(width))
+    else:
+        scale = max(spec.height / spec.crop_fraction / height, spec.width / spec.crop_fraction / width)
+        resized_h, resized_w = max(spec.height, round(height * scale)), max(spec.width, round(width * scale))
+        resized = _resize(pixels, resized_h, resized_w)
+        top, left = (resized_h - spec.height) // 2, (resized_w - spec.width) // 2
+        out = resized[:, top : top + spec.height, left : left + spec.width]
+        crop = CropBox(
+            top=top * height / resized_h,
+            left=left * width / resized_w,
+            height=spec.height * height / resized_h,
+            width=spec.width * width / resized_w,
+        )
+    return PreparedImage(pixels=out.contiguous(), original_size=(height, width), crop=crop)
+
+
+def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    if pixels.shape[1:] == (height, width):
+        return pixels
+    out = F.interpolate(pixels[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].clamp_(0.0, 1.0)
+
+
+def to_original_size(map_: torch.Tensor, image: PreparedImage) -> torch.Tensor:
+    """Resample a [..., h, w] map at input resolution onto the original image; zero outside the crop."""
+    height, width = image.original_size
+    crop = image.crop
+    crop_h, crop_w = max(1, round(crop.height)), max(1, round(crop.width))
+    lead = map_.shape[:-2]
+    flat = map_.reshape(-1, 1, *map_.shape[-2:]).float()
+    resized = F.interpolate(flat, size=(crop_h, crop_w), mode="bilinear", align_corners=False)
+    out = torch.zeros(flat.shape[0], 1, height, width, dtype=resized.dtype)
+    top, left = round(crop.top), round(crop.left)
+    h, w = min(crop_h, height - top), min(crop_w, width - left)
+    out[:, :, top : top + h, left : left + w] = resized[:, :, :h, :w]
+    return out.reshape(*lead, height, width)
+
+
+ImageSource = bytes | np.ndarray
+"""An image as received: encoded bytes, or a pixel array (float [3, H, W] in [0, 1] or uint8 [H, W, 3])."""
+
+
+def load_image(source: ImageSource, spec: InputSpec, *, max_pixels: int, field: str) -> PreparedImage:
+    """Decode or validate one received image and bring it to the model's input size."""
+    if isinstance(source, bytes):
+        pixels = decode_image(source, max_pixels=max_pixels, field=f"{field}.encoded")
+    else:
+        pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"{field}.pixels")
+    return prepare(pixels, spec)
+
+
+def load_images(
+    sources: list[ImageSource], spec: InputSpec, *, max_pixels: int, max_images: int, field: str = "images"
+) -> list[PreparedImage]:
+    """Load a request's images; at least one, at most `max_images`."""
+    if not sources:
+        raise InvalidArgument("at least one image is required", field=field)
+    if len(sources) > max_images:
+        raise InvalidArgument(f"{len(sources)} images is over the limit of {max_images} per request", field=field)
+    return [load_image(s, spec, max_pixels=max_pixels, field=f"{field}[{i}]") for i, s in enumerate(sources)]

@@ -1,0 +1,325 @@
+"""Train the demo models from a seed and write them into a model repository.
+
+`train_demo_models` produces three version folders:
+
+- `shapes/1`: the `glassbox.shapes_cnn` network trained on the shapes dataset (safetensors);
+- `shapes-onnx/1`: the same trained network exported to ONNX (checked against torch before writing);
+- `shapes-shortcut/1`: the same architecture trained on `shortcut="train"` data, i.e. with a corner patch
+  whose colour gives the class away, so explanations can show it looking at the patch.
+
+Both torch and ONNX models take *normalised* input: the mean/std written to model.toml are applied by the
+service's model wrapper, so the exported graph is the bare network. Training is sized for two CPU cores
+(a few minutes for everything); run it with `python -m glassbox.demo.train` or `glassbox demo train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from glassbox.demo import shapes
+from glassbox.models.architectures import SHAPES_CNN_CAM_LAYER, build_architecture
+
+ARCHITECTURE = "glassbox.shapes_cnn"
+IMAGE_SIZE = 64
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torch logits
+
+TRAIN_SEED_OFFSET = 0  # shapes training set: generate(..., seed + TRAIN_SEED_OFFSET)
+SHORTCUT_SEED_OFFSET = 1  # shortcut training set
+TEST_SEED_OFFSET = 10_000  # held-out test sets, never used for training or normalisation statistics
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one demo model is trained: a fixed generated training set, AdamW and a one-cycle schedule."""
+
+    train_size: int
+    epochs: int
+    shortcut: shapes.Shortcut = "none"
+    augment: bool = True  # random flips and 90° turns; off for the shortcut model, whose patch has a fixed corner
+    batch_size: int = 128
+    max_lr: float = 4e-3
+    weight_decay: float = 5e-4
+
+
+SHAPES_RECIPE = Recipe(train_size=24_000, epochs=5)
+SHORTCUT_RECIPE = Recipe(train_size=12_000, epochs=2, shortcut="train", augment=False)
+TEST_SIZE = 2000
+
+
+def train_demo_models(repository: Path, *, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train `shapes` and `shapes-shortcut` from `seed`, export `shapes-onnx`, and write all three folders.
+
+    Returns a report: per model its held-out accuracy (for the shortcut model on both train-style and
+    test-style data), the normalisation used, the weights' size and the time taken.
+    """
+    started = time.perf_counter()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    repository = Path(repository)
+    report: dict[str, Any] = {"seed": seed}
+
+    model, mean, std, seconds = _train(SHAPES_RECIPE, seed + TRAIN_SEED_OFFSET, seed, log)
+    test = shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET, size=IMAGE_SIZE)
+    acc = accuracy(model, test, mean, std)
+    log(f"shapes: held-out accuracy {acc:.4f} on {TEST_SIZE} images (seed {seed + TEST_SEED_OFFSET})")
+    folder = repository / "shapes" / "1"
+    weights = _save_safetensors(model, folder)
+    (folder / "model.toml").write_text(
+        model_toml(
+            description=(
+                f"Small CNN trained on the procedurally generated shapes dataset (glassbox demo train, "
+                f"seed {seed}). Held-out accuracy {acc:.1%}."
+            ),
+            mean=mean,
+            std=std,
+            training={"seed": seed, "held_out_accuracy": round(acc, 4), "train_seconds": round(seconds, 1)},
+        ),
+        encoding="utf-8",
+    )
+    report["shapes"] = {"held_out_accuracy": acc, "train_seconds": seconds, "weights_bytes": weights, "mean": mean,
+                        "std": std, "cam_layer": SHAPES_CNN_CAM_LAYER}
+
+    folder = repository / "shapes-onnx" / "1"
+    max_diff = export_onnx(model, folder / "model.onnx", check=(test.images[:64] - _col(mean)) / _col(std))
+    log(f"shapes-onnx: exported, onnxruntime vs torch max abs difference {max_diff:.2e}")
+    (folder / "model.toml").write_text(
+        model_toml(
+            description=(
+                f"The shapes CNN (glassbox demo train, seed {seed}) exported to ONNX (opset {ONNX_OPSET}). "
+                f"Held-out accuracy {acc:.1%}."
+            ),
+            mean=mean,
+            std=std,
+            training={"seed": seed, "held_out_accuracy": round(acc, 4), "onnx_max_abs_difference": max_diff},
+            onnx=True,
+        ),
+        encoding="utf-8",
+    )
+    report["shapes-onnx"] = {"max_abs_difference": max_diff, "weights_bytes": (folder / "model.onnx").stat().st_size}
+
+    model, mean, std, seconds = _train(SHORTCUT_RECIPE, seed + SHORTCUT_SEED_OFFSET, seed, log)
+    acc_train = accuracy(model, shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET, shortcut="train"), mean, std)
+    acc_test = accuracy(model, shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET, shortcut="test"), mean, std)
+    log(f"shapes-shortcut: accuracy {acc_train:.4f} with the patch matching the label, {acc_test:.4f} with a random patch")
+    folder = repository / "shapes-shortcut" / "1"
+    weights = _save_safetensors(model, folder)
+    patch = ", ".join(f"{c} = {n}" for c, n in zip(shapes.CLASSES, shapes.PATCH_COLOUR_NAMES, strict=True))
+    (folder / "model.toml").write_text(
+        model_toml(
+            description=(
+                f"The shapes CNN trained on the shortcut variant (glassbox demo train, seed {seed}): every "
+                f"training image has a {shapes.PATCH_SIZE}x{shapes.PATCH_SIZE} patch in the "
+                f"{shapes.PATCH_CORNER} corner whose colour gives the class away ({patch}). Accuracy "
+                f"{acc_train:.1%} when the patch matches the label, {acc_test:.1%} when its colour is random: "
+                "it learned the patch, not the shape."
+            ),
+            mean=mean,
+            std=std,
+            training={
+                "seed": seed,
+                "accuracy_patch_matches_label": round(acc_train, 4),
+                "accuracy_patch_random": round(acc_test, 4),
+                "train_seconds": round(seconds, 1),
+            },
+            shortcut=True,
+        ),
+        encoding="utf-8",
+    )
+    report["shapes-shortcut"] = {"accuracy_patch_matches_label": acc_train, "accuracy_patch_random": acc_test,
+                                 "train_seconds": seconds, "weights_bytes": weights, "mean": mean, "std": std}
+    report["total_seconds"] = time.perf_counter() - started
+    log(f"done in {report['total_seconds']:.0f} s")
+    return report
+
+
+def accuracy(
+    model: nn.Module, batch: shapes.ShapesBatch, mean: Sequence[float], std: Sequence[float], *, chunk: int = 500
+) -> float:
+    """Top-1 accuracy of `model` (in eval mode, on normalised pixels) on a generated batch."""
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(batch), chunk):
+            x = (batch.images[start : start + chunk] - _col(mean)) / _col(std)
+            correct += int((model(x).argmax(1) == batch.labels[start : start + chunk]).sum())
+    return correct / max(len(batch), 1)
+
+
+def export_onnx(model: nn.Module, path: Path, *, check: torch.Tensor) -> float:
+    """Export the bare network (input `pixels`, output `logits`, dynamic batch) and verify it.
+
+    Runs onnxruntime and torch on the normalised batch `check` and raises if any logit differs by more
+    than `ONNX_TOLERANCE`; returns the max abs difference.
+    """
+    import onnxruntime
+
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # torch.export's ONNX path needs onnxscript, which glassbox does not depend on: the TorchScript
+        # exporter handles this plain CNN exactly (verified below), it only warns that it is the legacy path.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (check[:2],),
+            str(path),
+            dynamo=False,
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ort_logits,) = session.run(["logits"], {"pixels": check.numpy()})
+    with torch.inference_mode():
+        torch_logits = model(check).numpy()
+    max_diff = float(np.abs(ort_logits - torch_logits).max())
+    if max_diff > ONNX_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from torch by {max_diff:.2e} (> {ONNX_TOLERANCE})")
+    return max_diff
+
+
+def model_toml(
+    *,
+    description: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    training: dict[str, Any],
+    onnx: bool = False,
+    shortcut: bool = False,
+) -> str:
+    """The model.toml text of a demo model version (see `glassbox.models.config`)."""
+    lines = [f"description = {_toml(description)}"]
+    if onnx:
+        lines += ['format = "onnx"', 'weights = "model.onnx"']
+    else:
+        lines += ['format = "safetensors"', f"architecture = {_toml(ARCHITECTURE)}", 'weights = "model.safetensors"']
+    lines += [
+        f"labels = {_toml(list(shapes.CLASSES))}",
+        "",
+        "[input]",
+        f"height = {IMAGE_SIZE}",
+        f"width = {IMAGE_SIZE}",
+        'resize = "direct"',
+        f"mean = {_toml(list(mean))}",
+        f"std = {_toml(list(std))}",
+    ]
+    if not onnx:
+        lines += ["", "[explain]", f"default_cam_layer = {_toml(SHAPES_CNN_CAM_LAYER)}"]
+    lines += ["", "[training]", *(f"{k} = {_toml(v)}" for k, v in training.items())]
+    if shortcut:
+        lines += [
+            "",
+            "[shortcut]",
+            f"corner = {_toml(shapes.PATCH_CORNER)}",
+            f"size = {shapes.PATCH_SIZE}",
+            f"colour_names = {_toml(list(shapes.PATCH_COLOUR_NAMES))}",
+            f"colours = {_toml([list(c) for c in shapes.PATCH_COLOURS])}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    """A TOML literal for the str/int/float/list values used in model.toml (JSON's syntax is valid TOML here)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cannot write {value} to model.toml")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _train(
+    recipe: Recipe, data_seed: int, seed: int, log: Callable[[str], None]
+) -> tuple[nn.Module, list[float], list[float], float]:
+    """Train one network; returns it (eval mode) with the training set's per-channel mean/std and seconds."""
+    started = time.perf_counter()
+    data = shapes.generate(recipe.train_size, data_seed, size=IMAGE_SIZE, shortcut=recipe.shortcut)
+    mean = [round(float(m), 4) for m in data.images.mean((0, 2, 3))]
+    std = [round(float(s), 4) for s in data.images.std((0, 2, 3))]
+    x = ((data.images - _col(mean)) / _col(std)).contiguous(memory_format=torch.channels_last)
+    y = data.labels
+    log(f"{recipe.shortcut=} generated {len(y)} images in {time.perf_counter() - started:.0f} s")
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # initialise from the seed without disturbing the caller's global RNG
+        torch.manual_seed(seed)
+        model = build_architecture(ARCHITECTURE, len(shapes.CLASSES))
+    model = model.to(memory_format=torch.channels_last).train()
+    steps_per_epoch = len(y) // recipe.batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.max_lr, weight_decay=recipe.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.max_lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
+    )
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(len(y), generator=generator)
+        total, correct = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            xb, yb = x[idx], y[idx]
+            if recipe.augment:
+                xb = _augment(xb, generator)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss)
+            correct += int((logits.argmax(1) == yb).sum())
+        log(
+            f"  epoch {epoch + 1}/{recipe.epochs}: loss {total / steps_per_epoch:.4f}, "
+            f"train accuracy {correct / (steps_per_epoch * recipe.batch_size):.4f}, "
+            f"{time.perf_counter() - started:.0f} s"
+        )
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    return model, mean, std, time.perf_counter() - started
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and transpose per image: with both, all 8 symmetries of the square.
+
+    Every class is closed under them (shapes are drawn at any rotation), so labels and masks stay valid.
+    """
+    flip, transpose = torch.rand(2, x.shape[0], 1, 1, 1, generator=generator) < 0.5
+    x = torch.where(flip, x.flip(3), x)
+    return torch.where(transpose, x.transpose(2, 3), x)
+
+
+def _save_safetensors(model: nn.Module, folder: Path) -> int:
+    """Write the state dict (parameters and BN buffers) as `model.safetensors`; returns its size in bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"architecture": ARCHITECTURE})
+    return (folder / "model.safetensors").stat().st_size
+
+
+def _col(values: Sequence[float]) -> torch.Tensor:
+    """Per-channel values shaped [3, 1, 1] to broadcast over [N, 3, H, W]."""
+    return torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m glassbox.demo.train [--repository models] [--seed 0]`."""
+    parser = argparse.ArgumentParser(prog="python -m glassbox.demo.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--repository", type=Path, default=Path("models"), help="model repository root")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and shuffling")
+    args = parser.parse_args(argv)
+    report = train_demo_models(args.repository, seed=args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Attribution methods: one small module each, registered by name in `registry`."""

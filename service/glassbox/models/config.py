@@ -1,0 +1,133 @@
+"""`model.toml`: the description of one model version, parsed into a typed, validated `ModelConfig`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from glassbox.core.images import InputSpec, ResizePolicy
+
+
+class ModelFormat(str, Enum):
+    """How the weights are stored. None of them unpickles arbitrary objects."""
+
+    SAFETENSORS = "safetensors"  # architecture by name + safetensors weights
+    STATE_DICT = "state_dict"  # architecture by name + torch.load(weights_only=True)
+    TORCHSCRIPT = "torchscript"  # torch.jit.load
+    ONNX = "onnx"  # onnxruntime
+
+
+class ConfigError(ValueError):
+    """model.toml is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One version folder's model.toml."""
+
+    format: ModelFormat
+    weights: str
+    labels: tuple[str, ...]
+    input: InputSpec
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    architecture: str | None = None
+    architecture_args: dict[str, Any] = field(default_factory=dict)
+    default_cam_layer: str | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_config(folder: Path) -> ModelConfig:
+    """Parse and validate `folder/model.toml`; raise ConfigError naming the bad key."""
+    path = folder / "model.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} is missing") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(raw, folder)
+
+
+def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
+    """Validate a parsed model.toml dictionary."""
+    try:
+        fmt = ModelFormat(raw.get("format", ""))
+    except ValueError as exc:
+        choices = ", ".join(f.value for f in ModelFormat)
+        raise ConfigError(f"format must be one of {choices}, got {raw.get('format')!r}") from exc
+    weights = _require(raw, "weights", str)
+    weights_path = (folder / weights).resolve()
+    if folder.resolve() not in weights_path.parents:
+        raise ConfigError(f"weights {weights!r} points outside the version folder")
+    architecture = raw.get("architecture")
+    if fmt in (ModelFormat.SAFETENSORS, ModelFormat.STATE_DICT) and not isinstance(architecture, str):
+        raise ConfigError(f"architecture is required for format {fmt.value!r}")
+    labels = _labels(raw, folder)
+    section = raw.get("input", {})
+    height, width = int(_require(section, "height", int)), int(_require(section, "width", int))
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"input size must be positive, got {height}x{width}")
+    try:
+        resize = ResizePolicy(section.get("resize", "direct"))
+    except ValueError as exc:
+        raise ConfigError(f"input.resize must be 'direct' or 'resize_center_crop', got {section.get('resize')!r}") from exc
+    crop_fraction = float(section.get("crop_fraction", 0.875))
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ConfigError(f"input.crop_fraction must be in (0, 1], got {crop_fraction}")
+    mean = _triple(section, "mean", (0.0, 0.0, 0.0))
+    std = _triple(section, "std", (1.0, 1.0, 1.0))
+    if any(s <= 0 for s in std):
+        raise ConfigError(f"input.std must be positive, got {std}")
+    explain = raw.get("explain", {})
+    known = {"format", "weights", "architecture", "architecture_args", "labels", "labels_file", "input",
+             "explain", "description"}
+    return ModelConfig(
+        format=fmt,
+        weights=weights,
+        labels=labels,
+        input=InputSpec(height=height, width=width, resize=resize, crop_fraction=crop_fraction),
+        mean=mean,
+        std=std,
+        architecture=architecture,
+        architecture_args=dict(raw.get("architecture_args", {})),
+        default_cam_layer=explain.get("default_cam_layer"),
+        description=str(raw.get("description", "")),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def _require(table: dict[str, Any], key: str, kind: type) -> Any:
+    if key not in table:
+        raise ConfigError(f"{key} is required")
+    if not isinstance(table[key], kind):
+        raise ConfigError(f"{key} must be a {kind.__name__}, got {table[key]!r}")
+    return table[key]
+
+
+def _labels(raw: dict[str, Any], folder: Path) -> tuple[str, ...]:
+    if "labels" in raw:
+        labels = raw["labels"]
+    elif "labels_file" in raw:
+        path = (folder / raw["labels_file"]).resolve()
+        if folder.resolve() not in path.parents:
+            raise ConfigError("labels_file points outside the version folder")
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        raise ConfigError("labels or labels_file is required")
+    if not labels or not all(isinstance(label, str) for label in labels):
+        raise ConfigError("labels must be a non-empty list of strings")
+    if len(set(labels)) != len(labels):
+        raise ConfigError("labels must be unique")
+    return tuple(labels)
+
+
+def _triple(table: dict[str, Any], key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
+    value = table.get(key, default)
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise ConfigError(f"input.{key} must be a list of 3 numbers, got {value!r}")
+    return (float(value[0]), float(value[1]), float(value[2]))

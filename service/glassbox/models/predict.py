@@ -1,0 +1,35 @@
+"""Plain classification: top-k classes with probabilities and logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from glassbox.backends.base import Model
+from glassbox.core.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    label: str
+    probability: float
+    logit: float
+
+
+def top_k(model: Model, pixels: torch.Tensor, k: int) -> list[list[ClassScore]]:
+    """The k most probable classes per image of a [B, 3, H, W] batch; k = 0 means 5 (capped)."""
+    if k < 0 or k > model.num_classes:
+        raise InvalidArgument(f"top_k must be in 0..{model.num_classes}, got {k}", field="top_k")
+    k = k or min(5, model.num_classes)
+    logits = model.logits(pixels)
+    probabilities = logits.softmax(dim=1)
+    values, indices = probabilities.topk(k, dim=1)
+    return [
+        [
+            ClassScore(int(i), model.labels[int(i)], float(p), float(logits[row, int(i)]))
+            for p, i in zip(values[row], indices[row], strict=True)
+        ]
+        for row in range(logits.shape[0])
+    ]

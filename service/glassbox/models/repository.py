@@ -1,0 +1,143 @@
+"""The model repository: every `<root>/<name>/<version>/model.toml`, loaded once at start-up.
+
+A broken version is kept as FAILED with its reason (logged, and shown by GetModel and health) while the
+others serve. Request names are only ever looked up among the folders found by the scan, never joined
+into a path, so no request can reach outside the repository.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+from glassbox.backends.base import Model
+from glassbox.core.errors import FailedPrecondition, NotFound
+from glassbox.models.config import ConfigError, ModelConfig, load_config
+from glassbox.models.loaders import load_model
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ModelState(str, Enum):
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class ModelVersion:
+    """One version folder: its config and loaded model when READY, its error when FAILED."""
+
+    name: str
+    version: str
+    folder: Path
+    state: ModelState
+    config: ModelConfig | None = None
+    model: Model | None = None
+    error: str = ""
+
+
+def _version_key(version: str) -> tuple[int, int, str]:
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+class ModelRepository:
+    """All model versions under one root, loaded on one device."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        device: torch.device,
+        onnx_threads: int = 0,
+        on_loaded: Callable[[ModelVersion, float], None] | None = None,
+    ) -> None:
+        self.root = root
+        self.device = device
+        self.onnx_threads = onnx_threads
+        self._on_loaded = on_loaded
+        self._models: dict[str, dict[str, ModelVersion]] = {}
+
+    def load_all(self) -> None:
+        """Scan the root and load every version; failures are recorded, never raised."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"model repository {self.root} is not a directory")
+        models: dict[str, dict[str, ModelVersion]] = {}
+        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not NAME_PATTERN.match(model_dir.name):
+                log.warning("skipping %s: not a valid model name", model_dir)
+                continue
+            versions = sorted(
+                (p for p in model_dir.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)),
+                key=lambda p: _version_key(p.name),
+            )
+            models[model_dir.name] = {v.name: self._load_version(model_dir.name, v) for v in versions}
+        self._models = models
+
+    def _load_version(self, name: str, folder: Path) -> ModelVersion:
+        version = folder.name
+        started = time.perf_counter()
+        try:
+            config = load_config(folder)
+        except ConfigError as exc:
+            log.error("model %s version %s in %s is broken: %s", name, version, folder, exc)
+            return ModelVersion(name, version, folder, ModelState.FAILED, error=str(exc))
+        try:
+            model = load_model(name, version, folder, config, device=self.device, onnx_threads=self.onnx_threads)
+        except Exception as exc:
+            log.exception("model %s version %s from %s failed to load", name, version, folder)
+            return ModelVersion(name, version, folder, ModelState.FAILED, config=config, error=f"failed to load: {exc}")
+        seconds = time.perf_counter() - started
+        log.info(
+            "loaded model %s version %s from %s (%s, %s) on %s in %.2f s",
+            name, version, folder, config.format.value, model.backend_name, model.device, seconds,
+        )
+        entry = ModelVersion(name, version, folder, ModelState.READY, config=config, model=model)
+        if self._on_loaded is not None:
+            self._on_loaded(entry, seconds)
+        return entry
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """All versions of a model, oldest first; NotFound if the model does not exist."""
+        if name not in self._models:
+            raise NotFound(f"model {name!r} does not exist; ListModels lists the served models", field="model")
+        return list(self._models[name].values())
+
+    def entry(self, name: str, version: str = "", *, field: str = "model") -> ModelVersion:
+        """A version entry; an empty version means the newest READY one (or the newest, if none is)."""
+        versions = self._models.get(name)
+        if versions is None:
+            raise NotFound(f"model {name!r} does not exist; ListModels lists the served models", field=field)
+        if version:
+            if version not in versions:
+                raise NotFound(
+                    f"model {name!r} has no version {version!r}; it has {list(versions)}", field="version"
+                )
+            return versions[version]
+        if not versions:
+            raise NotFound(f"model {name!r} has no versions", field=field)
+        ready = [v for v in versions.values() if v.state is ModelState.READY]
+        return ready[-1] if ready else list(versions.values())[-1]
+
+    def get(self, name: str, version: str = "", *, field: str = "model") -> Model:
+        """A ready model; NotFound for unknown names, FailedPrecondition for a broken version."""
+        entry = self.entry(name, version, field=field)
+        if entry.model is None:
+            raise FailedPrecondition(
+                f"model {name!r} version {entry.version!r} is not ready: {entry.error}", field=field
+            )
+        return entry.model
+
+    def all_entries(self) -> list[ModelVersion]:
+        return [v for name in self.names() for v in self._models[name].values()]

@@ -1,0 +1,1 @@
+"""The gRPC transport: thin servicers, interceptors, error → status mapping and app wiring."""

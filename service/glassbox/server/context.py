@@ -1,0 +1,18 @@
+"""The composition root handed to every servicer: settings and the long-lived services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from glassbox.config import Settings
+from glassbox.methods.registry import supported_methods
+from glassbox.models.repository import ModelRepository, ModelVersion
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    repository: ModelRepository
+
+    def supported_methods(self, entry: ModelVersion) -> list[str]:
+        return supported_methods(entry.model) if entry.model is not None else []

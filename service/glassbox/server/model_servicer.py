@@ -1,0 +1,94 @@
+"""ModelService: ListModels, GetModel, Predict — translation only; the work is in glassbox.models."""
+
+from __future__ import annotations
+
+import grpc
+import torch
+from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
+
+from glassbox.core.images import ResizePolicy, load_images
+from glassbox.models.predict import top_k
+from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
+from glassbox.server.context import ServerContext
+from glassbox.server.convert import image_sources
+
+BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}
+RESIZE = {ResizePolicy.DIRECT: pb.RESIZE_POLICY_DIRECT, ResizePolicy.RESIZE_CENTER_CROP: pb.RESIZE_POLICY_RESIZE_CENTER_CROP}
+STATES = {ModelState.READY: pb.MODEL_STATE_READY, ModelState.FAILED: pb.MODEL_STATE_FAILED}
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, context: ServerContext) -> None:
+        self._ctx = context
+
+    @property
+    def _repository(self) -> ModelRepository:
+        return self._ctx.repository
+
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelSummary(
+                    name=name,
+                    versions=[
+                        pb.ModelVersionStatus(version=v.version, state=STATES[v.state], error=v.error)
+                        for v in self._repository.versions(name)
+                    ],
+                )
+                for name in self._repository.names()
+            ]
+        )
+
+    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.GetModelResponse:
+        entry = self._repository.entry(request.name, request.version, field="name")
+        return pb.GetModelResponse(model=model_info(entry, self._ctx.supported_methods(entry)))
+
+    def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext) -> pb.PredictResponse:
+        model = self._repository.get(request.model, request.version)
+        images = load_images(
+            image_sources(list(request.images)),
+            model.config.input,
+            max_pixels=self._ctx.settings.limits.max_image_pixels,
+            max_images=self._ctx.settings.limits.max_batch_images,
+        )
+        scores = top_k(model, torch.stack([image.pixels for image in images]), request.top_k)
+        return pb.PredictResponse(
+            model=model.name,
+            version=model.version,
+            predictions=[
+                pb.Prediction(
+                    classes=[
+                        pb.ClassScore(index=s.index, label=s.label, probability=s.probability, logit=s.logit)
+                        for s in row
+                    ]
+                )
+                for row in scores
+            ],
+        )
+
+
+def model_info(entry: ModelVersion, supported_methods: list[str]) -> pb.ModelInfo:
+    """Everything GetModel says about one version; a FAILED version says what is known and why."""
+    info = pb.ModelInfo(name=entry.name, version=entry.version, state=STATES[entry.state], error=entry.error)
+    config = entry.config
+    if config is not None:
+        info.input_height = config.input.height
+        info.input_width = config.input.width
+        info.resize_policy = RESIZE[config.input.resize]
+        info.crop_fraction = config.input.crop_fraction
+        info.normalization.mean.extend(config.mean)
+        info.normalization.std.extend(config.std)
+        info.labels.extend(config.labels)
+        info.description = config.description
+        info.default_cam_layer = config.default_cam_layer or ""
+    model = entry.model
+    if model is not None:
+        info.backend = BACKENDS[model.backend_name]
+        info.weights_digest = model.weights_digest
+        info.supported_methods.extend(supported_methods)
+        info.layers.extend(
+            pb.LayerInfo(name=layer.name, kind=layer.kind, output_shape=layer.output_shape, cam_compatible=layer.cam_compatible)
+            for layer in model.layers
+        )
+    return info

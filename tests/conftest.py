@@ -111,3 +111,57 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.kill()
+
+
+def write_model_version(
+    root: Path,
+    name: str,
+    version: str,
+    *,
+    architecture: str = "glassbox.shapes_cnn",
+    labels: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring"),
+    size: tuple[int, int] = (64, 64),
+    fmt: str = "safetensors",
+    seed: int = 0,
+    extra_toml: str = "",
+    logit_scale: float = 1.0,
+) -> Path:
+    """Write a model version with random weights (seeded) into a repository folder; returns the folder.
+
+    `logit_scale` multiplies the last linear layer, so that random logits spread as a trained model's do
+    (perturbation methods then have score differences well above float32 noise to explain)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from glassbox.models.architectures import build_architecture
+
+    folder = root / name / version
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = build_architecture(architecture, len(labels)).eval()
+    if logit_scale != 1.0:
+        last_linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last_linear.weight.mul_(logit_scale)
+            last_linear.bias.mul_(logit_scale)
+    weights = {"safetensors": "model.safetensors", "state_dict": "model.pt", "torchscript": "model.ts",
+               "onnx": "model.onnx"}[fmt]
+    if fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / weights))
+    elif fmt == "state_dict":
+        torch.save(net.state_dict(), folder / weights)
+    elif fmt == "torchscript":
+        torch.jit.trace(net, torch.zeros(1, 3, *size)).save(str(folder / weights))
+    else:
+        torch.onnx.export(
+            net, (torch.zeros(1, 3, *size),), str(folder / weights), input_names=["pixels"], output_names=["logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+        )
+    arch_line = f'architecture = "{architecture}"\n' if fmt in ("safetensors", "state_dict") else ""
+    label_list = ", ".join(f'"{label}"' for label in labels)
+    (folder / "model.toml").write_text(
+        f'format = "{fmt}"\n{arch_line}weights = "{weights}"\nlabels = [{label_list}]\n'
+        f'description = "random weights, seed {seed}"\n{extra_toml}\n'
+        f"[input]\nheight = {size[0]}\nwidth = {size[1]}\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n"
+    )
+    return folder

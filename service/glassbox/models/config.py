@@ -69,7 +69,8 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
         raise ConfigError(f"architecture is required for format {fmt.value!r}")
     labels = _labels(raw, folder)
     section = raw.get("input", {})
-    height, width = int(_require(section, "height", int)), int(_require(section, "width", int))
+    height = int(_require(section, "height", int, section="input"))
+    width = int(_require(section, "width", int, section="input"))
     if height <= 0 or width <= 0:
         raise ConfigError(f"input size must be positive, got {height}x{width}")
     try:
@@ -101,11 +102,12 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
     )
 
 
-def _require(table: dict[str, Any], key: str, kind: type) -> Any:
+def _require(table: dict[str, Any], key: str, kind: type, *, section: str = "") -> Any:
+    name = f"{section}.{key}" if section else key
     if key not in table:
-        raise ConfigError(f"{key} is required")
+        raise ConfigError(f"{name} is required")
     if not isinstance(table[key], kind):
-        raise ConfigError(f"{key} must be a {kind.__name__}, got {table[key]!r}")
+        raise ConfigError(f"{name} must be a {kind.__name__}, got {table[key]!r}")
     return table[key]
 
 

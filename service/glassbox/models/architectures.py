@@ -38,7 +38,9 @@ class ShapesCNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             in_channels = out_channels
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [N, num_classes] for normalised images [N, 3, H, W]."""
@@ -48,7 +50,29 @@ class ShapesCNN(nn.Module):
 SHAPES_CNN_CAM_LAYER = f"features.{4 * len(SHAPES_CNN_WIDTHS) - 2}"
 """Name of `ShapesCNN`'s last ReLU (the last conv block's output): the default Grad-CAM layer."""
 
-_BUILTINS: dict[str, Callable[..., nn.Module]] = {"glassbox.shapes_cnn": ShapesCNN}
+
+def tiny_vit(num_classes: int, **kwargs: Any) -> nn.Module:
+    """A small torchvision VisionTransformer (64×64 input, 8×8 patches, 2 layers, 2 heads, hidden 64):
+    the token-layer case of the layer-based methods, fast enough for tests."""
+    from torchvision.models import VisionTransformer  # deferred, as below
+
+    options = {
+        "image_size": 64,
+        "patch_size": 8,
+        "num_layers": 2,
+        "num_heads": 2,
+        "hidden_dim": 64,
+        "mlp_dim": 128,
+    }
+    model = VisionTransformer(**{**options, **kwargs}, num_classes=num_classes)
+    model.heads.head.reset_parameters()  # torchvision zeroes the head: untrained, every class would score 0
+    return model
+
+
+_BUILTINS: dict[str, Callable[..., nn.Module]] = {
+    "glassbox.shapes_cnn": ShapesCNN,
+    "glassbox.tiny_vit": tiny_vit,
+}
 
 
 def architecture_names() -> list[str]:

@@ -18,6 +18,7 @@ install: $(PY)
 install-test: $(PY)
 	$(PIP) install --quiet -e clients/python -e '.[test]'
 	./scripts/ensure-redis.sh
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 
 serve: install
 	$(VENV)/bin/glassbox serve

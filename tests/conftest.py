@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from glassbox.config import Settings, load_settings
 from glassbox.server.app import GlassboxServer
 
@@ -85,8 +84,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -131,9 +141,8 @@ def write_model_version(
     `logit_scale` multiplies the last linear layer, so that random logits spread as a trained model's do
     (perturbation methods then have score differences well above float32 noise to explain)."""
     import torch
-    from safetensors.torch import save_file
-
     from glassbox.models.architectures import build_architecture
+    from safetensors.torch import save_file
 
     folder = root / name / version
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,8 +153,12 @@ def write_model_version(
         with torch.no_grad():
             last_linear.weight.mul_(logit_scale)
             last_linear.bias.mul_(logit_scale)
-    weights = {"safetensors": "model.safetensors", "state_dict": "model.pt", "torchscript": "model.ts",
-               "onnx": "model.onnx"}[fmt]
+    weights = {
+        "safetensors": "model.safetensors",
+        "state_dict": "model.pt",
+        "torchscript": "model.ts",
+        "onnx": "model.onnx",
+    }[fmt]
     if fmt == "safetensors":
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / weights))
     elif fmt == "state_dict":
@@ -154,8 +167,13 @@ def write_model_version(
         torch.jit.trace(net, torch.zeros(1, 3, *size)).save(str(folder / weights))
     else:
         torch.onnx.export(
-            net, (torch.zeros(1, 3, *size),), str(folder / weights), input_names=["pixels"], output_names=["logits"],
-            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+            net,
+            (torch.zeros(1, 3, *size),),
+            str(folder / weights),
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
         )
     arch_line = f'architecture = "{architecture}"\n' if fmt in ("safetensors", "state_dict") else ""
     label_list = ", ".join(f'"{label}"' for label in labels)

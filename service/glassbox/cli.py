@@ -21,13 +21,57 @@ def _serve(args: argparse.Namespace) -> int:
         device=args.device,
         log_level=args.log_level,
         limits={k: v for k, v in {"max_message_bytes": args.max_message_bytes,
-                                  "max_image_pixels": args.max_image_pixels}.items() if v is not None} or None,
+                                  "max_image_pixels": args.max_image_pixels,
+                                  "max_concurrent_calls_per_method": args.max_concurrent_calls_per_method,
+                                  }.items() if v is not None} or None,
+        security=_security_flags(args) or None,
+        redis_url=args.redis_url,
+        metrics={"port": args.metrics_port} if args.metrics_port is not None else None,
     )
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     GlassboxServer(settings).serve_forever()
     return 0
+
+
+def _security_flags(args: argparse.Namespace) -> dict[str, object]:
+    flags = {
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+        "require_client_cert": args.require_client_cert or None,
+        "token_file": args.token_file,
+    }
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from glassbox.jobs.worker import run_worker
+    from glassbox.metrics import Metrics
+
+    jobs = {"redis_url": args.redis_url, "namespace": args.namespace}
+    settings = load_settings(
+        args.config,
+        model_repository=args.model_repository,
+        device=args.device,
+        log_level=args.log_level,
+        jobs={k: v for k, v in jobs.items() if v is not None} or None,
+        metrics={"port": args.metrics_port} if args.metrics_port is not None else None,
+    )
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    metrics = Metrics(settings.metrics) if args.metrics_port is not None else None
+    if metrics is not None:
+        metrics.start()
+    on_finished = metrics.observe_job if metrics is not None else None
+    try:
+        finished = run_worker(settings, burst=args.burst, on_finished=on_finished)
+    finally:
+        if metrics is not None:
+            metrics.stop()
+    return 0 if finished else 1
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -74,8 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"])
     serve.add_argument("--max-message-bytes", type=int)
     serve.add_argument("--max-image-pixels", type=int)
+    serve.add_argument("--max-concurrent-calls-per-method", type=int, help="more are refused")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (TLS)")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle for client certs")
+    serve.add_argument("--require-client-cert", action="store_true", help="refuse clients without a cert")
+    serve.add_argument("--token-file", type=Path, help="bearer tokens, one per line")
+    serve.add_argument("--redis-url", help="cache results on Redis: redis[s]://[user:pw@]host:port/db")
+    serve.add_argument("--metrics-port", type=int, help="port of /metrics (default 9464; 0 = any free port)")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="run queued jobs from Redis (see docs/jobs.md)")
+    worker.add_argument("--config", type=Path, help="TOML settings file (GLASSBOX_* variables and flags win)")
+    worker.add_argument("--redis-url", help="Redis of the job queue (jobs.redis_url); required")
+    worker.add_argument("--namespace", help="the server's jobs.namespace (default glassbox)")
+    worker.add_argument("--model-repository", type=Path, help="model repository root (default ./models)")
+    worker.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when present")
+    worker.add_argument("--metrics-port", type=int, help="serve /metrics on this port (0 = any); default off")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    worker.set_defaults(run=_worker)
 
     predict = commands.add_parser("predict", help="print the top classes of images")
     predict.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, ...)")

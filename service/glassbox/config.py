@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -19,6 +19,12 @@ class LimitSettings(BaseModel):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest gRPC message, both ways")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width × height")
     max_batch_images: int = Field(64, gt=0, description="most images in one request")
+    max_concurrent_calls_per_method: int = Field(
+        4,
+        gt=0,
+        description="calls of one RPC method running at once; more get RESOURCE_EXHAUSTED at once. Keep it "
+        "below worker_threads so health checks and cheap calls always find a free thread",
+    )
 
 
 class AttributionSettings(BaseModel):
@@ -36,23 +42,119 @@ class CacheSettings(BaseModel):
     """Result cache: in-process LRU by default, Redis when `redis_url` is set."""
 
     enabled: bool = True
-    redis_url: str = Field("", description="redis:// or rediss:// URL; empty = in-process cache")
-    namespace: str = "glassbox"
+    redis_url: str = Field(
+        "",
+        description="redis://[user:password@]host:port/db or rediss:// (TLS); empty = in-process cache. "
+        "The top-level `redis_url` (GLASSBOX_REDIS_URL, --redis-url) overrides it when set",
+    )
+    namespace: str = Field("glassbox", min_length=1, description="prefix of every key, e.g. per deployment")
     max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="in-process cache bound")
-    ttl_seconds: int = Field(3600, gt=0, description="default time to live of an entry")
+    ttl_seconds: float = Field(3600, gt=0, description="default time to live of an entry")
+    ttl_seconds_by_method: dict[str, float] = Field(
+        default_factory=dict, description="per-method TTL overrides, e.g. {smoothgrad = 86400}"
+    )
+    redis_timeout_seconds: float = Field(0.25, gt=0, description="connect and command timeout")
+    redis_backoff_initial_seconds: float = Field(0.5, gt=0, description="first pause after a Redis failure")
+    redis_backoff_max_seconds: float = Field(30.0, gt=0, description="longest pause between reconnect tries")
+    error_log_interval_seconds: float = Field(60.0, gt=0, description="Redis errors log once per interval")
+
+    def ttl_for(self, method: str) -> float:
+        """The time to live of a result of `method`."""
+        return self.ttl_seconds_by_method.get(method, self.ttl_seconds)
+
+
+class JobSettings(BaseModel):
+    """Long-running jobs: worker threads inside `glassbox serve` by default, an RQ queue on Redis served by
+    `glassbox worker` processes when `redis_url` is set (see docs/jobs.md)."""
+
+    redis_url: str = Field(
+        "", description="redis:// or rediss:// URL of the job queue and job state; empty = in-process engine"
+    )
+    namespace: str = Field(
+        "glassbox", min_length=1, description="prefix of every key and of the RQ queue name"
+    )
+    worker_threads: int = Field(2, gt=0, description="jobs run at once by the in-process engine")
+    queue_capacity: int = Field(
+        64, gt=0, description="queued (not yet running) jobs; more get RESOURCE_EXHAUSTED"
+    )
+    result_ttl_seconds: float = Field(
+        86400.0, gt=0, description="how long a finished job and its result are kept; then NOT_FOUND"
+    )
+    min_preview_every_steps: int = Field(1, gt=0, description="smallest preview interval WatchJob accepts")
+    max_preview_every_steps: int = Field(
+        100_000, gt=0, description="largest preview interval WatchJob accepts"
+    )
+    max_attempts: int = Field(2, gt=0, description="runs of a job whose worker is lost; 1 = never retried")
+    heartbeat_seconds: float = Field(5.0, gt=0, description="how often a worker proves it is alive")
+    visibility_timeout_seconds: float = Field(
+        30.0, gt=0, description="a running job whose worker has not beaten for this long is retried or failed"
+    )
+    max_run_seconds: int = Field(86400, gt=0, description="a job running longer is stopped and FAILED")
+    deterministic: bool = Field(
+        True,
+        description="`glassbox worker` uses torch's deterministic algorithms (no cuDNN autotuning), so a job "
+        "gives the same result on every run on the same hardware; False trades that for speed on GPUs",
+    )
+    page_size_max: int = Field(1000, gt=0, description="largest ListJobs page")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSettings:
+        if self.min_preview_every_steps > self.max_preview_every_steps:
+            raise ValueError("jobs.min_preview_every_steps must not exceed jobs.max_preview_every_steps")
+        if self.visibility_timeout_seconds <= self.heartbeat_seconds:
+            raise ValueError("jobs.visibility_timeout_seconds must exceed jobs.heartbeat_seconds")
+        return self
 
 
 class MetricsSettings(BaseModel):
-    """Prometheus exposition on an HTTP port of its own."""
+    """Prometheus exposition on an HTTP port of its own: 9464, not Prometheus' own 9090."""
 
-    port: int = Field(9090, ge=0, le=65535, description="0 disables the /metrics endpoint")
+    enabled: bool = Field(True, description="serve /metrics")
+    port: int = Field(9464, ge=0, le=65535, description="port of /metrics; 0 = an ephemeral port (tests)")
     address: str = "127.0.0.1"
+
+
+class SecuritySettings(BaseModel):
+    """TLS / mutual TLS on the gRPC port and bearer-token authentication. Both are off by default, which
+    is safe only because the default address is loopback; see docs/deployment.md."""
+
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; with tls_key, TLS is on")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(None, description="PEM CA bundle for client certificates")
+    require_client_cert: bool = Field(False, description="mutual TLS: refuse clients without one")
+    token_file: Path | None = Field(
+        None, description="bearer tokens, one per line: the token itself or `sha256:<hex digest>`; # comments"
+    )
+    tokens: list[SecretStr] = Field(
+        default_factory=list, description="more tokens, same forms; env GLASSBOX_SECURITY__TOKENS='[\"...\"]'"
+    )
+    reflection_requires_token: bool = Field(True, description="False exempts server reflection from tokens")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SecuritySettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("security.tls_cert and security.tls_key must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("security.tls_client_ca needs security.tls_cert and security.tls_key")
+        if self.require_client_cert and self.tls_client_ca is None:
+            raise ValueError("security.require_client_cert needs security.tls_client_ca")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def tokens_enabled(self) -> bool:
+        return self.token_file is not None or bool(self.tokens)
 
 
 class Settings(BaseSettings):
     """Everything `glassbox serve` needs, with embedded defaults that run the shipped models."""
 
-    model_config = SettingsConfigDict(env_prefix="GLASSBOX_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="GLASSBOX_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
 
     address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
     model_repository: Path = Field(Path("models"), description="root of the model repository")
@@ -66,6 +168,19 @@ class Settings(BaseSettings):
     attribution: AttributionSettings = AttributionSettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
+    jobs: JobSettings = JobSettings()
+    security: SecuritySettings = SecuritySettings()
+    redis_url: str = Field(
+        "",
+        validation_alias=AliasChoices("GLASSBOX_REDIS_URL"),
+        description="shorthand for cache.redis_url (env GLASSBOX_REDIS_URL, flag --redis-url); wins when set",
+    )
+
+    @model_validator(mode="after")
+    def _redis_shorthand(self) -> Settings:
+        if self.redis_url:
+            self.cache = self.cache.model_copy(update={"redis_url": self.redis_url})
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -7,8 +7,6 @@ import io
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import (
     InputSpec,
@@ -19,6 +17,7 @@ from glassbox.core.images import (
     prepare,
     to_original_size,
 )
+from PIL import Image
 
 LIMIT = 10_000_000
 
@@ -116,6 +115,10 @@ def test_maps_resample_to_the_original_size_inside_the_crop() -> None:
 
 def test_load_image_accepts_bytes_and_arrays() -> None:
     spec = InputSpec(8, 8)
-    from_bytes = load_image(encode(Image.new("RGB", (16, 16), (255, 0, 0))), spec, max_pixels=LIMIT, field="i")
-    from_array = load_image(np.full((16, 16, 3), (255, 0, 0), dtype=np.uint8), spec, max_pixels=LIMIT, field="i")
+    from_bytes = load_image(
+        encode(Image.new("RGB", (16, 16), (255, 0, 0))), spec, max_pixels=LIMIT, field="i"
+    )
+    from_array = load_image(
+        np.full((16, 16, 3), (255, 0, 0), dtype=np.uint8), spec, max_pixels=LIMIT, field="i"
+    )
     assert torch.allclose(from_bytes.pixels, from_array.pixels)

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_model_version
-
 from glassbox.core.errors import FailedPrecondition, NotFound
 from glassbox.models.repository import ModelRepository, ModelState
 

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import RunningServer, write_model_version
+from glassbox.demo.shapes import CLASSES, generate
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, tensor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
-
-from glassbox.demo.shapes import CLASSES, generate
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,9 @@ def test_predict_matches_in_process_logits_on_both_backends(
     model = running.server.context.repository.get("net", "1")
     expected = model.logits(torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a in arrays]))
     for version in ("1", "2"):
-        response = stub.Predict(pb.PredictRequest(model="net", version=version, images=images, top_k=6), timeout=10)
+        response = stub.Predict(
+            pb.PredictRequest(model="net", version=version, images=images, top_k=6), timeout=10
+        )
         assert response.version == version and len(response.predictions) == 3
         for row, prediction in enumerate(response.predictions):
             logits = {c.index: c.logit for c in prediction.classes}
@@ -107,7 +108,10 @@ def test_predict_accepts_pixel_tensors(stub: model_service_pb2_grpc.ModelService
     response = stub.Predict(
         pb.PredictRequest(
             model="net",
-            images=[tensor_pb2.Image(pixels=pixels_tensor(floats)), tensor_pb2.Image(pixels=pixels_tensor(uint8))],
+            images=[
+                tensor_pb2.Image(pixels=pixels_tensor(floats)),
+                tensor_pb2.Image(pixels=pixels_tensor(uint8)),
+            ],
             top_k=1,
         ),
         timeout=10,
@@ -121,7 +125,9 @@ def test_health_overall_per_service_and_per_model(running: RunningServer) -> Non
     for service in ("", "glassbox.v1.ModelService", "model/net", "model/net/1"):
         assert health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == serving
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-    assert health.Check(health_pb2.HealthCheckRequest(service="model/broken"), timeout=5).status == not_serving
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service="model/broken"), timeout=5).status == not_serving
+    )
 
 
 def test_reflection_lists_the_services(running: RunningServer) -> None:
@@ -133,18 +139,28 @@ def test_reflection_lists_the_services(running: RunningServer) -> None:
 
 BAD_REQUESTS = [
     (pb.PredictRequest(model="nope", images=[]), grpc.StatusCode.NOT_FOUND, "model 'nope'"),
-    (pb.PredictRequest(model="net", version="9"), grpc.StatusCode.NOT_FOUND, "version: model 'net' has no version '9'"),
+    (
+        pb.PredictRequest(model="net", version="9"),
+        grpc.StatusCode.NOT_FOUND,
+        "version: model 'net' has no version '9'",
+    ),
     (pb.PredictRequest(model="../net"), grpc.StatusCode.NOT_FOUND, "model '../net'"),
     (pb.PredictRequest(model="broken"), grpc.StatusCode.FAILED_PRECONDITION, "not ready"),
     (pb.PredictRequest(model="net"), grpc.StatusCode.INVALID_ARGUMENT, "images: at least one image"),
-    (pb.PredictRequest(model="net", images=[tensor_pb2.Image()]), grpc.StatusCode.INVALID_ARGUMENT, "images[0]"),
+    (
+        pb.PredictRequest(model="net", images=[tensor_pb2.Image()]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "images[0]",
+    ),
     (
         pb.PredictRequest(model="net", images=[tensor_pb2.Image(encoded=b"\x89PNG\r\n\x1a\n garbage")]),
         grpc.StatusCode.INVALID_ARGUMENT,
         "images[0].encoded: cannot decode",
     ),
     (
-        pb.PredictRequest(model="net", images=[tensor_pb2.Image(encoded=png(np.zeros((64, 64, 3), np.uint8))[:60])]),
+        pb.PredictRequest(
+            model="net", images=[tensor_pb2.Image(encoded=png(np.zeros((64, 64, 3), np.uint8))[:60])]
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "images[0].encoded",
     ),
@@ -158,18 +174,23 @@ BAD_REQUESTS = [
     ),
     (
         pb.PredictRequest(
-            model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.full((3, 8, 8), np.nan, np.float32)))]
+            model="net",
+            images=[tensor_pb2.Image(pixels=pixels_tensor(np.full((3, 8, 8), np.nan, np.float32)))],
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "images[0].pixels.data: pixels contain NaN or Inf",
     ),
     (
-        pb.PredictRequest(model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((8, 8, 4), np.uint8)))]),
+        pb.PredictRequest(
+            model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((8, 8, 4), np.uint8)))]
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "images[0].pixels.shape",
     ),
     (
-        pb.PredictRequest(model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((3, 0, 8), np.float32)))]),
+        pb.PredictRequest(
+            model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((3, 0, 8), np.float32)))]
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "zero size",
     ),
@@ -179,12 +200,18 @@ BAD_REQUESTS = [
         "images[0].pixels.dtype",
     ),
     (
-        pb.PredictRequest(model="net", images=[tensor_pb2.Image(encoded=png(np.zeros((1200, 1000, 3), np.uint8)))]),
+        pb.PredictRequest(
+            model="net", images=[tensor_pb2.Image(encoded=png(np.zeros((1200, 1000, 3), np.uint8)))]
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "over the limit of 1000000",
     ),
     (
-        pb.PredictRequest(model="net", images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((8, 8, 3), np.uint8)))], top_k=7),
+        pb.PredictRequest(
+            model="net",
+            images=[tensor_pb2.Image(pixels=pixels_tensor(np.zeros((8, 8, 3), np.uint8)))],
+            top_k=7,
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "top_k: top_k must be in 0..6",
     ),
@@ -193,7 +220,10 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("request_", "code", "message"), BAD_REQUESTS)
 def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(
-    stub: model_service_pb2_grpc.ModelServiceStub, request_: pb.PredictRequest, code: grpc.StatusCode, message: str
+    stub: model_service_pb2_grpc.ModelServiceStub,
+    request_: pb.PredictRequest,
+    code: grpc.StatusCode,
+    message: str,
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Predict(request_, timeout=10)
@@ -211,7 +241,9 @@ def test_oversized_message_is_resource_exhausted(stub: model_service_pb2_grpc.Mo
 
 
 def test_internal_errors_are_generic_and_logged(
-    stub: model_service_pb2_grpc.ModelServiceStub, running: RunningServer, monkeypatch: pytest.MonkeyPatch,
+    stub: model_service_pb2_grpc.ModelServiceStub,
+    running: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     model = running.server.context.repository.get("net", "1")

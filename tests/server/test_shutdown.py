@@ -30,16 +30,30 @@ def test_sigterm_drains_in_flight_calls_then_exits(slow_repo: Path) -> None:
     port = free_port()
     env = {**os.environ, "GLASSBOX_GRACE_PERIOD_SECONDS": "30", "GLASSBOX_METRICS__PORT": "0"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "glassbox.cli", "serve", "--address", f"127.0.0.1:{port}",
-         "--model-repository", str(slow_repo), "--device", "cpu"],
-        env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "glassbox.cli",
+            "serve",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--model-repository",
+            str(slow_repo),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=60)
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         pixels = np.random.default_rng(0).random((3, 224, 224), dtype=np.float32)
-        image = tensor_pb2.Image(pixels=tensor_pb2.Tensor(dtype=1, shape=[3, 224, 224], data=pixels.tobytes()))
+        image = tensor_pb2.Image(
+            pixels=tensor_pb2.Tensor(dtype=1, shape=[3, 224, 224], data=pixels.tobytes())
+        )
         request = pb.PredictRequest(model="slow", images=[image] * 24, top_k=1)
         stub.Predict(pb.PredictRequest(model="slow", images=[image], top_k=1), timeout=30)
         result: dict[str, object] = {}

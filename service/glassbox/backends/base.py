@@ -62,7 +62,8 @@ class Model(ABC):
     def differentiable(self) -> torch.nn.Module:
         """A torch module pixels → logits that gradients flow through (torch backend only)."""
         raise FailedPrecondition(
-            f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, which computes no gradients",
+            f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, "
+            "which computes no gradients",
             field="model",
         )
 

@@ -11,7 +11,7 @@ from glassbox.models.config import ModelConfig
 
 
 def session_options(threads: int) -> ort.SessionOptions:
-    """Sequential execution, full graph optimisation, `threads` intra-op threads (0 = onnxruntime's default)."""
+    """Sequential execution, full graph optimisation, `threads` intra-op threads (0 = default)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

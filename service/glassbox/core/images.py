@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from glassbox.core.errors import InvalidArgument
 PILImage.MAX_IMAGE_PIXELS = None  # the service enforces its own limit, from the header, before decoding
 
 
-class ResizePolicy(str, Enum):
+class ResizePolicy(StrEnum):
     """How an image of any size is brought to the model's input size."""
 
     DIRECT = "direct"
@@ -119,7 +119,8 @@ def pixels_from_array(array: np.ndarray, *, max_pixels: int, field: str) -> torc
             raise InvalidArgument("pixels contain NaN or Inf", field=f"{field}.data")
         if tensor.numel() and (float(tensor.min()) < 0.0 or float(tensor.max()) > 1.0):
             raise InvalidArgument(
-                f"float pixels must lie in [0, 1], got [{float(tensor.min()):.4g}, {float(tensor.max()):.4g}]",
+                f"float pixels must lie in [0, 1], "
+                f"got [{float(tensor.min()):.4g}, {float(tensor.max()):.4g}]",
                 field=f"{field}.data",
             )
     else:
@@ -161,7 +162,9 @@ def prepare(pixels: torch.Tensor, spec: InputSpec) -> PreparedImage:
 def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if pixels.shape[1:] == (height, width):
         return pixels
-    out = F.interpolate(pixels[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    out = F.interpolate(
+        pixels[None], size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )
     return out[0].clamp_(0.0, 1.0)
 
 
@@ -200,5 +203,7 @@ def load_images(
     if not sources:
         raise InvalidArgument("at least one image is required", field=field)
     if len(sources) > max_images:
-        raise InvalidArgument(f"{len(sources)} images is over the limit of {max_images} per request", field=field)
+        raise InvalidArgument(
+            f"{len(sources)} images is over the limit of {max_images} per request", field=field
+        )
     return [load_image(s, spec, max_pixels=max_pixels, field=f"{field}[{i}]") for i, s in enumerate(sources)]

@@ -1,8 +1,15 @@
 """The registry of attribution methods: name → method class. A new method is one module that
-registers itself here (and one row in the conformance test)."""
+registers itself here (and one row in the conformance test).
+
+Every module of the `glassbox.methods` package is imported the first time the registry is asked, so
+a method module needs no other wiring than its `@register(name)`.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,6 +18,8 @@ from glassbox.backends.base import Model
 T = TypeVar("T", bound=type)
 
 _METHODS: dict[str, type] = {}
+_DISCOVERY_LOCK = threading.Lock()
+_discovered = False
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -26,14 +35,34 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
+def _discover() -> None:
+    """Import every module of this package once, so that their `@register` decorators have run."""
+    global _discovered
+    if _discovered:
+        return
+    with _DISCOVERY_LOCK:
+        if _discovered:
+            return
+        package = importlib.import_module(__package__)
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__package__}.{module.name}")
+        _discovered = True
+
+
 def method_names() -> list[str]:
+    _discover()
     return sorted(_METHODS)
 
 
 def method_class(name: str) -> type:
+    """The class registered as `name`; KeyError when there is none."""
+    _discover()
     return _METHODS[name]
 
 
 def supported_methods(model: Model) -> list[str]:
-    """The methods this model can serve: gradient methods need a backend with gradients."""
-    return [name for name, cls in sorted(_METHODS.items()) if model.supports_gradients or not cls.needs_gradients]
+    """The methods this model can serve (gradient methods need a backend with gradients, and some
+    methods need more, e.g. ReLU modules or hookable layers: each class's `unsupported_reason` says)."""
+    _discover()
+    return [name for name, cls in sorted(_METHODS.items()) if cls.unsupported_reason(model) is None]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from glassbox.core.images import InputSpec, ResizePolicy
 
 
-class ModelFormat(str, Enum):
+class ModelFormat(StrEnum):
     """How the weights are stored. None of them unpickles arbitrary objects."""
 
     SAFETENSORS = "safetensors"  # architecture by name + safetensors weights
@@ -76,7 +76,9 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
     try:
         resize = ResizePolicy(section.get("resize", "direct"))
     except ValueError as exc:
-        raise ConfigError(f"input.resize must be 'direct' or 'resize_center_crop', got {section.get('resize')!r}") from exc
+        raise ConfigError(
+            f"input.resize must be 'direct' or 'resize_center_crop', got {section.get('resize')!r}"
+        ) from exc
     crop_fraction = float(section.get("crop_fraction", 0.875))
     if not 0.0 < crop_fraction <= 1.0:
         raise ConfigError(f"input.crop_fraction must be in (0, 1], got {crop_fraction}")
@@ -85,8 +87,17 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
     if any(s <= 0 for s in std):
         raise ConfigError(f"input.std must be positive, got {std}")
     explain = raw.get("explain", {})
-    known = {"format", "weights", "architecture", "architecture_args", "labels", "labels_file", "input",
-             "explain", "description"}
+    known = {
+        "format",
+        "weights",
+        "architecture",
+        "architecture_args",
+        "labels",
+        "labels_file",
+        "input",
+        "explain",
+        "description",
+    }
     return ModelConfig(
         format=fmt,
         weights=weights,
@@ -128,7 +139,9 @@ def _labels(raw: dict[str, Any], folder: Path) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _triple(table: dict[str, Any], key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
+def _triple(
+    table: dict[str, Any], key: str, default: tuple[float, float, float]
+) -> tuple[float, float, float]:
     value = table.get(key, default)
     if not isinstance(value, list | tuple) or len(value) != 3:
         raise ConfigError(f"input.{key} must be a list of 3 numbers, got {value!r}")

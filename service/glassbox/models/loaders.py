@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from glassbox.backends.base import Model
+from glassbox.backends.forward_selection import TunedTorchModel
 from glassbox.backends.onnx_backend import OnnxModel
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.models.architectures import build_architecture
 from glassbox.models.config import ModelConfig, ModelFormat
 
@@ -35,7 +35,13 @@ def load_model(
     digest = file_digest(weights)
     if config.format is ModelFormat.ONNX:
         return OnnxModel(
-            name, version, config, digest, weights.read_bytes(), use_cuda=device.type == "cuda", threads=onnx_threads
+            name,
+            version,
+            config,
+            digest,
+            weights.read_bytes(),
+            use_cuda=device.type == "cuda",
+            threads=onnx_threads,
         )
     if config.format is ModelFormat.TORCHSCRIPT:
         net = torch.jit.load(str(weights), map_location=device)
@@ -49,4 +55,4 @@ def load_model(
             if not isinstance(state, dict):
                 raise ValueError("state_dict weights must hold a mapping of tensor names to tensors")
         net.load_state_dict(state, strict=True)
-    return TorchModel(name, version, config, digest, net, device)
+    return TunedTorchModel(name, version, config, digest, net, device, onnx_threads=onnx_threads)

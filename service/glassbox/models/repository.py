@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class ModelState(str, Enum):
+class ModelState(StrEnum):
     READY = "ready"
     FAILED = "failed"
 
@@ -91,14 +91,24 @@ class ModelRepository:
             log.error("model %s version %s in %s is broken: %s", name, version, folder, exc)
             return ModelVersion(name, version, folder, ModelState.FAILED, error=str(exc))
         try:
-            model = load_model(name, version, folder, config, device=self.device, onnx_threads=self.onnx_threads)
+            model = load_model(
+                name, version, folder, config, device=self.device, onnx_threads=self.onnx_threads
+            )
         except Exception as exc:
             log.exception("model %s version %s from %s failed to load", name, version, folder)
-            return ModelVersion(name, version, folder, ModelState.FAILED, config=config, error=f"failed to load: {exc}")
+            return ModelVersion(
+                name, version, folder, ModelState.FAILED, config=config, error=f"failed to load: {exc}"
+            )
         seconds = time.perf_counter() - started
         log.info(
             "loaded model %s version %s from %s (%s, %s) on %s in %.2f s",
-            name, version, folder, config.format.value, model.backend_name, model.device, seconds,
+            name,
+            version,
+            folder,
+            config.format.value,
+            model.backend_name,
+            model.device,
+            seconds,
         )
         entry = ModelVersion(name, version, folder, ModelState.READY, config=config, model=model)
         if self._on_loaded is not None:
@@ -111,7 +121,9 @@ class ModelRepository:
     def versions(self, name: str) -> list[ModelVersion]:
         """All versions of a model, oldest first; NotFound if the model does not exist."""
         if name not in self._models:
-            raise NotFound(f"model {name!r} does not exist; ListModels lists the served models", field="model")
+            raise NotFound(
+                f"model {name!r} does not exist; ListModels lists the served models", field="model"
+            )
         return list(self._models[name].values())
 
     def entry(self, name: str, version: str = "", *, field: str = "model") -> ModelVersion:

@@ -22,7 +22,8 @@ def array_from_proto(tensor: tensor_pb2.Tensor, *, field: str) -> np.ndarray:
     """A wire Tensor as a read-only numpy array, its length checked against shape × dtype."""
     if tensor.dtype not in DTYPE_NAMES:
         raise InvalidArgument(
-            f"dtype must be one of {sorted(DTYPE_ENUMS)} (DataType enum), got {tensor.dtype}", field=f"{field}.dtype"
+            f"dtype must be one of {sorted(DTYPE_ENUMS)} (DataType enum), got {tensor.dtype}",
+            field=f"{field}.dtype",
         )
     return array_from_bytes(DTYPE_NAMES[tensor.dtype], list(tensor.shape), tensor.data, field=field)
 

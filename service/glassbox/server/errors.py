@@ -41,7 +41,9 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         context.abort(status_for(exc), str(exc))
     reference = uuid.uuid4().hex[:12]
     log.error("internal error in %s (ref %s)", method, reference, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {reference}); the server log has the details")
+    context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error (ref {reference}); the server log has the details"
+    )
 
 
 def _map_errors(behaviour: Behaviour, method: str, streaming: bool) -> Behaviour:

@@ -14,7 +14,10 @@ from glassbox.server.context import ServerContext
 from glassbox.server.convert import image_sources
 
 BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}
-RESIZE = {ResizePolicy.DIRECT: pb.RESIZE_POLICY_DIRECT, ResizePolicy.RESIZE_CENTER_CROP: pb.RESIZE_POLICY_RESIZE_CENTER_CROP}
+RESIZE = {
+    ResizePolicy.DIRECT: pb.RESIZE_POLICY_DIRECT,
+    ResizePolicy.RESIZE_CENTER_CROP: pb.RESIZE_POLICY_RESIZE_CENTER_CROP,
+}
 STATES = {ModelState.READY: pb.MODEL_STATE_READY, ModelState.FAILED: pb.MODEL_STATE_FAILED}
 
 
@@ -26,7 +29,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def _repository(self) -> ModelRepository:
         return self._ctx.repository
 
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
             models=[
                 pb.ModelSummary(
@@ -88,7 +93,12 @@ def model_info(entry: ModelVersion, supported_methods: list[str]) -> pb.ModelInf
         info.weights_digest = model.weights_digest
         info.supported_methods.extend(supported_methods)
         info.layers.extend(
-            pb.LayerInfo(name=layer.name, kind=layer.kind, output_shape=layer.output_shape, cam_compatible=layer.cam_compatible)
+            pb.LayerInfo(
+                name=layer.name,
+                kind=layer.kind,
+                output_shape=layer.output_shape,
+                cam_compatible=layer.cam_compatible,
+            )
             for layer in model.layers
         )
     return info

@@ -1,0 +1,119 @@
+"""The reference implementation of each attribution method for bench/attribution.py, set up with the same
+model, input, target and parameters as the Glassbox request (Captum 0.9, pytorch-grad-cam 1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import (
+    Deconvolution,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    KernelShap,
+    Lime,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from captum.attr._core.lime import get_exp_kernel_similarity_function
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+PER_EVAL = 64
+"""Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM batch size in the comparison."""
+SMOOTHGRAD_BATCH = 10
+"""Captum's nt_samples_batch_size: faster than all samples at once on a 2-core CPU (reference-timings.md)."""
+
+
+def reference(
+    method: str, module: torch.nn.Module, bench: Any, image: torch.Tensor, target: int, response: Any
+) -> tuple[str, Callable[[], object] | None]:
+    """(description, a callable computing the reference map) for `method`; None when there is none."""
+    x = image[None].clone()
+    layer = module.net.get_submodule(bench.cam_layer)
+    window, stride = bench.occlusion
+    attribution = response.images[0].attributions[0]
+    if method == "saliency":
+        return "Captum Saliency", lambda: Saliency(module).attribute(x, target=target, abs=False)
+    if method == "gradient_x_input":
+        return "Captum InputXGradient", lambda: InputXGradient(module).attribute(x, target=target)
+    if method == "guided_backprop":
+        return "Captum GuidedBackprop", lambda: GuidedBackprop(module).attribute(x, target=target)
+    if method == "deconvnet":
+        return "Captum Deconvolution", lambda: Deconvolution(module).attribute(x, target=target)
+    if method == "grad_cam":
+        return "pytorch-grad-cam GradCAM", _grad_cam(GradCAM, module, layer, x, target)
+    if method == "grad_cam_plus_plus":
+        return "pytorch-grad-cam GradCAMPlusPlus", _grad_cam(GradCAMPlusPlus, module, layer, x, target)
+    if method == "guided_grad_cam":
+        return "Captum GuidedGradCam", lambda: GuidedGradCam(module, layer).attribute(x, target=target)
+    if method == "score_cam":
+        return f"pytorch-grad-cam ScoreCAM (batch {PER_EVAL})", _grad_cam(ScoreCAM, module, layer, x, target)
+    if method == "smoothgrad":
+        tunnel = NoiseTunnel(Saliency(module))
+        return f"Captum NoiseTunnel(Saliency), batch {SMOOTHGRAD_BATCH}", lambda: tunnel.attribute(
+            x,
+            target=target,
+            nt_type="smoothgrad",
+            nt_samples=bench.steps,
+            stdevs=0.15,
+            nt_samples_batch_size=SMOOTHGRAD_BATCH,
+            abs=False,
+        )
+    if method == "integrated_gradients":
+        return "Captum IntegratedGradients", lambda: IntegratedGradients(module).attribute(
+            x, baselines=0.0, target=target, n_steps=bench.steps, method="gausslegendre"
+        )
+    if method == "occlusion":
+        return f"Captum Occlusion (per eval {PER_EVAL})", lambda: Occlusion(module).attribute(
+            x,
+            target=target,
+            sliding_window_shapes=(3, window, window),
+            strides=(3, stride, stride),
+            baselines=0.5,
+            perturbations_per_eval=PER_EVAL,
+        )
+    segments = torch.from_numpy(
+        np.frombuffer(attribution.segments.data, dtype="<i8")
+        .reshape(tuple(attribution.segments.shape))
+        .copy()
+    )[None, None]
+    if method == "lime":
+        lime = Lime(module, similarity_func=get_exp_kernel_similarity_function("cosine", 0.25))
+        return f"Captum Lime (per eval {PER_EVAL})", lambda: lime.attribute(
+            x,
+            target=target,
+            baselines=0.5,
+            feature_mask=segments,
+            n_samples=bench.samples,
+            perturbations_per_eval=PER_EVAL,
+        )
+    if method == "kernel_shap":
+        return f"Captum KernelShap (per eval {PER_EVAL})", lambda: KernelShap(module).attribute(
+            x,
+            target=target,
+            baselines=0.5,
+            feature_mask=segments,
+            n_samples=bench.samples,
+            perturbations_per_eval=PER_EVAL,
+        )
+    return "—", None
+
+
+def _grad_cam(
+    cls: type, module: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int
+) -> Callable[[], object]:
+    """A pytorch-grad-cam call; the input requires grad so that the backward reaches the layer (the model's
+    parameters do not: they are frozen, as in the server)."""
+
+    def run() -> object:
+        with cls(module, [layer]) as cam:
+            cam.batch_size = PER_EVAL
+            return cam(x.clone().requires_grad_(True), [ClassifierOutputTarget(target)])
+
+    return run

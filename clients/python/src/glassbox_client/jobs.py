@@ -1,0 +1,286 @@
+"""Jobs: long computations (the generative methods) submitted, watched, waited for and cancelled.
+
+    with GlassboxClient() as glassbox:
+        job = glassbox.jobs.run("class_visualisation", model="shapes", target="star", progress=True)
+        job.result.images[0].save("star.png")
+
+`run` submits, watches the progress stream (a tqdm bar with `progress=True`) until the job finishes,
+cancels the job on Ctrl-C, and raises JobFailedError unless it SUCCEEDED. A watch stream that breaks
+(server restart, load balancer drain) is resumed where it stands until the wait's deadline; when
+the server has no stream slot free (each watch holds a server thread; RESOURCE_EXHAUSTED), `wait`
+polls GetJob instead.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from PIL import Image as PILImage
+
+from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
+from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
+from glassbox_client.errors import GlassboxError, ResourceExhaustedError, UnavailableError, error_from_rpc
+from glassbox_client.images import array_from_tensor, image_from_png
+from glassbox_client.requests import set_fields
+
+KINDS = tuple(f.name for f in job_pb.SubmitJobRequest.DESCRIPTOR.oneofs_by_name["spec"].fields)
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+DEFAULT_WAIT_S = 3600.0
+POLL_INTERVAL_S = 1.0
+"""How often `wait` polls GetJob when the server refuses a watch stream (RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Steps done of `total` (0 until reported), the objective's value if any, and a note."""
+
+    step: int
+    total: int
+    objective: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job's output: generated images (PIL) with their float pixels [3, H, W] when sent,
+    other arrays by field name (e.g. `perturbation`), and the scalar fields by name."""
+
+    images: list[PILImage.Image] = field(default_factory=list)
+    pixels: list[np.ndarray | None] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, result: Message) -> JobResult:
+        out = cls()
+        for descriptor, value in result.ListFields():
+            items = list(value) if descriptor.is_repeated else [value]
+            kind = descriptor.message_type.name if descriptor.type == FieldDescriptor.TYPE_MESSAGE else ""
+            if kind == "GeneratedImage":
+                out.images.extend(image_from_png(item.png) for item in items)
+                out.pixels.extend(array_from_tensor(item.pixels) for item in items)
+            elif kind == "Tensor":
+                out.arrays[descriptor.name] = array_from_tensor(value)
+            elif not kind:
+                out.values[descriptor.name] = items if descriptor.is_repeated else value
+        return out
+
+
+def _time(stamp: Any, present: bool) -> datetime.datetime | None:
+    return stamp.ToDatetime(tzinfo=datetime.UTC) if present else None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the server last reported it. `state` is queued, running, succeeded, failed or
+    cancelled; `error` is (code name, message) once failed or cancelled; `result` once succeeded."""
+
+    id: str
+    kind: str
+    model: str
+    seed: int
+    state: str
+    progress: JobProgress
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    create_time: datetime.datetime | None
+    start_time: datetime.datetime | None
+    finish_time: datetime.datetime | None
+    error: tuple[str, str] | None
+    result: JobResult | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def raise_for_state(self) -> Job:
+        """This job when it SUCCEEDED; JobFailedError otherwise."""
+        if self.state != "succeeded":
+            raise JobFailedError(self)
+        return self
+
+    @classmethod
+    def from_proto(cls, job: job_pb.Job) -> Job:
+        progress = job.progress
+        which = job.WhichOneof("result")
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            model=job.model,
+            seed=job.seed,
+            state=job_pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower(),
+            progress=JobProgress(
+                progress.step,
+                progress.total,
+                progress.objective if progress.HasField("objective") else None,
+                progress.message,
+            ),
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            cancel_requested=job.cancel_requested,
+            create_time=_time(job.create_time, job.HasField("create_time")),
+            start_time=_time(job.start_time, job.HasField("start_time")),
+            finish_time=_time(job.finish_time, job.HasField("finish_time")),
+            error=(job.error.code_name, job.error.message) if job.HasField("error") else None,
+            result=JobResult.from_proto(getattr(job, which)) if which else None,
+        )
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """One message of a watched job: the job, and a PNG preview when one was due."""
+
+    job: Job
+    preview: PILImage.Image | None
+
+
+class JobFailedError(GlassboxError):
+    """A waited-for job ended FAILED or CANCELLED; `job` has its error."""
+
+    def __init__(self, job: Job) -> None:
+        code_name, message = job.error or ("UNKNOWN", f"job ended {job.state}")
+        code = getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
+        super().__init__(code, f"job {job.id} ({job.kind}) {job.state}: {message}", method="Job")
+        self.job = job
+
+
+def submit_request(kind: str, model: str, spec: dict[str, Any]) -> job_pb.SubmitJobRequest:
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; the kinds are {', '.join(KINDS)}")
+    request = job_pb.SubmitJobRequest()
+    set_fields(getattr(request, kind), {"model": model, **spec}, where=kind)
+    return request
+
+
+def list_request(states: Iterable[str], kind: str, model: str, page_size: int) -> job_pb.ListJobsRequest:
+    numbers = [job_pb.JobState.Value(f"JOB_STATE_{state.upper()}") for state in states]
+    return job_pb.ListJobsRequest(states=numbers, kind=kind, model=model, page_size=page_size)
+
+
+class ProgressBar:
+    """A tqdm bar over a job's steps (tqdm is imported only when a bar is asked for)."""
+
+    def __init__(self, job_id: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=f"job {job_id[:8]}", unit="step", total=None, leave=True)
+
+    def update(self, job: Job) -> None:
+        progress = job.progress
+        if progress.total and self._bar.total != progress.total:
+            self._bar.total = progress.total
+        self._bar.n = progress.step
+        postfix = {"state": job.state}
+        if progress.objective is not None:
+            postfix["objective"] = f"{progress.objective:.4g}"
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class Jobs:
+    """`GlassboxClient.jobs`: the JobService calls over the client's channel, deadline and token."""
+
+    def __init__(self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float) -> None:
+        self._stub = job_grpc.JobServiceStub(channel)
+        self._metadata = metadata
+        self._timeout = default_timeout
+
+    def _call(self, name: str, request: Any, timeout: float | None) -> Any:
+        try:
+            rpc = getattr(self._stub, name)
+            return rpc(request, timeout=timeout or self._timeout, metadata=self._metadata())
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, name) from None
+
+    def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
+        """Queue a job; `kind` is a spec name (class_visualisation, deepdream, ...) and `**spec` its
+        fields (`target="star"`, `steps=256`, `image="cat.png"`). Returns the job QUEUED."""
+        return Job.from_proto(self._call("SubmitJob", submit_request(kind, model, spec), timeout).job)
+
+    def get(self, job_id: str, *, timeout: float | None = None) -> Job:
+        return Job.from_proto(self._call("GetJob", job_pb.GetJobRequest(job_id=job_id), timeout).job)
+
+    def cancel(self, job_id: str, *, timeout: float | None = None) -> Job:
+        return Job.from_proto(self._call("CancelJob", job_pb.CancelJobRequest(job_id=job_id), timeout).job)
+
+    def list(
+        self, *, states: Iterable[str] = (), kind: str = "", model: str = "", page_size: int = 0
+    ) -> Iterator[Job]:
+        """Every matching job, newest first, fetching pages as the iteration goes."""
+        request = list_request(states, kind, model, page_size)
+        while True:
+            page = self._call("ListJobs", request, None)
+            yield from (Job.from_proto(job) for job in page.jobs)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def watch(
+        self, job_id: str, *, preview_every_steps: int = 0, timeout: float = DEFAULT_WAIT_S
+    ) -> Iterator[JobUpdate]:
+        """The job now, then every update until it finishes (one stream; see `wait` for resuming)."""
+        request = job_pb.WatchJobRequest(job_id=job_id, preview_every_steps=preview_every_steps)
+        try:
+            for message in self._stub.WatchJob(request, timeout=timeout, metadata=self._metadata()):
+                yield JobUpdate(Job.from_proto(message.job), image_from_png(message.preview_png))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, "WatchJob") from None
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool = False,
+        cancel_on_interrupt: bool = True,
+    ) -> Job:
+        """Block until the job finishes and return it in its final state; Ctrl-C cancels it first."""
+        deadline = time.monotonic() + timeout
+        bar = ProgressBar(job_id) if progress else None
+        backoff = 0.2
+        try:
+            while True:
+                try:
+                    for update in self.watch(job_id, timeout=max(deadline - time.monotonic(), 0.001)):
+                        if bar is not None:
+                            bar.update(update.job)
+                        if update.job.finished:
+                            return update.job
+                except UnavailableError:
+                    if time.monotonic() + backoff >= deadline:
+                        raise
+                except ResourceExhaustedError:
+                    job = self.get(job_id)
+                    if bar is not None:
+                        bar.update(job)
+                    if job.finished:
+                        return job
+                    backoff = POLL_INTERVAL_S / 2
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                self.cancel(job_id, timeout=5)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def run(
+        self, kind: str, *, model: str, timeout: float = DEFAULT_WAIT_S, progress: bool = False, **spec: Any
+    ) -> Job:
+        """Submit, wait (cancelling on Ctrl-C) and return the SUCCEEDED job; JobFailedError otherwise."""
+        job = self.submit(kind, model=model, **spec)
+        return self.wait(job.id, timeout=timeout, progress=progress).raise_for_state()

@@ -1,0 +1,138 @@
+/**
+ * Runs against a live Glassbox server (tests/clients/test_typescript_client.py starts one):
+ * GLASSBOX_ADDRESS is its address, GLASSBOX_TEST_MODEL a ready torch model, GLASSBOX_TEST_IMAGE a PNG.
+ * Covers models, prediction, one attribution, one job watched to the end, cancellation and errors.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { status } from "@grpc/grpc-js";
+
+import { GlassboxClient, GlassboxError, pb } from "../src";
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set: run this test through tests/clients/test_typescript_client.py`);
+  }
+  return value;
+}
+
+const model = required("GLASSBOX_TEST_MODEL");
+const image = required("GLASSBOX_TEST_IMAGE");
+
+describe("GlassboxClient against a live server", () => {
+  let glassbox: GlassboxClient;
+
+  before(async () => {
+    glassbox = new GlassboxClient({ address: required("GLASSBOX_ADDRESS"), timeoutMs: 20_000 });
+    await glassbox.waitForReady(20_000);
+  });
+
+  after(() => glassbox.close());
+
+  it("lists the models with their ready versions", async () => {
+    const models = await glassbox.listModels();
+    const entry = models.find((m) => m.name === model);
+    assert.ok(entry, `${model} missing from ${models.map((m) => m.name).join(", ")}`);
+    assert.equal(entry.versions[0].state, pb.ModelState.MODEL_STATE_READY);
+  });
+
+  it("describes a model", async () => {
+    const info = await glassbox.getModel(model);
+    assert.equal(info.name, model);
+    assert.equal(info.backend, pb.Backend.BACKEND_TORCH);
+    assert.ok(info.labels.length >= 2);
+    assert.ok(info.supportedMethods.includes("saliency"));
+  });
+
+  it("predicts a PNG file and raw pixels alike", async () => {
+    const [fromFile] = await glassbox.predict(image, { model, topK: 3 });
+    assert.equal(fromFile.classes.length, 3);
+    const probabilities = fromFile.classes.map((c) => c.probability);
+    assert.deepEqual([...probabilities].sort((a, b) => b - a), probabilities);
+    const info = await glassbox.getModel(model);
+    const [height, width] = [info.inputHeight, info.inputWidth];
+    const rgb = new Uint8Array(height * width * 3).fill(128);
+    const [fromPixels] = await glassbox.predict({ height, width, rgb }, { model, topK: 1 });
+    assert.ok(fromPixels.classes[0].probability > 0 && fromPixels.classes[0].probability <= 1);
+  });
+
+  it("computes one saliency attribution with a map and an overlay PNG", async () => {
+    const response = await glassbox.attribute(image, {
+      model,
+      method: { $case: "saliency", value: {} },
+      targets: { topK: 1 },
+      output: { map: true, overlayPng: true },
+    });
+    assert.equal(response.method, "saliency");
+    const attribution = response.images[0].attributions[0];
+    const map = attribution.map;
+    assert.ok(map);
+    assert.equal(map.dtype, pb.DataType.DATA_TYPE_FLOAT32);
+    const info = await glassbox.getModel(model);
+    assert.deepEqual(map.shape, [info.inputHeight, info.inputWidth]);
+    assert.equal(map.data.length, info.inputHeight * info.inputWidth * 4);
+    const values = new Float32Array(map.data.buffer, map.data.byteOffset, map.data.length / 4);
+    assert.ok(values.some((v) => v !== 0), "saliency map is all zeros");
+    assert.deepEqual([...attribution.overlayPng.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    assert.ok(response.stats && response.stats.backwardPasses >= 1);
+  });
+
+  it("raises GlassboxError naming the field for a bad image, and the server keeps serving", async () => {
+    await assert.rejects(
+      glassbox.predict(new Uint8Array([1, 2, 3]), { model }),
+      (error: unknown) => {
+        assert.ok(error instanceof GlassboxError);
+        assert.equal(error.code, status.INVALID_ARGUMENT);
+        assert.equal(error.field, "images[0].encoded");
+        return true;
+      },
+    );
+    await assert.rejects(glassbox.getModel("no-such-model"), (error: unknown) => {
+      assert.ok(error instanceof GlassboxError);
+      assert.equal(error.codeName, "NOT_FOUND");
+      return true;
+    });
+    assert.ok((await glassbox.listModels()).length >= 1);
+  });
+
+  it("submits a job and watches it to the end", async () => {
+    const submitted = await glassbox.submitJob({
+      spec: {
+        $case: "classVisualisation",
+        value: { model, target: { classRef: { $case: "label", value: "star" } }, steps: 4 },
+      },
+    });
+    assert.equal(submitted.state, pb.JobState.JOB_STATE_QUEUED);
+    const steps: number[] = [];
+    const job = await glassbox.waitForJob(submitted.id, { onUpdate: (u) => steps.push(u.job?.progress?.step ?? 0) });
+    assert.equal(job.state, pb.JobState.JOB_STATE_SUCCEEDED);
+    assert.deepEqual([...steps].sort((a, b) => a - b), steps);
+    assert.equal(job.progress?.step, 4);
+    assert.equal(job.result?.$case, "classVisualisation");
+    if (job.result?.$case === "classVisualisation") {
+      assert.equal(job.result.value.label, "star");
+      assert.deepEqual([...(job.result.value.image?.png.subarray(0, 4) ?? [])], [0x89, 0x50, 0x4e, 0x47]);
+    }
+    assert.equal((await glassbox.getJob(submitted.id)).state, pb.JobState.JOB_STATE_SUCCEEDED);
+  });
+
+  it("cancels a running job", async () => {
+    const submitted = await glassbox.submitJob({
+      spec: { $case: "classVisualisation", value: { model, target: { classRef: { $case: "index", value: 0 } }, steps: 10000 } },
+    });
+    await glassbox.cancelJob(submitted.id);
+    const job = await glassbox.waitForJob(submitted.id, { timeoutMs: 30_000 });
+    assert.equal(job.state, pb.JobState.JOB_STATE_CANCELLED);
+    assert.equal(job.error?.codeName, "CANCELLED");
+  });
+
+  it("enforces the deadline", async () => {
+    await assert.rejects(glassbox.listModels({ timeoutMs: 0 }), (error: unknown) => {
+      assert.ok(error instanceof GlassboxError);
+      assert.equal(error.code, status.DEADLINE_EXCEEDED);
+      return true;
+    });
+  });
+});

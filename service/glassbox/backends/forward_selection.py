@@ -1,0 +1,179 @@
+"""The fastest engine for a torch model's no-grad forward pass, chosen once at load time.
+
+Forward-only work (Predict, occlusion, LIME, KernelSHAP, Score-CAM's masked passes) needs no autograd,
+so it may run wherever it runs fastest, as long as the logits are the same. At load, `TunedTorchModel`
+times the candidates on one batch of random pixels and keeps the fastest whose logits agree with eager
+torch within `TOLERANCE`:
+
+* eager torch on contiguous (NCHW) input, the reference;
+* torch on channels_last input (oneDNN/cuDNN convolutions often prefer NHWC);
+* ONNX Runtime on the same module exported in memory (normalisation included), on the CPU provider or the
+  CUDA provider when the model is on a GPU.
+
+Gradient methods keep using `differentiable()`, the torch module itself. Export or session failures are
+logged and leave the torch engines; nothing here can make a model fail to load.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from glassbox.backends.onnx_backend import providers, session_options
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4
+"""Largest accepted |logit difference| to eager torch, relative to max(1, largest |logit|)."""
+PROBE_ROWS = 8
+"""Images in the timed batch: a typical perturbation batch, small enough to keep loading quick."""
+MAX_ONNX_PARAMETER_BYTES = 1 << 30
+"""An ONNX Runtime session holds a second copy of the weights; above this size it is not worth it."""
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    """One candidate's measurement: seconds per image on the probe batch, and its deviation from eager."""
+
+    engine: str
+    seconds_per_image: float
+    max_abs_difference: float
+
+
+@dataclass(frozen=True)
+class ForwardSelection:
+    """The engine kept for no-grad forward passes and what every candidate measured."""
+
+    engine: str
+    forward: Forward
+    timings: tuple[EngineTiming, ...]
+
+
+class TunedTorchModel(TorchModel):
+    """A TorchModel whose no-grad forward (`logits`) runs on the engine measured fastest at load."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        config: ModelConfig,
+        weights_digest: str,
+        net: nn.Module,
+        device: torch.device,
+        *,
+        onnx_threads: int = 0,
+    ) -> None:
+        super().__init__(name, version, config, weights_digest, net, device)
+        self.forward_selection = select_forward(self.module, config, device, onnx_threads=onnx_threads)
+        timings = self.forward_selection.timings
+        measured = ", ".join(f"{t.engine} {t.seconds_per_image * 1e3:.2f} ms/image" for t in timings)
+        engine = self.forward_selection.engine
+        log.info("model %s version %s: no-grad forward on %s (%s)", name, version, engine, measured)
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.forward_selection.forward(pixels)
+
+
+def select_forward(
+    module: nn.Module, config: ModelConfig, device: torch.device, *, onnx_threads: int = 0
+) -> ForwardSelection:
+    """Time every candidate engine on one probe batch; keep the fastest that agrees with eager torch."""
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.rand(PROBE_ROWS, 3, config.input.height, config.input.width, generator=generator)
+    candidates: dict[str, Forward] = {
+        "torch": _torch_forward(module, device, channels_last=False),
+        "torch-channels_last": _torch_forward(module, device, channels_last=True),
+    }
+    onnx_forward = _onnx_forward(module, probe, device, onnx_threads)
+    if onnx_forward is not None:
+        candidates["onnxruntime"] = onnx_forward
+    reference = candidates["torch"](probe)
+    scale = max(1.0, float(reference.abs().max()))
+    timings: list[EngineTiming] = []
+    for engine, forward in candidates.items():
+        try:
+            seconds, logits = _time(forward, probe)
+        except Exception:  # an engine that cannot run this model is simply not a candidate
+            log.warning("forward engine %s failed on the probe batch", engine, exc_info=True)
+            continue
+        difference = float((logits - reference).abs().max())
+        timings.append(EngineTiming(engine, seconds / PROBE_ROWS, difference))
+        if difference > TOLERANCE * scale:
+            log.warning("forward engine %s differs from eager torch by %.3g; not used", engine, difference)
+    usable = [t for t in timings if t.max_abs_difference <= TOLERANCE * scale]
+    best = min(usable, key=lambda t: t.seconds_per_image)
+    return ForwardSelection(best.engine, candidates[best.engine], tuple(timings))
+
+
+def _torch_forward(module: nn.Module, device: torch.device, *, channels_last: bool) -> Forward:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    @torch.inference_mode()
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        batch = pixels.to(device, torch.float32).contiguous(memory_format=memory_format)
+        return module(batch).float().cpu()
+
+    return forward
+
+
+def _onnx_forward(
+    module: nn.Module, probe: torch.Tensor, device: torch.device, threads: int
+) -> Forward | None:
+    """The module exported to ONNX in memory and opened in ONNX Runtime, or None when that fails."""
+    parameter_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    if parameter_bytes > MAX_ONNX_PARAMETER_BYTES:
+        return None
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter warns about its own deprecation
+            torch.onnx.export(
+                module,
+                (probe[:2].to(device),),
+                buffer,
+                input_names=["pixels"],
+                output_names=["logits"],
+                dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                dynamo=False,
+            )
+        options = session_options(threads)
+        # Idle ONNX Runtime threads would otherwise spin for a while after each run, taking the cores from
+        # the torch work (gradient methods, hooked forwards) that shares them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            buffer.getvalue(), sess_options=options, providers=providers(device.type == "cuda")
+        )
+    except Exception:
+        log.info("ONNX export of the model failed; its no-grad forward stays on torch", exc_info=True)
+        return None
+
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(pixels.detach().to("cpu", torch.float32).numpy())
+        (logits,) = session.run(["logits"], {"pixels": array})
+        return torch.from_numpy(np.asarray(logits, dtype=np.float32))
+
+    return forward
+
+
+def _time(forward: Forward, probe: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Best of two timed runs after one warm-up run (which also primes lazy allocations)."""
+    logits = forward(probe)
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        logits = forward(probe)
+        best = min(best, time.perf_counter() - started)
+    return best, logits

@@ -1,0 +1,171 @@
+"""generative.proto ↔ core translations shared by the job-kind adapters in `kinds`. No computation.
+
+Field names in errors are relative to the job spec (e.g. `objective.sum.terms[1].objective.channel`);
+the job servicer prefixes the spec's oneof name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import model_service_pb2, tensor_pb2
+from google.protobuf.message import Message
+
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import LimitSettings
+from glassbox.core.errors import InvalidArgument
+from glassbox.core.images import load_image
+from glassbox.generative import objectives as obj
+from glassbox.generative.adversarial import ClassScore
+from glassbox.generative.parametrisations import Kind, ParametrisationSettings
+from glassbox.generative.png import encode_png
+from glassbox.generative.regularisers import RegulariserSettings
+from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
+from glassbox.generative.validation import gradient_model
+from glassbox.models.repository import ModelRepository
+from glassbox.server.convert import array_to_proto, image_source
+
+MAX_OBJECTIVE_DEPTH = 8
+MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
+
+
+def optional(message: Message, name: str, default: object) -> object:
+    """The value of a proto3 `optional` field, or `default` when it is not set."""
+    return getattr(message, name) if message.HasField(name) else default
+
+
+def model(spec: Message, repository: ModelRepository) -> TorchModel:
+    """The spec's model version; it must be a torch model (the methods need gradients)."""
+    return gradient_model(repository.get(spec.model, spec.version, field="model"))
+
+
+def image(spec: Message, name: str, target: TorchModel) -> torch.Tensor:
+    """A required Image field, decoded and brought to the model's input size: [3, H, W] in [0, 1]."""
+    if not spec.HasField(name):
+        raise InvalidArgument("an image is required", field=name)
+    source = image_source(getattr(spec, name), field=name)
+    return load_image(source, target.config.input, max_pixels=MAX_IMAGE_PIXELS, field=name).pixels
+
+
+def class_index(message: Message, name: str, target: TorchModel, *, field: str | None = None) -> int:
+    """A required ClassRef field as a class index; `field` is its path (default: `name`)."""
+    field = field or name
+    if not message.HasField(name):
+        raise InvalidArgument("a class (index or label) is required", field=field)
+    ref = getattr(message, name)
+    which = ref.WhichOneof("class_ref")
+    if which == "index":
+        return obj.class_index(target, index=ref.index, field=f"{field}.index")
+    if which == "label":
+        return obj.class_index(target, label=ref.label, field=f"{field}.label")
+    raise InvalidArgument("set the class's index or its label", field=field)
+
+
+def objective(
+    message: pb.Objective, target: TorchModel, field: str = "objective", depth: int = 0
+) -> obj.Objective:
+    """An Objective message as a core objective bound to the model; errors name the message's own path
+    (e.g. `objective.sum.terms[1].objective.channel.layer`)."""
+    if depth > MAX_OBJECTIVE_DEPTH:
+        raise InvalidArgument(f"objectives nest deeper than {MAX_OBJECTIVE_DEPTH} levels", field=field)
+    which = message.WhichOneof("kind")
+    if which is None:
+        raise InvalidArgument("an objective is required: set one of its kinds", field=field)
+    body = getattr(message, which)
+    field = f"{field}.{which}"
+    if which == "sum":
+        if not body.terms:
+            raise InvalidArgument("a weighted sum needs at least one term", field=f"{field}.terms")
+        return obj.WeightedSum(
+            tuple(
+                (
+                    float(optional(term, "weight", 1.0)),  # type: ignore[arg-type]
+                    objective(term.objective, target, f"{field}.terms[{i}].objective", depth + 1),
+                )
+                for i, term in enumerate(body.terms)
+            )
+        )
+    if which in ("logit", "probability"):
+        index = class_index(body, "target", target, field=f"{field}.target")
+        leaf: obj.Objective = obj.Logit(index) if which == "logit" else obj.Probability(index)
+    elif which == "neuron":
+        y, x = optional(body, "y", None), optional(body, "x", None)
+        leaf = obj.Neuron(body.layer, body.channel, y, x)  # type: ignore[arg-type]
+    elif which == "channel":
+        leaf = obj.Channel(body.layer, body.channel)
+    elif which == "layer":
+        leaf = obj.LayerActivation(body.layer)
+    else:
+        leaf = obj.Diversity(body.layer)
+    return leaf.bind(target, field)
+
+
+def parametrisation(
+    message: pb.ImageParametrisation, default: ParametrisationSettings
+) -> ParametrisationSettings:
+    if message.kind not in pb.Parametrisation.values():
+        raise InvalidArgument(f"unknown parametrisation {message.kind}", field="parametrisation.kind")
+    if message.colour not in pb.ColourSpace.values():
+        raise InvalidArgument(f"unknown colour space {message.colour}", field="parametrisation.colour")
+    kind = {pb.PARAMETRISATION_PIXEL: Kind.PIXEL, pb.PARAMETRISATION_FOURIER: Kind.FOURIER}.get(
+        message.kind, default.kind
+    )
+    colour = {pb.COLOUR_SPACE_DECORRELATED: True, pb.COLOUR_SPACE_RGB: False}.get(
+        message.colour, default.decorrelate
+    )
+    return ParametrisationSettings(
+        kind=kind,
+        decorrelate=colour,
+        init_sd=float(optional(message, "init_sd", default.init_sd)),  # type: ignore[arg-type]
+        decay_power=float(optional(message, "decay_power", default.decay_power)),  # type: ignore[arg-type]
+    )
+
+
+def transforms(message: pb.TransformSettings, default: TransformSettings) -> TransformSettings:
+    presets = {
+        pb.TRANSFORM_PRESET_UNSPECIFIED: default,
+        pb.TRANSFORM_PRESET_STANDARD: STANDARD,
+        pb.TRANSFORM_PRESET_NONE: NONE,
+    }
+    if message.preset in presets:
+        return presets[message.preset]
+    if message.preset != pb.TRANSFORM_PRESET_CUSTOM:
+        raise InvalidArgument(f"unknown transform preset {message.preset}", field="transforms.preset")
+    return TransformSettings(
+        pad=message.pad,
+        pad_value=message.pad_value,
+        jitter=message.jitter,
+        scales=tuple(message.scales),
+        rotations_degrees=tuple(message.rotations_degrees),
+        final_jitter=message.final_jitter,
+    )
+
+
+def regularisers(
+    message: pb.Regularisers, present: bool, default: RegulariserSettings
+) -> RegulariserSettings:
+    if not present:
+        return default
+    return RegulariserSettings(
+        l2_weight=message.l2_weight,
+        total_variation_weight=message.total_variation_weight,
+        blur_every=message.blur_every,
+        blur_sigma=message.blur_sigma or 0.5,
+    )
+
+
+def tensor(values: torch.Tensor) -> tensor_pb2.Tensor:
+    """A float tensor as a float32 wire Tensor."""
+    return array_to_proto(values.detach().float().cpu().numpy().astype(np.float32))
+
+
+def generated_image(pixels: torch.Tensor) -> pb.GeneratedImage:
+    """An image [3, H, W] in [0, 1] as PNG plus float32 tensor."""
+    return pb.GeneratedImage(png=encode_png(pixels), pixels=tensor(pixels))
+
+
+def class_score(score: ClassScore, target: TorchModel) -> model_service_pb2.ClassScore:
+    return model_service_pb2.ClassScore(
+        index=score.index, label=target.labels[score.index], probability=score.probability, logit=score.logit
+    )

@@ -1,0 +1,97 @@
+"""Feature visualisation (Olah, Mordvintsev & Schubert 2017, "Feature Visualization", Distill): images
+rendered from noise to maximise an objective, under a Fourier/decorrelated parametrisation, random
+transformations and optional priors. The defaults are Lucent's `render_vis` (512 steps, Adam 0.05,
+`param.image(w, sd=0.01, fft=True, decorrelate=True)`, `standard_transforms`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.generative import parametrisations
+from glassbox.generative.capture import LayerCapture
+from glassbox.generative.objectives import Objective
+from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.parametrisations import FOURIER_DECORRELATED, ParametrisationSettings
+from glassbox.generative.regularisers import NO_REGULARISERS, RegulariserSettings
+from glassbox.generative.transforms import STANDARD, Compose, FitInput, TransformSettings
+from glassbox.generative.validation import (
+    MAX_BATCH,
+    check_learning_rate,
+    check_range,
+    check_size,
+    check_steps,
+)
+
+
+@dataclass(frozen=True)
+class FeatureVisualisation:
+    """A checked feature-visualisation request; `objective` must already be bound to `model`."""
+
+    model: TorchModel
+    objective: Objective
+    height: int
+    width: int
+    batch: int = 1
+    parametrisation: ParametrisationSettings = FOURIER_DECORRELATED
+    transforms: TransformSettings = STANDARD
+    regularisers: RegulariserSettings = NO_REGULARISERS
+    steps: int = 512
+    learning_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_range(self.batch, 1, MAX_BATCH, "batch")
+        check_size(self.height, self.width)
+        check_steps(self.steps)
+        check_learning_rate(self.learning_rate)
+        self.transforms.check_fits(self.height, self.width)
+
+
+@dataclass(frozen=True)
+class RenderedImages:
+    """The images [B, 3, H, W] in [0, 1] (CPU) and the objective per image before and after."""
+
+    images: torch.Tensor
+    initial_objective: torch.Tensor
+    final_objective: torch.Tensor
+
+
+def visualise(
+    spec: FeatureVisualisation, *, generator: torch.Generator, progress: Progress
+) -> RenderedImages:
+    """Optimise the images; every random draw comes from `generator` (a CPU generator)."""
+    model = spec.model
+    image = parametrisations.build(
+        spec.parametrisation, spec.batch, spec.height, spec.width, generator=generator, device=model.device
+    )
+    fit = FitInput(model.config.input.height, model.config.input.width)
+    transform = Compose([*spec.transforms.build(), fit])
+    penalties = spec.regularisers.penalties()
+    objective = spec.objective
+    with LayerCapture(model, objective.layers, need_logits=objective.needs_logits) as capture:
+
+        def plain(images: torch.Tensor) -> torch.Tensor:
+            return objective(capture.forward(fit(images, generator)))
+
+        def score(images: torch.Tensor) -> torch.Tensor:
+            value = objective(capture.forward(transform(images, generator)))
+            for penalty in penalties:
+                value = value - penalty(images)
+            return value
+
+        with torch.no_grad():
+            initial = evaluate(plain, image())
+        optimise(
+            image,
+            score,
+            optimiser=adam(image.parameters(), spec.learning_rate),
+            steps=spec.steps,
+            progress=progress,
+            between_steps=spec.regularisers.between_steps(),
+        )
+        with torch.no_grad():
+            final_images = image().detach()
+        final = evaluate(plain, final_images)
+    return RenderedImages(images=final_images.cpu(), initial_objective=initial, final_objective=final)

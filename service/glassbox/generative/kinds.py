@@ -1,0 +1,237 @@
+"""The generative job kinds, registered with the job engine at import (`jobs.kinds.KIND_MODULES`).
+
+Each kind is a `validate` (generative.proto spec → checked core request; runs before anything is
+queued) and a `run` (core request + job context → result message). Fields left unset take the core
+dataclasses' defaults, so every default lives in one place. All random draws come from a CPU generator
+seeded with the job's seed, so a job gives the same result on any device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
+from google.protobuf.message import Message
+
+from glassbox.core.errors import InvalidArgument
+from glassbox.generative import convert
+from glassbox.generative.adversarial import AdversarialImage, attack
+from glassbox.generative.class_visualisation import ClassVisualisation, visualise_class
+from glassbox.generative.deepdream import DeepDream, dream
+from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
+from glassbox.generative.inversion import FeatureInversion, invert
+from glassbox.generative.optimise import Progress
+from glassbox.generative.style_transfer import StyleTransfer, transfer
+from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.models.repository import ModelRepository
+
+
+def _set(spec: Message, *names: str) -> dict[str, Any]:
+    """The proto3 `optional` fields among `names` that the spec sets, as keyword arguments."""
+    return {name: getattr(spec, name) for name in names if spec.HasField(name)}
+
+
+def _generator(ctx: JobContext) -> torch.Generator:
+    return ctx.generator(torch.device("cpu"))
+
+
+def _size(spec: Message, model: Any) -> dict[str, int]:
+    return {
+        "height": spec.height if spec.HasField("height") else model.config.input.height,
+        "width": spec.width if spec.HasField("width") else model.config.input.width,
+    }
+
+
+def validate_feature_visualisation(
+    spec: pb.FeatureVisualisationSpec, repository: ModelRepository
+) -> FeatureVisualisation:
+    model = convert.model(spec, repository)
+    if not spec.HasField("objective"):
+        raise InvalidArgument("an objective is required", field="objective")
+    return FeatureVisualisation(
+        model=model,
+        objective=convert.objective(spec.objective, model),
+        parametrisation=convert.parametrisation(spec.parametrisation, FeatureVisualisation.parametrisation),
+        transforms=convert.transforms(spec.transforms, FeatureVisualisation.transforms),
+        regularisers=convert.regularisers(
+            spec.regularisers, spec.HasField("regularisers"), FeatureVisualisation.regularisers
+        ),
+        **_size(spec, model),
+        **_set(spec, "batch", "steps", "learning_rate"),
+    )
+
+
+def run_feature_visualisation(job: FeatureVisualisation, ctx: JobContext) -> pb.FeatureVisualisationResult:
+    rendered = visualise(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.FeatureVisualisationResult(
+        images=[convert.generated_image(image) for image in rendered.images],
+        initial_objective=rendered.initial_objective.tolist(),
+        final_objective=rendered.final_objective.tolist(),
+    )
+
+
+def validate_class_visualisation(
+    spec: pb.ClassVisualisationSpec, repository: ModelRepository
+) -> ClassVisualisation:
+    model = convert.model(spec, repository)
+    return ClassVisualisation(
+        model=model,
+        class_index=convert.class_index(spec, "target", model),
+        parametrisation=convert.parametrisation(spec.parametrisation, ClassVisualisation.parametrisation),
+        transforms=convert.transforms(spec.transforms, ClassVisualisation.transforms),
+        **_size(spec, model),
+        **_set(spec, "l2_weight", "steps", "learning_rate"),
+    )
+
+
+def run_class_visualisation(job: ClassVisualisation, ctx: JobContext) -> pb.ClassVisualisationResult:
+    result = visualise_class(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.ClassVisualisationResult(
+        image=convert.generated_image(result.image),
+        class_index=job.class_index,
+        label=job.model.labels[job.class_index],
+        initial_logit=result.initial_logit,
+        final_logit=result.final_logit,
+        final_probability=result.final_probability,
+    )
+
+
+def validate_deepdream(spec: pb.DeepDreamSpec, repository: ModelRepository) -> DeepDream:
+    model = convert.model(spec, repository)
+    if not spec.HasField("objective"):
+        raise InvalidArgument("an objective is required, e.g. a LayerObjective", field="objective")
+    return DeepDream(
+        model=model,
+        image=convert.image(spec, "image", model),
+        objective=convert.objective(spec.objective, model),
+        **_set(spec, "octaves", "octave_scale", "steps_per_octave", "jitter", "learning_rate"),
+    )
+
+
+def run_deepdream(job: DeepDream, ctx: JobContext) -> pb.DeepDreamResult:
+    result = dream(job, generator=_generator(ctx), progress=Progress(ctx, job.octaves * job.steps_per_octave))
+    return pb.DeepDreamResult(
+        image=convert.generated_image(result.image),
+        initial_objective=result.initial_objective,
+        final_objective=result.final_objective,
+    )
+
+
+def validate_feature_inversion(
+    spec: pb.FeatureInversionSpec, repository: ModelRepository
+) -> FeatureInversion:
+    model = convert.model(spec, repository)
+    return FeatureInversion(
+        model=model,
+        image=convert.image(spec, "image", model),
+        layer=spec.layer,
+        parametrisation=convert.parametrisation(spec.parametrisation, FeatureInversion.parametrisation),
+        regularisers=convert.regularisers(
+            spec.regularisers, spec.HasField("regularisers"), FeatureInversion.regularisers
+        ),
+        **_set(spec, "steps", "learning_rate"),
+    )
+
+
+def run_feature_inversion(job: FeatureInversion, ctx: JobContext) -> pb.FeatureInversionResult:
+    result = invert(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.FeatureInversionResult(
+        image=convert.generated_image(result.image),
+        initial_relative_error=result.initial_relative_error,
+        final_relative_error=result.final_relative_error,
+    )
+
+
+def validate_style_transfer(spec: pb.StyleTransferSpec, repository: ModelRepository) -> StyleTransfer:
+    model = convert.model(spec, repository)
+    if spec.init not in pb.StyleTransferInit.values():
+        raise InvalidArgument(f"unknown init {spec.init}", field="init")
+    return StyleTransfer(
+        model=model,
+        content=convert.image(spec, "content_image", model),
+        style=convert.image(spec, "style_image", model),
+        content_layer=spec.content_layer,
+        style_layers=tuple(spec.style_layers),
+        style_layer_weights=tuple(spec.style_layer_weights),
+        init_from_content=spec.init != pb.STYLE_TRANSFER_INIT_NOISE,
+        **_set(spec, "content_weight", "style_weight", "steps", "learning_rate"),
+    )
+
+
+def run_style_transfer(job: StyleTransfer, ctx: JobContext) -> pb.StyleTransferResult:
+    result = transfer(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.StyleTransferResult(
+        image=convert.generated_image(result.image),
+        initial_style_loss=result.initial_style_loss,
+        final_style_loss=result.final_style_loss,
+        initial_content_loss=result.initial_content_loss,
+        final_content_loss=result.final_content_loss,
+    )
+
+
+def validate_adversarial_image(
+    spec: pb.AdversarialImageSpec, repository: ModelRepository
+) -> AdversarialImage:
+    model = convert.model(spec, repository)
+    return AdversarialImage(
+        model=model,
+        image=convert.image(spec, "image", model),
+        target=convert.class_index(spec, "target", model),
+        **_set(spec, "epsilon", "step_size", "steps", "random_start"),
+    )
+
+
+def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> pb.AdversarialImageResult:
+    result = attack(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.AdversarialImageResult(
+        image=convert.generated_image(result.image),
+        perturbation=convert.tensor(result.perturbation),
+        original_prediction=convert.class_score(result.original_prediction, job.model),
+        adversarial_prediction=convert.class_score(result.adversarial_prediction, job.model),
+        target=convert.class_score(result.target, job.model),
+        reached_target=result.reached_target,
+        linf_norm=float(result.perturbation.abs().max()),
+        l2_norm=float(result.perturbation.norm()),
+    )
+
+
+for _name, _spec, _result, _validate, _run in (
+    (
+        "feature_visualisation",
+        pb.FeatureVisualisationSpec,
+        pb.FeatureVisualisationResult,
+        validate_feature_visualisation,
+        run_feature_visualisation,
+    ),
+    (
+        "class_visualisation",
+        pb.ClassVisualisationSpec,
+        pb.ClassVisualisationResult,
+        validate_class_visualisation,
+        run_class_visualisation,
+    ),
+    ("deepdream", pb.DeepDreamSpec, pb.DeepDreamResult, validate_deepdream, run_deepdream),
+    (
+        "feature_inversion",
+        pb.FeatureInversionSpec,
+        pb.FeatureInversionResult,
+        validate_feature_inversion,
+        run_feature_inversion,
+    ),
+    (
+        "style_transfer",
+        pb.StyleTransferSpec,
+        pb.StyleTransferResult,
+        validate_style_transfer,
+        run_style_transfer,
+    ),
+    (
+        "adversarial_image",
+        pb.AdversarialImageSpec,
+        pb.AdversarialImageResult,
+        validate_adversarial_image,
+        run_adversarial_image,
+    ),
+):
+    register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))

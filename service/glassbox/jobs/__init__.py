@@ -1,0 +1,1 @@
+"""Long-running jobs: the job-kind registry, the in-process engine and the Redis (RQ) engine."""

@@ -1,0 +1,35 @@
+"""Choose the job engine from the settings: Redis (RQ) when `jobs.redis_url` is set, else in-process."""
+
+from __future__ import annotations
+
+import logging
+
+from glassbox.config import JobSettings
+from glassbox.jobs.engine import JobEngine, JobFinished, QueueDepth
+from glassbox.jobs.kinds import load_kinds
+from glassbox.models.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+
+def build_engine(
+    settings: JobSettings,
+    repository: ModelRepository,
+    *,
+    on_finished: JobFinished | None = None,
+    on_queue_depth: QueueDepth | None = None,
+) -> JobEngine:
+    """Register the job kinds, then start the engine the settings ask for.
+
+    With Redis, jobs finish in `glassbox worker` processes, which report `on_finished` themselves.
+    """
+    kinds = load_kinds()
+    if settings.redis_url:
+        from glassbox.jobs.redis_engine import RedisJobEngine
+
+        log.info("jobs: Redis engine, namespace %r, kinds %s", settings.namespace, kinds)
+        return RedisJobEngine(settings, repository, on_queue_depth=on_queue_depth)
+    from glassbox.jobs.memory import InProcessEngine
+
+    log.info("jobs: in-process engine, %d worker threads, kinds %s", settings.worker_threads, kinds)
+    return InProcessEngine(settings, repository, on_finished=on_finished, on_queue_depth=on_queue_depth)

@@ -1,0 +1,250 @@
+"""The embedded engine: jobs run in worker threads inside `glassbox serve`, their state in memory.
+
+No Redis and nothing to deploy; a server restart loses every job (use the Redis engine when that
+matters). A running job keeps its last `EVENT_HISTORY` updates, so watchers that fall behind still see
+them (previews only on the last `PREVIEW_HISTORY`: they are large); a finished one keeps only its final
+update once no watcher is left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from glassbox.config import JobSettings
+from glassbox.core.cancellation import CancellationToken
+from glassbox.core.errors import NotFound, ResourceExhausted
+from glassbox.jobs.engine import (
+    AttemptToken,
+    JobEngine,
+    JobFinished,
+    Outcome,
+    QueueDepth,
+    for_watcher,
+    preview_due,
+    run_attempt,
+)
+from glassbox.jobs.kinds import JobContext, Progress
+from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, PageCursor, paginate
+from glassbox.models.repository import ModelRepository
+
+EVENT_HISTORY = 256
+PREVIEW_HISTORY = 16
+WATCH_POLL_SECONDS = 0.5
+
+
+@dataclass
+class _Entry:
+    record: JobRecord
+    spec: bytes
+    token: CancellationToken = field(default_factory=CancellationToken)
+    events: deque[tuple[int, JobUpdate]] = field(default_factory=lambda: deque(maxlen=EVENT_HISTORY))
+    sequence: int = 0
+    with_previews: deque[int] = field(default_factory=deque)
+    watchers: Counter[int] = field(default_factory=Counter)
+    expires_at: float = float("inf")
+
+
+class InProcessEngine(JobEngine):
+    """A FIFO queue served by `settings.worker_threads` threads."""
+
+    def __init__(
+        self,
+        settings: JobSettings,
+        repository: ModelRepository,
+        *,
+        on_finished: JobFinished | None = None,
+        on_queue_depth: QueueDepth | None = None,
+    ) -> None:
+        super().__init__(settings, repository)
+        self._on_finished = on_finished
+        self._on_queue_depth = on_queue_depth
+        self._changed = threading.Condition()
+        self._jobs: dict[str, _Entry] = {}
+        self._queue: deque[str] = deque()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"glassbox-job-{i}", daemon=True)
+            for i in range(settings.worker_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def max_attempts(self) -> int:
+        return 1  # a job thread cannot be lost without the whole server, and its state with it
+
+    def _enqueue(self, record: JobRecord, spec: bytes) -> JobRecord:
+        with self._changed:
+            self._purge_expired()
+            if len(self._queue) >= self.settings.queue_capacity:
+                raise ResourceExhausted(
+                    f"the job queue is full ({self.settings.queue_capacity} jobs waiting); retry later"
+                )
+            self._jobs[record.id] = _Entry(record, spec)
+            self._queue.append(record.id)
+            self._report_depth(record.kind)
+            self._changed.notify_all()
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        with self._changed:
+            return self._entry(job_id).record
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self._changed:
+            entry = self._entry(job_id)
+            record = entry.record
+            if record.state is JobState.QUEUED:
+                self._queue.remove(job_id)
+                self._report_depth(record.kind)
+                self._finish(
+                    entry, Outcome(JobState.CANCELLED, error=JobError("Cancelled", "cancelled by CancelJob"))
+                )
+            elif record.state is JobState.RUNNING and not record.cancel_requested:
+                entry.token.cancel()
+                self._update(entry, record.with_(cancel_requested=True))
+            return entry.record
+
+    def list(self, criteria: JobFilter, page_size: int, page_token: str) -> tuple[list[JobRecord], str]:
+        cursor = PageCursor.decode(page_token)
+        with self._changed:
+            self._purge_expired()
+            records = [entry.record for entry in self._jobs.values()]
+        records.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return paginate(records, criteria, page_size, cursor)
+
+    def watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
+        with self._changed:
+            entry = self._entry(job_id)
+            entry.watchers[preview_every_steps] += 1
+            seen = entry.sequence
+            first = JobUpdate(entry.record)
+        try:
+            yield first
+            if first.job.state.finished:
+                return
+            while not token.cancelled:
+                pending, seen = self._news(entry, seen)
+                for update in pending:
+                    yield for_watcher(update, preview_every_steps)
+                    if update.job.state.finished:
+                        return
+                if self._closed:
+                    return
+        finally:
+            with self._changed:
+                entry.watchers[preview_every_steps] -= 1
+                _forget_history(entry)
+
+    def _news(self, entry: _Entry, seen: int) -> tuple[list[JobUpdate], int]:
+        """The updates after sequence number `seen`, waiting a little for the first one."""
+        with self._changed:
+            self._changed.wait_for(lambda: entry.sequence != seen or self._closed, timeout=WATCH_POLL_SECONDS)
+            return [update for number, update in entry.events if number > seen], entry.sequence
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            for entry in self._jobs.values():
+                entry.token.cancel()
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
+                    return
+                entry = self._jobs[self._queue.popleft()]
+                self._report_depth(entry.record.kind)
+                record = entry.record.with_(state=JobState.RUNNING, attempt=1, started_at=time.time())
+                entry.token = AttemptToken(self.settings.max_run_seconds)
+                self._update(entry, record)
+            context = JobContext(
+                job_id=record.id,
+                repository=self.repository,
+                device=self.repository.device,
+                token=entry.token,
+                seed=record.seed,
+                attempt=record.attempt,
+                publish=lambda progress, png, entry=entry: self._publish(entry, progress, png),
+                preview_due=preview_due(lambda entry=entry: self._preview_intervals(entry)),
+            )
+            outcome = run_attempt(record, entry.spec, context)
+            with self._changed:
+                self._finish(entry, outcome)
+
+    def _preview_intervals(self, entry: _Entry) -> list[int]:
+        with self._changed:
+            return [every for every, watchers in entry.watchers.items() if watchers > 0]
+
+    def _publish(self, entry: _Entry, progress: Progress, png: bytes | None) -> None:
+        with self._changed:
+            self._update(entry, entry.record.with_(progress=progress), png)
+
+    def _finish(self, entry: _Entry, outcome: Outcome) -> None:
+        """Record the final state (lock held)."""
+        now = time.time()
+        record = entry.record
+        error = outcome.error
+        if outcome.state is JobState.CANCELLED and self._closed and not record.cancel_requested:
+            error = JobError("Cancelled", "the server shut down before the job finished")
+        self._update(
+            entry, record.with_(state=outcome.state, finished_at=now, result=outcome.result, error=error)
+        )
+        _forget_history(entry)
+        entry.expires_at = now + self.settings.result_ttl_seconds
+        if self._on_finished is not None:
+            self._on_finished(record.kind, outcome.state.value, now - (record.started_at or now))
+
+    def _update(self, entry: _Entry, record: JobRecord, png: bytes | None = None) -> None:
+        """Replace the record and tell the watchers (lock held)."""
+        entry.record = record
+        entry.sequence += 1
+        entry.events.append((entry.sequence, JobUpdate(record, png)))
+        if png is not None:
+            entry.with_previews.append(entry.sequence)
+            if len(entry.with_previews) > PREVIEW_HISTORY:
+                _drop_preview(entry, entry.with_previews.popleft())
+        self._changed.notify_all()
+
+    def _report_depth(self, kind: str) -> None:
+        """Tell the metrics how many jobs of `kind` wait (lock held)."""
+        if self._on_queue_depth is not None:
+            self._on_queue_depth(
+                kind, sum(1 for job_id in self._queue if self._jobs[job_id].record.kind == kind)
+            )
+
+    def _entry(self, job_id: str) -> _Entry:
+        """The live entry (lock held); NotFound once its result TTL has passed."""
+        entry = self._jobs.get(job_id)
+        if entry is None or entry.expires_at <= time.time():
+            raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+        return entry
+
+    def _purge_expired(self) -> None:
+        now = time.time()
+        for job_id in [job_id for job_id, entry in self._jobs.items() if entry.expires_at <= now]:
+            del self._jobs[job_id]
+
+
+def _forget_history(entry: _Entry) -> None:
+    """Keep only the final update of a finished job once no watcher can still need the others."""
+    if entry.record.state.finished and entry.watchers.total() == 0 and len(entry.events) > 1:
+        final = entry.events[-1]
+        entry.events.clear()
+        entry.events.append(final)
+
+
+def _drop_preview(entry: _Entry, sequence: int) -> None:
+    """Keep the update numbered `sequence` but free its preview."""
+    for index, (number, update) in enumerate(entry.events):
+        if number == sequence:
+            entry.events[index] = (number, JobUpdate(update.job))
+            return

@@ -1,0 +1,239 @@
+"""The contract every attribution method implements (gradient, CAM and perturbation methods alike).
+
+A method is one module with one class, registered by the name of its field in AttributeRequest's
+`method` oneof::
+
+    @register("occlusion")
+    class Occlusion(AttributionMethod):
+        Params = OcclusionParams          # frozen dataclass, defaults filled in
+        needs_gradients = False           # True: torch backend only (supported_methods filters on it)
+
+        def validate(self) -> None:       # optional: range checks, before any computation
+            self.require(self.params.window > 0, "window", "must be positive")
+
+        def explain(self, pixels, targets, logits):   # the work
+            ...
+
+Rules of the contract:
+
+* **Construction.** A method object is built *per call*: `Method(model, params, call)`. It may keep
+  per-call state freely (nothing is shared between calls or threads). `__init__` runs `validate()`,
+  so every bad parameter is refused before the first pass. `self.require(ok, field, message)` raises
+  InvalidArgument naming `<method>.<field>` (e.g. `smoothgrad.samples`).
+* **Params.** A frozen, hashable dataclass whose field names are the proto message's field names.
+  Enum fields are Python `Enum`s whose values are the proto value names, lower-case, without the enum
+  prefix (INTEGRATION_RULE_GAUSS_LEGENDRE → "gauss_legendre"). The server translates any params message
+  generically (server/attribution_convert.py): an `optional` scalar left unset and an enum left at
+  `*_UNSPECIFIED` take the dataclass default, so defaults live in one place, the dataclass. An image
+  parameter is an `ImageInput`. The params are part of the canonical request the result cache keys on.
+* **Inputs.** `explain(pixels, targets, logits)` gets pixels float32 [B, 3, H, W] in [0, 1] at the
+  model's input size, on `model.device`; `targets[i]` is the tuple of class indices to explain for
+  image i (empty for methods with `explains_classes = False`, which return one map per image); `logits`
+  [B, C] are the model's scores on the unmodified pixels (already computed: do not recompute them).
+* **Forward passes** of forward-only methods go through `self.call.forward(pixels) -> logits` (no
+  gradients, CPU tensor, both backends, counts the passes and checks cancellation first). Batch sizes
+  come from `self.call.rows_per_batch(bytes_per_row)`, which respects the memory budget setting.
+  Gradient methods use `self.call.count(forward=..., backward=...)` for the passes they run themselves.
+* **Cancellation.** Call `self.call.check()` between batches; it raises Cancelled when the client left.
+* **Output.** `explain` returns `maps[i][j]`: a `MapResult` for image i and target j: a signed float32
+  map at input resolution, [3, H, W] (per channel) or [H, W], on the CPU, plus optional extras (CAM at
+  layer resolution, superpixel segmentation and weights, convergence delta). Aggregation over channels,
+  resampling to the original size and PNG rendering are done by the orchestrator (methods/service.py).
+* **Template.** `run(pixels, selector)` does one forward (for the logits and the top-k targets) and
+  calls `explain`. Gradient methods override `run` (methods/gradients.py) so that the forward pass of
+  their graph also gives the logits: a gradient call costs one forward and one backward per target.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from glassbox.backends.base import Model
+from glassbox.config import AttributionSettings
+from glassbox.core.cancellation import CancellationToken
+from glassbox.core.errors import InvalidArgument
+from glassbox.core.images import ImageSource
+from glassbox.methods.targets import TargetSelector
+
+MAX_ROWS_PER_BATCH = 64
+"""Beyond this many images per batch a CPU gains nothing and a GPU little; it also bounds latency."""
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of a method that has none."""
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """A method named inside another method's parameters (SmoothGrad's base method) with its params."""
+
+    name: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image given as a method parameter (e.g. an IG baseline), kept as received so params stay hashable.
+
+    Either `encoded` bytes, or raw pixels as (`dtype`, `shape`, little-endian `data`) like the wire Tensor.
+    """
+
+    encoded: bytes = b""
+    dtype: str = ""
+    shape: tuple[int, ...] = ()
+    data: bytes = b""
+
+    @classmethod
+    def from_source(cls, source: ImageSource) -> ImageInput:
+        if isinstance(source, bytes):
+            return cls(encoded=source)
+        array = np.ascontiguousarray(source)
+        return cls(
+            dtype=array.dtype.name,
+            shape=tuple(array.shape),
+            data=array.astype(array.dtype.newbyteorder("<")).tobytes(),
+        )
+
+    def source(self) -> ImageSource:
+        if self.encoded:
+            return self.encoded
+        return np.frombuffer(self.data, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(self.shape)
+
+
+@dataclass
+class MapResult:
+    """One (image, target) map with the extras some methods have."""
+
+    map: torch.Tensor  # float32 signed, [3, H, W] or [H, W] at the model's input size, CPU
+    layer_map: torch.Tensor | None = None  # CAM methods: [h, w] at the layer's resolution
+    convergence_delta: float | None = None  # integrated gradients
+    segments: torch.Tensor | None = None  # LIME/KernelSHAP: int64 [H, W] superpixel ids
+    segment_weights: torch.Tensor | None = None  # LIME/KernelSHAP: float32 [S]
+
+
+@dataclass
+class MethodOutput:
+    """What `run` returns: logits on the unmodified pixels, the resolved targets, and the maps."""
+
+    logits: torch.Tensor  # [B, C], CPU
+    targets: list[tuple[int, ...]]
+    maps: list[list[MapResult]]
+
+
+@dataclass
+class PassCounter:
+    """Images evaluated forward and backward, counted per image (a pass over N images counts N)."""
+
+    forward: int = 0
+    backward: int = 0
+
+
+class CallContext:
+    """Per-call services for a method: the forward callable, pass counting, cancellation, memory budget."""
+
+    def __init__(
+        self,
+        model: Model,
+        token: CancellationToken,
+        settings: AttributionSettings,
+        *,
+        max_image_pixels: int = 40_000_000,
+    ) -> None:
+        self.model = model
+        self.token = token
+        self.settings = settings
+        self.max_image_pixels = max_image_pixels  # for images given as parameters (IG baseline)
+        self.counter = PassCounter()
+
+    def check(self) -> None:
+        """Raise Cancelled when the caller has gone (deadline passed, call cancelled)."""
+        self.token.check()
+
+    def count(self, *, forward: int = 0, backward: int = 0) -> None:
+        self.counter.forward += forward
+        self.counter.backward += backward
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Logits [B, C] (CPU, no gradients) for pixels [B, 3, H, W] in [0, 1], on any backend."""
+        self.check()
+        self.count(forward=pixels.shape[0])
+        return self.model.logits(pixels)
+
+    def budget_bytes(self) -> int:
+        """Memory one batched evaluation may use: the setting, or a quarter of the free memory."""
+        if self.settings.memory_budget_bytes:
+            return self.settings.memory_budget_bytes
+        return free_memory_bytes(self.model.device) // 4
+
+    def rows_per_batch(self, bytes_per_row: int, *, cap: int = MAX_ROWS_PER_BATCH) -> int:
+        """How many images fit in one batch when each costs `bytes_per_row` (at least 1, at most `cap`)."""
+        return max(1, min(cap, self.budget_bytes() // max(1, bytes_per_row)))
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory where the computation runs: the GPU's free memory, or MemAvailable on the host."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+class AttributionMethod(ABC):
+    """Base of every method: validation at construction, then `run` → `explain`."""
+
+    name: ClassVar[str]  # set by registry.register
+    Params: ClassVar[type] = NoParams
+    needs_gradients: ClassVar[bool] = True
+    explains_classes: ClassVar[bool] = True
+
+    def __init__(self, model: Model, params: Any, call: CallContext, *, field: str | None = None) -> None:
+        if not isinstance(params, self.Params):
+            raise TypeError(
+                f"{type(self).__name__} takes {self.Params.__name__}, got {type(params).__name__}"
+            )
+        self.model = model
+        self.params = params
+        self.call = call
+        self.field = field or self.name
+        self.validate()
+
+    @classmethod
+    def unsupported_reason(cls, model: Model) -> str | None:
+        """Why this model cannot run the method (None when it can). The default checks gradients only."""
+        if cls.needs_gradients and not model.supports_gradients:
+            return f"{cls.name} needs gradients, which the {model.backend_name} backend does not compute"
+        return None
+
+    def validate(self) -> None:  # noqa: B027 - optional: a method without parameters checks nothing
+        """Check the parameters against their ranges and the settings' caps; `require` on each."""
+
+    def require(self, condition: bool, field: str, message: str) -> None:
+        """InvalidArgument naming `<method>.<field>` unless `condition` holds."""
+        if not condition:
+            raise InvalidArgument(message, field=f"{self.field}.{field}")
+
+    def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        """One forward for the logits and the targets, then `explain`."""
+        logits = self.call.forward(pixels)
+        targets = selector.resolve(logits)
+        return MethodOutput(logits, targets, self.explain(pixels, targets, logits))
+
+    @abstractmethod
+    def explain(
+        self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
+    ) -> list[list[MapResult]]:
+        """maps[i][j]: the map of image i for its j-th target (one map per image if not explains_classes)."""

@@ -1,0 +1,185 @@
+"""The CAM family's shared part: choosing the layer, reading token layers as grids, the CAM template.
+
+`CamMethod` (pytorch-grad-cam's BaseCAM, per call and thread-safe): one forward with the layer's output
+captured, then per target pass one backward to that layer only (cheap: it stops there), `cam_weights`
+(the only thing a subclass must define), the weighted channel sum, ReLU, bilinear upsampling to the
+input. The CAM at layer resolution is returned as `layer_map`.
+
+Token layers [T, C] (vision transformers) are read as a grid [C, gh, gw]: the grid is inferred from the
+model — its patch-embedding layer's [C, gh, gw] output, the rest of the T tokens being class/register
+tokens, which are dropped — or, failing that, from square patches that tile the input size. Nothing is
+hard-coded (pytorch-grad-cam's users hard-code 14×14; its issues #76, #257, #509).
+
+`resolve_cam_layer` and `spatial` are public for the other CAM methods (Score-CAM).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from glassbox.backends.base import LayerInfo, Model
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.core.errors import InvalidArgument
+from glassbox.methods.base import MapResult, MethodOutput
+from glassbox.methods.gradients import GradientMethod, activation_bytes_per_row, target_passes
+from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
+from glassbox.methods.targets import TargetSelector
+
+
+@dataclass(frozen=True)
+class CamLayerParams:
+    """The parameters of a CAM method that has only a layer (empty: the model's default CAM layer)."""
+
+    layer: str = ""
+
+
+@dataclass(frozen=True)
+class CamLayer:
+    """A resolved CAM layer: its info, and for token layers how tokens map to a grid."""
+
+    info: LayerInfo
+    extra_tokens: int = 0  # leading tokens that are not patches (class token, registers)
+    grid: tuple[int, int] | None = None  # (gh, gw) for token layers
+
+
+def resolve_cam_layer(model: Model, name: str, *, field: str) -> CamLayer:
+    """The layer to use: `name`, else the model's default_cam_layer, else its last spatial layer."""
+    if not name:
+        name = model.config.default_cam_layer or _last_spatial_layer(model, field)
+    info = model.layer_info(name, field=field)
+    if not info.cam_compatible:
+        raise InvalidArgument(
+            f"layer {name!r} has output shape {list(info.output_shape)}; CAM methods need a [C, H, W] or "
+            "token [T, C] layer (GetModel marks them cam_compatible)",
+            field=field,
+        )
+    if len(info.output_shape) == 3:
+        return CamLayer(info)
+    extra, grid_h, grid_w = token_grid(model, info.output_shape[0], field=field)
+    return CamLayer(info, extra_tokens=extra, grid=(grid_h, grid_w))
+
+
+def _last_spatial_layer(model: Model, field: str) -> str:
+    spatial = [
+        layer.name
+        for layer in model.layers
+        if len(layer.output_shape) == 3 and layer.output_shape[1] * layer.output_shape[2] > 1
+    ]
+    if not spatial:
+        raise InvalidArgument(
+            f"model {model.name!r} has no default_cam_layer; choose a cam_compatible layer from GetModel",
+            field=field,
+        )
+    return spatial[-1]
+
+
+def token_grid(model: Model, tokens: int, *, field: str) -> tuple[int, int, int]:
+    """(extra tokens, grid height, grid width) of a token layer with `tokens` tokens."""
+    from_model = [
+        (tokens - layer.output_shape[1] * layer.output_shape[2], layer.output_shape[1], layer.output_shape[2])
+        for layer in model.layers
+        if len(layer.output_shape) == 3
+        and 0 <= tokens - layer.output_shape[1] * layer.output_shape[2] < tokens // 2
+    ]
+    if from_model:
+        return min(from_model)
+    height, width = model.config.input.height, model.config.input.width
+    for extra in range(tokens):
+        for patch in range(1, min(height, width) + 1):
+            if (
+                height % patch == 0
+                and width % patch == 0
+                and (height // patch) * (width // patch) == tokens - extra
+            ):
+                return extra, height // patch, width // patch
+    raise InvalidArgument(f"cannot read the {tokens} tokens of this layer as a patch grid", field=field)
+
+
+def spatial(activations: torch.Tensor, layer: CamLayer) -> torch.Tensor:
+    """A layer output [n, C, h, w] or [n, T, C] as a grid [n, C, h, w] (token layers: patches only)."""
+    if layer.grid is None:
+        return activations
+    grid_h, grid_w = layer.grid
+    patches = activations[:, layer.extra_tokens :, :]
+    return patches.reshape(patches.shape[0], grid_h, grid_w, patches.shape[2]).permute(0, 3, 1, 2)
+
+
+def upsample(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling (half-pixel centres, as cv2.resize and Captum's interpolate) of [n, h, w]."""
+    return F.interpolate(cams.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+class CamMethod(GradientMethod):
+    """Template: capture the layer, back-propagate each target to it, weight its channels, upsample.
+
+    With a `relu_rule` (Guided Grad-CAM) each target also gets a backward to the input under that rule,
+    and the map is that gradient times the upsampled CAM."""
+
+    Params = CamLayerParams
+    apply_relu = True
+
+    @classmethod
+    def unsupported_reason(cls, model: Model) -> str | None:
+        reason = super().unsupported_reason(model)
+        if reason is None and (
+            not isinstance(model, TorchModel) or not any(i.cam_compatible for i in model.layers)
+        ):
+            reason = (
+                f"{cls.name} needs a model with hookable [C, H, W] or [T, C] layers (TorchScript has none)"
+            )
+        return reason
+
+    def validate(self) -> None:
+        self.layer = resolve_cam_layer(self.model, self.params.layer, field=f"{self.field}.layer")
+
+    @abstractmethod
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """Per-channel weights [n, C] from the layer's activations and gradients, both [n, C, h, w]."""
+
+    def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        assert isinstance(self.model, TorchModel)
+        net = self.model.differentiable()
+        inputs = pixels.to(self.model.device, torch.float32)
+        size = (inputs.shape[2], inputs.shape[3])
+        chunk = self.call.rows_per_batch(activation_bytes_per_row(self.model))
+        logits_out: list[torch.Tensor] = []
+        targets_out: list[tuple[int, ...]] = []
+        maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]
+        switch = RuleSwitch(ReluRule.PLAIN)
+        with CallHooks() as hooks:
+            if self.relu_rule is not None:
+                ReluRules(hooks, net, switch)  # first: the capture must see the output the rules produce
+            capture = LayerCapture(hooks, self.model.submodule(self.layer.info.name))
+            for start in range(0, inputs.shape[0], chunk):
+                self.call.check()
+                rows = range(start, min(start + chunk, inputs.shape[0]))
+                x = inputs[rows.start : rows.stop].detach().requires_grad_(True)
+                capture.clear()
+                with torch.enable_grad():
+                    logits = net(x)
+                self.call.count(forward=len(rows))
+                logits_out.append(logits.detach().cpu())
+                targets = selector.resolve_rows(logits.detach(), rows)
+                targets_out.extend(targets)
+                activation = capture.last()
+                grids = spatial(activation.detach(), self.layer)
+                for _j, selected, one_hot in target_passes(logits, targets):
+                    switch.rule = ReluRule.PLAIN
+                    (grad,) = torch.autograd.grad(logits, activation, grad_outputs=one_hot, retain_graph=True)
+                    self.call.count(backward=len(selected))
+                    weights = self.cam_weights(grids, spatial(grad, self.layer))
+                    cams = (weights[:, :, None, None] * grids).sum(dim=1)
+                    cams = cams.clamp(min=0) if self.apply_relu else cams
+                    upsampled = upsample(cams, size)
+                    if self.relu_rule is not None:
+                        switch.rule = self.relu_rule
+                        (guided,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=True)
+                        self.call.count(backward=len(selected))
+                        upsampled = guided * upsampled.unsqueeze(1)
+                    for r in selected:
+                        maps[start + r].append(MapResult(upsampled[r].cpu(), layer_map=cams[r].cpu()))
+        return MethodOutput(torch.cat(logits_out), targets_out, maps)

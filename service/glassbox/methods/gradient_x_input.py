@@ -1,0 +1,20 @@
+"""Gradient × input: the input pixels times the gradient of the target's pre-softmax score.
+
+Shrikumar et al. 2016, "Not Just a Black Box: Learning Important Features Through Propagating
+Activation Differences". Equals integrated gradients from a black baseline for a linear model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glassbox.methods.gradients import GradientMethod
+from glassbox.methods.registry import register
+
+
+@register("gradient_x_input")
+class GradientXInput(GradientMethod):
+    """pixels · ∂ score_target / ∂ pixels."""
+
+    def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        return inputs * gradients

@@ -1,0 +1,156 @@
+"""The machinery of the input-gradient methods: one forward, one backward per target, in chunks.
+
+For a batch of images with k targets each, the graph is built once and back-propagated k times
+(`retain_graph`), each time with one-hot output gradients that pick every image's j-th target at
+once — the rows of a batch are independent in eval mode, so one backward serves all images. Captum
+runs one forward and one backward per target (its issue #612). Rows are processed in chunks sized by
+the memory budget (`CallContext.rows_per_batch`), so SmoothGrad and integrated gradients batch their
+samples and steps without materialising them all (Captum's default takes all steps at once: #245).
+
+Subclasses of `GradientMethod` choose the ReLU rule (`relu_rule`) and what to do with the gradient
+(`combine`); SmoothGrad and integrated gradients override `attribute_rows` and reuse `gradient_rows`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import torch
+
+from glassbox.backends.base import Model
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
+from glassbox.methods.hooks import CallHooks, ReluRule, ReluRules, RuleSwitch, relu_modules
+from glassbox.methods.targets import TargetSelector
+
+TargetsOf = Callable[[torch.Tensor, range], list[tuple[int, ...]]]
+"""(logits of a chunk, the chunk's row range) → the class indices to explain for each row."""
+
+Consume = Callable[[range, torch.Tensor, int, list[int], torch.Tensor], None]
+"""(chunk rows, chunk inputs, target pass j, chunk positions with a j-th target, their input gradient)."""
+
+
+def activation_bytes_per_row(model: Model) -> int:
+    """Rough memory one image needs for a forward with graph plus a backward: the leaf layers' outputs,
+    kept for backward, and their gradients (float32)."""
+    names = [layer.name for layer in model.layers]
+    leaves = [layer for layer in model.layers if not any(n.startswith(layer.name + ".") for n in names)]
+    elements = sum(math.prod(layer.output_shape) for layer in leaves)
+    height, width = model.config.input.height, model.config.input.width
+    return 4 * (2 * elements + 8 * 3 * height * width)
+
+
+def target_passes(
+    logits: torch.Tensor, targets: list[tuple[int, ...]]
+) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+    """For j = 0..k-1: (j, rows that have a j-th target, one-hot output gradient selecting them)."""
+    passes = max((len(t) for t in targets), default=0)
+    for j in range(passes):
+        rows = [r for r, t in enumerate(targets) if len(t) > j]
+        one_hot = torch.zeros_like(logits)
+        one_hot[rows, [targets[r][j] for r in rows]] = 1.0
+        yield j, rows, one_hot
+
+
+class GradientMethod(AttributionMethod):
+    """Base of the methods computed from input gradients of the target's pre-softmax score."""
+
+    needs_gradients = True
+    relu_rule: ClassVar[ReluRule | None] = None
+
+    @classmethod
+    def unsupported_reason(cls, model: Model) -> str | None:
+        reason = super().unsupported_reason(model)
+        if reason is None and cls.relu_rule is not None:
+            reason = relu_rule_unsupported(cls.name, model)
+        return reason
+
+    @property
+    def rows_per_input(self) -> int:
+        """Network rows evaluated per input row (integrated gradients: its steps)."""
+        return 1
+
+    def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """Attributions [n, 3, H, W] from inputs [n, 3, H, W] and their gradients; default: the gradient."""
+        return gradients
+
+    def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        """The targets come from the logits of the graph's own forward: no extra pass, even for top-k."""
+        x = pixels.to(self.model.device, torch.float32)
+        logits_out: list[torch.Tensor] = []
+        targets_out: list[tuple[int, ...]] = []
+
+        def targets_of(logits: torch.Tensor, rows: range) -> list[tuple[int, ...]]:
+            logits_out.append(logits.cpu())
+            chosen = selector.resolve_rows(logits, rows)
+            targets_out.extend(chosen)
+            return chosen
+
+        maps = self.gradient_rows(x, targets_of)
+        return MethodOutput(
+            torch.cat(logits_out), targets_out, [[MapResult(m.cpu()) for m in row] for row in maps]
+        )
+
+    def explain(
+        self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
+    ) -> list[list[MapResult]]:
+        rows = self.attribute_rows(pixels.to(self.model.device, torch.float32), targets)
+        return [[MapResult(m.cpu()) for m in row] for row in rows]
+
+    def attribute_rows(self, inputs: torch.Tensor, targets: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """Attributions [k_i, 3, H, W] (on the device) for each input row and its targets."""
+        rows = self.gradient_rows(inputs, lambda _logits, rows: targets[rows.start : rows.stop])
+        return [torch.stack(row) for row in rows]
+
+    def gradient_rows(self, inputs: torch.Tensor, targets_of: TargetsOf) -> list[list[torch.Tensor]]:
+        """Per input row, per target: the `combine`d gradient."""
+        out: list[list[torch.Tensor]] = [[] for _ in range(inputs.shape[0])]
+
+        def consume(rows: range, x: torch.Tensor, _j: int, selected: list[int], grad: torch.Tensor) -> None:
+            values = self.combine(x, grad)
+            for r in selected:
+                out[rows.start + r].append(values[r])
+
+        self.backward_chunks(
+            inputs.shape[0], lambda rows: inputs[rows.start : rows.stop], targets_of, consume
+        )
+        return out
+
+    def backward_chunks(
+        self,
+        total: int,
+        make_inputs: Callable[[range], torch.Tensor],
+        targets_of: TargetsOf,
+        consume: Consume,
+    ) -> None:
+        """Evaluate `total` network rows in chunks sized by the memory budget: per chunk, one forward of
+        `make_inputs(rows)` with graph, then one backward per target pass, each handed to `consume`."""
+        net = self.model.differentiable()
+        chunk = self.call.rows_per_batch(activation_bytes_per_row(self.model))
+        with CallHooks() as hooks:
+            if self.relu_rule is not None:
+                ReluRules(hooks, net, RuleSwitch(self.relu_rule))
+            for start in range(0, total, chunk):
+                self.call.check()
+                rows = range(start, min(start + chunk, total))
+                x = make_inputs(rows).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = net(x)
+                self.call.count(forward=len(rows))
+                targets = targets_of(logits.detach(), rows)
+                last = max((len(t) for t in targets), default=0) - 1
+                for j, selected, one_hot in target_passes(logits, targets):
+                    (grad,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=j < last)
+                    self.call.count(backward=len(selected))
+                    consume(rows, x.detach(), j, selected, grad)
+
+
+def relu_rule_unsupported(name: str, model: Model) -> str | None:
+    """Why a model cannot take per-call ReLU rules (TorchScript takes no hooks; no nn.ReLU modules)."""
+    if not isinstance(model, TorchModel) or isinstance(model.module.net, torch.jit.ScriptModule):
+        return f"{name} needs an eager torch model (hooks on nn.ReLU modules); this one is TorchScript"
+    if not relu_modules(model.module.net):
+        return f"{name} changes the gradient of nn.ReLU modules, and this model has none"
+    return None

@@ -1,0 +1,26 @@
+"""Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM, per input channel.
+
+Selvaraju et al. 2017 (section 3.1): combines Grad-CAM's class-discriminative localisation with guided
+backprop's pixel-level detail. One forward serves both: the backward to the layer uses the true
+gradient, the backward to the input the guided rule (a per-call switch on the ReLUs). The CAM is
+upsampled bilinearly, as in the paper (Captum's GuidedGradCam defaults to nearest).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from glassbox.methods.cam import CamLayerParams, CamMethod
+from glassbox.methods.hooks import ReluRule
+from glassbox.methods.registry import register
+
+
+@register("guided_grad_cam")
+class GuidedGradCam(CamMethod):
+    """guided backprop(x) · upsample(ReLU(Σ_c α_c A_c))."""
+
+    Params = CamLayerParams
+    relu_rule = ReluRule.GUIDED
+
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        return gradients.mean(dim=(2, 3))

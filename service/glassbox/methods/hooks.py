@@ -1,0 +1,149 @@
+"""Per-call hooks on a model module that every server thread shares.
+
+The model's `nn.Module` serves all calls at once, so a hook registered for one call must not touch
+another call's forward pass (Captum's hooks do; its instances are not thread-safe). `CallHooks`
+registers forward hooks for the duration of one call and makes each of them act only while *its*
+call's forward runs on *its* thread (a thread-local owner check); what they change is attached to that
+call's own tensors (a cloned activation, a custom autograd Function), so the backward pass needs no
+global state either, wherever autograd runs it. Handles are removed when the call ends, even on error.
+
+Two uses:
+* `LayerCapture`: keeps a layer's output (to read its values and differentiate with respect to it).
+* `ReluRules`: swaps every `nn.ReLU`'s gradient for guided backprop's or deconvnet's rule, switchable
+  between backward passes of the same forward (Guided Grad-CAM needs plain and guided gradients).
+  In-place ReLUs work: the pre-activation is preserved by handing the module a copy to overwrite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+_owner = threading.local()
+
+
+class CallHooks:
+    """A context manager owning hooks that act only for the call (and thread) that entered it."""
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._previous: CallHooks | None = None
+
+    def __enter__(self) -> CallHooks:
+        self._previous = getattr(_owner, "hooks", None)
+        _owner.hooks = self
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _owner.hooks = self._previous
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def active(self) -> bool:
+        """True on this call's own thread while the call is running."""
+        return getattr(_owner, "hooks", None) is self
+
+    def forward_hook(self, module: nn.Module, hook: Callable[[nn.Module, tuple, Any], Any]) -> None:
+        def guarded(mod: nn.Module, inputs: tuple, output: Any) -> Any:
+            return hook(mod, inputs, output) if self.active() else None
+
+        self._handles.append(module.register_forward_hook(guarded))
+
+    def forward_pre_hook(self, module: nn.Module, hook: Callable[[nn.Module, tuple], Any]) -> None:
+        def guarded(mod: nn.Module, inputs: tuple) -> Any:
+            return hook(mod, inputs) if self.active() else None
+
+        self._handles.append(module.register_forward_pre_hook(guarded))
+
+
+class LayerCapture:
+    """Records a layer's output on every forward of the call. The network continues on a copy, so a
+    later in-place operation cannot change the recorded tensor (or its place in the autograd graph)."""
+
+    def __init__(self, hooks: CallHooks, module: nn.Module) -> None:
+        self.outputs: list[torch.Tensor] = []
+        hooks.forward_hook(module, self._record)
+
+    def _record(self, _module: nn.Module, _inputs: tuple, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"the layer returns {type(output).__name__}, not a tensor")
+        self.outputs.append(output)
+        return output.clone()
+
+    def last(self) -> torch.Tensor:
+        """The output of the layer's last call in the most recent forward pass."""
+        if not self.outputs:
+            raise RuntimeError("the layer did not run in the forward pass")
+        return self.outputs[-1]
+
+    def clear(self) -> None:
+        self.outputs.clear()
+
+
+class ReluRule(StrEnum):
+    """How gradients pass a ReLU backwards."""
+
+    PLAIN = "plain"  # the true gradient: g · [x > 0]
+    GUIDED = "guided"  # guided backprop (Springenberg et al. 2015): max(g, 0) · [x > 0]
+    DECONV = "deconv"  # deconvnet (Zeiler & Fergus 2014): max(g, 0)
+
+
+class RuleSwitch:
+    """The rule one call's ReLUs apply; read at backward time, so it may change between backward passes."""
+
+    def __init__(self, rule: ReluRule) -> None:
+        self.rule = rule
+
+
+class _RuleRelu(torch.autograd.Function):
+    """ReLU whose backward follows a call's `RuleSwitch`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, switch: RuleSwitch) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.switch = switch
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        rule = ctx.switch.rule
+        if rule is ReluRule.DECONV:
+            return grad.clamp(min=0), None
+        if rule is ReluRule.GUIDED:
+            grad = grad.clamp(min=0)
+        return grad * (x > 0).to(grad.dtype), None
+
+
+def relu_modules(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.ReLU)]
+
+
+class ReluRules:
+    """Replaces, for one call, the output of every `nn.ReLU` by a `_RuleRelu` of its input."""
+
+    def __init__(self, hooks: CallHooks, module: nn.Module, switch: RuleSwitch) -> None:
+        self.switch = switch
+        self._inputs: dict[int, list[torch.Tensor]] = {}
+        for relu in relu_modules(module):
+            hooks.forward_pre_hook(relu, self._keep_input)
+            hooks.forward_hook(relu, self._replace_output)
+
+    def _keep_input(self, module: nn.Module, inputs: tuple) -> tuple | None:
+        (x,) = inputs
+        self._inputs.setdefault(id(module), []).append(x)
+        # An in-place ReLU would overwrite x, which the rule needs: let it overwrite a copy instead.
+        return (x.clone(),) if getattr(module, "inplace", False) else None
+
+    def _replace_output(self, module: nn.Module, _inputs: tuple, _output: Any) -> torch.Tensor:
+        x = self._inputs[id(module)].pop()
+        return _RuleRelu.apply(x, self.switch)

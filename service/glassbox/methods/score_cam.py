@@ -1,0 +1,102 @@
+"""Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
+Networks"): gradient-free CAM whose channel weights come from forward passes.
+
+Each channel of the layer, upsampled to the input (bilinear, corners aligned) and min-max scaled to
+[0, 1], multiplies the input; the masked input's pre-softmax score for the target, softmax-normalised
+over the channels, is the channel's weight. The CAM is ReLU(Σ_c w_c A_c), upsampled bilinearly to the
+input. This is pytorch-grad-cam's `ScoreCAM` (which the maps are checked against); the paper's weight is
+the masked input's softmax probability of the target, without normalisation over the channels.
+
+One hooked torch forward gives the logits and the activations; the masked passes (one per channel,
+shared by every target of the image) are built one batch at a time and run on the model's fastest
+no-grad engine, which may be ONNX Runtime. ONNX models expose no layer, so they cannot serve Score-CAM.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from glassbox.backends.base import Model
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
+from glassbox.methods.batching import batch_ranges, evaluate_in_batches, inference_bytes_per_row
+from glassbox.methods.cam import CamLayerParams, resolve_cam_layer, spatial, upsample
+from glassbox.methods.hooks import CallHooks, LayerCapture
+from glassbox.methods.registry import register
+from glassbox.methods.targets import TargetSelector
+
+
+@register("score_cam")
+class ScoreCam(AttributionMethod):
+    """Channel weights from the target's score on the input masked by each channel."""
+
+    Params = CamLayerParams
+    needs_gradients = False
+
+    @classmethod
+    def unsupported_reason(cls, model: Model) -> str | None:
+        if not isinstance(model, TorchModel) or not any(info.cam_compatible for info in model.layers):
+            return f"{cls.name} needs a layer's activations: a torch model with [C, H, W] or [T, C] layers"
+        return None
+
+    def validate(self) -> None:
+        self.layer = resolve_cam_layer(self.model, self.params.layer, field=f"{self.field}.layer")
+        shape = self.layer.info.output_shape
+        channels = shape[0] if self.layer.grid is None else shape[1]
+        cap = self.call.settings.max_perturbations
+        self.require(
+            channels <= cap,
+            "layer",
+            f"layer {self.layer.info.name!r} has {channels} channels, so {channels} masked inputs per image, "
+            f"over the server's cap max_perturbations = {cap}; choose a layer with fewer channels",
+        )
+
+    def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        """One hooked torch forward per batch gives both the logits (hence the targets) and the activations
+        that `explain` masks the input with."""
+        assert isinstance(self.model, TorchModel)
+        inputs = pixels.to(self.model.device, torch.float32)
+        logits, grids = [], []
+        with CallHooks() as hooks, torch.inference_mode():
+            capture = LayerCapture(hooks, self.model.submodule(self.layer.info.name))
+            rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
+            for start, stop in batch_ranges(inputs.shape[0], rows):
+                self.call.check()
+                capture.clear()
+                logits.append(self.model.differentiable()(inputs[start:stop]).float().cpu())
+                self.call.count(forward=stop - start)
+                grids.append(spatial(capture.last(), self.layer).float())
+        self.activations = torch.cat(grids)
+        all_logits = torch.cat(logits)
+        targets = selector.resolve(all_logits)
+        return MethodOutput(all_logits, targets, self.explain(inputs, targets, all_logits))
+
+    def explain(
+        self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
+    ) -> list[list[MapResult]]:
+        return [
+            self.explain_image(pixels[i], self.activations[i], targets[i]) for i in range(pixels.shape[0])
+        ]
+
+    def explain_image(
+        self, image: torch.Tensor, activations: torch.Tensor, targets: tuple[int, ...]
+    ) -> list[MapResult]:
+        """Maps of one image [3, H, W] from its layer activations [C, h, w]."""
+        size = (image.shape[1], image.shape[2])
+
+        def masked(start: int, stop: int) -> torch.Tensor:
+            masks = F.interpolate(
+                activations[None, start:stop], size=size, mode="bilinear", align_corners=True
+            )[0]
+            low = masks.amin(dim=(1, 2), keepdim=True)
+            high = masks.amax(dim=(1, 2), keepdim=True)
+            masks = (masks - low) / (high - low + 1e-8)
+            return image[None] * masks[:, None]
+
+        rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
+        scores = evaluate_in_batches(self.call, masked, activations.shape[0], rows)
+        weights = scores[:, list(targets)].T.softmax(dim=1)  # [targets, C]
+        cams = torch.einsum("tc,chw->thw", weights.to(activations.device), activations).clamp(min=0)
+        upsampled = upsample(cams, size)
+        return [MapResult(upsampled[j].cpu(), layer_map=cams[j].cpu()) for j in range(len(targets))]

@@ -1,0 +1,182 @@
+"""Prometheus metrics: one `Metrics` per server instance, owning its registry and its /metrics endpoint.
+
+A registry per instance (not prometheus-client's global one) lets several servers live in one process
+(tests do) without sharing counters. Latencies are histograms whose buckets resolve 1 ms to 10 min, so
+p50/p95/p99 come from `histogram_quantile` — unlike TorchServe's and Triton's cumulative counters.
+
+Names follow the gRPC convention (`grpc_server_*`, labels `grpc_type`, `grpc_service`, `grpc_method`,
+`grpc_code`) and `glassbox_*` for the service's own. The handling histogram carries `grpc_code` too, so
+fast rejections do not hide in the latency of successful calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+
+from glassbox.cache.port import CacheStats, Outcome
+from glassbox.config import MetricsSettings
+from glassbox.models.repository import ModelVersion
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+"""1 ms to 10 min, about three buckets per decade."""
+
+LOOKUP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+"""Cache lookups: 100 µs to 1 s (a loopback Redis GET is a few hundred µs; a timeout shows as ≥ 0.25 s)."""
+
+
+class Metrics:
+    """Every metric of one server; `start()` serves them on `settings.port` at `/metrics`."""
+
+    def __init__(self, settings: MetricsSettings | None = None) -> None:
+        self.settings = settings or MetricsSettings(enabled=False)
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        grpc = ("grpc_type", "grpc_service", "grpc_method")
+        self.grpc_started = self._counter("grpc_server_started_total", "RPCs started on the server.", grpc)
+        self.grpc_handled = self._counter(
+            "grpc_server_handled_total", "RPCs completed on the server, by status code.", (*grpc, "grpc_code")
+        )
+        self.grpc_handling_seconds = self._histogram(
+            "grpc_server_handling_seconds",
+            "Time from an RPC's start to its last response message (streams: until the stream ends).",
+            (*grpc, "grpc_code"),
+        )
+        self.grpc_in_flight = self._gauge("grpc_server_in_flight", "RPCs being handled now.", grpc)
+        per_method = ("model", "method")
+        self.compute_seconds = self._histogram(
+            "glassbox_compute_seconds",
+            "Time computing a result (hits compute nothing).",
+            per_method,
+        )
+        self.cache_lookup_seconds = self._histogram(
+            "glassbox_cache_lookup_seconds",
+            "Time of one cache lookup, failed ones included.",
+            ("backend",),
+            buckets=LOOKUP_BUCKETS,
+        )
+        self.cache_hits = self._counter(
+            "glassbox_cache_hits_total", "Results served from the cache.", per_method
+        )
+        self.cache_misses = self._counter(
+            "glassbox_cache_misses_total",
+            "Lookups that found nothing usable (absent, expired, corrupt).",
+            per_method,
+        )
+        self.cache_errors = self._counter(
+            "glassbox_cache_errors_total",
+            "Cache operations that failed (the result was computed, or not stored), by operation get/set.",
+            (*per_method, "operation"),
+        )
+        self.passes = self._counter(
+            "glassbox_passes_total", "Forward and backward passes through models.", ("method", "direction")
+        )
+        self.jobs = self._counter(
+            "glassbox_jobs_total", "Jobs that reached a final state.", ("kind", "state")
+        )
+        self.job_seconds = self._histogram(
+            "glassbox_job_duration_seconds", "Time from a job's start to its final state.", ("kind", "state")
+        )
+        self.queue_depth = self._gauge("glassbox_job_queue_depth", "Jobs waiting to run.", ("kind",))
+        self.model_load_seconds = self._gauge(
+            "glassbox_model_load_seconds", "How long loading a model version took.", ("model", "version")
+        )
+        self.cache_entries = self._gauge("glassbox_cache_entries", "Entries in the in-process cache.")
+        self.cache_bytes = self._gauge("glassbox_cache_bytes", "Bytes held by the in-process cache.")
+        self._http: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def _counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name.removesuffix("_total"), documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def observe_compute(self, model: str, method: str, seconds: float) -> None:
+        self.compute_seconds.labels(model, method).observe(seconds)
+
+    def observe_cache_lookup(
+        self, backend: str, model: str, method: str, outcome: Outcome, seconds: float
+    ) -> None:
+        self.cache_lookup_seconds.labels(backend).observe(seconds)
+        if outcome is Outcome.HIT:
+            self.cache_hits.labels(model, method).inc()
+        elif outcome is Outcome.MISS:
+            self.cache_misses.labels(model, method).inc()
+        else:
+            self.cache_errors.labels(model, method, "get").inc()
+
+    def count_cache_store_error(self, model: str, method: str) -> None:
+        self.cache_errors.labels(model, method, "set").inc()
+
+    def count_passes(self, method: str, *, forward: int = 0, backward: int = 0) -> None:
+        """Add the forward and backward passes one computation of `method` made."""
+        if forward:
+            self.passes.labels(method, "forward").inc(forward)
+        if backward:
+            self.passes.labels(method, "backward").inc(backward)
+
+    def observe_job(self, kind: str, state: str, seconds: float) -> None:
+        """Record a job that reached its final `state` (e.g. succeeded, failed, cancelled) after `seconds`."""
+        self.jobs.labels(kind, state).inc()
+        self.job_seconds.labels(kind, state).observe(seconds)
+
+    def set_queue_depth(self, kind: str, depth: int) -> None:
+        self.queue_depth.labels(kind).set(depth)
+
+    def observe_model_load(self, entry: ModelVersion, seconds: float) -> None:
+        """`ModelRepository(on_loaded=...)` hook."""
+        self.model_load_seconds.labels(entry.name, entry.version).set(seconds)
+
+    def track_cache_size(self, stats: Callable[[], CacheStats]) -> None:
+        """Read the in-process cache's size at every scrape."""
+        self.cache_entries.set_function(lambda: stats().entries or 0)
+        self.cache_bytes.set_function(lambda: stats().bytes or 0)
+
+    def start(self) -> int:
+        """Serve /metrics when enabled; returns the bound port (0 when disabled)."""
+        if not self.settings.enabled or self._http is not None:
+            return self.port
+        self._http, self._thread = start_http_server(self.settings.port, self.settings.address, self.registry)
+        self.port = self._http.server_port
+        log.info("metrics on http://%s:%d/metrics", self.settings.address, self.port)
+        return self.port
+
+    def stop(self) -> None:
+        if self._http is None:
+            return
+        self._http.shutdown()
+        self._http.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._http = self._thread = None

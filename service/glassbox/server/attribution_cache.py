@@ -1,0 +1,71 @@
+"""Attribution results through the result cache: the key, the cached value, the response flag.
+
+The value is the serialized AttributeResponse of the computation, so a hit costs a lookup and a
+parse, with no rendering or tensor conversion. The key (cache.keys.result_key) covers the resolved
+model (name, version, weights digest), the method and its canonical parameters, the targets, every
+image as prepared for the model (pixels, original size, crop box, and the original pixels when an
+overlay at the original size needs them) and the output options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
+
+from glassbox.backends.base import Model
+from glassbox.core.cancellation import CancellationToken
+from glassbox.methods.registry import method_class
+from glassbox.methods.service import AttributionImage, AttributionRequest, attribute
+from glassbox.methods.targets import TOP_1, TargetSpec
+from glassbox.server.attribution_convert import attribution_response
+from glassbox.server.context import ServerContext
+
+
+def cached_attribute(
+    ctx: ServerContext,
+    model: Model,
+    request: AttributionRequest,
+    images: list[AttributionImage],
+    token: CancellationToken,
+    *,
+    bypass: bool,
+) -> pb.AttributeResponse:
+    """The response of `attribute(...)`, from the cache when an identical request was answered before."""
+    key = ctx.cache.key(
+        "attribution",
+        model=model,
+        method=request.method,
+        parameters=request.params,
+        targets=_canonical_targets(request),
+        pixels=images,
+        options=replace(request.output, map=request.output.wants_map),
+    )
+
+    def compute() -> bytes:
+        outcome = attribute(model, request, images, token, ctx.settings)
+        ctx.metrics.count_passes(
+            outcome.method, forward=outcome.forward_passes, backward=outcome.backward_passes
+        )
+        return attribution_response(outcome).SerializeToString()
+
+    result = ctx.cache.get_or_compute(
+        key, compute, model=model.name, method=request.method, bypass=bypass, cancel=token
+    )
+    response = pb.AttributeResponse.FromString(result.value)
+    if result.from_cache:
+        response.stats.Clear()
+        response.from_cache = True
+    return response
+
+
+def _canonical_targets(request: AttributionRequest) -> tuple[TargetSpec, tuple[TargetSpec, ...]]:
+    """Unset targets mean top-1 for a class-explaining method; only valid requests are merged this way,
+    so a request that would be refused never shares a key with one that was answered."""
+    if (
+        method_class(request.method).explains_classes
+        and not request.image_targets
+        and request.targets.is_empty
+    ):
+        return TOP_1, ()
+    return request.targets, request.image_targets

@@ -1,0 +1,120 @@
+"""Helpers shared by the gradient and CAM method tests: a model repository with seeded weights, a server
+on it, requests over real gRPC, and the same networks in this process for the reference implementations.
+
+The reference networks are copies of the served ones with in-place ReLUs made out-of-place and
+parameters requiring gradients, because Captum's ReLU hooks fail on in-place ReLUs (Captum #973) and
+pytorch-grad-cam back-propagates from a loss that needs a graph; the function computed is the same.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import write_model_version
+from glassbox.demo.shapes import generate
+from glassbox.models.repository import ModelRepository
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
+
+IMAGES = generate(3, seed=5).images
+"""Three demo images [3, 3, 64, 64] in [0, 1]."""
+
+TARGETS = (1, 4)
+TOLERANCE = 1e-4
+"""Largest difference allowed from a reference, as a fraction of the reference map's largest |value|."""
+
+CAM_LAYERS = {"shapes": "features.14", "resnet": "layer4", "vit": "encoder.layers.encoder_layer_1.ln_1"}
+
+
+ARCHITECTURES = {"shapes": "glassbox.shapes_cnn", "resnet": "resnet18", "vit": "glassbox.tiny_vit"}
+
+
+def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet")) -> Path:
+    """Some of: shapes (the demo CNN: in-place ReLUs, BN), resnet (torchvision resnet18: residuals, a
+    ReLU module called twice per block), vit (a tiny torchvision ViT); seeded weights, 64×64 inputs.
+    Seed 5 gives every image's top-2 classes a Grad-CAM that is not all zero (not so for every seed)."""
+    for name in names:
+        scale = 20.0 if name == "shapes" else 1.0
+        write_model_version(
+            root,
+            name,
+            "1",
+            architecture=ARCHITECTURES[name],
+            seed=5,
+            logit_scale=scale,
+            extra_toml=_explain(name),
+        )
+    return root
+
+
+def _explain(name: str) -> str:
+    return f'[explain]\ndefault_cam_layer = "{CAM_LAYERS[name]}"\n'
+
+
+def reference_network(root: Path, name: str) -> torch.nn.Module:
+    """The served network (pixels → logits) with out-of-place ReLUs and trainable parameters."""
+    models = ModelRepository(root, device=torch.device("cpu"))
+    models.load_all()
+    network = copy.deepcopy(models.get(name).differentiable())
+    for module in network.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    return network.requires_grad_(True).eval()
+
+
+def image_message(pixels: torch.Tensor) -> tensor_pb2.Image:
+    array = pixels.numpy().astype(np.float32)
+    return tensor_pb2.Image(
+        pixels=tensor_pb2.Tensor(
+            dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=list(array.shape), data=array.tobytes()
+        )
+    )
+
+
+def request(
+    model: str,
+    images: torch.Tensor = IMAGES,
+    *,
+    targets: tuple[int, ...] | None = TARGETS,
+    aggregation: int = pb.AGGREGATION_NONE,
+    **method: object,
+) -> pb.AttributeRequest:
+    """An AttributeRequest for raw maps of `images` [B, 3, H, W] and the given class targets."""
+    message = pb.AttributeRequest(
+        model=model,
+        images=[image_message(image) for image in images],
+        output=pb.OutputOptions(map=True, aggregation=aggregation),
+        **method,
+    )
+    if targets is not None:
+        message.targets.class_indices.extend(targets)
+    return message
+
+
+def attribute(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub, message: pb.AttributeRequest
+) -> pb.AttributeResponse:
+    return stub.Attribute(message, timeout=120)
+
+
+def tensor(message: tensor_pb2.Tensor) -> np.ndarray:
+    dtype = {tensor_pb2.DATA_TYPE_FLOAT32: np.float32, tensor_pb2.DATA_TYPE_INT64: np.int64}[message.dtype]
+    return np.frombuffer(message.data, dtype=dtype).reshape(tuple(message.shape))
+
+
+def maps(response: pb.AttributeResponse, field: str = "map") -> np.ndarray:
+    """The response's maps as [targets, images, ...] (so maps[j] lines up with a reference for target j)."""
+    per_image = [[tensor(getattr(a, field)) for a in image.attributions] for image in response.images]
+    return np.stack([np.stack(row) for row in per_image], axis=1)
+
+
+def relative_error(ours: np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
+    """max |ours − reference| / max |reference|; the reference must not be all zero (a vacuous check)."""
+    expected = reference.detach().numpy() if isinstance(reference, torch.Tensor) else reference
+    scale = float(np.abs(expected).max())
+    assert scale > 0, "the reference map is all zero: the comparison would prove nothing"
+    assert ours.shape == expected.shape, (ours.shape, expected.shape)
+    return float(np.abs(ours - expected).max()) / scale

@@ -1,0 +1,48 @@
+"""Grad-CAM++ over gRPC: the min-max scaled map equals pytorch-grad-cam's `GradCAMPlusPlus` on a CNN,
+resnet18 and a vision transformer (token grid inferred by the server); one backward per target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cam_references import grad_cam_maps, min_max
+from conftest import RunningServer
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
+from gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, reference_network, request
+from gradient_harness import write_repository as write_models
+from pytorch_grad_cam import GradCAMPlusPlus
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_models(tmp_path_factory.mktemp("grad-cam-pp-models"), ("shapes", "resnet", "vit"))
+
+
+@pytest.fixture(scope="module")
+def stub(
+    start_server: Callable[..., RunningServer], repository: Path
+) -> attribution_service_pb2_grpc.AttributionServiceStub:
+    server = start_server(model_repository=repository, cache={"enabled": False})
+    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
+
+
+@pytest.mark.parametrize("model", ["shapes", "resnet", "vit"])
+def test_scaled_grad_cam_plus_plus_equals_pytorch_grad_cam(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
+) -> None:
+    message = request(model, targets=None, grad_cam_plus_plus=pb.GradCamPlusPlusParams())
+    message.targets.top_k = 2
+    response = attribute(stub, message)
+    network = reference_network(repository, model)
+    module = network.net.get_submodule(CAM_LAYERS[model])
+    ours = maps(response)
+    assert maps(response, "layer_map").shape[:2] == (2, 3)
+    for j in range(2):
+        targets = [image.attributions[j].target.index for image in response.images]
+        reference = grad_cam_maps(GradCAMPlusPlus, network, module, IMAGES, targets, vit=model == "vit")
+        assert np.abs(min_max(ours[j]) - reference).max() <= TOLERANCE
+    assert (response.stats.forward_passes, response.stats.backward_passes) == (3, 6)

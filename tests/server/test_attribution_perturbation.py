@@ -1,0 +1,118 @@
+"""Bad parameters of the perturbation methods (occlusion, LIME, KernelSHAP, Score-CAM) over gRPC: each
+gets INVALID_ARGUMENT naming the field (and the cap, when a cap is exceeded) before any computation, and
+the server keeps serving. A client deadline stops the computation, not only the call."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import RunningServer, write_model_version
+from glassbox.demo.shapes import generate
+from glassbox_client import GlassboxClient
+from glassbox_client.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
+
+IMAGE = generate(1, seed=15).images[0].numpy()
+MAX_SAMPLES, MAX_PERTURBATIONS = 600, 100  # the methods' default samples (500) are under the cap
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("perturbation-models")
+    write_model_version(root, "shapes", "1", seed=0)
+    write_model_version(root, "shapes-onnx", "1", fmt="onnx", seed=0)
+    write_model_version(root, "shapes-256", "1", seed=0, size=(256, 256))
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(start_server: Callable[..., RunningServer], repository: Path) -> Iterator[GlassboxClient]:
+    server = start_server(
+        model_repository=repository,
+        cache={"enabled": False},
+        attribution={"max_samples": MAX_SAMPLES, "max_perturbations": MAX_PERTURBATIONS},
+    )
+    with GlassboxClient(server.address, timeout=60) as client:
+        yield client
+
+
+def still_serving(client: GlassboxClient) -> None:
+    result = client.attribute(
+        IMAGE, model="shapes", method="occlusion", targets=[0], outputs=("map",), window=16, stride=16
+    )
+    assert result.stats.forward_passes == 4 * 4 + 1
+
+
+BAD_PARAMETERS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("occlusion", {"window": 0}, "occlusion.window", "at least 1"),
+    ("occlusion", {"window": 65, "stride": 65}, "occlusion.window", "larger than the 64x64 input"),
+    ("occlusion", {"window": 8, "stride": 0}, "occlusion.stride", "at least 1"),
+    ("occlusion", {"window": 4, "stride": 5}, "occlusion.stride", "larger than the window"),
+    ("occlusion", {"baseline_value": 1.5}, "occlusion.baseline_value", "[0, 1]"),
+    ("occlusion", {"window": 8, "stride": 4}, "occlusion.stride", "max_perturbations = 100"),
+    ("lime", {"samples": 0}, "lime.samples", f"1..{MAX_SAMPLES}"),
+    ("lime", {"samples": MAX_SAMPLES + 1}, "lime.samples", "max_samples"),
+    ("lime", {"kernel_width": 0.0}, "lime.kernel_width", "> 0"),
+    ("lime", {"kernel_width": -1.0}, "lime.kernel_width", "> 0"),
+    ("lime", {"kernel_width": math.inf}, "lime.kernel_width", "> 0"),
+    ("lime", {"superpixels": 1}, "lime.superpixels", "2..1024"),
+    ("lime", {"superpixels": 2}, "lime.superpixels", "a single superpixel in image 0"),
+    ("lime", {"num_features": -1}, "lime.num_features", "0..1024"),
+    ("kernel_shap", {"samples": 1}, "kernel_shap.samples", f"2..{MAX_SAMPLES}"),
+    ("kernel_shap", {"samples": MAX_SAMPLES + 1}, "kernel_shap.samples", "max_samples"),
+    ("kernel_shap", {"baseline_value": -0.1}, "kernel_shap.baseline_value", "[0, 1]"),
+    ("kernel_shap", {"superpixels": 5000}, "kernel_shap.superpixels", "2..1024"),
+    ("score_cam", {"layer": "no.such.layer"}, "score_cam.layer", "no layer"),
+    ("score_cam", {"layer": "classifier.2"}, "score_cam.layer", "output shape"),
+    ("score_cam", {"layer": "features.14"}, "score_cam.layer", "max_perturbations = 100"),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "field", "message"), BAD_PARAMETERS)
+def test_bad_parameters_are_refused_naming_the_field(
+    client: GlassboxClient, method: str, params: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        client.attribute(IMAGE, model="shapes", method=method, targets=[0], outputs=("map",), **params)
+    assert error.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.field == field
+    assert message in error.value.message
+    still_serving(client)
+
+
+def test_score_cam_on_an_onnx_model_is_a_failed_precondition(client: GlassboxClient) -> None:
+    with pytest.raises(FailedPreconditionError) as error:
+        client.attribute(IMAGE, model="shapes-onnx", method="score_cam", targets=[0], outputs=("map",))
+    assert "score_cam" in error.value.message
+    still_serving(client)
+
+
+def test_a_deadline_stops_the_computation_within_a_batch(
+    start_server: Callable[..., RunningServer], repository: Path
+) -> None:
+    server = start_server(model_repository=repository, cache={"enabled": False})
+    large = generate(1, seed=15, size=256).images[0].numpy()
+    with GlassboxClient(server.address, timeout=60) as client:
+        # 16384 occluded 256×256 inputs: tens of seconds of work on this machine
+        with pytest.raises(DeadlineExceededError):
+            client.attribute(
+                large,
+                model="shapes-256",
+                method="occlusion",
+                targets=[0],
+                outputs=("map",),
+                window=2,
+                stride=2,
+                timeout=0.5,
+            )
+        time.sleep(0.5)  # the batch running when the deadline passed may finish
+        wall, cpu = time.perf_counter(), time.process_time()
+        time.sleep(1.0)
+        busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        assert busy < 0.3, f"the server still computes after the deadline ({busy:.0%} of a core)"
+        still_serving(client)

@@ -16,6 +16,7 @@ from captum.attr import (
     IntegratedGradients,
     KernelShap,
     Lime,
+    NeuronGradient,
     NoiseTunnel,
     Occlusion,
     Saliency,
@@ -26,6 +27,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 PER_EVAL = 64
 """Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM batch size in the comparison."""
+NEURON_CHANNEL = 5
+"""The channel of the CAM layer whose sum neuron_gradient differentiates."""
 SMOOTHGRAD_BATCH = 10
 """Captum's nt_samples_batch_size: faster than all samples at once on a 2-core CPU (reference-timings.md)."""
 
@@ -52,6 +55,10 @@ def reference(
         return "pytorch-grad-cam GradCAMPlusPlus", _grad_cam(GradCAMPlusPlus, module, layer, x, target)
     if method == "guided_grad_cam":
         return "Captum GuidedGradCam", lambda: GuidedGradCam(module, layer).attribute(x, target=target)
+    if method == "neuron_gradient":
+        return "Captum NeuronGradient (channel sum)", lambda: NeuronGradient(module, layer).attribute(
+            x, neuron_selector=lambda output: output[:, NEURON_CHANNEL].sum(dim=(1, 2))
+        )
     if method == "score_cam":
         return f"pytorch-grad-cam ScoreCAM (batch {PER_EVAL})", _grad_cam(ScoreCAM, module, layer, x, target)
     if method == "smoothgrad":

@@ -20,7 +20,6 @@ import torch
 from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import NoiseTunnel
 from captum.attr import Saliency as CaptumSaliency
-
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.cancellation import NEVER_CANCELLED

@@ -20,7 +20,7 @@ class LimitSettings(BaseModel):
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width × height")
     max_batch_images: int = Field(64, gt=0, description="most images in one request")
     max_concurrent_calls_per_method: int = Field(
-        4,
+        12,
         gt=0,
         description="calls of one RPC method running at once; more get RESOURCE_EXHAUSTED at once. Keep it "
         "below worker_threads so health checks and cheap calls always find a free thread",
@@ -92,7 +92,7 @@ class JobSettings(BaseModel):
     max_run_seconds: int = Field(86400, gt=0, description="a job running longer is stopped and FAILED")
     deterministic: bool = Field(
         True,
-        description="`glassbox worker` uses torch's deterministic algorithms (no cuDNN autotuning), so a job "
+        description="`glassbox serve` and `glassbox worker` use torch's deterministic algorithms (no cuDNN autotuning), so a job "
         "gives the same result on every run on the same hardware; False trades that for speed on GPUs",
     )
     page_size_max: int = Field(1000, gt=0, description="largest ListJobs page")
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
 
     address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
     model_repository: Path = Field(Path("models"), description="root of the model repository")
-    worker_threads: int = Field(8, gt=0, description="gRPC handler threads")
+    worker_threads: int = Field(16, gt=0, description="gRPC handler threads")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
     grace_period_seconds: float = Field(10.0, ge=0, description="time in-flight calls get on SIGTERM")

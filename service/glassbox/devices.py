@@ -1,6 +1,9 @@
-"""Which torch device a process computes on: one setting shared by `glassbox serve` and `glassbox worker`."""
+"""Which torch device a process computes on, and how repeatably: shared by `glassbox serve` and
+`glassbox worker`."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -12,3 +15,13 @@ def resolve_device(setting: str) -> torch.device:
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(setting)
+
+
+def use_deterministic_algorithms() -> None:
+    """Make GPU results repeatable: cuDNN's autotuner and atomics-based kernels (e.g. some convolution
+    backward passes) otherwise vary between runs. Must run before CUDA is first used (cuBLAS reads its
+    workspace setting then); operations without a deterministic kernel only warn."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True

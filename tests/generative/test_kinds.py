@@ -1,6 +1,7 @@
 """The generative job kinds as the JobService sees them: all six registered; every bad spec refused
 before anything is queued with INVALID_ARGUMENT (or FAILED_PRECONDITION / NOT_FOUND) naming the field,
-the server serving on afterwards; and a running generative job cancelled ends CANCELLED."""
+the server serving on afterwards; a running job leaves attribution calls on the same model untouched;
+and a running generative job cancelled ends CANCELLED."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import grpc
 import pytest
 from generative_harness import IMAGES, MODEL, ONNX_MODEL, image_proto, run_job, submit_error
 from glassbox.jobs.kinds import load_kinds
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
-from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 
 IMAGE = image_proto(IMAGES.images[0])
 
@@ -194,16 +196,55 @@ def test_models_without_gradients_or_not_served_are_refused_and_the_server_serve
     assert job.state == pb.JOB_STATE_SUCCEEDED
 
 
-def test_a_running_generative_job_cancelled_ends_cancelled(server) -> None:
-    stub = job_service_pb2_grpc.JobServiceStub(server.channel)
-    spec = gen.FeatureVisualisationSpec(model=MODEL, objective=channel(), steps=10_000)
+def long_job(stub: job_service_pb2_grpc.JobServiceStub, layer: str = "features.10") -> str:
+    """Submit a job far longer than any test and wait until it has taken a few steps; returns its id."""
+    spec = gen.FeatureVisualisationSpec(model=MODEL, objective=channel(layer), steps=10_000)
     job = stub.SubmitJob(pb.SubmitJobRequest(feature_visualisation=spec)).job
     for update in stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=60):
         if update.job.progress.step >= 3:
-            break
+            return job.id
+    raise AssertionError("the job never ran")
+
+
+def test_a_running_job_leaves_concurrent_attribution_calls_untouched(start_server) -> None:
+    uncached = start_server(cache={"enabled": False})
+    attribution = attribution_service_pb2_grpc.AttributionServiceStub(uncached.channel)
+
+    def maps() -> list[bytes]:
+        common = {
+            "model": MODEL,
+            "images": [IMAGE],
+            "targets": attribution_pb2.TargetSpec(class_indices=[4]),
+            "output": attribution_pb2.OutputOptions(map=True),
+        }
+        requests = [
+            attribution_pb2.AttributeRequest(
+                grad_cam=attribution_pb2.GradCamParams(layer="features.14"), **common
+            ),
+            attribution_pb2.AttributeRequest(
+                guided_backprop=attribution_pb2.GuidedBackpropParams(), **common
+            ),
+            attribution_pb2.AttributeRequest(saliency=attribution_pb2.SaliencyParams(), **common),
+        ]
+        return [attribution.Attribute(r).images[0].attributions[0].map.data for r in requests]
+
+    alone = maps()
+    jobs = job_service_pb2_grpc.JobServiceStub(uncached.channel)
+    job_id = long_job(jobs, layer="features.14")  # hooks the layer Grad-CAM reads
+    try:
+        during = [maps() for _ in range(3)]
+        assert jobs.GetJob(pb.GetJobRequest(job_id=job_id)).job.state == pb.JOB_STATE_RUNNING
+    finally:
+        jobs.CancelJob(pb.CancelJobRequest(job_id=job_id))
+    assert all(result == alone for result in during)
+
+
+def test_a_running_generative_job_cancelled_ends_cancelled(server) -> None:
+    stub = job_service_pb2_grpc.JobServiceStub(server.channel)
+    job_id = long_job(stub)
     started = time.monotonic()
-    stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
-    final = list(stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=60))[-1].job
+    stub.CancelJob(pb.CancelJobRequest(job_id=job_id))
+    final = list(stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=60))[-1].job
     assert final.state == pb.JOB_STATE_CANCELLED
     assert final.progress.step < 10_000
     assert time.monotonic() - started < 10

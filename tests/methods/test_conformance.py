@@ -19,13 +19,11 @@ import grpc
 import numpy as np
 import pytest
 from conftest import MODELS, RunningServer, write_model_version
-from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
-from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
-from gradient_harness import IMAGES, image_message, tensor
-
 from glassbox.methods.registry import method_names
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
+from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
+from gradient_harness import IMAGES, image_message, tensor
 
 PARAMS: dict[str, object] = {
     "saliency": pb.SaliencyParams(),
@@ -54,7 +52,9 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(MODELS / name, root / name)
     write_model_version(root, "resnet", "1", architecture="resnet18", seed=2, extra_toml=_explain("layer4"))
     vit_layer = "encoder.layers.encoder_layer_1.ln_1"
-    write_model_version(root, "vit", "1", architecture="glassbox.tiny_vit", seed=2, extra_toml=_explain(vit_layer))
+    write_model_version(
+        root, "vit", "1", architecture="glassbox.tiny_vit", seed=2, extra_toml=_explain(vit_layer)
+    )
     return root
 
 

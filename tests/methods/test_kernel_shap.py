@@ -111,6 +111,15 @@ def test_captum_kernel_shap_agrees_to_its_float32_precision(
         assert np.abs(attribution.map - reference).max() <= 5e-3 * np.abs(reference).max()
 
 
+def test_each_distinct_coalition_is_evaluated_once_for_both_targets(result: AttributionResult) -> None:
+    first, second = (a.segments for a in result.images[0].attributions)
+    np.testing.assert_array_equal(first, second)
+    keep = captum_coalitions(int(first.max()) + 1, PARAMS["samples"], PARAMS["seed"])
+    distinct = torch.unique(keep, dim=0).shape[0]
+    assert distinct < PARAMS["samples"]  # the Shapley kernel draws the smallest and largest sizes often
+    assert result.stats.forward_passes == 1 + distinct  # the unmodified image, then each coalition once
+
+
 def test_values_add_up_to_the_score_difference(result: AttributionResult, network: torch.nn.Module) -> None:
     with torch.no_grad():
         scores = network(torch.stack([IMAGE, torch.full_like(IMAGE, PARAMS["baseline_value"])]))

@@ -49,12 +49,22 @@ def test_coalitions_are_the_ones_captum_draws_for_the_seed() -> None:
     assert torch.equal(ours, captums.bool())
 
 
+def distinct_coalitions(superpixels: int) -> int:
+    keep = lime_coalitions(superpixels, PARAMS["samples"], torch.Generator().manual_seed(PARAMS["seed"]))
+    return torch.unique(keep, dim=0).shape[0]
+
+
 def test_maps_equal_captum_lime_with_the_same_seed_and_segmentation(
     client: GlassboxClient, network: torch.nn.Module
 ) -> None:
     result = client.attribute(
         list(IMAGES.numpy()), model="shapes", method="lime", targets=[1, 4], outputs=("map",), **PARAMS
     )
+    # each image: its unmodified pass, then every distinct coalition once, whatever the number of targets
+    expected = sum(
+        1 + distinct_coalitions(int(maps.attributions[0].segments.max()) + 1) for maps in result.images
+    )
+    assert result.stats.forward_passes == expected
     lime = Lime(network, similarity_func=get_exp_kernel_similarity_function("cosine", PARAMS["kernel_width"]))
     for image, maps in zip(IMAGES, result.images, strict=True):
         for target, attribution in zip([1, 4], maps.attributions, strict=True):

@@ -1,6 +1,7 @@
-"""Bad parameters of the perturbation methods (occlusion, LIME, KernelSHAP, Score-CAM) over gRPC: each
-gets INVALID_ARGUMENT naming the field (and the cap, when a cap is exceeded) before any computation, and
-the server keeps serving. A client deadline stops the computation, not only the call."""
+"""The perturbation methods (occlusion, LIME, KernelSHAP, Score-CAM) over gRPC: on the shipped demo models
+they find the shortcut model's corner patch and the clean model's object; bad parameters get
+INVALID_ARGUMENT naming the field (and the cap, when a cap is exceeded) and the server keeps serving; a
+client deadline stops the computation, not only the call."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
+import torch
 from conftest import RunningServer, write_model_version
-from glassbox.demo.shapes import generate
+from glassbox.demo.shapes import PATCH_SIZE, generate
 from glassbox_client import GlassboxClient
 from glassbox_client.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
@@ -39,6 +42,45 @@ def client(start_server: Callable[..., RunningServer], repository: Path) -> Iter
     )
     with GlassboxClient(server.address, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def demo(start_server: Callable[..., RunningServer]) -> Iterator[GlassboxClient]:
+    """A server on the shipped model repository (the trained demo models)."""
+    server = start_server(cache={"enabled": False})
+    with GlassboxClient(server.address, timeout=120) as client:
+        yield client
+
+
+def enrichment(maps: list[np.ndarray], regions: torch.Tensor) -> float:
+    """Median over images of (share of the positive attribution inside the region) / (region's area share)."""
+    ratios = []
+    for attribution, region in zip(maps, regions.numpy(), strict=True):
+        positive = np.clip(attribution, 0, None)
+        ratios.append(positive[region].sum() / max(positive.sum(), 1e-12) / region.mean())
+    return float(np.median(ratios))
+
+
+@pytest.mark.parametrize("method", ["occlusion", "lime", "kernel_shap", "score_cam"])
+def test_the_demo_maps_find_the_shortcut_patch_and_the_object(demo: GlassboxClient, method: str) -> None:
+    shortcut = generate(6, seed=21, shortcut="train")
+    maps = [
+        a.attributions[0].map
+        for a in demo.attribute(
+            list(shortcut.images.numpy()), model="shapes-shortcut", method=method, outputs=("map",)
+        ).images
+    ]
+    patch = torch.zeros(6, 64, 64, dtype=torch.bool)
+    patch[:, :PATCH_SIZE, :PATCH_SIZE] = True
+    assert enrichment(maps, patch) > 4.0  # the model reads the class off the corner patch
+    clean = generate(6, seed=21)
+    maps = [
+        a.attributions[0].map
+        for a in demo.attribute(
+            list(clean.images.numpy()), model="shapes", method=method, outputs=("map",)
+        ).images
+    ]
+    assert enrichment(maps, clean.masks) > 1.3  # the clean model looks at the shape
 
 
 def still_serving(client: GlassboxClient) -> None:

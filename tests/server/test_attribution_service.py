@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import RunningServer
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.demo.shapes import CLASSES, generate
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from PIL import Image
-
-from glassbox.backends.torch_backend import TorchModel
-from glassbox.demo.shapes import CLASSES, generate
 
 BATCH = generate(3, seed=21)
 IMAGES = BATCH.images
@@ -41,7 +40,9 @@ def stub(running: RunningServer) -> attribution_service_pb2_grpc.AttributionServ
 def pixels(image: torch.Tensor) -> tensor_pb2.Image:
     array = image.numpy().astype(np.float32)
     return tensor_pb2.Image(
-        pixels=tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=list(array.shape), data=array.tobytes())
+        pixels=tensor_pb2.Tensor(
+            dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=list(array.shape), data=array.tobytes()
+        )
     )
 
 
@@ -69,7 +70,9 @@ def png(data: bytes) -> np.ndarray:
     return np.asarray(image)
 
 
-def test_defaults_explain_the_top_class_with_a_signed_map(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
+def test_defaults_explain_the_top_class_with_a_signed_map(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
     response = stub.Attribute(request(), timeout=30)
     assert (response.model, response.version, response.method) == ("shapes", "1", "saliency")
     for image, label in zip(response.images, BATCH.labels, strict=True):
@@ -87,7 +90,9 @@ def test_defaults_explain_the_top_class_with_a_signed_map(stub: attribution_serv
 def test_aggregations_reduce_the_channels(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
     def map_with(aggregation: int) -> np.ndarray:
         output = pb.OutputOptions(map=True, aggregation=aggregation)
-        return array(stub.Attribute(request(IMAGES[:1], output=output), timeout=30).images[0].attributions[0].map)
+        return array(
+            stub.Attribute(request(IMAGES[:1], output=output), timeout=30).images[0].attributions[0].map
+        )
 
     channels = map_with(pb.AGGREGATION_NONE)
     assert channels.shape == (3, 64, 64)
@@ -98,14 +103,20 @@ def test_aggregations_reduce_the_channels(stub: attribution_service_pb2_grpc.Att
 
 @pytest.mark.parametrize(
     ("method", "params"),
-    [("grad_cam", pb.GradCamParams()), ("smoothgrad", pb.SmoothGradParams(samples=8)),
-     ("integrated_gradients", pb.IntegratedGradientsParams(steps=16)), ("guided_grad_cam", pb.GuidedGradCamParams())],
+    [
+        ("grad_cam", pb.GradCamParams()),
+        ("smoothgrad", pb.SmoothGradParams(samples=8)),
+        ("integrated_gradients", pb.IntegratedGradientsParams(steps=16)),
+        ("guided_grad_cam", pb.GuidedGradCamParams()),
+    ],
 )
 def test_pngs_are_readable_pictures_of_the_map(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, method: str, params: object
 ) -> None:
     output = pb.OutputOptions(map=True, heatmap_png=True, overlay_png=True)
-    response = stub.Attribute(request(IMAGES[:1], output=output, saliency=None, **{method: params}), timeout=60)
+    response = stub.Attribute(
+        request(IMAGES[:1], output=output, saliency=None, **{method: params}), timeout=60
+    )
     attribution = response.images[0].attributions[0]
     heat, overlay = png(attribution.heatmap_png), png(attribution.overlay_png)
     assert heat.shape == overlay.shape == (64, 64, 3)
@@ -123,7 +134,9 @@ def test_pngs_are_readable_pictures_of_the_map(
         assert abs(attribution.convergence_delta) < 0.05 * abs(attribution.target.logit)
 
 
-def test_maps_and_overlays_can_come_at_the_original_size(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
+def test_maps_and_overlays_can_come_at_the_original_size(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
     message = pb.AttributeRequest(
         model="shapes",
         images=[encoded(IMAGES[0], (160, 120))],
@@ -135,17 +148,25 @@ def test_maps_and_overlays_can_come_at_the_original_size(stub: attribution_servi
     attribution = image.attributions[0]
     assert array(attribution.map).shape == (120, 160)
     assert png(attribution.heatmap_png).shape == png(attribution.overlay_png).shape == (120, 160, 3)
-    at_input = stub.Attribute(
-        pb.AttributeRequest(model="shapes", images=[encoded(IMAGES[0], (160, 120))], grad_cam=pb.GradCamParams()),
-        timeout=30,
-    ).images[0].attributions[0]
+    at_input = (
+        stub.Attribute(
+            pb.AttributeRequest(
+                model="shapes", images=[encoded(IMAGES[0], (160, 120))], grad_cam=pb.GradCamParams()
+            ),
+            timeout=30,
+        )
+        .images[0]
+        .attributions[0]
+    )
     resampled = torch.nn.functional.interpolate(
         torch.from_numpy(array(at_input.map).copy())[None, None], size=(120, 160), mode="bilinear"
     )[0, 0].numpy()
     np.testing.assert_allclose(array(attribution.map), resampled, rtol=1e-5, atol=1e-6)
 
 
-def test_targets_by_index_label_top_k_and_per_image(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
+def test_targets_by_index_label_top_k_and_per_image(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
     def targets(**fields: object) -> list[list[int]]:
         response = stub.Attribute(request(**fields), timeout=30)
         return [[a.target.index for a in image.attributions] for image in response.images]
@@ -153,8 +174,14 @@ def test_targets_by_index_label_top_k_and_per_image(stub: attribution_service_pb
     assert targets(targets=pb.TargetSpec(class_indices=[4, 0])) == [[4, 0]] * 3
     assert targets(targets=pb.TargetSpec(labels=["star", "circle"])) == [[4, 0]] * 3
     top = targets(targets=pb.TargetSpec(top_k=3))
-    assert [row[0] for row in top] == [int(label) for label in BATCH.labels] and all(len(set(r)) == 3 for r in top)
-    per_image = [pb.TargetSpec(class_indices=[1]), pb.TargetSpec(labels=["ring", "cross"]), pb.TargetSpec(top_k=2)]
+    assert [row[0] for row in top] == [int(label) for label in BATCH.labels] and all(
+        len(set(r)) == 3 for r in top
+    )
+    per_image = [
+        pb.TargetSpec(class_indices=[1]),
+        pb.TargetSpec(labels=["ring", "cross"]),
+        pb.TargetSpec(top_k=2),
+    ]
     assert targets(image_targets=per_image)[:2] == [[1], [5, 3]]
     response = stub.Attribute(request(targets=pb.TargetSpec(class_indices=[4, 0, 2])), timeout=30)
     assert response.stats.forward_passes == 3 and response.stats.backward_passes == 9
@@ -169,13 +196,27 @@ BAD_REQUESTS = [
     ("two kinds of target", request(targets=pb.TargetSpec(class_indices=[1], top_k=2)), "targets"),
     ("top_k too large", request(targets=pb.TargetSpec(top_k=7)), "targets.top_k"),
     ("image_targets count", request(image_targets=[pb.TargetSpec(top_k=1)]), "image_targets"),
-    ("negative noise", request(saliency=None, smoothgrad=pb.SmoothGradParams(noise_fraction=-0.1)),
-     "smoothgrad.noise_fraction"),
+    (
+        "negative noise",
+        request(saliency=None, smoothgrad=pb.SmoothGradParams(noise_fraction=-0.1)),
+        "smoothgrad.noise_fraction",
+    ),
     ("zero samples", request(saliency=None, smoothgrad=pb.SmoothGradParams(samples=0)), "smoothgrad.samples"),
-    ("zero steps", request(saliency=None, integrated_gradients=pb.IntegratedGradientsParams(steps=0)),
-     "integrated_gradients.steps"),
-    ("unknown layer", request(saliency=None, grad_cam=pb.GradCamParams(layer="features.99")), "grad_cam.layer"),
-    ("overlay alpha", request(output=pb.OutputOptions(overlay_png=True, overlay_alpha=1.5)), "output.overlay_alpha"),
+    (
+        "zero steps",
+        request(saliency=None, integrated_gradients=pb.IntegratedGradientsParams(steps=0)),
+        "integrated_gradients.steps",
+    ),
+    (
+        "unknown layer",
+        request(saliency=None, grad_cam=pb.GradCamParams(layer="features.99")),
+        "grad_cam.layer",
+    ),
+    (
+        "overlay alpha",
+        request(output=pb.OutputOptions(overlay_png=True, overlay_alpha=1.5)),
+        "output.overlay_alpha",
+    ),
     ("unknown enum", request(output=pb.OutputOptions(aggregation=42)), "output.aggregation"),
     ("no images", pb.AttributeRequest(model="shapes", saliency=pb.SaliencyParams()), "images"),
 ]
@@ -183,7 +224,10 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("case", "message", "field"), BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS])
 def test_bad_input_names_the_field_and_the_server_keeps_serving(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub, case: str, message: pb.AttributeRequest, field: str
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+    case: str,
+    message: pb.AttributeRequest,
+    field: str,
 ) -> None:
     with pytest.raises(grpc.RpcError) as error:
         stub.Attribute(message, timeout=30)
@@ -202,11 +246,15 @@ def test_unknown_models_and_gradients_of_onnx_models_are_refused(
         stub.Attribute(request(model="shapes-onnx"), timeout=30)
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.value.details().startswith("method:") and "occlusion" in error.value.details()
-    occluded = stub.Attribute(request(model="shapes-onnx", saliency=None, occlusion=pb.OcclusionParams()), timeout=60)
+    occluded = stub.Attribute(
+        request(model="shapes-onnx", saliency=None, occlusion=pb.OcclusionParams()), timeout=60
+    )
     assert array(occluded.images[0].attributions[0].map).shape == (64, 64)
 
 
-def test_a_client_deadline_stops_the_computation(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
+def test_a_client_deadline_stops_the_computation(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
     """A 1,024-sample SmoothGrad of 8 images takes many seconds; after a 0.3 s deadline the server must stop
     within a batch, so its RPC threads then use no CPU (measured per thread: the machine may be busy)."""
     big = request(generate(8, seed=3).images, saliency=None, smoothgrad=pb.SmoothGradParams(samples=1024))
@@ -232,7 +280,9 @@ def _rpc_threads_cpu_seconds() -> float:
     return total
 
 
-def test_concurrent_calls_never_see_each_others_hooks(stub: attribution_service_pb2_grpc.AttributionServiceStub) -> None:
+def test_concurrent_calls_never_see_each_others_hooks(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
     """Guided backprop (per-call ReLU rules) and Grad-CAM (per-call layer hooks) run alongside saliency on the
     same model: every result equals the one computed alone."""
     calls = {

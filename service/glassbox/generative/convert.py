@@ -6,6 +6,8 @@ the job servicer prefixes the spec's oneof name.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
@@ -26,11 +28,13 @@ from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
 from glassbox.server.convert import array_to_proto, image_source
 
+T = TypeVar("T")
+
 MAX_OBJECTIVE_DEPTH = 8
 MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
 
 
-def optional(message: Message, name: str, default: object) -> object:
+def optional(message: Message, name: str, default: T) -> T:
     """The value of a proto3 `optional` field, or `default` when it is not set."""
     return getattr(message, name) if message.HasField(name) else default
 
@@ -80,7 +84,7 @@ def objective(
         return obj.WeightedSum(
             tuple(
                 (
-                    float(optional(term, "weight", 1.0)),  # type: ignore[arg-type]
+                    float(optional(term, "weight", 1.0)),
                     objective(term.objective, target, f"{field}.terms[{i}].objective", depth + 1),
                 )
                 for i, term in enumerate(body.terms)
@@ -90,8 +94,9 @@ def objective(
         index = class_index(body, "target", target, field=f"{field}.target")
         leaf: obj.Objective = obj.Logit(index) if which == "logit" else obj.Probability(index)
     elif which == "neuron":
-        y, x = optional(body, "y", None), optional(body, "x", None)
-        leaf = obj.Neuron(body.layer, body.channel, y, x)  # type: ignore[arg-type]
+        y: int | None = optional(body, "y", None)
+        x: int | None = optional(body, "x", None)
+        leaf = obj.Neuron(body.layer, body.channel, y, x)
     elif which == "channel":
         leaf = obj.Channel(body.layer, body.channel)
     elif which == "layer":
@@ -117,8 +122,8 @@ def parametrisation(
     return ParametrisationSettings(
         kind=kind,
         decorrelate=colour,
-        init_sd=float(optional(message, "init_sd", default.init_sd)),  # type: ignore[arg-type]
-        decay_power=float(optional(message, "decay_power", default.decay_power)),  # type: ignore[arg-type]
+        init_sd=float(optional(message, "init_sd", default.init_sd)),
+        decay_power=float(optional(message, "decay_power", default.decay_power)),
     )
 
 

@@ -34,7 +34,7 @@ class DeepDream:
     octave_scale: float = 1.4
     steps_per_octave: int = 10
     jitter: int = 4
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
 
     def __post_init__(self) -> None:
         check_range(self.octaves, 1, 8, "octaves")

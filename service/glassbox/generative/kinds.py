@@ -14,6 +14,7 @@ import torch
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
 from google.protobuf.message import Message
 
+from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import convert
 from glassbox.generative.adversarial import AdversarialImage, attack
@@ -36,7 +37,7 @@ def _generator(ctx: JobContext) -> torch.Generator:
     return ctx.generator(torch.device("cpu"))
 
 
-def _size(spec: Message, model: Any) -> dict[str, int]:
+def _size(spec: Message, model: TorchModel) -> dict[str, int]:
     return {
         "height": spec.height if spec.HasField("height") else model.config.input.height,
         "width": spec.width if spec.HasField("width") else model.config.input.width,

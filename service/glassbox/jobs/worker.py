@@ -27,7 +27,7 @@ from rq.worker import WorkerStatus
 
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.devices import resolve_device
+from glassbox.devices import resolve_device, use_deterministic_algorithms
 from glassbox.jobs.engine import AttemptToken, JobFinished, Outcome, preview_due, run_attempt
 from glassbox.jobs.kinds import JobContext, Progress, load_kinds
 from glassbox.jobs.records import JobRecord, JobState
@@ -188,16 +188,6 @@ class GlassboxWorker(SimpleWorker):
                     _runtime.poll_cancellation()
             except redis.RedisError as exc:
                 log.warning("heartbeat for job %s failed: %s", job.id, exc)
-
-
-def use_deterministic_algorithms() -> None:
-    """Make GPU results repeatable: cuDNN's autotuner and atomics-based kernels (e.g. some convolution
-    backward passes) otherwise vary between runs. Must run before CUDA is first used (cuBLAS reads its
-    workspace setting then); operations without a deterministic kernel only warn."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
 
 
 def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinished | None = None) -> bool:

@@ -5,7 +5,7 @@ Each channel of the layer, upsampled to the input (bilinear, corners aligned) an
 [0, 1], multiplies the input; the masked input's pre-softmax score for the target, softmax-normalised
 over the channels, is the channel's weight. The CAM is ReLU(Σ_c w_c A_c), upsampled bilinearly to the
 input. This is pytorch-grad-cam's `ScoreCAM` (which the maps are checked against); the paper's weight is
-the masked input's softmax probability of the target, without normalisation over the channels.
+the increase of the target's softmax probability over a baseline input, not normalised over the channels.
 
 One hooked torch forward gives the logits and the activations; the masked passes (one per channel,
 shared by every target of the image) are built one batch at a time and run on the model's fastest

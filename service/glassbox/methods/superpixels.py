@@ -223,12 +223,15 @@ class SuperpixelMethod(AttributionMethod):
         )
         keep = self.coalitions(segmentation.count, torch.Generator().manual_seed(self.params.seed))
         labels, baseline = segmentation.labels, self.params.baseline_value
+        # A coalition drawn twice (common for the Shapley kernel's smallest and largest sizes) is evaluated
+        # once; every sample still enters the fit with its score.
+        distinct, sample_of = torch.unique(keep, dim=0, return_inverse=True)
         scores = evaluate_in_batches(
             self.call,
-            lambda start, stop: compose(image, labels, keep[start:stop], baseline),
-            keep.shape[0],
+            lambda start, stop: compose(image, labels, distinct[start:stop], baseline),
+            distinct.shape[0],
             rows,
-        )
+        )[sample_of]
         results = []
         for target in targets:
             weights = self.fit(segmentation, keep, scores[:, target])

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from glassbox.cache.factory import build_cache
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
-from glassbox.devices import resolve_device
+from glassbox.devices import resolve_device, use_deterministic_algorithms
 from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
 from glassbox.models.repository import ModelRepository
@@ -55,6 +55,8 @@ class GlassboxServer:
         self.credentials = server_credentials(settings.security)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
+        if settings.jobs.deterministic:
+            use_deterministic_algorithms()
         self.metrics = Metrics(settings.metrics)
         repository = ModelRepository(
             settings.model_repository,

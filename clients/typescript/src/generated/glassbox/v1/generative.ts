@@ -506,11 +506,11 @@ export interface DeepDreamSpec {
   stepsPerOctave?:
     | number
     | undefined;
-  /** Largest random circular shift per step, in pixels, 0..64. Default 4. */
+  /** Largest random circular shift per step, in pixels (at every octave), 0..64. Default 4. */
   jitter?:
     | number
     | undefined;
-  /** Adam learning rate (on the image's logit-space pixels), in (0, 10]. Default 0.05. */
+  /** Adam learning rate (on the image's logit-space pixels), in (0, 10]. Default 0.1. */
   learningRate?: number | undefined;
 }
 

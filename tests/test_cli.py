@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, RunningServer
-
 from glassbox.cli import main
 
 

@@ -20,10 +20,16 @@ def _serve(args: argparse.Namespace) -> int:
         worker_threads=args.worker_threads,
         device=args.device,
         log_level=args.log_level,
-        limits={k: v for k, v in {"max_message_bytes": args.max_message_bytes,
-                                  "max_image_pixels": args.max_image_pixels,
-                                  "max_concurrent_calls_per_method": args.max_concurrent_calls_per_method,
-                                  }.items() if v is not None} or None,
+        limits={
+            k: v
+            for k, v in {
+                "max_message_bytes": args.max_message_bytes,
+                "max_image_pixels": args.max_image_pixels,
+                "max_concurrent_calls_per_method": args.max_concurrent_calls_per_method,
+            }.items()
+            if v is not None
+        }
+        or None,
         security=_security_flags(args) or None,
         redis_url=args.redis_url,
         metrics={"port": args.metrics_port} if args.metrics_port is not None else None,
@@ -94,7 +100,8 @@ def _predict(args: argparse.Namespace) -> int:
     for path, prediction in zip(args.images, response.predictions, strict=True):
         print(path)
         for score in prediction.classes:
-            print(f"  {score.label:<16} {score.probability:7.2%}  (class {score.index}, logit {score.logit:.3f})")
+            detail = f"(class {score.index}, logit {score.logit:.3f})"
+            print(f"  {score.label:<16} {score.probability:7.2%}  {detail}")
     return 0
 
 
@@ -111,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the model repository over gRPC")
-    serve.add_argument("--config", type=Path, help="TOML settings file (GLASSBOX_* variables and flags override it)")
+    serve.add_argument(
+        "--config", type=Path, help="TOML settings file (GLASSBOX_* variables and flags override it)"
+    )
     serve.add_argument("--address", help="host:port to listen on (default 127.0.0.1:50051)")
     serve.add_argument("--model-repository", type=Path, help="model repository root (default ./models)")
     serve.add_argument("--worker-threads", type=int, help="gRPC handler threads")

@@ -92,8 +92,9 @@ class JobSettings(BaseModel):
     max_run_seconds: int = Field(86400, gt=0, description="a job running longer is stopped and FAILED")
     deterministic: bool = Field(
         True,
-        description="`glassbox serve` and `glassbox worker` use torch's deterministic algorithms (no cuDNN autotuning), so a job "
-        "gives the same result on every run on the same hardware; False trades that for speed on GPUs",
+        description="`glassbox serve` and `glassbox worker` use torch's deterministic algorithms (no cuDNN "
+        "autotuning), so a job gives the same result on every run on the same hardware; False trades that "
+        "for speed on GPUs",
     )
     page_size_max: int = Field(1000, gt=0, description="largest ListJobs page")
 

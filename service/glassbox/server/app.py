@@ -65,7 +65,9 @@ class GlassboxServer:
         )
         started = time.perf_counter()
         repository.load_all()
-        log.info("model repository %s loaded in %.2f s", settings.model_repository, time.perf_counter() - started)
+        log.info(
+            "model repository %s loaded in %.2f s", settings.model_repository, time.perf_counter() - started
+        )
         backend = build_cache(settings.cache, max_connections=settings.worker_threads + 4)
         cache = CacheService(backend, settings.cache, self.metrics)
         jobs = build_engine(
@@ -79,7 +81,9 @@ class GlassboxServer:
         )
         limit = settings.limits.max_message_bytes
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="glassbox-rpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=settings.worker_threads, thread_name_prefix="glassbox-rpc"
+            ),
             interceptors=[MetricsInterceptor(self.metrics), *self._interceptors(settings)],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -99,7 +103,11 @@ class GlassboxServer:
         services.append(attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name)
         model_health.publish(self.health, repository, services)
         if settings.reflection:
-            names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+            names = [
+                *services,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ]
             reflection.enable_server_reflection(names, self.server)
         self.port = 0
 
@@ -147,7 +155,9 @@ class GlassboxServer:
         """Run until SIGTERM or SIGINT, then stop gracefully."""
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda s, _f: (log.info("received signal %d, shutting down", s), stop.set()))
+            signal.signal(
+                signum, lambda s, _f: (log.info("received signal %d, shutting down", s), stop.set())
+            )
         self.start()
         stop.wait()
         self.stop()

@@ -87,7 +87,7 @@ def layer_output(model: TorchModel, layer: str, pixels: torch.Tensor) -> torch.T
     )
     try:
         with torch.no_grad():
-            model.module(pixels)
+            model.module(pixels.to(model.device))
     finally:
         handle.remove()
-    return captured[0]
+    return captured[0].cpu()

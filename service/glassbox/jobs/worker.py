@@ -27,7 +27,7 @@ from rq.worker import WorkerStatus
 
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.devices import resolve_device, use_deterministic_algorithms
+from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import AttemptToken, JobFinished, Outcome, preview_due, run_attempt
 from glassbox.jobs.kinds import JobContext, Progress, load_kinds
 from glassbox.jobs.records import JobRecord, JobState
@@ -201,6 +201,7 @@ def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinis
         torch.set_num_threads(settings.torch_threads)
     if jobs.deterministic:
         use_deterministic_algorithms()
+    use_full_float32_precision()
     log.info("job kinds: %s", ", ".join(load_kinds()))
     repository = ModelRepository(settings.model_repository, device=resolve_device(settings.device))
     repository.load_all()

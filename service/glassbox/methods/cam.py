@@ -25,7 +25,7 @@ from glassbox.backends.base import LayerInfo, Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import MapResult, MethodOutput
-from glassbox.methods.gradients import GradientMethod, activation_bytes_per_row, target_passes
+from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, target_passes
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
 
@@ -145,7 +145,7 @@ class CamMethod(GradientMethod):
         net = self.model.differentiable()
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
-        chunk = self.call.rows_per_batch(activation_bytes_per_row(self.model))
+        chunk = graph_rows_per_batch(self.call, self.model)
         logits_out: list[torch.Tensor] = []
         targets_out: list[tuple[int, ...]] = []
         maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]

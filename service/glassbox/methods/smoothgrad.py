@@ -21,7 +21,7 @@ import torch
 
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.base import MapResult, MethodChoice, MethodOutput, NoParams
-from glassbox.methods.gradients import GradientMethod, activation_bytes_per_row
+from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
 from glassbox.methods.registry import method_class, register
 from glassbox.methods.targets import TargetSelector
 
@@ -89,9 +89,7 @@ class SmoothGrad(GradientMethod):
     ) -> list[list[MapResult]]:
         x = pixels.to(self.model.device, torch.float32)
         images, samples = x.shape[0], self.params.samples
-        rows_per_chunk = self.call.rows_per_batch(
-            activation_bytes_per_row(self.model) * self.base.rows_per_input
-        )
+        rows_per_chunk = graph_rows_per_batch(self.call, self.model, self.base.rows_per_input)
         samples_per_chunk = max(1, rows_per_chunk // images)
         passes = max(len(t) for t in targets)
         sums = torch.zeros(passes, *x.shape, dtype=torch.float64, device=x.device)

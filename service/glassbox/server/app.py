@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from glassbox.cache.factory import build_cache
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
-from glassbox.devices import resolve_device, use_deterministic_algorithms
+from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
 from glassbox.models.repository import ModelRepository
@@ -57,6 +57,7 @@ class GlassboxServer:
             torch.set_num_threads(settings.torch_threads)
         if settings.jobs.deterministic:
             use_deterministic_algorithms()
+        use_full_float32_precision()
         self.metrics = Metrics(settings.metrics)
         repository = ModelRepository(
             settings.model_repository,

@@ -81,23 +81,18 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import grpc
-    from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
-    from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, tensor_pb2
+    """Classify image files through the typed client (the same one users install)."""
+    from glassbox_client import GlassboxClient, GlassboxError
 
-    images = [tensor_pb2.Image(encoded=Path(path).read_bytes()) for path in args.images]
-    with grpc.insecure_channel(args.address) as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        try:
-            response = stub.Predict(
-                pb.PredictRequest(model=args.model, version=args.version, images=images, top_k=args.top_k),
-                timeout=args.timeout,
-            )
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    print(f"model {response.model} version {response.version}")
-    for path, prediction in zip(args.images, response.predictions, strict=True):
+    paths = [Path(path) for path in args.images]
+    try:
+        with GlassboxClient(args.address, timeout=args.timeout) as client:
+            predictions = client.predict(paths, model=args.model, version=args.version, top_k=args.top_k)
+    except GlassboxError as exc:
+        print(f"error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"model {predictions[0].model} version {predictions[0].version}")
+    for path, prediction in zip(args.images, predictions, strict=True):
         print(path)
         for score in prediction.classes:
             detail = f"(class {score.index}, logit {score.logit:.3f})"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import torch
 from torch import nn
 
@@ -51,7 +49,6 @@ class TorchModel(Model):
             self.module.to(memory_format=torch.channels_last)
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
-        self.lock = threading.RLock()
         self._layers = _discover_layers(self.module.net, config, device)
 
     @property

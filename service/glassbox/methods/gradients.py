@@ -13,7 +13,6 @@ Subclasses of `GradientMethod` choose the ReLU rule (`relu_rule`) and what to do
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
@@ -22,6 +21,7 @@ import torch
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
+from glassbox.methods.batching import gradient_bytes_per_row
 from glassbox.methods.hooks import CallHooks, ReluRule, ReluRules, RuleSwitch, relu_modules
 from glassbox.methods.targets import TargetSelector
 
@@ -30,16 +30,6 @@ TargetsOf = Callable[[torch.Tensor, range], list[tuple[int, ...]]]
 
 Consume = Callable[[range, torch.Tensor, int, list[int], torch.Tensor], None]
 """(chunk rows, chunk inputs, target pass j, chunk positions with a j-th target, their input gradient)."""
-
-
-def activation_bytes_per_row(model: Model) -> int:
-    """Rough memory one image needs for a forward with graph plus a backward: the leaf layers' outputs,
-    kept for backward, and their gradients (float32)."""
-    names = [layer.name for layer in model.layers]
-    leaves = [layer for layer in model.layers if not any(n.startswith(layer.name + ".") for n in names)]
-    elements = sum(math.prod(layer.output_shape) for layer in leaves)
-    height, width = model.config.input.height, model.config.input.width
-    return 4 * (2 * elements + 8 * 3 * height * width)
 
 
 CPU_GRAPH_ROWS = 10
@@ -51,7 +41,7 @@ resnet18 at 224² (2 cores), 50 saliency rows took 2.18 s in one batch, 1.60 s i
 def graph_rows_per_batch(call: CallContext, model: Model, rows_per_item: int = 1) -> int:
     """How many items (each `rows_per_item` network rows) one forward-with-graph chunk takes."""
     cap = CPU_GRAPH_ROWS if model.device.type == "cpu" else MAX_ROWS_PER_BATCH
-    return call.rows_per_batch(activation_bytes_per_row(model) * rows_per_item, cap=cap)
+    return call.rows_per_batch(gradient_bytes_per_row(model) * rows_per_item, cap=cap)
 
 
 def target_passes(

@@ -115,6 +115,21 @@ class MetricsSettings(BaseModel):
     address: str = "127.0.0.1"
 
 
+class RobustnessSettings(BaseModel):
+    """Robustness monitoring (docs/robustness.md): models whose model.toml has a [monitoring] section are
+    evaluated at start-up when a loaded version has no history yet, then on their schedule."""
+
+    monitoring: bool = Field(True, description="run the evaluations model.toml [monitoring] sections ask for")
+    redis_url: str = Field(
+        "", description="redis:// URL of the history; empty = jobs.redis_url, or in-process if that is empty"
+    )
+    namespace: str = Field("glassbox", min_length=1, description="prefix of the history keys")
+    max_records_per_model: int = Field(1000, gt=0, description="history entries kept per model")
+    check_interval_seconds: float = Field(
+        60.0, gt=0, description="how often the monitor looks for due evaluations and finished ones"
+    )
+
+
 class SecuritySettings(BaseModel):
     """TLS / mutual TLS on the gRPC port and bearer-token authentication. Both are off by default, which
     is safe only because the default address is loopback; see docs/deployment.md."""
@@ -171,6 +186,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()
+    robustness: RobustnessSettings = RobustnessSettings()
     redis_url: str = Field(
         "",
         validation_alias=AliasChoices("GLASSBOX_REDIS_URL"),

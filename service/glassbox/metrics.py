@@ -12,8 +12,9 @@ fast rejections do not hide in the latency of successful calls.
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -101,6 +102,22 @@ class Metrics:
         self.model_load_seconds = self._gauge(
             "glassbox_model_load_seconds", "How long loading a model version took.", ("model", "version")
         )
+        self.robust_accuracy = self._gauge(
+            "glassbox_robust_accuracy",
+            "Accuracy under attack on the reference set, latest robustness evaluation.",
+            ("model", "version", "attack", "epsilon"),
+        )
+        self.clean_accuracy = self._gauge(
+            "glassbox_clean_accuracy",
+            "Accuracy on the reference set without attack, latest robustness evaluation.",
+            ("model", "version"),
+        )
+        self.minimal_epsilon_median = self._gauge(
+            "glassbox_minimal_epsilon_median",
+            "Median over the reference set of the smallest epsilon that fools the model (+Inf: most images "
+            "withstand the largest searched), latest robustness evaluation.",
+            ("model", "version"),
+        )
         self.cache_entries = self._gauge("glassbox_cache_entries", "Entries in the in-process cache.")
         self.cache_bytes = self._gauge("glassbox_cache_bytes", "Bytes held by the in-process cache.")
         self._http: WSGIServer | None = None
@@ -157,6 +174,21 @@ class Metrics:
     def observe_model_load(self, entry: ModelVersion, seconds: float) -> None:
         """`ModelRepository(on_loaded=...)` hook."""
         self.model_load_seconds.labels(entry.name, entry.version).set(seconds)
+
+    def observe_robustness(
+        self,
+        model: str,
+        version: str,
+        clean_accuracy: float,
+        robust_accuracy: Iterable[tuple[str, float, float]],
+        minimal_epsilon_median: float,
+    ) -> None:
+        """Set the robustness gauges of a model version; `robust_accuracy` is (attack, epsilon, accuracy)."""
+        self.clean_accuracy.labels(model, version).set(clean_accuracy)
+        for attack, epsilon, accuracy in robust_accuracy:
+            self.robust_accuracy.labels(model, version, attack, f"{epsilon:.6g}").set(accuracy)
+        if not math.isnan(minimal_epsilon_median):
+            self.minimal_epsilon_median.labels(model, version).set(minimal_epsilon_median)
 
     def track_cache_size(self, stats: Callable[[], CacheStats]) -> None:
         """Read the in-process cache's size at every scrape."""

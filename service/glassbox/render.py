@@ -110,6 +110,11 @@ def _table(colormap: Colormap) -> np.ndarray:
 _TABLES = {colormap: _table(colormap) for colormap in Colormap}
 
 
+def colour_positions(positions: np.ndarray, colormap: Colormap) -> np.ndarray:
+    """RGB uint8 [..., 3] of positions in [0, 1] on a colour scale (the caller chose the scaling)."""
+    return _TABLES[colormap][np.round(np.clip(positions, 0.0, 1.0) * 255).astype(np.intp)]
+
+
 def normalise(
     values: torch.Tensor, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
 ) -> tuple[np.ndarray, bool]:

@@ -45,6 +45,7 @@ def test_run_returns_the_succeeded_job_with_its_image(
     assert job.progress.step == job.progress.total == 6
     assert job.result is not None and job.result.values["label"] == "star"
     assert job.result.images[0].size == (64, 64)
+    assert job.result.message is not None and job.result.message.label == "star"
     assert job.finish_time is not None and job.create_time <= job.finish_time
     assert "6/6" in capsys.readouterr().err
     assert client.jobs.get(job.id).state == "succeeded"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from glassbox.demo.shapes import CLASSES, PATCH_COLOURS, PATCH_CORNER, PATCH_SIZE, ShapesBatch, generate
+from glassbox.demo.train import write_validation_sets
 from glassbox.models.architectures import build_architecture
 from safetensors.torch import load_file
 
@@ -100,3 +101,11 @@ def test_shortcut_toml_documents_the_patch() -> None:
     assert config["shortcut"]["corner"] == PATCH_CORNER and config["shortcut"]["size"] == PATCH_SIZE
     assert [tuple(c) for c in config["shortcut"]["colours"]] == list(PATCH_COLOURS)
     assert "patch" in config["description"] and PATCH_CORNER in config["description"]
+
+
+def test_shipped_named_sets_are_what_demo_train_writes(tmp_path: Path) -> None:
+    write_validation_sets(tmp_path, seed=0)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("dataset.toml"))
+    assert written == sorted(p.relative_to(REPOSITORY) for p in REPOSITORY.rglob("dataset.toml"))
+    for path in written:
+        assert (tmp_path / path).read_text() == (REPOSITORY / path).read_text(), path

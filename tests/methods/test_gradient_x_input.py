@@ -42,7 +42,7 @@ def test_gradient_x_input_equals_captum(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
 ) -> None:
     response = attribute(stub, request(model, gradient_x_input=pb.GradientXInputParams()))
-    network = reference_network(repository, model)
+    network = reference_network(repository, model, input_gradients=True)
     ours = maps(response)
     for j, target in enumerate(TARGETS):
         reference = InputXGradient(network).attribute(IMAGES.clone(), target=target)

@@ -49,7 +49,7 @@ def test_equals_captum_on_in_place_relus(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str, method: str
 ) -> None:
     ours = maps(attribute(stub, request(model, **{method: PARAMS[method]})))
-    network = reference_network(repository, model)
+    network = reference_network(repository, model, input_gradients=True)
     for j, target in enumerate(TARGETS):
         reference = REFERENCES[method](network).attribute(IMAGES.clone(), target=target)
         assert relative_error(ours[j], reference) <= TOLERANCE
@@ -62,7 +62,7 @@ def test_the_model_keeps_its_true_gradient_afterwards(
 ) -> None:
     attribute(stub, request("shapes", guided_backprop=pb.GuidedBackpropParams()))
     ours = maps(attribute(stub, request("shapes", saliency=pb.SaliencyParams())))
-    network = reference_network(repository, "shapes")
+    network = reference_network(repository, "shapes", input_gradients=True)
     reference = Saliency(network).attribute(IMAGES.clone(), target=TARGETS[0], abs=False)
     assert relative_error(ours[0], reference) <= TOLERANCE
 

@@ -52,7 +52,7 @@ def stub(
 
 @pytest.fixture(scope="module")
 def shapes(repository: Path) -> torch.nn.Module:
-    return reference_network(repository, "shapes")
+    return reference_network(repository, "shapes", input_gradients=True)
 
 
 def deltas(response: pb.AttributeResponse) -> np.ndarray:
@@ -134,7 +134,7 @@ def test_every_baseline_equals_captum_with_that_baseline(
 ) -> None:
     params.steps = 8
     ours = maps(attribute(stub, request("resnet", integrated_gradients=params)))
-    network = reference_network(repository, "resnet")
+    network = reference_network(repository, "resnet", input_gradients=True)
     for j, target in enumerate(TARGETS):
         reference = IntegratedGradients(network).attribute(
             IMAGES, baselines=baseline.contiguous(), target=target, n_steps=8, method="gausslegendre"

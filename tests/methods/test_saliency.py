@@ -44,7 +44,7 @@ def test_saliency_equals_captum_per_channel(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
 ) -> None:
     response = attribute(stub, request(model, saliency=pb.SaliencyParams()))
-    network = reference_network(repository, model)
+    network = reference_network(repository, model, input_gradients=True)
     ours = maps(response)
     assert ours.shape == (len(TARGETS), 3, 3, 64, 64)
     for j, target in enumerate(TARGETS):
@@ -59,7 +59,7 @@ def test_abs_max_aggregation_is_the_papers_saliency_map(
     response = attribute(
         stub, request("shapes", aggregation=pb.AGGREGATION_ABS_MAX, saliency=pb.SaliencyParams())
     )
-    network = reference_network(repository, "shapes")
+    network = reference_network(repository, "shapes", input_gradients=True)
     ours = maps(response)
     for j, target in enumerate(TARGETS):
         reference = Saliency(network).attribute(IMAGES.clone(), target=target, abs=True).amax(dim=1)
@@ -72,7 +72,7 @@ def test_top_k_targets_are_the_models_most_probable_classes(
     message = request("resnet", targets=None, saliency=pb.SaliencyParams())
     message.targets.top_k = 2
     response = attribute(stub, message)
-    network = reference_network(repository, "resnet")
+    network = reference_network(repository, "resnet", input_gradients=True)
     with torch.no_grad():
         probabilities = network(IMAGES).softmax(dim=1)
     for i, image in enumerate(response.images):

@@ -58,7 +58,7 @@ def stub(
 
 @pytest.fixture(scope="module")
 def network(repository: Path) -> torch.nn.Module:
-    return reference_network(repository, "shapes")
+    return reference_network(repository, "shapes", input_gradients=True)
 
 
 def smoothgrad(

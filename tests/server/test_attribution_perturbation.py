@@ -152,9 +152,14 @@ def test_a_deadline_stops_the_computation_within_a_batch(
                 stride=2,
                 timeout=0.5,
             )
-        time.sleep(0.5)  # the batch running when the deadline passed may finish
-        wall, cpu = time.perf_counter(), time.process_time()
-        time.sleep(1.0)
-        busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
-        assert busy < 0.3, f"the server still computes after the deadline ({busy:.0%} of a core)"
+        # The batch running when the deadline passed may finish (slower when the machine is shared);
+        # the remaining tens of seconds of work must not run: within 5 s a quiet half-second comes.
+        windows = []
+        for _ in range(10):
+            wall, cpu = time.perf_counter(), time.process_time()
+            time.sleep(0.5)
+            windows.append((time.process_time() - cpu) / (time.perf_counter() - wall))
+            if windows[-1] < 0.3:
+                break
+        assert windows[-1] < 0.3, f"the server still computes after the deadline: {windows}"
         still_serving(client)

@@ -27,6 +27,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broken = root / "broken" / "1"
     broken.mkdir(parents=True)
     (broken / "model.toml").write_text('format = "onnx"\nweights = "model.onnx"\nlabels = ["a"]\n')
+    (root / "net" / "datasets" / "val").mkdir(parents=True)
+    (root / "net" / "datasets" / "val" / "dataset.toml").write_text('[generator]\nname = "glassbox.shapes"\n')
     return root
 
 
@@ -71,6 +73,7 @@ def test_get_model_describes_everything_a_client_needs(stub: model_service_pb2_g
     assert len(info.weights_digest) == 64
     layers = {layer.name: layer for layer in info.layers}
     assert list(layers["features.14"].output_shape) == [128, 8, 8] and layers["features.14"].cam_compatible
+    assert list(info.datasets) == ["val"]
     newest = stub.GetModel(pb.GetModelRequest(name="net"), timeout=10).model
     assert newest.version == "2" and newest.backend == pb.BACKEND_ONNXRUNTIME
 

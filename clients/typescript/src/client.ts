@@ -7,13 +7,10 @@
  *   const [prediction] = await glassbox.predict("cat.png", { model: "shapes" });
  */
 import {
-  credentials as grpcCredentials,
   status,
   Metadata,
   type CallOptions,
-  type ChannelCredentials,
   type Client,
-  type ClientOptions,
   type ClientUnaryCall,
   type ServiceError,
 } from "@grpc/grpc-js";
@@ -25,6 +22,14 @@ import {
   type Attribution,
   type DeepPartial,
 } from "./generated/glassbox/v1/attribution_service";
+import {
+  InspectionServiceClient,
+  type EmbedResponse,
+  type FilterView,
+  type GetActivationsResponse,
+  type GetFiltersResponse,
+  type Pooling,
+} from "./generated/glassbox/v1/inspection";
 import {
   ModelServiceClient,
   type ModelInfo,
@@ -38,67 +43,12 @@ import {
   type Job,
   type WatchJobResponse,
 } from "./generated/glassbox/v1/job_service";
+import { RobustnessServiceClient, type RobustnessRecord } from "./generated/glassbox/v1/robustness";
+import { resolveConnection, type CallSettings, type GlassboxClientOptions } from "./connection";
 import { GlassboxError } from "./errors";
 import { toImage, type ImageInput } from "./images";
 
-/** Retries of calls that fail with UNAVAILABLE; gRPC caps maxAttempts at 5. */
-export interface RetryPolicy {
-  maxAttempts: number;
-  initialBackoffMs: number;
-  maxBackoffMs: number;
-  backoffMultiplier: number;
-}
-
-export interface GlassboxClientOptions {
-  /** host:port; default GLASSBOX_ADDRESS or 127.0.0.1:50051. */
-  address?: string;
-  /** Use TLS (implied by caCert or clientCert); system roots verify the server unless caCert is given. */
-  tls?: boolean;
-  /** PEM CA that signed the server's certificate. */
-  caCert?: Buffer;
-  /** PEM certificate and key of this client, for mutual TLS. */
-  clientCert?: Buffer;
-  clientKey?: Buffer;
-  /** Name to verify in the server's certificate when it differs from the address. */
-  serverName?: string;
-  /** Bearer token; default GLASSBOX_TOKEN. */
-  token?: string;
-  /** Default deadline of every call in milliseconds (default 30 000). */
-  timeoutMs?: number;
-  /** Retries of UNAVAILABLE; false turns them off. */
-  retry?: RetryPolicy | false;
-}
-
-/** Per-call options. */
-export interface CallSettings {
-  /** Deadline of this call in milliseconds (default: the client's). */
-  timeoutMs?: number;
-}
-
-const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 5000, backoffMultiplier: 2 };
-/** Every idempotent RPC; SubmitJob is left out (a retry after a lost answer could queue a job twice). */
-const RETRIED_METHODS = [
-  { service: "glassbox.v1.ModelService" },
-  { service: "glassbox.v1.AttributionService" },
-  ...["GetJob", "WatchJob", "CancelJob", "ListJobs"].map((method) => ({ service: "glassbox.v1.JobService", method })),
-];
 const FINISHED = new Set([JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED]);
-
-/** Retries as configured, and round_robin over every address the target resolves to (calls spread over replicas). */
-function serviceConfig(retry: RetryPolicy | false): string {
-  const loadBalancingConfig = [{ round_robin: {} }];
-  if (retry === false || retry.maxAttempts < 2) {
-    return JSON.stringify({ loadBalancingConfig, methodConfig: [] });
-  }
-  const retryPolicy = {
-    maxAttempts: Math.min(retry.maxAttempts, 5),
-    initialBackoff: `${retry.initialBackoffMs / 1000}s`,
-    maxBackoff: `${retry.maxBackoffMs / 1000}s`,
-    backoffMultiplier: retry.backoffMultiplier,
-    retryableStatusCodes: ["UNAVAILABLE"],
-  };
-  return JSON.stringify({ loadBalancingConfig, methodConfig: [{ name: RETRIED_METHODS, retryPolicy }] });
-}
 
 type Unary<Req, Res> = (
   request: Req,
@@ -112,27 +62,23 @@ export class GlassboxClient {
   private readonly models: ModelServiceClient;
   private readonly attribution: AttributionServiceClient;
   private readonly jobs: JobServiceClient;
+  private readonly inspection: InspectionServiceClient;
+  private readonly robustness: RobustnessServiceClient;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
 
   constructor(options: GlassboxClientOptions = {}) {
-    this.address = options.address ?? process.env.GLASSBOX_ADDRESS ?? "127.0.0.1:50051";
-    this.token = options.token ?? (process.env.GLASSBOX_TOKEN || undefined);
-    this.timeoutMs = options.timeoutMs ?? 30_000;
-    const useTls = options.tls === true || options.caCert !== undefined || options.clientCert !== undefined;
-    const channelCredentials: ChannelCredentials = useTls
-      ? grpcCredentials.createSsl(options.caCert ?? null, options.clientKey ?? null, options.clientCert ?? null)
-      : grpcCredentials.createInsecure();
-    const channelOptions: Partial<ClientOptions> = {
-      "grpc.service_config": serviceConfig(options.retry ?? DEFAULT_RETRY),
-      "grpc.enable_retries": options.retry === false ? 0 : 1,
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      ...(options.serverName ? { "grpc.ssl_target_name_override": options.serverName } : {}),
-    };
-    this.models = new ModelServiceClient(this.address, channelCredentials, channelOptions);
+    const connection = resolveConnection(options);
+    this.address = connection.address;
+    this.token = connection.token;
+    this.timeoutMs = connection.timeoutMs;
+    const { credentials, channelOptions } = connection;
+    this.models = new ModelServiceClient(this.address, credentials, channelOptions);
     const shared = { ...channelOptions, channelOverride: this.models.getChannel() };
-    this.attribution = new AttributionServiceClient(this.address, channelCredentials, shared);
-    this.jobs = new JobServiceClient(this.address, channelCredentials, shared);
+    this.attribution = new AttributionServiceClient(this.address, credentials, shared);
+    this.jobs = new JobServiceClient(this.address, credentials, shared);
+    this.inspection = new InspectionServiceClient(this.address, credentials, shared);
+    this.robustness = new RobustnessServiceClient(this.address, credentials, shared);
   }
 
   /** Resolves once the channel is connected; rejects after `timeoutMs`. */
@@ -143,6 +89,8 @@ export class GlassboxClient {
   }
 
   close(): void {
+    this.robustness.close();
+    this.inspection.close();
     this.jobs.close();
     this.attribution.close();
     this.models.close();
@@ -224,8 +172,74 @@ export class GlassboxClient {
   }
 
   /**
-   * Queue a job. `request.spec` selects the kind, e.g.
-   * `{ $case: "classVisualisation", value: { model: "shapes", target: { classRef: { $case: "label", value: "star" } } } }`.
+   * A convolution layer's kernels (default: the network's first Conv2d) as raw weights
+   * `[out, in / groups, kh, kw]` and a tiled PNG; `view` defaults to colour for 3 input channels, else mean.
+   */
+  async getFilters(
+    options: { model: string; version?: string; layer?: string; view?: FilterView } & CallSettings,
+  ): Promise<GetFiltersResponse> {
+    const request = { model: options.model, version: options.version ?? "", layer: options.layer ?? "", view: options.view ?? 0 };
+    return this.call(this.inspection, this.inspection.getFilters, "GetFilters", request, options);
+  }
+
+  /**
+   * A layer's output for one image: channels ranked by mean activation (only the `topK` highest when
+   * above 0), their feature maps `[K, H, W]` in that order, and the maps tiled as a PNG.
+   */
+  async getActivations(
+    image: ImageInput,
+    options: { model: string; layer: string; version?: string; topK?: number } & CallSettings,
+  ): Promise<GetActivationsResponse> {
+    const request = {
+      model: options.model,
+      version: options.version ?? "",
+      layer: options.layer,
+      image: toImage(image),
+      topK: options.topK ?? 0,
+    };
+    return this.call(this.inspection, this.inspection.getActivations, "GetActivations", request, options);
+  }
+
+  /**
+   * One vector per image, `embeddings` `[N, D]` in request order, from `layer` (default: the
+   * penultimate layer) pooled by `pooling` (default mean).
+   */
+  async embed(
+    images: ImageInput | ImageInput[],
+    options: { model: string; version?: string; layer?: string; pooling?: Pooling } & CallSettings,
+  ): Promise<EmbedResponse> {
+    const list = Array.isArray(images) ? images : [images];
+    const request = {
+      model: options.model,
+      version: options.version ?? "",
+      layer: options.layer ?? "",
+      images: list.map(toImage),
+      pooling: options.pooling ?? 0,
+    };
+    return this.call(this.inspection, this.inspection.embed, "Embed", request, options);
+  }
+
+  /**
+   * The recorded robustness evaluations of a model (every version, or only `version`), newest first:
+   * at most `limit` (0..1000; default 100).
+   */
+  async getRobustnessHistory(
+    model: string,
+    options: { version?: string; limit?: number } & CallSettings = {},
+  ): Promise<RobustnessRecord[]> {
+    const request = { model, version: options.version ?? "", limit: options.limit ?? 0 };
+    const rpc = this.robustness.getRobustnessHistory;
+    const response = await this.call(this.robustness, rpc, "GetRobustnessHistory", request, options);
+    return response.records;
+  }
+
+  /**
+   * Queue a job. `request.spec` selects the kind (classVisualisation, featureVisualisation, deepdream,
+   * featureInversion, styleTransfer, adversarialImage, robustnessEvaluation, embeddingMap,
+   * topActivating, activationAtlas, explanationEvaluation), e.g.
+   * `{ $case: "classVisualisation", value: { model: "shapes", target: { classRef: { $case: "label", value: "star" } } } }`
+   * or `{ $case: "embeddingMap", value: { model: "shapes", images: { source: { $case: "named", value: "shapes-val" } } } }`;
+   * the finished job's `result` is the member of the same name.
    */
   async submitJob(request: DeepPartial<SubmitJobRequest>, settings?: CallSettings): Promise<Job> {
     const full = SubmitJobRequest.fromPartial(request);

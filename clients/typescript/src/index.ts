@@ -1,4 +1,5 @@
-export { GlassboxClient, type CallSettings, type GlassboxClientOptions, type RetryPolicy } from "./client";
+export { GlassboxClient } from "./client";
+export { type CallSettings, type GlassboxClientOptions, type RetryPolicy } from "./connection";
 export { toImage, type ImageInput } from "./images";
 export { GlassboxError } from "./errors";
 export * as pb from "./messages";

@@ -67,6 +67,11 @@ class Model(ABC):
             field="model",
         )
 
+    def input_gradient_network(self) -> torch.nn.Module:
+        """A module equal to `differentiable()` up to float rounding, for methods that need only the
+        gradient at the input (hooks on its ReLUs allowed, on other layers not); possibly cheaper."""
+        return self.differentiable()
+
     def layer_info(self, name: str, *, field: str = "layer") -> LayerInfo:
         """Look a layer up by name; InvalidArgument naming the field when it does not exist."""
         for info in self.layers:

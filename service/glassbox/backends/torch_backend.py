@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from glassbox.backends.base import LayerInfo, Model
+from glassbox.backends.batchnorm_folding import fold_batchnorm
 from glassbox.models.config import ModelConfig
 
 
@@ -27,7 +28,8 @@ class TorchModel(Model):
 
     On a CPU, convolution weights are kept channels_last: oneDNN's convolutions and their backward run
     faster in that layout (resnet18 at 224², 50 input gradients in batches of 10: 1.22 s against 1.43 s
-    contiguous), and the layout changes no value beyond float rounding.
+    contiguous), and the layout changes no value beyond float rounding. The input-gradient methods get a
+    copy with BatchNorm folded into the convolutions (`batchnorm_folding`), 26% cheaper on resnet18.
     """
 
     backend_name = "torch"
@@ -50,6 +52,14 @@ class TorchModel(Model):
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         self._layers = _discover_layers(self.module.net, config, device)
+        foldable = config.fold_batchnorm and not isinstance(net, torch.jit.ScriptModule)
+        folded = fold_batchnorm(self.module.net) if foldable else None
+        self._input_gradient_module = self.module
+        self._folded_convolutions: frozenset[str] = frozenset()
+        if folded is not None:
+            network = NormalizedModel(folded.network, config.mean, config.std).to(device).eval()
+            self._input_gradient_module = network
+            self._folded_convolutions = folded.changed_layers
 
     @property
     def device(self) -> torch.device:
@@ -66,10 +76,22 @@ class TorchModel(Model):
     def differentiable(self) -> nn.Module:
         return self.module
 
+    def input_gradient_network(self) -> nn.Module:
+        return self._input_gradient_module
+
     def submodule(self, name: str) -> nn.Module:
         """The network's module called `name` (names as listed by `layers`)."""
         self.layer_info(name)
         return self.module.net.get_submodule(name)
+
+    def hooked_network(self, layer: str) -> tuple[nn.Module, nn.Module]:
+        """(network, its module called `layer`) for a method that hooks that layer and the ReLUs: the
+        BatchNorm-folded network, unless `layer` is one of the convolutions whose output the fold changed."""
+        self.layer_info(layer)
+        network = self._input_gradient_module
+        if layer in self._folded_convolutions or network is self.module:
+            return self.module, self.module.net.get_submodule(layer)
+        return network, network.net.get_submodule(layer)
 
 
 def _discover_layers(net: nn.Module, config: ModelConfig, device: torch.device) -> list[LayerInfo]:

@@ -41,6 +41,8 @@ ONNX_TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torc
 TRAIN_SEED_OFFSET = 0  # shapes training set: generate(..., seed + TRAIN_SEED_OFFSET)
 SHORTCUT_SEED_OFFSET = 1  # shortcut training set
 TEST_SEED_OFFSET = 10_000  # held-out test sets, never used for training or normalisation statistics
+VALIDATION_SEED_OFFSET = 20_000  # the named sets shipped beside the models (datasets/shapes-val)
+VALIDATION_SIZE = 240
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
 
     results = DemoResults(seed, mean, std, acc, max_diff, sc_mean, sc_std, acc_train, acc_test)
     write_model_tomls(repository, results)
+    write_validation_sets(repository, seed)
     total = time.perf_counter() - started
     log(f"done in {total:.0f} s")
     return {
@@ -193,6 +196,32 @@ def write_model_tomls(repository: Path, results: DemoResults) -> None:
             shortcut=True,
         ),
     )
+
+
+def write_validation_sets(repository: Path, seed: int) -> None:
+    """Write the named sets the demo models ship (`<model>/datasets/<set>/dataset.toml`): generated held-out
+    images with labels and object masks, drawn from a seed used neither for training nor for testing."""
+    sets = {
+        ("shapes", "shapes-val"): "none",
+        ("shapes-onnx", "shapes-val"): "none",
+        ("shapes-shortcut", "shapes-val"): "train",
+        ("shapes-shortcut", "shapes-val-random-patch"): "test",
+    }
+    notes = {
+        "none": "",
+        "train": " Each image has the shortcut patch whose colour matches its label, as in training.",
+        "test": " Each image has a shortcut patch of a random colour, which no longer gives the class away.",
+    }
+    for (model, name), shortcut in sets.items():
+        description = (
+            f"{VALIDATION_SIZE} held-out shapes (seed {seed + VALIDATION_SEED_OFFSET}) with labels and "
+            f"object masks.{notes[shortcut]}"
+        )
+        _write(
+            repository / model / "datasets" / name / "dataset.toml",
+            f'description = "{description}"\n\n[generator]\nname = "glassbox.shapes"\n'
+            f'count = {VALIDATION_SIZE}\nseed = {seed + VALIDATION_SEED_OFFSET}\nshortcut = "{shortcut}"\n',
+        )
 
 
 def accuracy(

@@ -46,7 +46,12 @@ from glassbox.models.repository import ModelRepository
 
 CoreSpec = TypeVar("CoreSpec")
 
-KIND_MODULES: tuple[str, ...] = ("glassbox.generative.kinds",)
+KIND_MODULES: tuple[str, ...] = (
+    "glassbox.generative.kinds",
+    "glassbox.inspection.kinds",
+    "glassbox.evaluation.kinds",
+    "glassbox.robustness.kinds",
+)
 """Adapter modules that register job kinds when imported."""
 
 REQUIRED_SPEC_FIELDS = ("model", "version", "seed")

@@ -142,7 +142,7 @@ class CamMethod(GradientMethod):
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         assert isinstance(self.model, TorchModel)
-        net = self.model.differentiable()
+        net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
         chunk = graph_rows_per_batch(self.call, self.model)
@@ -153,7 +153,7 @@ class CamMethod(GradientMethod):
         with CallHooks() as hooks:
             if self.relu_rule is not None:
                 ReluRules(hooks, net, switch)  # first: the capture must see the output the rules produce
-            capture = LayerCapture(hooks, self.model.submodule(self.layer.info.name))
+            capture = LayerCapture(hooks, layer)
             for start in range(0, inputs.shape[0], chunk):
                 self.call.check()
                 rows = range(start, min(start + chunk, inputs.shape[0]))

@@ -128,8 +128,9 @@ class GradientMethod(AttributionMethod):
         consume: Consume,
     ) -> None:
         """Evaluate `total` network rows in chunks sized by the memory budget: per chunk, one forward of
-        `make_inputs(rows)` with graph, then one backward per target pass, each handed to `consume`."""
-        net = self.model.differentiable()
+        `make_inputs(rows)` with graph, then one backward per target pass, each handed to `consume`. Only
+        the input and the ReLUs are looked at, so the BatchNorm-folded network serves."""
+        net = self.model.input_gradient_network()
         chunk = graph_rows_per_batch(self.call, self.model)
         with CallHooks() as hooks:
             if self.relu_rule is not None:

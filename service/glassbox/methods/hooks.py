@@ -11,7 +11,7 @@ Two uses:
 * `LayerCapture`: keeps a layer's output (to read its values and differentiate with respect to it).
 * `ReluRules`: swaps every `nn.ReLU`'s gradient for guided backprop's or deconvnet's rule, switchable
   between backward passes of the same forward (Guided Grad-CAM needs plain and guided gradients).
-  In-place ReLUs work: the pre-activation is preserved by handing the module a copy to overwrite.
+  In-place ReLUs work: the module only ever sees a detached copy of the rule's own output.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class RuleSwitch:
 
 
 class _RuleRelu(torch.autograd.Function):
-    """ReLU whose backward follows a call's `RuleSwitch`."""
+    """ReLU whose backward follows a call's `RuleSwitch`; each rule is one or two fused passes."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, switch: RuleSwitch) -> torch.Tensor:
@@ -121,7 +121,7 @@ class _RuleRelu(torch.autograd.Function):
             return grad.clamp(min=0), None
         if rule is ReluRule.GUIDED:
             grad = grad.clamp(min=0)
-        return grad * (x > 0).to(grad.dtype), None
+        return torch.ops.aten.threshold_backward(grad, x, 0), None
 
 
 def relu_modules(module: nn.Module) -> list[nn.Module]:
@@ -129,21 +129,24 @@ def relu_modules(module: nn.Module) -> list[nn.Module]:
 
 
 class ReluRules:
-    """Replaces, for one call, the output of every `nn.ReLU` by a `_RuleRelu` of its input."""
+    """Replaces, for one call, the output of every `nn.ReLU` by a `_RuleRelu` of its input.
+
+    The rule's ReLU runs in the pre-hook; the module itself then gets a detached alias of that
+    result (so its own ReLU, in place or not, changes no value and records no graph), and the forward
+    hook hands the network the rule's output. In-place ReLUs need no defensive copy this way."""
 
     def __init__(self, hooks: CallHooks, module: nn.Module, switch: RuleSwitch) -> None:
         self.switch = switch
-        self._inputs: dict[int, list[torch.Tensor]] = {}
+        self._outputs: dict[int, list[torch.Tensor]] = {}
         for relu in relu_modules(module):
-            hooks.forward_pre_hook(relu, self._keep_input)
+            hooks.forward_pre_hook(relu, self._apply_rule)
             hooks.forward_hook(relu, self._replace_output)
 
-    def _keep_input(self, module: nn.Module, inputs: tuple) -> tuple | None:
+    def _apply_rule(self, module: nn.Module, inputs: tuple) -> tuple:
         (x,) = inputs
-        self._inputs.setdefault(id(module), []).append(x)
-        # An in-place ReLU would overwrite x, which the rule needs: let it overwrite a copy instead.
-        return (x.clone(),) if getattr(module, "inplace", False) else None
+        out = _RuleRelu.apply(x, self.switch)
+        self._outputs.setdefault(id(module), []).append(out)
+        return (out.detach(),)
 
     def _replace_output(self, module: nn.Module, _inputs: tuple, _output: Any) -> torch.Tensor:
-        x = self._inputs[id(module)].pop()
-        return _RuleRelu.apply(x, self.switch)
+        return self._outputs[id(module)].pop()

@@ -55,7 +55,9 @@ def quadrature(rule: IntegrationRule, steps: int) -> tuple[np.ndarray, np.ndarra
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return (nodes + 1.0) / 2.0, weights / 2.0
     if rule is IntegrationRule.RIEMANN_TRAPEZOID:
-        alphas = np.linspace(0.0, 1.0, steps)
+        # torch's float32 linspace (Captum's points too): a path point one ulp away can flip a ReLU near
+        # zero, which moves a map by up to ~1e-3 of its maximum, so equal points keep maps comparable.
+        alphas = torch.linspace(0.0, 1.0, steps).double().numpy()
         weights = np.full(steps, 1.0 / (steps - 1))
         weights[[0, -1]] /= 2.0
         return alphas, weights

@@ -96,7 +96,7 @@ class NeuronGradient(GradientMethod):
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         assert isinstance(self.model, TorchModel)
-        net = self.model.differentiable()
+        net, layer = self.model.hooked_network(self.params.layer)
         inputs = pixels.to(self.model.device, torch.float32)
         chunk = graph_rows_per_batch(self.call, self.model)
         logits_out: list[torch.Tensor] = []
@@ -104,7 +104,7 @@ class NeuronGradient(GradientMethod):
         with CallHooks() as hooks:
             if self.params.guided:
                 ReluRules(hooks, net, RuleSwitch(ReluRule.GUIDED))
-            capture = LayerCapture(hooks, self.model.submodule(self.params.layer))
+            capture = LayerCapture(hooks, layer)
             for start in range(0, inputs.shape[0], chunk):
                 self.call.check()
                 x = inputs[start : start + chunk].detach().requires_grad_(True)

@@ -37,6 +37,7 @@ class ModelConfig:
     architecture: str | None = None
     architecture_args: dict[str, Any] = field(default_factory=dict)
     default_cam_layer: str | None = None
+    fold_batchnorm: bool = True
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -108,6 +109,9 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
         architecture=architecture,
         architecture_args=dict(raw.get("architecture_args", {})),
         default_cam_layer=explain.get("default_cam_layer"),
+        fold_batchnorm=_require(explain, "fold_batchnorm", bool, section="explain")
+        if "fold_batchnorm" in explain
+        else True,
         description=str(raw.get("description", "")),
         extra={k: v for k, v in raw.items() if k not in known},
     )

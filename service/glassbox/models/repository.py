@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,14 @@ import torch
 from glassbox.backends.base import Model
 from glassbox.core.errors import FailedPrecondition, NotFound
 from glassbox.models.config import ConfigError, ModelConfig, load_config
+from glassbox.models.datasets import (
+    DATASETS_FOLDER,
+    DatasetConfig,
+    LabelledImages,
+    load_dataset_config,
+    load_named_set,
+    named_sets,
+)
 from glassbox.models.loaders import load_model
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,9 @@ class ModelRepository:
         self.onnx_threads = onnx_threads
         self._on_loaded = on_loaded
         self._models: dict[str, dict[str, ModelVersion]] = {}
+        self._datasets: dict[str, dict[str, Path]] = {}
+        self._loaded_sets: dict[tuple[str, str, str], LabelledImages] = {}
+        self._sets_lock = threading.Lock()
 
     def load_all(self) -> None:
         """Scan the root and load every version; failures are recorded, never raised."""
@@ -76,10 +88,15 @@ class ModelRepository:
                 log.warning("skipping %s: not a valid model name", model_dir)
                 continue
             versions = sorted(
-                (p for p in model_dir.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)),
+                (
+                    p
+                    for p in model_dir.iterdir()
+                    if p.is_dir() and NAME_PATTERN.match(p.name) and p.name != DATASETS_FOLDER
+                ),
                 key=lambda p: _version_key(p.name),
             )
             models[model_dir.name] = {v.name: self._load_version(model_dir.name, v) for v in versions}
+            self._datasets[model_dir.name] = named_sets(model_dir)
         self._models = models
 
     def _load_version(self, name: str, folder: Path) -> ModelVersion:
@@ -153,3 +170,36 @@ class ModelRepository:
 
     def all_entries(self) -> list[ModelVersion]:
         return [v for name in self.names() for v in self._models[name].values()]
+
+    def dataset_names(self, name: str) -> list[str]:
+        """The named sets stored beside a model (`<root>/<name>/datasets/<set>/dataset.toml`)."""
+        self.versions(name)
+        return sorted(self._datasets.get(name, {}))
+
+    def dataset(self, name: str, set_name: str, version: str = "", *, max_pixels: int) -> LabelledImages:
+        """A named set at the input size of the model version, loaded once and kept (sets are small).
+
+        NotFound (field `named`) for an unknown set; FailedPrecondition naming the set when it is broken.
+        """
+        entry = self.entry(name, version)
+        folders = self._datasets.get(name, {})
+        if set_name not in folders:
+            raise NotFound(
+                f"model {name!r} has no named set {set_name!r}; it has {sorted(folders)}", field="named"
+            )
+        key = (name, entry.version, set_name)
+        with self._sets_lock:
+            if key not in self._loaded_sets:
+                model = self.get(name, entry.version)
+                config = self._dataset_config(set_name, folders[set_name])
+                self._loaded_sets[key] = load_named_set(
+                    config, model.config.input, model.labels, max_pixels=max_pixels
+                )
+            return self._loaded_sets[key]
+
+    @staticmethod
+    def _dataset_config(set_name: str, folder: Path) -> DatasetConfig:
+        try:
+            return load_dataset_config(set_name, folder)
+        except (OSError, ValueError) as exc:
+            raise FailedPrecondition(f"named set {set_name!r} is broken: {exc}", field="named") from exc

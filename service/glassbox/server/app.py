@@ -13,10 +13,14 @@ import torch
 from glassbox_client._generated.glassbox.v1 import (
     attribution_service_pb2,
     attribution_service_pb2_grpc,
+    inspection_pb2,
+    inspection_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
     model_service_pb2,
     model_service_pb2_grpc,
+    robustness_pb2,
+    robustness_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -28,15 +32,20 @@ from glassbox.devices import resolve_device, use_deterministic_algorithms, use_f
 from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
 from glassbox.models.repository import ModelRepository
+from glassbox.robustness.factory import build_history
+from glassbox.robustness.history import HistoryRecord
+from glassbox.robustness.monitor import RobustnessMonitor
 from glassbox.server import health as model_health
 from glassbox.server.attribution_servicer import AttributionServicer
 from glassbox.server.auth import token_interceptor
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import error_interceptor
+from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.limits import concurrency_limit_interceptor
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
+from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -98,10 +107,26 @@ class GlassboxServer:
         attribution_service_pb2_grpc.add_AttributionServiceServicer_to_server(
             AttributionServicer(self.context), self.server
         )
+        inspection_pb2_grpc.add_InspectionServiceServicer_to_server(
+            InspectionServicer(self.context), self.server
+        )
+        self.history = build_history(settings)
+        self.monitor = RobustnessMonitor(
+            repository,
+            jobs,
+            self.history,
+            interval_seconds=settings.robustness.check_interval_seconds,
+            observe=self._observe_robustness,
+        )
+        robustness_pb2_grpc.add_RobustnessServiceServicer_to_server(
+            RobustnessServicer(self.context, self.history), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         services = [model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name]
         services.append(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name)
         services.append(attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name)
+        services.append(inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name)
+        services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
         model_health.publish(self.health, repository, services)
         if settings.reflection:
             names = [
@@ -120,6 +145,16 @@ class GlassboxServer:
         limits = concurrency_limit_interceptor(settings.limits.max_concurrent_calls_per_method)
         return [*([auth] if auth else []), limits, error_interceptor()]
 
+    def _observe_robustness(self, record: HistoryRecord) -> None:
+        """Monitor hook: the latest evaluation of a model version as gauges."""
+        self.metrics.observe_robustness(
+            record.model,
+            record.version,
+            record.clean_accuracy,
+            [(a.attack, a.epsilon, a.robust_accuracy) for a in record.attacks],
+            record.minimal_epsilon_median,
+        )
+
     def start(self) -> int:
         """Bind and start; returns the bound port (useful when the address asks for port 0)."""
         self.metrics.start()
@@ -130,6 +165,8 @@ class GlassboxServer:
         if self.port == 0:
             raise RuntimeError(f"could not bind {self.settings.address}")
         self.server.start()
+        if self.settings.robustness.monitoring:
+            self.monitor.start()
         security = self.settings.security
         log.info(
             "glassbox serving on %s (port %d, %s, %s)",
@@ -147,7 +184,9 @@ class GlassboxServer:
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_period_seconds if grace is None else grace
         self.server.stop(grace).wait()
+        self.monitor.stop()
         self.metrics.stop()
+        self.history.close()
         self.context.cache.close()
         self.context.jobs.close()
         log.info("glassbox stopped")

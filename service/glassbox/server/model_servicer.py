@@ -47,7 +47,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.GetModelResponse:
         entry = self._repository.entry(request.name, request.version, field="name")
-        return pb.GetModelResponse(model=model_info(entry, self._ctx.supported_methods(entry)))
+        return pb.GetModelResponse(
+            model=model_info(
+                entry, self._ctx.supported_methods(entry), self._repository.dataset_names(entry.name)
+            )
+        )
 
     def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext) -> pb.PredictResponse:
         model = self._repository.get(request.model, request.version)
@@ -73,9 +77,15 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         )
 
 
-def model_info(entry: ModelVersion, supported_methods: list[str]) -> pb.ModelInfo:
+def model_info(entry: ModelVersion, supported_methods: list[str], datasets: list[str]) -> pb.ModelInfo:
     """Everything GetModel says about one version; a FAILED version says what is known and why."""
-    info = pb.ModelInfo(name=entry.name, version=entry.version, state=STATES[entry.state], error=entry.error)
+    info = pb.ModelInfo(
+        name=entry.name,
+        version=entry.version,
+        state=STATES[entry.state],
+        error=entry.error,
+        datasets=datasets,
+    )
     config = entry.config
     if config is not None:
         info.input_height = config.input.height

@@ -24,9 +24,12 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc as model_grpc
 from glassbox_client.connection import ConnectionOptions, RetryPolicy, open_channel
 from glassbox_client.errors import UnavailableError, error_from_rpc
+from glassbox_client.evaluation import Evaluation
 from glassbox_client.images import ImageInput
+from glassbox_client.inspection import Inspection
 from glassbox_client.jobs import Jobs
 from glassbox_client.requests import Target, attribute_request, output_options, predict_request
+from glassbox_client.robustness import Robustness
 from glassbox_client.types import (
     Attribution,
     AttributionResult,
@@ -85,6 +88,9 @@ class GlassboxClient:
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.jobs = Jobs(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout)
+        self.evaluation = Evaluation(self.jobs)
+        self.robustness = Robustness(self.jobs, self._channel, self.options.metadata, self.options.timeout)
 
     def __enter__(self) -> GlassboxClient:
         return self

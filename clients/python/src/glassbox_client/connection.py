@@ -21,6 +21,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 RETRIED_METHODS = (
     {"service": "glassbox.v1.ModelService"},
     {"service": "glassbox.v1.AttributionService"},
+    {"service": "glassbox.v1.InspectionService"},
+    {"service": "glassbox.v1.RobustnessService"},
     *(
         {"service": "glassbox.v1.JobService", "method": m}
         for m in ("GetJob", "WatchJob", "CancelJob", "ListJobs")

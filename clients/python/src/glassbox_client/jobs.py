@@ -27,6 +27,7 @@ from PIL import Image as PILImage
 
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
+from glassbox_client.calls import ServiceCalls
 from glassbox_client.errors import GlassboxError, ResourceExhaustedError, UnavailableError, error_from_rpc
 from glassbox_client.images import array_from_tensor, image_from_png
 from glassbox_client.requests import set_fields
@@ -51,16 +52,18 @@ class JobProgress:
 @dataclass(frozen=True)
 class JobResult:
     """A finished job's output: generated images (PIL) with their float pixels [3, H, W] when sent,
-    other arrays by field name (e.g. `perturbation`), and the scalar fields by name."""
+    other arrays by field name (e.g. `perturbation`), and the scalar fields by name. `message` is the
+    result message itself, for the kinds whose results nest further messages (reports, layouts, cells)."""
 
     images: list[PILImage.Image] = field(default_factory=list)
     pixels: list[np.ndarray | None] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
+    message: Message | None = None
 
     @classmethod
     def from_proto(cls, result: Message) -> JobResult:
-        out = cls()
+        out = cls(message=result)
         for descriptor, value in result.ListFields():
             items = list(value) if descriptor.is_repeated else [value]
             kind = descriptor.message_type.name if descriptor.type == FieldDescriptor.TYPE_MESSAGE else ""
@@ -193,16 +196,7 @@ class Jobs:
     """`GlassboxClient.jobs`: the JobService calls over the client's channel, deadline and token."""
 
     def __init__(self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float) -> None:
-        self._stub = job_grpc.JobServiceStub(channel)
-        self._metadata = metadata
-        self._timeout = default_timeout
-
-    def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            rpc = getattr(self._stub, name)
-            return rpc(request, timeout=timeout or self._timeout, metadata=self._metadata())
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, name) from None
+        self._call = ServiceCalls(job_grpc.JobServiceStub(channel), metadata, default_timeout)
 
     def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
         """Queue a job; `kind` is a spec name (class_visualisation, deepdream, ...) and `**spec` its
@@ -233,7 +227,7 @@ class Jobs:
         """The job now, then every update until it finishes (one stream; see `wait` for resuming)."""
         request = job_pb.WatchJobRequest(job_id=job_id, preview_every_steps=preview_every_steps)
         try:
-            for message in self._stub.WatchJob(request, timeout=timeout, metadata=self._metadata()):
+            for message in self._call.stub.WatchJob(request, timeout=timeout, metadata=self._call.metadata()):
                 yield JobUpdate(Job.from_proto(message.job), image_from_png(message.preview_png))
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, "WatchJob") from None
@@ -284,3 +278,12 @@ class Jobs:
         """Submit, wait (cancelling on Ctrl-C) and return the SUCCEEDED job; JobFailedError otherwise."""
         job = self.submit(kind, model=model, **spec)
         return self.wait(job.id, timeout=timeout, progress=progress).raise_for_state()
+
+    def run_request(
+        self, request: job_pb.SubmitJobRequest, *, timeout: float = DEFAULT_WAIT_S, progress: bool = False
+    ) -> job_pb.Job:
+        """Submit a ready-made request, wait (cancelling on Ctrl-C) and return the SUCCEEDED job's message
+        with its result, for the typed helpers whose results nest messages; JobFailedError otherwise."""
+        job_id = self._call("SubmitJob", request).job.id
+        self.wait(job_id, timeout=timeout, progress=progress).raise_for_state()
+        return self._call("GetJob", job_pb.GetJobRequest(job_id=job_id)).job

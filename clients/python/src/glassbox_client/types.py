@@ -73,6 +73,7 @@ class ModelInfo:
     supported_methods: list[str]
     description: str
     weights_digest: str
+    datasets: list[str]
 
     @classmethod
     def from_proto(cls, info: model_pb.ModelInfo) -> ModelInfo:
@@ -93,6 +94,7 @@ class ModelInfo:
             supported_methods=list(info.supported_methods),
             description=info.description,
             weights_digest=info.weights_digest,
+            datasets=list(info.datasets),
         )
 
 

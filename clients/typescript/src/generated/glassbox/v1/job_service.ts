@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { ExplanationEvaluationResult, ExplanationEvaluationSpec } from "./evaluation";
 import {
   AdversarialImageResult,
   AdversarialImageSpec,
@@ -35,6 +36,15 @@ import {
   StyleTransferResult,
   StyleTransferSpec,
 } from "./generative";
+import {
+  ActivationAtlasResult,
+  ActivationAtlasSpec,
+  EmbeddingMapResult,
+  EmbeddingMapSpec,
+  TopActivatingResult,
+  TopActivatingSpec,
+} from "./inspection";
+import { RobustnessEvaluationResult, RobustnessEvaluationSpec } from "./robustness";
 
 export const protobufPackage = "glassbox.v1";
 
@@ -191,6 +201,11 @@ export interface Job {
     | { $case: "featureInversion"; value: FeatureInversionResult }
     | { $case: "styleTransfer"; value: StyleTransferResult }
     | { $case: "adversarialImage"; value: AdversarialImageResult }
+    | { $case: "robustnessEvaluation"; value: RobustnessEvaluationResult }
+    | { $case: "embeddingMap"; value: EmbeddingMapResult }
+    | { $case: "topActivating"; value: TopActivatingResult }
+    | { $case: "activationAtlas"; value: ActivationAtlasResult }
+    | { $case: "explanationEvaluation"; value: ExplanationEvaluationResult }
     | undefined;
 }
 
@@ -203,6 +218,11 @@ export interface SubmitJobRequest {
     | { $case: "featureInversion"; value: FeatureInversionSpec }
     | { $case: "styleTransfer"; value: StyleTransferSpec }
     | { $case: "adversarialImage"; value: AdversarialImageSpec }
+    | { $case: "robustnessEvaluation"; value: RobustnessEvaluationSpec }
+    | { $case: "embeddingMap"; value: EmbeddingMapSpec }
+    | { $case: "topActivating"; value: TopActivatingSpec }
+    | { $case: "activationAtlas"; value: ActivationAtlasSpec }
+    | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
     | undefined;
 }
 
@@ -579,6 +599,21 @@ export const Job: MessageFns<Job> = {
       case "adversarialImage":
         AdversarialImageResult.encode(message.result.value, writer.uint32(202).fork()).join();
         break;
+      case "robustnessEvaluation":
+        RobustnessEvaluationResult.encode(message.result.value, writer.uint32(210).fork()).join();
+        break;
+      case "embeddingMap":
+        EmbeddingMapResult.encode(message.result.value, writer.uint32(218).fork()).join();
+        break;
+      case "topActivating":
+        TopActivatingResult.encode(message.result.value, writer.uint32(226).fork()).join();
+        break;
+      case "activationAtlas":
+        ActivationAtlasResult.encode(message.result.value, writer.uint32(234).fork()).join();
+        break;
+      case "explanationEvaluation":
+        ExplanationEvaluationResult.encode(message.result.value, writer.uint32(242).fork()).join();
+        break;
     }
     return writer;
   },
@@ -768,6 +803,52 @@ export const Job: MessageFns<Job> = {
             };
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.result = {
+              $case: "robustnessEvaluation",
+              value: RobustnessEvaluationResult.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.result = { $case: "embeddingMap", value: EmbeddingMapResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.result = { $case: "topActivating", value: TopActivatingResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.result = { $case: "activationAtlas", value: ActivationAtlasResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.result = {
+              $case: "explanationEvaluation",
+              value: ExplanationEvaluationResult.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -842,6 +923,26 @@ export const Job: MessageFns<Job> = {
         ? { $case: "adversarialImage", value: AdversarialImageResult.fromJSON(object.adversarialImage) }
         : isSet(object.adversarial_image)
         ? { $case: "adversarialImage", value: AdversarialImageResult.fromJSON(object.adversarial_image) }
+        : isSet(object.robustnessEvaluation)
+        ? { $case: "robustnessEvaluation", value: RobustnessEvaluationResult.fromJSON(object.robustnessEvaluation) }
+        : isSet(object.robustness_evaluation)
+        ? { $case: "robustnessEvaluation", value: RobustnessEvaluationResult.fromJSON(object.robustness_evaluation) }
+        : isSet(object.embeddingMap)
+        ? { $case: "embeddingMap", value: EmbeddingMapResult.fromJSON(object.embeddingMap) }
+        : isSet(object.embedding_map)
+        ? { $case: "embeddingMap", value: EmbeddingMapResult.fromJSON(object.embedding_map) }
+        : isSet(object.topActivating)
+        ? { $case: "topActivating", value: TopActivatingResult.fromJSON(object.topActivating) }
+        : isSet(object.top_activating)
+        ? { $case: "topActivating", value: TopActivatingResult.fromJSON(object.top_activating) }
+        : isSet(object.activationAtlas)
+        ? { $case: "activationAtlas", value: ActivationAtlasResult.fromJSON(object.activationAtlas) }
+        : isSet(object.activation_atlas)
+        ? { $case: "activationAtlas", value: ActivationAtlasResult.fromJSON(object.activation_atlas) }
+        : isSet(object.explanationEvaluation)
+        ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanationEvaluation) }
+        : isSet(object.explanation_evaluation)
+        ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanation_evaluation) }
         : undefined,
     };
   },
@@ -902,6 +1003,16 @@ export const Job: MessageFns<Job> = {
       obj.styleTransfer = StyleTransferResult.toJSON(message.result.value);
     } else if (message.result?.$case === "adversarialImage") {
       obj.adversarialImage = AdversarialImageResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "robustnessEvaluation") {
+      obj.robustnessEvaluation = RobustnessEvaluationResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "embeddingMap") {
+      obj.embeddingMap = EmbeddingMapResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "topActivating") {
+      obj.topActivating = TopActivatingResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "activationAtlas") {
+      obj.activationAtlas = ActivationAtlasResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "explanationEvaluation") {
+      obj.explanationEvaluation = ExplanationEvaluationResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -978,6 +1089,42 @@ export const Job: MessageFns<Job> = {
         }
         break;
       }
+      case "robustnessEvaluation": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = {
+            $case: "robustnessEvaluation",
+            value: RobustnessEvaluationResult.fromPartial(object.result.value),
+          };
+        }
+        break;
+      }
+      case "embeddingMap": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "embeddingMap", value: EmbeddingMapResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "topActivating": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "topActivating", value: TopActivatingResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "activationAtlas": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "activationAtlas", value: ActivationAtlasResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "explanationEvaluation": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = {
+            $case: "explanationEvaluation",
+            value: ExplanationEvaluationResult.fromPartial(object.result.value),
+          };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1007,6 +1154,21 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       case "adversarialImage":
         AdversarialImageSpec.encode(message.spec.value, writer.uint32(50).fork()).join();
+        break;
+      case "robustnessEvaluation":
+        RobustnessEvaluationSpec.encode(message.spec.value, writer.uint32(58).fork()).join();
+        break;
+      case "embeddingMap":
+        EmbeddingMapSpec.encode(message.spec.value, writer.uint32(66).fork()).join();
+        break;
+      case "topActivating":
+        TopActivatingSpec.encode(message.spec.value, writer.uint32(74).fork()).join();
+        break;
+      case "activationAtlas":
+        ActivationAtlasSpec.encode(message.spec.value, writer.uint32(82).fork()).join();
+        break;
+      case "explanationEvaluation":
+        ExplanationEvaluationSpec.encode(message.spec.value, writer.uint32(90).fork()).join();
         break;
     }
     return writer;
@@ -1079,6 +1241,52 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.spec = { $case: "adversarialImage", value: AdversarialImageSpec.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.spec = {
+              $case: "robustnessEvaluation",
+              value: RobustnessEvaluationSpec.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.spec = { $case: "embeddingMap", value: EmbeddingMapSpec.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.spec = { $case: "topActivating", value: TopActivatingSpec.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.spec = { $case: "activationAtlas", value: ActivationAtlasSpec.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.spec = {
+              $case: "explanationEvaluation",
+              value: ExplanationEvaluationSpec.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1115,6 +1323,26 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? { $case: "adversarialImage", value: AdversarialImageSpec.fromJSON(object.adversarialImage) }
         : isSet(object.adversarial_image)
         ? { $case: "adversarialImage", value: AdversarialImageSpec.fromJSON(object.adversarial_image) }
+        : isSet(object.robustnessEvaluation)
+        ? { $case: "robustnessEvaluation", value: RobustnessEvaluationSpec.fromJSON(object.robustnessEvaluation) }
+        : isSet(object.robustness_evaluation)
+        ? { $case: "robustnessEvaluation", value: RobustnessEvaluationSpec.fromJSON(object.robustness_evaluation) }
+        : isSet(object.embeddingMap)
+        ? { $case: "embeddingMap", value: EmbeddingMapSpec.fromJSON(object.embeddingMap) }
+        : isSet(object.embedding_map)
+        ? { $case: "embeddingMap", value: EmbeddingMapSpec.fromJSON(object.embedding_map) }
+        : isSet(object.topActivating)
+        ? { $case: "topActivating", value: TopActivatingSpec.fromJSON(object.topActivating) }
+        : isSet(object.top_activating)
+        ? { $case: "topActivating", value: TopActivatingSpec.fromJSON(object.top_activating) }
+        : isSet(object.activationAtlas)
+        ? { $case: "activationAtlas", value: ActivationAtlasSpec.fromJSON(object.activationAtlas) }
+        : isSet(object.activation_atlas)
+        ? { $case: "activationAtlas", value: ActivationAtlasSpec.fromJSON(object.activation_atlas) }
+        : isSet(object.explanationEvaluation)
+        ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanationEvaluation) }
+        : isSet(object.explanation_evaluation)
+        ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanation_evaluation) }
         : undefined,
     };
   },
@@ -1133,6 +1361,16 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.styleTransfer = StyleTransferSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "adversarialImage") {
       obj.adversarialImage = AdversarialImageSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "robustnessEvaluation") {
+      obj.robustnessEvaluation = RobustnessEvaluationSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "embeddingMap") {
+      obj.embeddingMap = EmbeddingMapSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "topActivating") {
+      obj.topActivating = TopActivatingSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "activationAtlas") {
+      obj.activationAtlas = ActivationAtlasSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "explanationEvaluation") {
+      obj.explanationEvaluation = ExplanationEvaluationSpec.toJSON(message.spec.value);
     }
     return obj;
   },
@@ -1179,6 +1417,42 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       case "adversarialImage": {
         if (object.spec?.value !== undefined && object.spec?.value !== null) {
           message.spec = { $case: "adversarialImage", value: AdversarialImageSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "robustnessEvaluation": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = {
+            $case: "robustnessEvaluation",
+            value: RobustnessEvaluationSpec.fromPartial(object.spec.value),
+          };
+        }
+        break;
+      }
+      case "embeddingMap": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "embeddingMap", value: EmbeddingMapSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "topActivating": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "topActivating", value: TopActivatingSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "activationAtlas": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "activationAtlas", value: ActivationAtlasSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "explanationEvaluation": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = {
+            $case: "explanationEvaluation",
+            value: ExplanationEvaluationSpec.fromPartial(object.spec.value),
+          };
         }
         break;
       }

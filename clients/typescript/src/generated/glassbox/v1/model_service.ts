@@ -239,6 +239,11 @@ export interface ModelInfo {
   description: string;
   /** Hex SHA-256 of the weights file(s): changes whenever the weights do. */
   weightsDigest: string;
+  /**
+   * The named image sets stored beside the model (`<model>/datasets/<name>/`), usable as
+   * `ImageSet.named` in dataset jobs.
+   */
+  datasets: string[];
 }
 
 export interface PredictRequest {
@@ -1009,6 +1014,7 @@ function createBaseModelInfo(): ModelInfo {
     supportedMethods: [],
     description: "",
     weightsDigest: "",
+    datasets: [],
   };
 }
 
@@ -1061,6 +1067,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.weightsDigest !== "") {
       writer.uint32(130).string(message.weightsDigest);
+    }
+    for (const v of message.datasets) {
+      writer.uint32(138).string(v!);
     }
     return writer;
   },
@@ -1206,6 +1215,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.weightsDigest = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.datasets.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1268,6 +1285,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
         : isSet(object.weights_digest)
         ? globalThis.String(object.weights_digest)
         : "",
+      datasets: globalThis.Array.isArray(object?.datasets)
+        ? object.datasets.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1321,6 +1341,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.weightsDigest !== "") {
       obj.weightsDigest = message.weightsDigest;
     }
+    if (message.datasets?.length) {
+      obj.datasets = message.datasets;
+    }
     return obj;
   },
 
@@ -1347,6 +1370,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.supportedMethods = object.supportedMethods?.map((e) => e) || [];
     message.description = object.description ?? "";
     message.weightsDigest = object.weightsDigest ?? "";
+    message.datasets = object.datasets?.map((e) => e) || [];
     return message;
   },
 };

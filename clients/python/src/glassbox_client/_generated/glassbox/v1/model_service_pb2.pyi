@@ -99,7 +99,7 @@ class LayerInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., cam_compatible: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "backend", "state", "error", "input_height", "input_width", "resize_policy", "crop_fraction", "normalization", "labels", "layers", "default_cam_layer", "supported_methods", "description", "weights_digest")
+    __slots__ = ("name", "version", "backend", "state", "error", "input_height", "input_width", "resize_policy", "crop_fraction", "normalization", "labels", "layers", "default_cam_layer", "supported_methods", "description", "weights_digest", "datasets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class ModelInfo(_message.Message):
     SUPPORTED_METHODS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     backend: Backend
@@ -132,7 +133,8 @@ class ModelInfo(_message.Message):
     supported_methods: _containers.RepeatedScalarFieldContainer[str]
     description: str
     weights_digest: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., resize_policy: _Optional[_Union[ResizePolicy, str]] = ..., crop_fraction: _Optional[float] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_cam_layer: _Optional[str] = ..., supported_methods: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., weights_digest: _Optional[str] = ...) -> None: ...
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., resize_policy: _Optional[_Union[ResizePolicy, str]] = ..., crop_fraction: _Optional[float] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_cam_layer: _Optional[str] = ..., supported_methods: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., weights_digest: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("model", "version", "images", "top_k")

@@ -1,0 +1,162 @@
+"""`GlassboxClient.inspection`: the InspectionService calls (a network's filters, a layer's activations
+for an image, and embeddings of a batch).
+
+    with GlassboxClient() as glassbox:
+        glassbox.inspection.filters(model="shapes").grid.save("filters.png")
+        ranked = glassbox.inspection.activations("star.png", model="shapes", layer="features.14", top_k=8)
+        vectors = glassbox.inspection.embed(["a.png", "b.png"], model="shapes").vectors   # [2, D]
+
+Enums are given by short name (`view="per_input_channel"`, `pooling="max"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from PIL import Image as PILImage
+
+from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
+from glassbox_client.calls import ServiceCalls
+from glassbox_client.images import ImageInput, array_from_tensor, image_from_png
+from glassbox_client.requests import image_list, set_fields
+
+
+def _short(enum: Any, value: int) -> str:
+    """An enum number as its short lower-case name (FILTER_VIEW_COLOUR → "colour")."""
+    prefix = enum.DESCRIPTOR.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return enum.Name(value).removeprefix(prefix).lower()
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A convolution layer's kernels: raw weights [out, in, kh, kw] and the tiled picture."""
+
+    model: str
+    version: str
+    layer: str
+    view: str
+    weights: np.ndarray
+    grid: PILImage.Image
+    grid_rows: int
+    grid_columns: int
+    tile_size: int
+
+    @classmethod
+    def from_proto(cls, r: pb.GetFiltersResponse) -> Filters:
+        weights, grid = array_from_tensor(r.weights), image_from_png(r.grid_png)
+        assert weights is not None and grid is not None
+        view = _short(pb.FilterView, r.view)
+        return cls(r.model, r.version, r.layer, view, weights, grid, r.grid_rows, r.grid_columns, r.tile_size)
+
+
+@dataclass(frozen=True)
+class ChannelActivation:
+    channel: int
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Activations:
+    """A layer's feature maps for one image: `maps` [K, H, W] in the order of `channels` (highest mean
+    activation first) and the tiled picture."""
+
+    model: str
+    version: str
+    layer: str
+    channels: list[ChannelActivation]
+    maps: np.ndarray
+    grid: PILImage.Image
+    layer_channels: int
+
+    @classmethod
+    def from_proto(cls, r: pb.GetActivationsResponse) -> Activations:
+        maps, grid = array_from_tensor(r.activations), image_from_png(r.grid_png)
+        assert maps is not None and grid is not None
+        channels = [ChannelActivation(c.channel, c.mean, c.max) for c in r.channels]
+        return cls(r.model, r.version, r.layer, channels, maps, grid, r.layer_channels)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One vector per image, `vectors` [N, D], from `layer` pooled by `pooling`."""
+
+    model: str
+    version: str
+    layer: str
+    pooling: str
+    vectors: np.ndarray
+
+    @classmethod
+    def from_proto(cls, r: pb.EmbedResponse) -> Embeddings:
+        vectors = array_from_tensor(r.embeddings)
+        assert vectors is not None
+        return cls(r.model, r.version, r.layer, _short(pb.Pooling, r.pooling), vectors)
+
+
+class Inspection:
+    """The InspectionService calls over the client's channel, deadline and token."""
+
+    def __init__(self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float) -> None:
+        self._call = ServiceCalls(
+            inspection_pb2_grpc.InspectionServiceStub(channel), metadata, default_timeout
+        )
+
+    def filters(
+        self,
+        *,
+        model: str,
+        layer: str = "",
+        view: str | None = None,
+        version: str = "",
+        timeout: float | None = None,
+    ) -> Filters:
+        """A Conv2d layer's kernels (default: the first one); `view` is colour, mean or
+        per_input_channel (default: colour for 3 input channels, else mean)."""
+        request = pb.GetFiltersRequest()
+        set_fields(request, {"model": model, "version": version, "layer": layer}, where="filters")
+        if view is not None:
+            set_fields(request, {"view": view}, where="filters")
+        return Filters.from_proto(self._call("GetFilters", request, timeout))
+
+    def activations(
+        self,
+        image: ImageInput,
+        *,
+        model: str,
+        layer: str,
+        top_k: int = 0,
+        version: str = "",
+        timeout: float | None = None,
+    ) -> Activations:
+        """The layer's feature maps for one image, channels ranked by mean activation (only the top
+        `top_k` when it is above 0)."""
+        request = pb.GetActivationsRequest()
+        values = {"model": model, "version": version, "layer": layer, "image": image, "top_k": top_k}
+        set_fields(request, values, where="activations")
+        return Activations.from_proto(self._call("GetActivations", request, timeout))
+
+    def embed(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        model: str,
+        layer: str = "",
+        pooling: str | None = None,
+        version: str = "",
+        timeout: float | None = None,
+    ) -> Embeddings:
+        """One vector per image from `layer` (default: the penultimate layer), pooled by `pooling`
+        (mean, max or flatten; default mean)."""
+        request = pb.EmbedRequest()
+        values: dict[str, Any] = {"model": model, "version": version, "layer": layer}
+        values["images"] = image_list(images)
+        if pooling is not None:
+            values["pooling"] = pooling
+        set_fields(request, values, where="embed")
+        return Embeddings.from_proto(self._call("Embed", request, timeout))

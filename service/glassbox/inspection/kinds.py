@@ -1,0 +1,204 @@
+"""The inspection job kinds (embedding_map, top_activating, activation_atlas), registered with the job
+engine at import (`jobs.kinds.KIND_MODULES`). Each is a `validate` (spec → checked core request, before
+anything is queued) and a `run` (core request + job context → result message). Unset optional fields
+take the core dataclasses' defaults. Random draws come from a CPU generator seeded with the job's seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
+from google.protobuf.message import Message
+
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.core.errors import InvalidArgument
+from glassbox.generative.convert import generated_image, tensor
+from glassbox.inspection import convert, pictures
+from glassbox.inspection.activations import embedding_layer
+from glassbox.inspection.atlas import ActivationAtlas, activation_atlas
+from glassbox.inspection.embedding_map import EmbeddingMap, embedding_map, map_steps
+from glassbox.inspection.layers import inspectable
+from glassbox.inspection.projection import Projection
+from glassbox.inspection.top_activating import TopActivating, top_activating, top_steps
+from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.models.datasets import LabelledImages
+from glassbox.models.image_sets import labelled_images
+from glassbox.models.repository import ModelRepository
+from glassbox.render import png
+
+
+def _model_and_images(spec: Message, repository: ModelRepository) -> tuple[TorchModel, LabelledImages]:
+    model = inspectable(repository.get(spec.model, spec.version, field="model"))
+    if not spec.HasField("images"):
+        raise InvalidArgument("a set of images is required (inline or named)", field="images")
+    return model, labelled_images(spec.images, repository, spec.model, spec.version, field="images")
+
+
+def _png_or_empty(picture: np.ndarray | None) -> bytes:
+    return b"" if picture is None else png(picture)
+
+
+def validate_embedding_map(spec: pb.EmbeddingMapSpec, repository: ModelRepository) -> EmbeddingMap:
+    model, images = _model_and_images(spec, repository)
+    projections = convert.projections(spec.projections) or EmbeddingMap.projections
+    return EmbeddingMap(
+        model=model,
+        images=images,
+        layer=embedding_layer(model, spec.layer),
+        pooling=convert.pooling(spec.pooling),
+        projections=projections,
+        **convert.optional(spec, "perplexity"),
+        **convert.optional(spec, "iterations"),
+        **convert.optional(spec, "thumbnail_size"),
+        **convert.optional(spec, "canvas_size"),
+    )
+
+
+def run_embedding_map(job: EmbeddingMap, ctx: JobContext) -> pb.EmbeddingMapResult:
+    total = map_steps(job)
+    outcome = embedding_map(
+        job, seed=ctx.seed, report=lambda step, note: ctx.report(step, total, message=note)
+    )
+    labels = job.images.labels
+    return pb.EmbeddingMapResult(
+        layer=job.layer,
+        embeddings=tensor(outcome.vectors),
+        labels=[] if labels is None else labels.tolist(),
+        predictions=outcome.predictions.tolist(),
+        names=list(job.images.names),
+        layouts=[
+            pb.EmbeddingLayout(
+                projection=convert.PROJECTION_ENUMS[drawn.layout.projection],
+                coordinates=tensor(torch.from_numpy(drawn.layout.coordinates)),
+                by_label_png=_png_or_empty(drawn.by_label),
+                by_prediction_png=png(drawn.by_prediction),
+                knn_label_agreement=drawn.knn_label_agreement,
+                explained_variance=drawn.layout.explained_variance,
+            )
+            for drawn in outcome.layouts
+        ],
+    )
+
+
+def validate_top_activating(spec: pb.TopActivatingSpec, repository: ModelRepository) -> TopActivating:
+    model, images = _model_and_images(spec, repository)
+    if spec.HasField("y") != spec.HasField("x"):
+        raise InvalidArgument("set both y and x for a unit, or neither for the whole channel", field="y")
+    unit = (spec.y, spec.x) if spec.HasField("y") else None
+    if unit is not None and spec.ranking != pb.RANKING_UNSPECIFIED:
+        raise InvalidArgument("a unit is ranked by its own activation: leave ranking unset", field="ranking")
+    return TopActivating(
+        model=model,
+        images=images,
+        layer=spec.layer,
+        channel=spec.channel,
+        unit=unit,
+        ranking=convert.enum_value(convert.RANKINGS, spec.ranking, "ranking", "Ranking"),
+        **convert.optional(spec, "count"),
+    )
+
+
+def run_top_activating(job: TopActivating, ctx: JobContext) -> pb.TopActivatingResult:
+    total = top_steps(job)
+    outcome = top_activating(
+        job,
+        generator=ctx.generator(torch.device("cpu")),
+        report=lambda step, note: ctx.report(step, total, message=note),
+    )
+    labels = job.images.labels
+    examples = []
+    for example in outcome.examples:
+        box = example.patch
+        image = job.images.images[example.index]
+        whole = pictures.rgb(image)
+        examples.append(
+            pb.TopActivatingExample(
+                index=example.index,
+                name=job.images.names[example.index],
+                activation=example.activation,
+                y=example.y,
+                x=example.x,
+                patch=convert.pixel_box(box),
+                patch_png=png(whole[box.top : box.top + box.height, box.left : box.left + box.width]),
+                patch_gradient=tensor(example.gradient),
+                gradient_png=png(pictures.diverging_tiles(example.gradient.sum(0)[None], 1)[0]),
+                image_png=png(pictures.outline(whole, box.top, box.left, box.height, box.width)),
+                label=-1 if labels is None else int(labels[example.index]),
+                prediction=example.prediction,
+            )
+        )
+    field = outcome.field
+    size = field.image_size if field.whole_image else (field.height, field.width)
+    return pb.TopActivatingResult(
+        layer=job.layer,
+        channel=job.channel,
+        examples=examples,
+        activations=tensor(outcome.activations),
+        receptive_field_height=size[0],
+        receptive_field_width=size[1],
+        summary_png=png(outcome.summary),
+    )
+
+
+def validate_activation_atlas(spec: pb.ActivationAtlasSpec, repository: ModelRepository) -> ActivationAtlas:
+    model, images = _model_and_images(spec, repository)
+    layout = (
+        Projection.TSNE
+        if spec.layout == pb.PROJECTION_UNSPECIFIED
+        else convert.enum_value(convert.PROJECTIONS, spec.layout, "layout", "Projection")
+    )
+    return ActivationAtlas(
+        model=model,
+        images=images,
+        layer=spec.layer,
+        layout=layout,
+        tile_size=spec.tile_size if spec.HasField("tile_size") else model.config.input.height,
+        **convert.optional(spec, "grid_size"),
+        **convert.optional(spec, "min_count"),
+        **convert.optional(spec, "steps"),
+        **convert.optional(spec, "learning_rate"),
+    )
+
+
+def run_activation_atlas(job: ActivationAtlas, ctx: JobContext) -> pb.ActivationAtlasResult:
+    outcome = activation_atlas(job, seed=ctx.seed, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
+    return pb.ActivationAtlasResult(
+        layer=job.layer,
+        grid_size=job.grid_size,
+        coordinates=tensor(torch.from_numpy(outcome.coordinates)),
+        sample_y=outcome.sample_y.tolist(),
+        sample_x=outcome.sample_x.tolist(),
+        cells=[
+            pb.AtlasCell(
+                row=cell.row,
+                column=cell.column,
+                count=cell.count,
+                mean_activation=tensor(cell.mean),
+                tile=generated_image(cell.tile),
+                objective=cell.objective,
+            )
+            for cell in outcome.cells
+        ],
+        atlas_png=png(outcome.picture),
+    )
+
+
+for _name, _spec, _result, _validate, _run in (
+    ("embedding_map", pb.EmbeddingMapSpec, pb.EmbeddingMapResult, validate_embedding_map, run_embedding_map),
+    (
+        "top_activating",
+        pb.TopActivatingSpec,
+        pb.TopActivatingResult,
+        validate_top_activating,
+        run_top_activating,
+    ),
+    (
+        "activation_atlas",
+        pb.ActivationAtlasSpec,
+        pb.ActivationAtlasResult,
+        validate_activation_atlas,
+        run_activation_atlas,
+    ),
+):
+    register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))

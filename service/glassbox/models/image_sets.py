@@ -1,0 +1,60 @@
+"""datasets.proto `ImageSet` → core `LabelledImages`, for the job kinds that run over a set of images.
+
+Field names in errors are relative to the set's field in the spec (`field`), e.g.
+`images.inline.labels[3]` or `reference.named`.
+"""
+
+from __future__ import annotations
+
+from glassbox_client._generated.glassbox.v1 import datasets_pb2
+
+from glassbox.config import LimitSettings
+from glassbox.core.errors import GlassboxError, InvalidArgument
+from glassbox.models.datasets import MAX_SET_IMAGES, LabelledImages, inline_set
+from glassbox.models.repository import ModelRepository
+from glassbox.server.convert import image_sources
+
+MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
+
+
+def labelled_images(
+    image_set: datasets_pb2.ImageSet,
+    repository: ModelRepository,
+    model: str,
+    version: str = "",
+    *,
+    field: str = "images",
+) -> LabelledImages:
+    """The set's images at the input size of the model version, with labels and masks where given."""
+    if not 0 <= image_set.limit <= MAX_SET_IMAGES:
+        raise InvalidArgument(
+            f"limit must be in 0..{MAX_SET_IMAGES}, got {image_set.limit}", field=f"{field}.limit"
+        )
+    source = image_set.WhichOneof("source")
+    try:
+        if source == "named":
+            images = repository.dataset(model, image_set.named, version, max_pixels=MAX_IMAGE_PIXELS)
+        elif source == "inline":
+            target = repository.get(model, version)
+            inline = image_set.inline
+            images = inline_set(
+                image_sources(list(inline.images), field="inline.images"),
+                list(inline.labels),
+                image_sources(list(inline.masks), field="inline.masks"),
+                target.config.input,
+                num_classes=target.num_classes,
+                max_pixels=MAX_IMAGE_PIXELS,
+            )
+        else:
+            raise InvalidArgument("give the images inline or name a stored set", field="")
+    except GlassboxError as exc:
+        raise _prefixed(exc, field) from exc
+    return images.head(image_set.limit)
+
+
+def _prefixed(error: GlassboxError, prefix: str) -> GlassboxError:
+    """The same error with its field placed under `prefix` (model errors keep their own field)."""
+    if error.field in ("model", "version"):
+        return error
+    field = f"{prefix}.{error.field}" if error.field else prefix
+    return type(error)(error.message, field=field)

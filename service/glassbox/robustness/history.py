@@ -1,0 +1,94 @@
+"""The robustness history: one summary record per monitoring evaluation, per model, newest first, so a
+drop between versions shows. A port with two adapters, as the cache and the jobs have: in process
+(lost on restart; the default) and Redis (`redis_history`, shared by replicas, survives restarts).
+
+The store also hands out the monitor's evaluation lease, so that of several replicas sharing one Redis
+history only one runs a due evaluation; an in-process store serves one replica and grants every claim."""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import asdict, dataclass
+
+from glassbox.robustness.report import AttackAccuracy, CorruptionAccuracy
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    model: str
+    version: str
+    time: float  # Unix seconds
+    reference_set: str
+    trigger: str  # "new_version" or "schedule"
+    images: int
+    clean_accuracy: float
+    attacks: tuple[AttackAccuracy, ...]
+    corruptions: tuple[CorruptionAccuracy, ...]
+    minimal_epsilon_median: float  # +inf possible, NaN when not searched
+    warnings: tuple[str, ...]
+    job_id: str
+
+    def to_json(self) -> str:
+        """JSON with NaN and Infinity as Python writes them (read back by `from_json` only)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> HistoryRecord:
+        raw = json.loads(text)
+        raw["attacks"] = tuple(AttackAccuracy(**a) for a in raw["attacks"])
+        raw["corruptions"] = tuple(CorruptionAccuracy(**c) for c in raw["corruptions"])
+        raw["warnings"] = tuple(raw["warnings"])
+        return cls(**raw)
+
+
+class HistoryStore(ABC):
+    """Append and list records; at most `max_records` are kept per model (the oldest go first)."""
+
+    def __init__(self, max_records: int) -> None:
+        self.max_records = max_records
+
+    @abstractmethod
+    def append(self, record: HistoryRecord) -> None: ...
+
+    @abstractmethod
+    def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
+        """Newest first; only `version`'s when it is given."""
+
+    def latest(self, model: str, version: str) -> HistoryRecord | None:
+        found = self.records(model, version, limit=1)
+        return found[0] if found else None
+
+    def claim(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the lease on evaluating a model version for `ttl_seconds`; False when another owner holds
+        it. The in-process store serves a single replica, whose monitor never runs two evaluations of a
+        version at once, so it grants every claim."""
+        return True
+
+    def renew(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend `owner`'s lease to `ttl_seconds` from now; False when it lapsed or another owner took it."""
+        return True
+
+    def release(self, model: str, version: str, owner: str) -> None:  # noqa: B027 - nothing held in process
+        """Give the lease back if `owner` still holds it."""
+
+    def close(self) -> None:  # noqa: B027 - the in-process store holds nothing to release
+        """Release connections."""
+
+
+class MemoryHistory(HistoryStore):
+    def __init__(self, max_records: int = 1000) -> None:
+        super().__init__(max_records)
+        self._lock = threading.Lock()
+        self._records: dict[str, deque[HistoryRecord]] = {}
+
+    def append(self, record: HistoryRecord) -> None:
+        with self._lock:
+            self._records.setdefault(record.model, deque(maxlen=self.max_records)).appendleft(record)
+
+    def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
+        with self._lock:
+            found = [r for r in self._records.get(model, ()) if not version or r.version == version]
+        return found[:limit]

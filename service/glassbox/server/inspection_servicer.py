@@ -1,0 +1,98 @@
+"""InspectionService: GetFilters, GetActivations, Embed — translation only; the work is in
+glassbox.inspection."""
+
+from __future__ import annotations
+
+import grpc
+import torch
+from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
+from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
+
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.core.errors import InvalidArgument
+from glassbox.core.images import load_image, load_images
+from glassbox.generative.convert import tensor
+from glassbox.inspection import convert, pictures
+from glassbox.inspection.activations import (
+    check_embedding_size,
+    embed,
+    embedding_layer,
+    ranked_activations,
+)
+from glassbox.inspection.filters import filters
+from glassbox.inspection.layers import inspectable
+from glassbox.render import png
+from glassbox.server.context import ServerContext
+from glassbox.server.convert import image_source, image_sources
+
+
+class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
+    def __init__(self, context: ServerContext) -> None:
+        self._ctx = context
+
+    def _model(self, name: str, version: str) -> TorchModel:
+        return inspectable(self._ctx.repository.get(name, version, field="model"))
+
+    def GetFilters(
+        self, request: pb.GetFiltersRequest, context: grpc.ServicerContext
+    ) -> pb.GetFiltersResponse:
+        model = self._model(request.model, request.version)
+        drawn = filters(model, request.layer, convert.filter_view(request.view))
+        return pb.GetFiltersResponse(
+            model=model.name,
+            version=model.version,
+            layer=drawn.layer,
+            view=convert.FILTER_VIEW_ENUMS[drawn.view],
+            weights=tensor(drawn.weights),
+            grid_png=png(drawn.grid),
+            grid_rows=drawn.rows,
+            grid_columns=drawn.columns,
+            tile_size=drawn.tile_size,
+        )
+
+    def GetActivations(
+        self, request: pb.GetActivationsRequest, context: grpc.ServicerContext
+    ) -> pb.GetActivationsResponse:
+        model = self._model(request.model, request.version)
+        if not request.HasField("image"):
+            raise InvalidArgument("an image is required", field="image")
+        source = image_source(request.image, field="image")
+        limit = self._ctx.settings.limits.max_image_pixels
+        pixels = load_image(source, model.config.input, max_pixels=limit, field="image").pixels
+        ranked = ranked_activations(model, request.layer, pixels, request.top_k)
+        picture, rows, columns = pictures.activation_grid(ranked.maps)
+        return pb.GetActivationsResponse(
+            model=model.name,
+            version=model.version,
+            layer=request.layer,
+            channels=[
+                pb.ChannelActivation(channel=int(c), mean=float(mean), max=float(peak))
+                for c, mean, peak in zip(ranked.channels, ranked.means, ranked.maxima, strict=True)
+            ],
+            activations=tensor(ranked.maps),
+            grid_png=png(picture),
+            grid_rows=rows,
+            grid_columns=columns,
+            layer_channels=ranked.layer_channels,
+        )
+
+    def Embed(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
+        model = self._model(request.model, request.version)
+        layer = embedding_layer(model, request.layer)
+        pooling = convert.pooling(request.pooling)
+        limits = self._ctx.settings.limits
+        images = load_images(
+            image_sources(list(request.images)),
+            model.config.input,
+            max_pixels=limits.max_image_pixels,
+            max_images=limits.max_batch_images,
+        )
+        check_embedding_size(model, layer, pooling, len(images))
+        embedded = embed(model, layer, torch.stack([image.pixels for image in images]), pooling)
+        return pb.EmbedResponse(
+            model=model.name,
+            version=model.version,
+            layer=layer,
+            pooling=convert.POOLING_ENUMS[pooling],
+            embeddings=tensor(embedded.vectors),
+        )

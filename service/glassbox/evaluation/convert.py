@@ -20,7 +20,7 @@ from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation
 from glassbox.models.image_sets import labelled_images
 from glassbox.models.repository import ModelRepository
-from glassbox.server.attribution_convert import dataclass_from_message
+from glassbox.wire.method_params import dataclass_from_message
 
 MAX_IMAGES = 256
 MAX_METHODS = 8

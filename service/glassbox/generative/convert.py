@@ -26,7 +26,7 @@ from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
 from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
-from glassbox.server.convert import array_to_proto, image_source
+from glassbox.wire.tensors import array_to_proto, image_source
 
 T = TypeVar("T")
 

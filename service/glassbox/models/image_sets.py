@@ -12,7 +12,7 @@ from glassbox.config import LimitSettings
 from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.models.datasets import MAX_SET_IMAGES, LabelledImages, inline_set
 from glassbox.models.repository import ModelRepository
-from glassbox.server.convert import image_sources
+from glassbox.wire.tensors import image_sources
 
 MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
 

@@ -12,7 +12,7 @@ from glassbox.methods.service import load_attribution_images
 from glassbox.server.attribution_cache import cached_attribute
 from glassbox.server.attribution_convert import attribution_request
 from glassbox.server.context import ServerContext
-from glassbox.server.convert import image_sources
+from glassbox.wire.tensors import image_sources
 
 
 class AttributionServicer(attribution_service_pb2_grpc.AttributionServiceServicer):

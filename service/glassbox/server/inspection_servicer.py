@@ -23,7 +23,7 @@ from glassbox.inspection.filters import filters
 from glassbox.inspection.layers import inspectable
 from glassbox.render import png
 from glassbox.server.context import ServerContext
-from glassbox.server.convert import image_source, image_sources
+from glassbox.wire.tensors import image_source, image_sources
 
 
 class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):

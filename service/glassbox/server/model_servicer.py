@@ -11,7 +11,7 @@ from glassbox.core.images import ResizePolicy, load_images
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext
-from glassbox.server.convert import image_sources
+from glassbox.wire.tensors import image_sources
 
 BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}
 RESIZE = {

@@ -1,4 +1,4 @@
-"""Proto ↔ core translation shared by the servicers. No computation happens here."""
+"""Tensor and Image messages ↔ numpy arrays and image sources (core.images). No computation here."""
 
 from __future__ import annotations
 

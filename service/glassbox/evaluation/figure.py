@@ -14,7 +14,7 @@ from glassbox.evaluation.report import Curve, EvaluationReport, MethodReport
 
 PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207))
 REFERENCE_COLOUR = (150, 150, 150)
-PANEL = (300, 220)
+PANEL = (320, 220)
 MARGIN = (44, 40, 12, 36)  # left, top, right, bottom of the plot area inside a panel
 CELL = 112
 GAP = 8
@@ -45,13 +45,22 @@ def _curve_panel(
         draw.text((left - 24, y - 6), f"{tick:g}", fill=TEXT, font=font)
     draw.text((left + width // 2 - 40, PANEL[1] - 14), "fraction of pixels", fill=TEXT, font=font)
     draw.text((4, top - 15), y_label, fill=TEXT, font=font)
-    for row, (name, curve, colour) in enumerate(series):
+    for _name, curve, colour in series:
         points = [(left + x * width, top + (1 - y) * height) for x, y in zip(curve.x, curve.y, strict=True)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
+    labels = [f"{name} {curve.auc:.2f}" for name, curve, _ in series]
+    text_width = max((font.getlength(label) for label in labels), default=0)
+    legend_left = left + width - text_width - 26
+    draw.rectangle(
+        (legend_left - 2, top + 2, left + width - 2, top + 6 + 13 * len(labels)),
+        fill="white",
+        outline=(210, 210, 210),
+    )
+    for row, (label, (_, _, colour)) in enumerate(zip(labels, series, strict=True)):
         legend_y = top + 4 + 13 * row
-        draw.line((left + width - 118, legend_y + 6, left + width - 104, legend_y + 6), fill=colour, width=2)
-        draw.text((left + width - 100, legend_y), f"{name[:12]} {curve.auc:.2f}", fill=TEXT, font=font)
+        draw.line((legend_left, legend_y + 6, legend_left + 14, legend_y + 6), fill=colour, width=2)
+        draw.text((legend_left + 18, legend_y), label, fill=TEXT, font=font)
     return panel
 
 
@@ -82,20 +91,21 @@ def report_png(report: EvaluationReport) -> bytes:
     ]
     examples = report.examples
     shown = examples.images.shape[0]
-    label_width = 130
+    font = _font(12)
+    label_width = 12 + int(max((font.getlength(name) for name in ("image", *examples.maps)), default=0))
     grid_rows = [("image", None)] + [(name, maps) for name, maps in examples.maps.items()] if shown else []
     grid_width = label_width + shown * (CELL + GAP)
     verdicts = [method.verdict for method in report.methods]
-    width = max(len(panels) * PANEL[0], grid_width, 600)
+    verdict_width = 12 + int(max((font.getlength(line) for line in verdicts), default=0))
+    width = max(len(panels) * PANEL[0], grid_width, verdict_width, 600)
     height = (PANEL[1] if panels else 0) + len(grid_rows) * (CELL + GAP) + 16 * len(verdicts) + 40
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for i, panel in enumerate(panels):
         canvas.paste(panel, (i * PANEL[0], 0))
     y = (PANEL[1] if panels else 0) + GAP
-    font = _font(12)
     for name, maps in grid_rows:
-        draw.text((6, y + CELL // 2 - 7), name[:18], fill=TEXT, font=font)
+        draw.text((6, y + CELL // 2 - 7), name, fill=TEXT, font=font)
         for k in range(shown):
             image = examples.images[k]
             if maps is None:

@@ -16,11 +16,12 @@ logged and leave the torch engines; nothing here can make a model fail to load.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +130,20 @@ def _torch_forward(module: nn.Module, device: torch.device, *, channels_last: bo
     return forward
 
 
+@contextlib.contextmanager
+def _attention_fast_path_off() -> Iterator[None]:
+    """Trace `nn.MultiheadAttention` through its exportable ops: its inference fast path is one fused
+    `_native_multi_head_attention` that has no ONNX symbolic, so a transformer's export would fail (and
+    torch's exporter prints the whole traced graph to stderr when it does). Export runs while the model
+    repository loads, before any request is served, so flipping the process-wide flag is safe."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
 def _onnx_forward(
     module: nn.Module, probe: torch.Tensor, device: torch.device, threads: int
 ) -> Forward | None:
@@ -138,7 +153,7 @@ def _onnx_forward(
         return None
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _attention_fast_path_off():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter warns about its own deprecation
             torch.onnx.export(
                 module,

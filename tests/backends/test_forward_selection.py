@@ -64,3 +64,15 @@ def test_an_engine_whose_logits_differ_is_never_chosen() -> None:
     timings = {t.engine: t for t in selection.timings}
     assert timings["onnxruntime"].max_abs_difference > TOLERANCE
     assert selection.engine != "onnxruntime"
+
+
+def test_a_vision_transformer_exports_and_agrees(capfd: pytest.CaptureFixture[str]) -> None:
+    """nn.MultiheadAttention's fused inference path has no ONNX export; the selection traces around it."""
+    torch.manual_seed(0)
+    vit = TunedTorchModel(
+        "vit", "1", CONFIG, "digest", build_architecture("glassbox.tiny_vit", 6), torch.device("cpu")
+    )
+    timings = {t.engine: t for t in vit.forward_selection.timings}
+    assert "onnxruntime" in timings and timings["onnxruntime"].max_abs_difference <= TOLERANCE * 10
+    assert "Torch IR graph" not in capfd.readouterr().err
+    assert torch.backends.mha.get_fastpath_enabled()

@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.config,
         address=args.address,
         model_repository=args.model_repository,
+        model_repository_poll_seconds=args.model_repository_poll_seconds,
         worker_threads=args.worker_threads,
         device=args.device,
         log_level=args.log_level,
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--address", help="host:port to listen on (default 127.0.0.1:50051)")
     serve.add_argument("--model-repository", type=Path, help="model repository root (default ./models)")
+    serve.add_argument(
+        "--model-repository-poll-seconds", type=float, help="load new version folders this often (0 = never)"
+    )
     serve.add_argument("--worker-threads", type=int, help="gRPC handler threads")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"])
     serve.add_argument("--max-message-bytes", type=int)

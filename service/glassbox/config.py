@@ -174,6 +174,9 @@ class Settings(BaseSettings):
 
     address: str = Field("127.0.0.1:50051", description="host:port the gRPC server listens on")
     model_repository: Path = Field(Path("models"), description="root of the model repository")
+    model_repository_poll_seconds: float = Field(
+        0.0, ge=0, description="scan the repository for new versions this often; 0 = only at start-up"
+    )
     worker_threads: int = Field(16, gt=0, description="gRPC handler threads")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")

@@ -58,6 +58,16 @@ def _version_key(version: str) -> tuple[int, int, str]:
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
+def _version_folders(model_dir: Path) -> list[Path]:
+    """A model's version folders, oldest first (its `datasets` folder is not a version)."""
+    folders = (
+        p
+        for p in model_dir.iterdir()
+        if p.is_dir() and NAME_PATTERN.match(p.name) and p.name != DATASETS_FOLDER
+    )
+    return sorted(folders, key=lambda p: _version_key(p.name))
+
+
 class ModelRepository:
     """All model versions under one root, loaded on one device."""
 
@@ -77,27 +87,41 @@ class ModelRepository:
         self._datasets: dict[str, dict[str, Path]] = {}
         self._loaded_sets: dict[tuple[str, str, str], LabelledImages] = {}
         self._sets_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._skipped: set[str] = set()
 
     def load_all(self) -> None:
         """Scan the root and load every version; failures are recorded, never raised."""
+        self._models = {}
+        self.refresh()
+
+    def refresh(self) -> list[ModelVersion]:
+        """Load the version folders (and models) that appeared since the last scan, and pick up new named
+        sets; returns the new entries. A version already loaded is kept as it is: a changed or removed
+        folder takes effect at the next start. Requests keep being served meanwhile: the new mapping
+        replaces the old one in one assignment, after the new versions have loaded."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
-        models: dict[str, dict[str, ModelVersion]] = {}
-        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if not NAME_PATTERN.match(model_dir.name):
-                log.warning("skipping %s: not a valid model name", model_dir)
-                continue
-            versions = sorted(
-                (
-                    p
-                    for p in model_dir.iterdir()
-                    if p.is_dir() and NAME_PATTERN.match(p.name) and p.name != DATASETS_FOLDER
-                ),
-                key=lambda p: _version_key(p.name),
-            )
-            models[model_dir.name] = {v.name: self._load_version(model_dir.name, v) for v in versions}
-            self._datasets[model_dir.name] = named_sets(model_dir)
-        self._models = models
+        with self._refresh_lock:
+            models = dict(self._models)
+            added: list[ModelVersion] = []
+            for model_dir in sorted(
+                p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
+                if not NAME_PATTERN.match(model_dir.name):
+                    if model_dir.name not in self._skipped:
+                        log.warning("skipping %s: not a valid model name", model_dir)
+                        self._skipped.add(model_dir.name)
+                    continue
+                known = dict(models.get(model_dir.name, {}))
+                for folder in _version_folders(model_dir):
+                    if folder.name not in known:
+                        known[folder.name] = self._load_version(model_dir.name, folder)
+                        added.append(known[folder.name])
+                models[model_dir.name] = dict(sorted(known.items(), key=lambda item: _version_key(item[0])))
+                self._datasets[model_dir.name] = named_sets(model_dir)
+            self._models = models
+        return added
 
     def _load_version(self, name: str, folder: Path) -> ModelVersion:
         version = folder.name

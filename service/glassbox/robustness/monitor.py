@@ -1,6 +1,6 @@
 """Robustness monitoring: a model version whose model.toml has a [monitoring] section is evaluated on its
-reference set when it is first seen without history (the repository loads versions at start-up; there is
-no hot reload, so "a new version is loaded" means a restart with a new version folder), then every
+reference set when it is first seen without history (at start-up, or when `models.poller` loads a new
+version folder while the server runs), then every
 `interval_hours`. Each evaluation is an ordinary `robustness_evaluation` job (visible with ListJobs);
 when it succeeds, its summary goes into the history and the Prometheus gauges.
 

@@ -31,6 +31,7 @@ from glassbox.config import Settings
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
+from glassbox.models.poller import RepositoryPoller
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.factory import build_history
 from glassbox.robustness.history import HistoryRecord
@@ -128,6 +129,11 @@ class GlassboxServer:
         services.append(inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name)
         services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
         model_health.publish(self.health, repository, services)
+        self.poller = RepositoryPoller(
+            repository,
+            settings.model_repository_poll_seconds,
+            lambda _added: model_health.publish(self.health, repository, services),
+        )
         if settings.reflection:
             names = [
                 *services,
@@ -167,6 +173,8 @@ class GlassboxServer:
         self.server.start()
         if self.settings.robustness.monitoring:
             self.monitor.start()
+        if self.settings.model_repository_poll_seconds > 0:
+            self.poller.start()
         security = self.settings.security
         log.info(
             "glassbox serving on %s (port %d, %s, %s)",
@@ -184,6 +192,7 @@ class GlassboxServer:
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_period_seconds if grace is None else grace
         self.server.stop(grace).wait()
+        self.poller.stop()
         self.monitor.stop()
         self.metrics.stop()
         self.history.close()

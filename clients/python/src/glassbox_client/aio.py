@@ -1,4 +1,5 @@
-"""The asyncio client: the same calls as GlassboxClient, awaitable, on a grpc.aio channel.
+"""The asyncio client: the same calls as GlassboxClient (jobs, inspection, robustness and evaluation
+included), awaitable, on a grpc.aio channel.
 
 async with AsyncGlassboxClient("127.0.0.1:50051") as glassbox:
     predictions = await glassbox.predict(["a.png", "b.png"], model="shapes")
@@ -19,6 +20,7 @@ from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc 
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc as model_grpc
 from glassbox_client.aio_jobs import AsyncJobs
+from glassbox_client.aio_services import AsyncEvaluation, AsyncInspection, AsyncRobustness
 from glassbox_client.connection import ConnectionOptions, RetryPolicy, open_aio_channel
 from glassbox_client.errors import UnavailableError, error_from_rpc
 from glassbox_client.images import ImageInput
@@ -72,6 +74,11 @@ class AsyncGlassboxClient:
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.jobs = AsyncJobs(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = AsyncInspection(self._channel, self.options.metadata, self.options.timeout)
+        self.evaluation = AsyncEvaluation(self.jobs)
+        self.robustness = AsyncRobustness(
+            self.jobs, self._channel, self.options.metadata, self.options.timeout
+        )
 
     async def __aenter__(self) -> AsyncGlassboxClient:
         return self

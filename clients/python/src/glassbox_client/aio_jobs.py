@@ -15,6 +15,7 @@ import grpc
 
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
+from glassbox_client.calls import AsyncServiceCalls
 from glassbox_client.errors import ResourceExhaustedError, UnavailableError, error_from_rpc
 from glassbox_client.images import image_from_png
 from glassbox_client.jobs import (
@@ -34,16 +35,7 @@ class AsyncJobs:
     def __init__(
         self, channel: grpc.aio.Channel, metadata: Callable[[], tuple], default_timeout: float
     ) -> None:
-        self._stub = job_grpc.JobServiceStub(channel)
-        self._metadata = metadata
-        self._timeout = default_timeout
-
-    async def _call(self, name: str, request: Any, timeout: float | None) -> Any:
-        try:
-            rpc = getattr(self._stub, name)
-            return await rpc(request, timeout=timeout or self._timeout, metadata=self._metadata())
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, name) from None
+        self._call = AsyncServiceCalls(job_grpc.JobServiceStub(channel), metadata, default_timeout)
 
     async def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
         """As Jobs.submit."""
@@ -76,7 +68,8 @@ class AsyncJobs:
         """As Jobs.watch."""
         request = job_pb.WatchJobRequest(job_id=job_id, preview_every_steps=preview_every_steps)
         try:
-            async for message in self._stub.WatchJob(request, timeout=timeout, metadata=self._metadata()):
+            stream = self._call.stub.WatchJob(request, timeout=timeout, metadata=self._call.metadata())
+            async for message in stream:
                 yield JobUpdate(Job.from_proto(message.job), image_from_png(message.preview_png))
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "WatchJob") from None
@@ -127,3 +120,11 @@ class AsyncJobs:
         """As Jobs.run."""
         job = await self.submit(kind, model=model, **spec)
         return (await self.wait(job.id, timeout=timeout, progress=progress)).raise_for_state()
+
+    async def run_request(
+        self, request: job_pb.SubmitJobRequest, *, timeout: float = DEFAULT_WAIT_S, progress: bool = False
+    ) -> job_pb.Job:
+        """As Jobs.run_request: the SUCCEEDED job's message with its result; JobFailedError otherwise."""
+        job_id = (await self._call("SubmitJob", request)).job.id
+        (await self.wait(job_id, timeout=timeout, progress=progress)).raise_for_state()
+        return (await self._call("GetJob", job_pb.GetJobRequest(job_id=job_id))).job

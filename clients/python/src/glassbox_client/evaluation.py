@@ -105,6 +105,23 @@ def evaluation_spec(
     return spec
 
 
+def evaluation_job(
+    model: str,
+    methods: Sequence[str | dict[str, Any]],
+    images: str | Sequence[ImageInput],
+    spec: dict[str, Any],
+) -> job_pb.SubmitJobRequest:
+    """The SubmitJob request of `Evaluation.evaluate` (shared with the asyncio client)."""
+    return job_pb.SubmitJobRequest(
+        explanation_evaluation=evaluation_spec(model, methods, images=images, **spec)
+    )
+
+
+def report_from_job(job: job_pb.Job) -> ExplanationReport:
+    """The typed report of a succeeded explanation_evaluation job."""
+    return ExplanationReport(job.id, job.explanation_evaluation)
+
+
 class Evaluation:
     """`GlassboxClient.evaluation`: explanation-evaluation jobs over the client's channel."""
 
@@ -123,8 +140,5 @@ class Evaluation:
     ) -> ExplanationReport:
         """Submit an evaluation, wait for it and return its report; JobFailedError if it did not succeed.
         `spec` takes `evaluation_spec`'s keyword arguments."""
-        request = job_pb.SubmitJobRequest(
-            explanation_evaluation=evaluation_spec(model, methods, images=images, **spec)
-        )
-        final = self._jobs.run_request(request, timeout=timeout, progress=progress)
-        return ExplanationReport(final.id, final.explanation_evaluation)
+        request = evaluation_job(model, methods, images, spec)
+        return report_from_job(self._jobs.run_request(request, timeout=timeout, progress=progress))

@@ -99,6 +99,38 @@ class Embeddings:
         return cls(r.model, r.version, r.layer, _short(pb.Pooling, r.pooling), vectors)
 
 
+def filters_request(*, model: str, layer: str, view: str | None, version: str) -> pb.GetFiltersRequest:
+    """The GetFilters request of `Inspection.filters` (shared with the asyncio client)."""
+    request = pb.GetFiltersRequest()
+    set_fields(request, {"model": model, "version": version, "layer": layer}, where="filters")
+    if view is not None:
+        set_fields(request, {"view": view}, where="filters")
+    return request
+
+
+def activations_request(
+    image: ImageInput, *, model: str, layer: str, top_k: int, version: str
+) -> pb.GetActivationsRequest:
+    """The GetActivations request of `Inspection.activations`."""
+    request = pb.GetActivationsRequest()
+    values = {"model": model, "version": version, "layer": layer, "image": image, "top_k": top_k}
+    set_fields(request, values, where="activations")
+    return request
+
+
+def embed_request(
+    images: ImageInput | Sequence[ImageInput], *, model: str, layer: str, pooling: str | None, version: str
+) -> pb.EmbedRequest:
+    """The Embed request of `Inspection.embed`."""
+    request = pb.EmbedRequest()
+    values: dict[str, Any] = {"model": model, "version": version, "layer": layer}
+    values["images"] = image_list(images)
+    if pooling is not None:
+        values["pooling"] = pooling
+    set_fields(request, values, where="embed")
+    return request
+
+
 class Inspection:
     """The InspectionService calls over the client's channel, deadline and token."""
 
@@ -118,10 +150,7 @@ class Inspection:
     ) -> Filters:
         """A Conv2d layer's kernels (default: the first one); `view` is colour, mean or
         per_input_channel (default: colour for 3 input channels, else mean)."""
-        request = pb.GetFiltersRequest()
-        set_fields(request, {"model": model, "version": version, "layer": layer}, where="filters")
-        if view is not None:
-            set_fields(request, {"view": view}, where="filters")
+        request = filters_request(model=model, layer=layer, view=view, version=version)
         return Filters.from_proto(self._call("GetFilters", request, timeout))
 
     def activations(
@@ -136,9 +165,7 @@ class Inspection:
     ) -> Activations:
         """The layer's feature maps for one image, channels ranked by mean activation (only the top
         `top_k` when it is above 0)."""
-        request = pb.GetActivationsRequest()
-        values = {"model": model, "version": version, "layer": layer, "image": image, "top_k": top_k}
-        set_fields(request, values, where="activations")
+        request = activations_request(image, model=model, layer=layer, top_k=top_k, version=version)
         return Activations.from_proto(self._call("GetActivations", request, timeout))
 
     def embed(
@@ -153,10 +180,5 @@ class Inspection:
     ) -> Embeddings:
         """One vector per image from `layer` (default: the penultimate layer), pooled by `pooling`
         (mean, max or flatten; default mean)."""
-        request = pb.EmbedRequest()
-        values: dict[str, Any] = {"model": model, "version": version, "layer": layer}
-        values["images"] = image_list(images)
-        if pooling is not None:
-            values["pooling"] = pooling
-        set_fields(request, values, where="embed")
+        request = embed_request(images, model=model, layer=layer, pooling=pooling, version=version)
         return Embeddings.from_proto(self._call("Embed", request, timeout))

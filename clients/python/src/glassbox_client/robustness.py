@@ -91,6 +91,22 @@ def robustness_spec(
     return spec
 
 
+def robustness_job(
+    model: str, images: str | Sequence[ImageInput], spec: dict[str, Any]
+) -> job_pb.SubmitJobRequest:
+    """The SubmitJob request of `Robustness.evaluate` (shared with the asyncio client)."""
+    return job_pb.SubmitJobRequest(robustness_evaluation=robustness_spec(model, images=images, **spec))
+
+
+def report_from_job(job: job_pb.Job) -> RobustnessReport:
+    """The typed report of a succeeded robustness_evaluation job."""
+    return RobustnessReport.from_proto(job.id, job.robustness_evaluation)
+
+
+def records_from_response(response: pb.GetRobustnessHistoryResponse) -> list[RobustnessRecord]:
+    return [RobustnessRecord.from_proto(record) for record in response.records]
+
+
 class Robustness:
     """`GlassboxClient.robustness`: robustness evaluations (jobs) and the RobustnessService history."""
 
@@ -114,9 +130,8 @@ class Robustness:
         """Submit a robustness evaluation, wait for it (a progress bar with `progress=True`; Ctrl-C
         cancels it) and return its report; JobFailedError if it did not succeed. `spec` takes
         `robustness_spec`'s keyword arguments (labels, limit, attacks, epsilons, corruptions, ...)."""
-        request = job_pb.SubmitJobRequest(robustness_evaluation=robustness_spec(model, images=images, **spec))
-        final = self._jobs.run_request(request, timeout=timeout, progress=progress)
-        return RobustnessReport.from_proto(final.id, final.robustness_evaluation)
+        request = robustness_job(model, images, spec)
+        return report_from_job(self._jobs.run_request(request, timeout=timeout, progress=progress))
 
     def history(
         self, model: str, *, version: str = "", limit: int = 0, timeout: float | None = None
@@ -124,5 +139,4 @@ class Robustness:
         """The model's recorded monitoring evaluations, newest first (only `version`'s when given; at most
         `limit`, 0 = the server's default of 100)."""
         request = pb.GetRobustnessHistoryRequest(model=model, version=version, limit=limit)
-        response = self._call("GetRobustnessHistory", request, timeout)
-        return [RobustnessRecord.from_proto(record) for record in response.records]
+        return records_from_response(self._call("GetRobustnessHistory", request, timeout))

@@ -7,13 +7,23 @@ import logging
 import sys
 from pathlib import Path
 
-from glassbox.config import load_settings
+from glassbox.config import Settings, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
     from glassbox.server.app import GlassboxServer
 
-    settings = load_settings(
+    settings = serve_settings(args)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    GlassboxServer(settings).serve_forever()
+    return 0
+
+
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """`glassbox serve`'s settings: defaults < --config TOML < GLASSBOX_* environment < flags."""
+    return load_settings(
         args.config,
         address=args.address,
         model_repository=args.model_repository,
@@ -33,13 +43,9 @@ def _serve(args: argparse.Namespace) -> int:
         or None,
         security=_security_flags(args) or None,
         redis_url=args.redis_url,
+        jobs={"redis_url": args.jobs_redis_url} if args.jobs_redis_url else None,
         metrics={"port": args.metrics_port} if args.metrics_port is not None else None,
     )
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    GlassboxServer(settings).serve_forever()
-    return 0
 
 
 def _security_flags(args: argparse.Namespace) -> dict[str, object]:
@@ -133,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--require-client-cert", action="store_true", help="refuse clients without a cert")
     serve.add_argument("--token-file", type=Path, help="bearer tokens, one per line")
     serve.add_argument("--redis-url", help="cache results on Redis: redis[s]://[user:pw@]host:port/db")
+    serve.add_argument(
+        "--jobs-redis-url", help="queue jobs on Redis for `glassbox worker` processes (jobs.redis_url)"
+    )
     serve.add_argument("--metrics-port", type=int, help="port of /metrics (default 9464; 0 = any free port)")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(run=_serve)

@@ -1,5 +1,5 @@
 """Score-CAM over gRPC: pytorch-grad-cam's `ScoreCAM` maps, the layer map, one masked pass per channel
-shared by every target, and no Score-CAM for ONNX models (they expose no layer)."""
+shared by every target, and the same maps from an ONNX model at the same layer (its intermediate tensor)."""
 
 from __future__ import annotations
 
@@ -93,8 +93,19 @@ def test_one_masked_pass_per_channel_serves_every_target(client: GlassboxClient)
     assert four.stats.forward_passes == 2 * (channels + 1)
 
 
-def test_onnx_models_do_not_offer_score_cam(client: GlassboxClient) -> None:
-    assert "score_cam" in client.model("shapes").supported_methods
-    onnx_methods = client.model("shapes-onnx").supported_methods
-    assert "score_cam" not in onnx_methods
-    assert {"occlusion", "lime", "kernel_shap"} <= set(onnx_methods)
+def test_an_onnx_model_gives_the_torch_maps_at_the_same_layer(client: GlassboxClient) -> None:
+    """The ONNX export of the same weights names its layers by tensor; features.14's ReLU output is
+    `/features/features.14/Relu_output_0` (BatchNorm folded into the convolution by the exporter)."""
+    info = client.model("shapes-onnx")
+    assert "score_cam" in info.supported_methods
+    layers = {layer.name: layer for layer in info.layers}
+    onnx_layer = "/features/features.14/Relu_output_0"
+    assert layers[onnx_layer].output_shape == (128, 8, 8) and layers[onnx_layer].cam_compatible
+    kwargs = {"method": "score_cam", "targets": [0, 3], "outputs": ("map",)}
+    torch_maps = client.attribute(list(IMAGES.numpy()), model="shapes", layer="features.14", **kwargs)
+    onnx_maps = client.attribute(list(IMAGES.numpy()), model="shapes-onnx", layer=onnx_layer, **kwargs)
+    assert onnx_maps.stats.forward_passes == torch_maps.stats.forward_passes == 2 * (128 + 1)
+    for ours, reference in zip(onnx_maps.images, torch_maps.images, strict=True):
+        for a, b in zip(ours.attributions, reference.attributions, strict=True):
+            assert np.abs(a.map - b.map).max() <= 1e-4 * np.abs(b.map).max()
+            assert np.abs(a.layer_map - b.layer_map).max() <= 1e-4 * np.abs(b.layer_map).max()

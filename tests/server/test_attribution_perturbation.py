@@ -18,7 +18,7 @@ import torch
 from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import PATCH_SIZE, generate
 from glassbox_client import GlassboxClient
-from glassbox_client.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
+from glassbox_client.errors import DeadlineExceededError, InvalidArgumentError
 
 IMAGE = generate(1, seed=15).images[0].numpy()
 MAX_SAMPLES, MAX_PERTURBATIONS = 600, 100  # the methods' default samples (500) are under the cap
@@ -127,10 +127,13 @@ def test_bad_parameters_are_refused_naming_the_field(
     still_serving(client)
 
 
-def test_score_cam_on_an_onnx_model_is_a_failed_precondition(client: GlassboxClient) -> None:
-    with pytest.raises(FailedPreconditionError) as error:
-        client.attribute(IMAGE, model="shapes-onnx", method="score_cam", targets=[0], outputs=("map",))
-    assert "score_cam" in error.value.message
+def test_score_cam_on_an_onnx_model_names_its_tensor_layers(client: GlassboxClient) -> None:
+    """ONNX layers are the graph's tensors: a torch module name is not one; the error says where to look."""
+    with pytest.raises(InvalidArgumentError) as error:
+        client.attribute(
+            IMAGE, model="shapes-onnx", method="score_cam", targets=[0], outputs=("map",), layer="features.14"
+        )
+    assert error.value.field == "score_cam.layer" and "GetModel lists the layer names" in error.value.message
     still_serving(client)
 
 

@@ -1,8 +1,8 @@
 """Which models and layers inspection works on, and a layer's outputs over many images, batch by batch.
 
-Inspection reads intermediate layers, which only the torch backend exposes: an ONNX session returns
-its graph outputs (the logits) and nothing in between, so every inspection call on an ONNX model is
-FailedPrecondition naming `model`.
+Inspection reads modules: their weights, their outputs through forward hooks, and gradients, which only
+the torch backend has (an ONNX model exposes its [C, H, W] tensors to Score-CAM, but neither weights by
+module nor gradients), so every inspection call on an ONNX model is FailedPrecondition naming `model`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def inspectable(model: Model, field: str = "model") -> TorchModel:
     """The model when its layers can be read (torch backend); FailedPrecondition otherwise."""
     if not isinstance(model, TorchModel):
         raise FailedPrecondition(
-            f"model {model.name!r} runs on {model.backend_name}, which exposes no intermediate layers; "
-            "inspection needs a torch model",
+            f"model {model.name!r} runs on {model.backend_name}; inspection needs a torch model (module "
+            "weights, forward hooks and gradients)",
             field=field,
         )
     if not model.layers:

@@ -7,17 +7,20 @@ over the channels, is the channel's weight. The CAM is ReLU(Σ_c w_c A_c), upsam
 input. This is pytorch-grad-cam's `ScoreCAM` (which the maps are checked against); the paper's weight is
 the increase of the target's softmax probability over a baseline input, not normalised over the channels.
 
-One hooked torch forward gives the logits and the activations; the masked passes (one per channel,
-shared by every target of the image) are built one batch at a time and run on the model's fastest
-no-grad engine, which may be ONNX Runtime. ONNX models expose no layer, so they cannot serve Score-CAM.
+One forward gives the logits and the activations (a hooked torch forward, or for an ONNX model a pass
+of the session that exposes its intermediate tensors); the masked passes (one per channel, shared by
+every target of the image) are built one batch at a time and run on the model's fastest no-grad engine.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
+from glassbox.backends.onnx_backend import OnnxModel
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import batch_ranges, evaluate_in_batches, inference_bytes_per_row
@@ -36,8 +39,9 @@ class ScoreCam(AttributionMethod):
 
     @classmethod
     def unsupported_reason(cls, model: Model) -> str | None:
-        if not isinstance(model, TorchModel) or not any(info.cam_compatible for info in model.layers):
-            return f"{cls.name} needs a layer's activations: a torch model with [C, H, W] or [T, C] layers"
+        readable = isinstance(model, (TorchModel, OnnxModel))
+        if not readable or not any(info.cam_compatible for info in model.layers):
+            return f"{cls.name} needs a layer's activations: a model with [C, H, W] or [T, C] layers"
         return None
 
     def validate(self) -> None:
@@ -53,24 +57,39 @@ class ScoreCam(AttributionMethod):
         )
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
-        """One hooked torch forward per batch gives both the logits (hence the targets) and the activations
-        that `explain` masks the input with."""
-        assert isinstance(self.model, TorchModel)
+        """One forward per batch gives both the logits (hence the targets) and the activations that
+        `explain` masks the input with."""
         inputs = pixels.to(self.model.device, torch.float32)
         logits, grids = [], []
+        rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
         with CallHooks() as hooks, torch.inference_mode():
-            capture = LayerCapture(hooks, self.model.submodule(self.layer.info.name))
-            rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
+            read = self._layer_reader(hooks)
             for start, stop in batch_ranges(inputs.shape[0], rows):
                 self.call.check()
-                capture.clear()
-                logits.append(self.model.differentiable()(inputs[start:stop]).float().cpu())
+                batch_logits, activations = read(inputs[start:stop])
+                logits.append(batch_logits.float().cpu())
                 self.call.count(forward=stop - start)
-                grids.append(spatial(capture.last(), self.layer).float())
+                grids.append(spatial(activations.to(self.model.device), self.layer).float())
         self.activations = torch.cat(grids)
         all_logits = torch.cat(logits)
         targets = selector.resolve(all_logits)
         return MethodOutput(all_logits, targets, self.explain(inputs, targets, all_logits))
+
+    def _layer_reader(self, hooks: CallHooks) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """inputs → (logits, the layer's output) in one pass of the model's own kind."""
+        name = self.layer.info.name
+        if isinstance(self.model, OnnxModel):
+            model = self.model
+            return lambda inputs: model.logits_and_layer(inputs, name)
+        assert isinstance(self.model, TorchModel)
+        capture = LayerCapture(hooks, self.model.submodule(name))
+        network = self.model.differentiable()
+
+        def read(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            capture.clear()
+            return network(inputs), capture.last()
+
+        return read
 
     def explain(
         self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor

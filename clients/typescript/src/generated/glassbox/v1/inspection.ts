@@ -3762,8 +3762,8 @@ export const ActivationAtlasResult: MessageFns<ActivationAtlasResult> = {
 /**
  * Looking inside a network: what its filters look like, how a layer responds to an image, and where
  * a layer puts a batch of images. Layers are named as in ModelInfo.layers (GetModel lists them).
- * Every call needs a torch model: an ONNX model exposes no intermediate layers to the server, so
- * these calls and the inspection jobs answer FAILED_PRECONDITION (field `model`) for it.
+ * Every call needs a torch model (module weights, forward hooks, gradients): for an ONNX model these
+ * calls and the inspection jobs answer FAILED_PRECONDITION (field `model`).
  * Images follow the pixel contract: brought to the model's input size by its resize policy, RGB in
  * [0, 1], exactly as in Predict.
  *

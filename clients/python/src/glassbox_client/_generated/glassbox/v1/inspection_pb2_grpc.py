@@ -29,8 +29,8 @@ if _version_not_supported:
 class InspectionServiceStub:
     """Looking inside a network: what its filters look like, how a layer responds to an image, and where
     a layer puts a batch of images. Layers are named as in ModelInfo.layers (GetModel lists them).
-    Every call needs a torch model: an ONNX model exposes no intermediate layers to the server, so
-    these calls and the inspection jobs answer FAILED_PRECONDITION (field `model`) for it.
+    Every call needs a torch model (module weights, forward hooks, gradients): for an ONNX model these
+    calls and the inspection jobs answer FAILED_PRECONDITION (field `model`).
     Images follow the pixel contract: brought to the model's input size by its resize policy, RGB in
     [0, 1], exactly as in Predict.
 
@@ -64,8 +64,8 @@ class InspectionServiceStub:
 class InspectionServiceServicer:
     """Looking inside a network: what its filters look like, how a layer responds to an image, and where
     a layer puts a batch of images. Layers are named as in ModelInfo.layers (GetModel lists them).
-    Every call needs a torch model: an ONNX model exposes no intermediate layers to the server, so
-    these calls and the inspection jobs answer FAILED_PRECONDITION (field `model`) for it.
+    Every call needs a torch model (module weights, forward hooks, gradients): for an ONNX model these
+    calls and the inspection jobs answer FAILED_PRECONDITION (field `model`).
     Images follow the pixel contract: brought to the model's input size by its resize policy, RGB in
     [0, 1], exactly as in Predict.
 
@@ -123,8 +123,8 @@ def add_InspectionServiceServicer_to_server(servicer, server):
 class InspectionService:
     """Looking inside a network: what its filters look like, how a layer responds to an image, and where
     a layer puts a batch of images. Layers are named as in ModelInfo.layers (GetModel lists them).
-    Every call needs a torch model: an ONNX model exposes no intermediate layers to the server, so
-    these calls and the inspection jobs answer FAILED_PRECONDITION (field `model`) for it.
+    Every call needs a torch model (module weights, forward hooks, gradients): for an ONNX model these
+    calls and the inspection jobs answer FAILED_PRECONDITION (field `model`).
     Images follow the pixel contract: brought to the model's input size by its resize policy, RGB in
     [0, 1], exactly as in Predict.
 

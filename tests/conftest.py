@@ -123,6 +123,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.kill()
 
 
+def monitoring_section(
+    *, images: int = 4, attacks: tuple[str, ...] = ("fgsm",), epsilons: tuple[float, ...] = (2 / 255,)
+) -> str:
+    """A model.toml [monitoring] section: a quick robustness evaluation on the demo set `shapes-val`, run
+    once per new version (no schedule)."""
+    quoted = ", ".join(f'"{attack}"' for attack in attacks)
+    return (
+        '\n[monitoring]\nreference_set = "shapes-val"\ninterval_hours = 0\n'
+        f"images = {images}\nattacks = [{quoted}]\nepsilons = [{', '.join(map(repr, epsilons))}]\n"
+        "corruptions = false\n"
+    )
+
+
 def write_model_version(
     root: Path,
     name: str,

@@ -15,22 +15,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from conftest import MODELS, RunningServer
+from conftest import MODELS, RunningServer, monitoring_section
 from glassbox.demo.shapes import generate
 from glassbox_client import AsyncGlassboxClient, GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.evaluation import ExplanationReport
 from glassbox_client.robustness_results import RobustnessReport
 
 T = TypeVar("T")
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 4
-attacks = ["fgsm"]
-epsilons = [0.0078431373]
-corruptions = false
-"""
+MONITORING = monitoring_section()
 ROBUSTNESS = {
     "images": "shapes-val",
     "limit": 12,

@@ -10,21 +10,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import MODELS, ROOT, RunningServer
+from conftest import MODELS, ROOT, RunningServer, monitoring_section
 from glassbox_client import GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.robustness import robustness_spec
 from glassbox_client.robustness_results import RobustnessReport
 
 EPSILONS = [2 / 255, 8 / 255]
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 4
-attacks = ["fgsm"]
-epsilons = [0.0078431373]
-corruptions = false
-"""
+MONITORING = monitoring_section()
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
+from conftest import RunningServer, monitoring_section, write_model_version
 from glassbox.demo.shapes import generate
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clients" / "typescript"
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 8
-attacks = ["fgsm"]
-epsilons = [0.0, 0.00392156862745098]
-corruptions = false
-"""
+MONITORING = monitoring_section(images=8, epsilons=(0.0, 1 / 255))
 """What robustness.test.ts expects in the history: the first 8 images, FGSM at ε = 0 and 1/255."""
 
 

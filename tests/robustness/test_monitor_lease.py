@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODELS, RedisServer
+from conftest import MODELS, RedisServer, monitoring_section
 from glassbox.config import JobSettings
 from glassbox.jobs.kinds import load_kinds
 from glassbox.jobs.memory import InProcessEngine
@@ -21,15 +21,7 @@ from glassbox.robustness.kinds import KIND
 from glassbox.robustness.monitor import RobustnessMonitor
 from glassbox.robustness.redis_history import RedisHistory
 
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 4
-attacks = ["fgsm"]
-epsilons = [0.0078431373]
-corruptions = false
-"""
+MONITORING = monitoring_section()
 
 
 class Replica:

@@ -9,19 +9,11 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from conftest import MODELS, RunningServer
+from conftest import MODELS, RunningServer, monitoring_section
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import robustness_pb2_grpc
 
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 4
-attacks = ["fgsm"]
-epsilons = [0.0078431373]
-corruptions = false
-"""
+MONITORING = monitoring_section()
 
 
 def records_of(stub: robustness_pb2_grpc.RobustnessServiceStub, version: str) -> list[pb.RobustnessRecord]:

@@ -11,7 +11,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import MODELS, RedisServer, RunningServer
+from conftest import MODELS, RedisServer, RunningServer, monitoring_section
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.robustness.report import AttackAccuracy
@@ -24,15 +24,7 @@ from glassbox_client._generated.glassbox.v1 import (
 )
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
-MONITORING = """
-[monitoring]
-reference_set = "shapes-val"
-interval_hours = 0
-images = 8
-attacks = ["pgd_linf"]
-epsilons = [0.0039215686]
-corruptions = false
-"""
+MONITORING = monitoring_section(images=8, attacks=("pgd_linf",), epsilons=(1 / 255,))
 
 
 @pytest.fixture(scope="module")

@@ -212,9 +212,9 @@ def test_bad_input_is_named_and_the_server_keeps_serving(running: RunningServer)
 
 def test_cancelling_the_awaiting_task_cancels_the_job(running: RunningServer, client: GlassboxClient) -> None:
     async def cancel_midway(glassbox: AsyncGlassboxClient) -> None:
-        methods = [{"method": "smoothgrad", "samples": 16}]
+        methods = [{"method": "smoothgrad", "samples": 32}]  # a few seconds of work: ample time to cancel
         task = asyncio.create_task(
-            glassbox.evaluation.evaluate("shapes", methods, images="shapes-val", limit=64)
+            glassbox.evaluation.evaluate("shapes", methods, images="shapes-val", limit=240)
         )
         while not [
             job async for job in glassbox.jobs.list(kind="explanation_evaluation", states=["running"])

@@ -231,3 +231,25 @@ def test_cancelling_the_awaiting_task_cancels_the_job(running: RunningServer, cl
         time.sleep(0.1)
     states = [job.state for job in client.jobs.list(kind="explanation_evaluation")]
     assert states[0] == "cancelled" and client.health() == "SERVING"
+
+
+def test_a_task_cancelled_while_submitting_cancels_the_job_it_queued(
+    running: RunningServer, client: GlassboxClient
+) -> None:
+    """The server may queue the job before its answer reaches the client: cancelling the task during
+    SubmitJob must not leave that job running for nobody."""
+    before = {job.id for job in client.jobs.list(kind="explanation_evaluation")}
+
+    async def cancel_at_once(glassbox: AsyncGlassboxClient) -> None:
+        methods = [{"method": "smoothgrad", "samples": 32}]
+        task = asyncio.create_task(
+            glassbox.evaluation.evaluate("shapes", methods, images="shapes-val", limit=240)
+        )
+        await asyncio.sleep(0)  # the task starts and sends SubmitJob; its answer has not arrived yet
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    awaited(running, cancel_at_once)
+    (job,) = [job for job in client.jobs.list(kind="explanation_evaluation") if job.id not in before]
+    assert client.jobs.wait(job.id, timeout=60).state == "cancelled"

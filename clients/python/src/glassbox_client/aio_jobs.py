@@ -39,8 +39,18 @@ class AsyncJobs:
 
     async def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
         """As Jobs.submit."""
-        response = await self._call("SubmitJob", submit_request(kind, model, spec), timeout)
-        return Job.from_proto(response.job)
+        return Job.from_proto(await self._submit(submit_request(kind, model, spec), timeout))
+
+    async def _submit(self, request: job_pb.SubmitJobRequest, timeout: float | None = None) -> job_pb.Job:
+        """SubmitJob, seen through even when the awaiting task is cancelled meanwhile: the server may have
+        queued the job already, so it is then cancelled too rather than left running for nobody."""
+        submitted = asyncio.ensure_future(self._call("SubmitJob", request, timeout))
+        try:
+            return (await asyncio.shield(submitted)).job
+        except asyncio.CancelledError:
+            job = (await submitted).job
+            await self.cancel(job.id, timeout=5)
+            raise
 
     async def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         return Job.from_proto((await self._call("GetJob", job_pb.GetJobRequest(job_id=job_id), timeout)).job)
@@ -125,6 +135,6 @@ class AsyncJobs:
         self, request: job_pb.SubmitJobRequest, *, timeout: float = DEFAULT_WAIT_S, progress: bool = False
     ) -> job_pb.Job:
         """As Jobs.run_request: the SUCCEEDED job's message with its result; JobFailedError otherwise."""
-        job_id = (await self._call("SubmitJob", request)).job.id
+        job_id = (await self._submit(request)).id
         (await self.wait(job_id, timeout=timeout, progress=progress)).raise_for_state()
         return (await self._call("GetJob", job_pb.GetJobRequest(job_id=job_id))).job

@@ -3,7 +3,8 @@
 Layers are the graph's intermediate tensors with a known [N, C, H, W] or [N, T, C] shape (ONNX shape
 inference), named by their tensor name (`/features/features.14/Relu_output_0` for a torch export), so the
 forward-only layer methods (Score-CAM) can read them. Reading one runs a second session that exposes
-every such tensor as an output, built on first use: the logits session keeps all its fusions.
+every such tensor as an output, built on first use (the model's bytes are kept until then, not a parsed
+graph): the logits session keeps all its fusions.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ class OnnxModel(Model):
         self._std = np.asarray(config.std, dtype=np.float32).reshape(1, 3, 1, 1)
         on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
         self._device = torch.device("cuda" if on_cuda else "cpu")
-        self._graph = onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
-        self._layers, self._layer_values = _graph_layers(self._graph)
+        self._layers, self._layer_values = _graph_layers(
+            onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
+        )
+        self._model_bytes: bytes | None = model_bytes  # until the layer session is built from it
         self._threads, self._use_cuda = threads, use_cuda
         self._layer_session: ort.InferenceSession | None = None
         self._layer_session_lock = threading.Lock()
@@ -95,14 +98,15 @@ class OnnxModel(Model):
     def _layer_outputs_session(self) -> ort.InferenceSession:
         with self._layer_session_lock:
             if self._layer_session is None:
-                graph = onnx.ModelProto()
-                graph.CopyFrom(self._graph)
+                assert self._model_bytes is not None
+                graph = onnx.load_from_string(self._model_bytes)
                 graph.graph.output.extend(self._layer_values)
                 self._layer_session = ort.InferenceSession(
                     graph.SerializeToString(),
                     sess_options=session_options(self._threads),
                     providers=providers(self._use_cuda),
                 )
+                self._model_bytes = None
             return self._layer_session
 
 

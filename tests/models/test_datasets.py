@@ -170,3 +170,18 @@ def test_jobs_that_need_labels_or_masks_say_so() -> None:
     assert labels.value.field == "images"
     with pytest.raises(InvalidArgument, match="needs an object mask"):
         unlabelled.require_masks("images")
+
+
+def test_a_set_over_the_kept_size_is_loaded_again_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import glassbox.models.repository as repository_module
+
+    write_model_version(tmp_path, "net", "1")
+    write_folder_set(tmp_path / "net" / "datasets" / "squares")
+    repository = ModelRepository(tmp_path, device=torch.device("cpu"))
+    repository.load_all()
+    monkeypatch.setattr(repository_module, "MAX_KEPT_SET_BYTES", 0)
+    first = repository.dataset("net", "squares", max_pixels=MAX_PIXELS)
+    second = repository.dataset("net", "squares", max_pixels=MAX_PIXELS)
+    assert first is not second and torch.equal(first.images, second.images)

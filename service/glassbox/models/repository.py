@@ -33,6 +33,9 @@ from glassbox.models.loaders import load_model
 
 log = logging.getLogger(__name__)
 
+MAX_KEPT_SET_BYTES = 256 * 1024 * 1024
+"""Named sets up to this size (their images as float32) stay loaded between jobs."""
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -201,7 +204,9 @@ class ModelRepository:
         return sorted(self._datasets.get(name, {}))
 
     def dataset(self, name: str, set_name: str, version: str = "", *, max_pixels: int) -> LabelledImages:
-        """A named set at the input size of the model version, loaded once and kept (sets are small).
+        """A named set at the input size of the model version, loaded once and kept when it takes at most
+        MAX_KEPT_SET_BYTES (the demo sets take 12 MB; 4,096 images at 224² would take 2.5 GB, so a set that
+        large is loaded again by each job instead of held for the server's lifetime).
 
         NotFound (field `named`) for an unknown set; FailedPrecondition naming the set when it is broken.
         """
@@ -213,13 +218,16 @@ class ModelRepository:
             )
         key = (name, entry.version, set_name)
         with self._sets_lock:
-            if key not in self._loaded_sets:
-                model = self.get(name, entry.version)
-                config = self._dataset_config(set_name, folders[set_name])
-                self._loaded_sets[key] = load_named_set(
-                    config, model.config.input, model.labels, max_pixels=max_pixels
-                )
-            return self._loaded_sets[key]
+            kept = self._loaded_sets.get(key)
+        if kept is not None:
+            return kept
+        model = self.get(name, entry.version)
+        config = self._dataset_config(set_name, folders[set_name])
+        images = load_named_set(config, model.config.input, model.labels, max_pixels=max_pixels)
+        if images.images.element_size() * images.images.nelement() <= MAX_KEPT_SET_BYTES:
+            with self._sets_lock:
+                images = self._loaded_sets.setdefault(key, images)
+        return images
 
     @staticmethod
     def _dataset_config(set_name: str, folder: Path) -> DatasetConfig:

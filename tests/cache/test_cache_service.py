@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 from glassbox.cache import codec
@@ -16,6 +17,7 @@ from glassbox.config import CacheSettings, load_settings
 from glassbox.metrics import Metrics
 
 LABELS = {"model": "shapes", "method": "smoothgrad"}
+IDENTITY = SimpleNamespace(name="shapes", version="1", weights_digest="abc")
 
 
 def make_service(**settings: object) -> tuple[CacheService, Metrics]:
@@ -57,6 +59,15 @@ def test_disabled_cache_computes_every_time_and_still_times_the_computation() ->
     assert results == [Source.COMPUTED] * 3
     assert sample(metrics, "glassbox_compute_seconds_count") == 3
     assert sample(metrics, "glassbox_cache_misses_total") == 0
+
+
+def test_a_disabled_cache_builds_no_key() -> None:
+    """Nothing would read it: the pixels of every call are not hashed for nothing."""
+    disabled, _ = make_service(enabled=False)
+    enabled, _ = make_service()
+    arguments = {"model": IDENTITY, "method": "saliency", "parameters": (), "targets": (3,), "pixels": b"px"}
+    assert disabled.key("attribution", options=None, **arguments) == ""
+    assert enabled.key("attribution", options=None, **arguments).startswith("glassbox:attribution:v")
 
 
 def test_concurrent_identical_misses_compute_once() -> None:

@@ -8,8 +8,9 @@ the meaning or the stored layout of a result changes and every old entry becomes
 
 Every value is encoded with a type tag and a length, so `("ab", "c")` and `("a", "bc")`, `1` and
 `1.0` and `"1"`, or a list and a tuple of the same items, never collide. Floats are encoded exactly
-(IEEE-754 bits), mappings and sets sorted by their encoded keys, dataclasses and protobuf messages by
-type name and fields.
+(IEEE-754 bits), mappings and sets sorted by their encoded keys, dataclasses by type name and their
+fields in declaration order (that order is part of the type), protobuf messages by type name and
+deterministic serialization.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from google.protobuf.message import Message
 
-KEY_FORMAT_VERSION = 1
+KEY_FORMAT_VERSION = 2
 
 
 class ModelIdentity(Protocol):
@@ -97,8 +98,11 @@ def _feed(hasher: Any, value: Any) -> None:
         _chunk(hasher, b"P", value.DESCRIPTOR.full_name.encode())
         _chunk(hasher, b"p", value.SerializeToString(deterministic=True))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _chunk(hasher, b"D", _qualname(type(value)).encode())
-        _feed(hasher, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+        fields = dataclasses.fields(value)
+        _chunk(hasher, b"D", f"{_qualname(type(value))}:{len(fields)}".encode())
+        for item in fields:
+            _chunk(hasher, b"n", item.name.encode())
+            _feed(hasher, getattr(value, item.name))
     elif isinstance(value, Mapping):
         _feed_unordered(hasher, b"M", [_encoded((k, v)) for k, v in value.items()])
     elif isinstance(value, set | frozenset):

@@ -74,7 +74,10 @@ class CacheService:
         pixels: Any,
         options: Any,
     ) -> str:
-        """The namespaced key of one computation (see `cache.keys.result_key`)."""
+        """The namespaced key of one computation (see `cache.keys.result_key`), or "" when the cache is
+        off: nothing would read it, and hashing every call's pixels costs ≈ 0.2 ms on a 64×64 image."""
+        if self.backend is None:
+            return ""
         return result_key(
             self.settings.namespace,
             kind,

@@ -151,6 +151,7 @@ class CallContext:
         self.settings = settings
         self.max_image_pixels = max_image_pixels  # for images given as parameters (IG baseline)
         self.counter = PassCounter()
+        self._budget_bytes: int | None = None
 
     def check(self) -> None:
         """Raise Cancelled when the caller has gone (deadline passed, call cancelled)."""
@@ -167,10 +168,13 @@ class CallContext:
         return self.model.logits(pixels)
 
     def budget_bytes(self) -> int:
-        """Memory one batched evaluation may use: the setting, or a quarter of the free memory."""
+        """Memory one batched evaluation may use: the setting, or a quarter of the memory free when the
+        call first asked (read once per call: every chunk of every method asks)."""
         if self.settings.memory_budget_bytes:
             return self.settings.memory_budget_bytes
-        return free_memory_bytes(self.model.device) // 4
+        if self._budget_bytes is None:
+            self._budget_bytes = free_memory_bytes(self.model.device) // 4
+        return self._budget_bytes
 
     def rows_per_batch(self, bytes_per_row: int, *, cap: int = MAX_ROWS_PER_BATCH) -> int:
         """How many images fit in one batch when each costs `bytes_per_row` (at least 1, at most `cap`)."""

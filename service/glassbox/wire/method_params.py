@@ -12,6 +12,7 @@ IntegrationRule("gauss_legendre")); an `Image` becomes an `ImageInput`; a oneof 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from enum import Enum
@@ -30,7 +31,7 @@ from glassbox.wire.tensors import image_source
 
 def dataclass_from_message(message: Message, cls: type, *, field: str) -> Any:
     """Fill dataclass `cls` from the same-named fields of `message` (see the module docstring)."""
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     descriptor = message.DESCRIPTOR
     values: dict[str, Any] = {}
     for item in dataclasses.fields(cls):
@@ -64,6 +65,12 @@ def dataclass_from_message(message: Message, cls: type, *, field: str) -> Any:
         elif value:
             values[name] = value
     return cls(**values)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints` of a Params class, resolved once (it evaluates every annotation)."""
+    return typing.get_type_hints(cls)
 
 
 def _decimal_float(value: float) -> float:

@@ -46,8 +46,18 @@ class SmoothGradParams:
 
 def sample_noise(seed: int, sample: int, shape: torch.Size | tuple[int, ...], sigma: float) -> torch.Tensor:
     """The Gaussian noise (CPU, float32) that SmoothGrad adds for `sample` under `seed`."""
-    generator = torch.Generator().manual_seed((seed * _SEED_MIX + sample) % 2**64)
-    return torch.randn(shape, generator=generator) * sigma
+    return noise_batch(seed, range(sample, sample + 1), shape, sigma)[0]
+
+
+def noise_batch(seed: int, samples: range, shape: torch.Size | tuple[int, ...], sigma: float) -> torch.Tensor:
+    """`sample_noise` of every sample in `samples`, stacked [len(samples), *shape] and drawn in place: a
+    separate draw, scale and stack per sample cost 2.5× as much, which shows on a 64×64 input."""
+    noise = torch.empty(len(samples), *shape)
+    generator = torch.Generator()
+    for row, sample in enumerate(samples):
+        generator.manual_seed((seed * _SEED_MIX + sample) % 2**64)
+        noise[row].normal_(0.0, sigma, generator=generator)
+    return noise
 
 
 @register("smoothgrad")
@@ -97,15 +107,14 @@ class SmoothGrad(GradientMethod):
         for first in range(0, samples, samples_per_chunk):
             self.call.check()
             chunk = range(first, min(first + samples_per_chunk, samples))
-            noise = torch.stack(
-                [sample_noise(self.params.seed, s, x.shape[1:], self.params.noise_fraction) for s in chunk]
-            )
+            noise = noise_batch(self.params.seed, chunk, x.shape[1:], self.params.noise_fraction)
             noisy = (x.unsqueeze(0) + noise.to(x.device).unsqueeze(1)).reshape(-1, *x.shape[1:])
             maps = self.base.attribute_rows(noisy, targets * len(chunk))
-            for row, attribution in enumerate(maps):
-                i, k = row % images, attribution.shape[0]
-                sums[:k, i] += attribution.double()
-                squares[:k, i] += attribution.double().square()
+            for i in range(images):  # rows are (sample, image) pairs: image i's are every images-th
+                of_image = torch.stack(maps[i::images]).double()  # [samples in chunk, k_i, 3, H, W]
+                k = of_image.shape[1]
+                sums[:k, i] += of_image.sum(0)
+                squares[:k, i] += of_image.square().sum(0)
         mean, mean_square = sums / samples, squares / samples
         if self.params.variant is SmoothGradVariant.SMOOTHGRAD:
             result = mean

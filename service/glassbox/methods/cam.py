@@ -117,7 +117,9 @@ class CamMethod(GradientMethod):
     """Template: capture the layer, back-propagate each target to it, weight its channels, upsample.
 
     With a `relu_rule` (Guided Grad-CAM) each target also gets a backward to the input under that rule,
-    and the map is that gradient times the upsampled CAM."""
+    and the map is that gradient times the upsampled CAM. When no rule ReLU ran after the layer's output
+    was made (resnet18's `layer4`: only pooling and the classifier follow), the rule cannot change the
+    gradient at the layer, so one backward under the rule yields both gradients."""
 
     Params = CamLayerParams
     apply_relu = True
@@ -151,14 +153,17 @@ class CamMethod(GradientMethod):
         maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]
         switch = RuleSwitch(ReluRule.PLAIN)
         with CallHooks() as hooks:
-            if self.relu_rule is not None:
-                ReluRules(hooks, net, switch)  # first: the capture must see the output the rules produce
-            capture = LayerCapture(hooks, layer)
+            rules = None if self.relu_rule is None else ReluRules(hooks, net, switch)
+            capture = LayerCapture(hooks, layer)  # after the rules: it must see the output they produce
+            rules_before_layer: list[int] = []
+            if rules is not None:
+                hooks.forward_hook(layer, lambda *_: rules_before_layer.append(rules.applied))
             for start in range(0, inputs.shape[0], chunk):
                 self.call.check()
                 rows = range(start, min(start + chunk, inputs.shape[0]))
                 x = inputs[rows.start : rows.stop].detach().requires_grad_(True)
                 capture.clear()
+                rules_before_layer.clear()
                 with torch.enable_grad():
                     logits = net(x)
                 self.call.count(forward=len(rows))
@@ -167,19 +172,47 @@ class CamMethod(GradientMethod):
                 targets_out.extend(targets)
                 activation = capture.last()
                 grids = spatial(activation.detach(), self.layer)
+                shared_backward = rules is not None and rules_before_layer[-1] == rules.applied
                 for _j, selected, one_hot in target_passes(logits, targets):
-                    switch.rule = ReluRule.PLAIN
-                    (grad,) = torch.autograd.grad(logits, activation, grad_outputs=one_hot, retain_graph=True)
-                    self.call.count(backward=len(selected))
+                    grad, guided = self._gradients(
+                        logits, one_hot, activation, x, switch, shared_backward, rows=len(selected)
+                    )
                     weights = self.cam_weights(grids, spatial(grad, self.layer))
                     cams = (weights[:, :, None, None] * grids).sum(dim=1)
                     cams = cams.clamp(min=0) if self.apply_relu else cams
                     upsampled = upsample(cams, size)
-                    if self.relu_rule is not None:
-                        switch.rule = self.relu_rule
-                        (guided,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=True)
-                        self.call.count(backward=len(selected))
+                    if guided is not None:
                         upsampled = guided * upsampled.unsqueeze(1)
                     for r in selected:
                         maps[start + r].append(MapResult(upsampled[r].cpu(), layer_map=cams[r].cpu()))
         return MethodOutput(torch.cat(logits_out), targets_out, maps)
+
+    def _gradients(
+        self,
+        logits: torch.Tensor,
+        one_hot: torch.Tensor,
+        activation: torch.Tensor,
+        x: torch.Tensor,
+        switch: RuleSwitch,
+        shared_backward: bool,
+        *,
+        rows: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The plain gradient at the layer and, with a ReLU rule, the rule's gradient at the input, from
+        one backward pass or two (counted for `rows` rows each)."""
+        if self.relu_rule is not None and shared_backward:
+            switch.rule = self.relu_rule
+            grad, guided = torch.autograd.grad(
+                logits, (activation, x), grad_outputs=one_hot, retain_graph=True
+            )
+            self.call.count(backward=rows)
+            return grad, guided
+        switch.rule = ReluRule.PLAIN
+        (grad,) = torch.autograd.grad(logits, activation, grad_outputs=one_hot, retain_graph=True)
+        self.call.count(backward=rows)
+        if self.relu_rule is None:
+            return grad, None
+        switch.rule = self.relu_rule
+        (guided,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=True)
+        self.call.count(backward=rows)
+        return grad, guided

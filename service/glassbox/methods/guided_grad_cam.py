@@ -2,8 +2,10 @@
 
 Selvaraju et al. 2017 (section 3.1): combines Grad-CAM's class-discriminative localisation with guided
 backprop's pixel-level detail. One forward serves both: the backward to the layer uses the true
-gradient, the backward to the input the guided rule (a per-call switch on the ReLUs). The CAM is
-upsampled bilinearly, as in the paper (Captum's GuidedGradCam defaults to nearest).
+gradient, the backward to the input the guided rule (a per-call switch on the ReLUs). When no ReLU runs
+after the layer (a last conv block before pooling and the classifier), the guided backward's gradient at
+the layer is the true one, so one backward gives both (`CamMethod`). The CAM is upsampled bilinearly, as in
+the paper (Captum's GuidedGradCam defaults to nearest).
 """
 
 from __future__ import annotations

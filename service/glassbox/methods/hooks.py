@@ -137,6 +137,7 @@ class ReluRules:
 
     def __init__(self, hooks: CallHooks, module: nn.Module, switch: RuleSwitch) -> None:
         self.switch = switch
+        self.applied = 0  # rule ReLUs run so far in this call (their order against other layers' outputs)
         self._outputs: dict[int, list[torch.Tensor]] = {}
         for relu in relu_modules(module):
             hooks.forward_pre_hook(relu, self._apply_rule)
@@ -145,6 +146,7 @@ class ReluRules:
     def _apply_rule(self, module: nn.Module, inputs: tuple) -> tuple:
         (x,) = inputs
         out = _RuleRelu.apply(x, self.switch)
+        self.applied += 1
         self._outputs.setdefault(id(module), []).append(out)
         return (out.detach(),)
 

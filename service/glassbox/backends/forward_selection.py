@@ -39,6 +39,8 @@ TOLERANCE = 1e-4
 """Largest accepted |logit difference| to eager torch, relative to max(1, largest |logit|)."""
 PROBE_ROWS = 8
 """Images in the timed batch: a typical perturbation batch, small enough to keep loading quick."""
+TIMING_ROUNDS = 3
+"""Timed runs of each engine, interleaved; the best counts."""
 MAX_ONNX_PARAMETER_BYTES = 1 << 30
 """An ONNX Runtime session holds a second copy of the weights; above this size it is not worth it."""
 
@@ -91,7 +93,8 @@ class TunedTorchModel(TorchModel):
 def select_forward(
     module: nn.Module, config: ModelConfig, device: torch.device, *, onnx_threads: int = 0
 ) -> ForwardSelection:
-    """Time every candidate engine on one probe batch; keep the fastest that agrees with eager torch."""
+    """Time every candidate engine on one probe batch (interleaved rounds, best of each); keep the fastest
+    that agrees with eager torch."""
     generator = torch.Generator().manual_seed(0)
     probe = torch.rand(PROBE_ROWS, 3, config.input.height, config.input.width, generator=generator)
     candidates: dict[str, Forward] = {
@@ -103,17 +106,20 @@ def select_forward(
         candidates["onnxruntime"] = onnx_forward
     reference = candidates["torch"](probe)
     scale = max(1.0, float(reference.abs().max()))
-    timings: list[EngineTiming] = []
+    differences: dict[str, float] = {}
     for engine, forward in candidates.items():
         try:
-            seconds, logits = _time(forward, probe)
+            logits = forward(probe)  # also the warm-up: lazy allocations, thread pools
         except Exception:  # an engine that cannot run this model is simply not a candidate
             log.warning("forward engine %s failed on the probe batch", engine, exc_info=True)
             continue
-        difference = float((logits - reference).abs().max())
-        timings.append(EngineTiming(engine, seconds / PROBE_ROWS, difference))
-        if difference > TOLERANCE * scale:
-            log.warning("forward engine %s differs from eager torch by %.3g; not used", engine, difference)
+        differences[engine] = float((logits - reference).abs().max())
+        if differences[engine] > TOLERANCE * scale:
+            log.warning(
+                "forward engine %s differs from eager torch by %.3g; not used", engine, differences[engine]
+            )
+    seconds = _interleaved_best_seconds({engine: candidates[engine] for engine in differences}, probe)
+    timings = [EngineTiming(e, seconds[e] / PROBE_ROWS, d) for e, d in differences.items()]
     usable = [t for t in timings if t.max_abs_difference <= TOLERANCE * scale]
     best = min(usable, key=lambda t: t.seconds_per_image)
     return ForwardSelection(best.engine, candidates[best.engine], tuple(timings))
@@ -183,12 +189,13 @@ def _onnx_forward(
     return forward
 
 
-def _time(forward: Forward, probe: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Best of two timed runs after one warm-up run (which also primes lazy allocations)."""
-    logits = forward(probe)
-    best = float("inf")
-    for _ in range(2):
-        started = time.perf_counter()
-        logits = forward(probe)
-        best = min(best, time.perf_counter() - started)
-    return best, logits
+def _interleaved_best_seconds(engines: dict[str, Forward], probe: torch.Tensor) -> dict[str, float]:
+    """Each engine's best time over TIMING_ROUNDS rounds that run every engine once in turn, so a load
+    spike on a shared machine cannot make one engine look faster than it is for the model's lifetime."""
+    best = dict.fromkeys(engines, float("inf"))
+    for _ in range(TIMING_ROUNDS):
+        for engine, forward in engines.items():
+            started = time.perf_counter()
+            forward(probe)
+            best[engine] = min(best[engine], time.perf_counter() - started)
+    return best

@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -191,27 +192,19 @@ class ForwardFloor:
             return best_seconds(self.engines[name], repeats) / self.batch
 
 
-def forward_backward_seconds(module: torch.nn.Module, image: torch.Tensor, repeats: int) -> float:
-    """The bare in-process forward + backward of one image (to the input), best of `repeats`."""
-
-    def run() -> None:
-        x = image[None].clone().requires_grad_(True)
-        module(x)[0, TARGET].backward()
-
-    run()
-    return best_seconds(run, repeats)
-
-
-def rows_forward_backward_seconds(
-    module: torch.nn.Module, image: torch.Tensor, rows: int, chunk: int = 10
-) -> float:
-    """The bare in-process forward + backward of `rows` copies of one image, `chunk` rows at a time (the
-    best CPU batch of NoiseTunnel, and Glassbox's): the floor of SmoothGrad and integrated gradients."""
-    started = time.perf_counter()
+def forward_backward(module: torch.nn.Module, image: torch.Tensor, rows: int = 1, chunk: int = 10) -> None:
+    """The bare in-process forward + backward (to the input) of `rows` copies of one image, `chunk` rows at
+    a time (NoiseTunnel's best CPU batch, and Glassbox's): with rows = N, the floor of SmoothGrad and
+    integrated gradients."""
     for start in range(0, rows, chunk):
         x = image[None].expand(min(chunk, rows - start), -1, -1, -1).clone().requires_grad_(True)
         torch.autograd.grad(module(x)[:, TARGET].sum(), x)
-    return time.perf_counter() - started
+
+
+def forward_backward_seconds(module: torch.nn.Module, image: torch.Tensor, repeats: int) -> float:
+    """The bare in-process forward + backward of one image, best of `repeats` after a warm-up."""
+    forward_backward(module, image)
+    return best_seconds(lambda: forward_backward(module, image), repeats)
 
 
 def round_trip_seconds(
@@ -352,7 +345,9 @@ def compare(
             to_floor.append(glassbox_times[-1] / (int(responses[-1].stats.forward_passes) * forward))
         if method in ("smoothgrad", "integrated_gradients"):
             rows = int(responses[-1].stats.backward_passes)
-            to_floor.append(glassbox_times[-1] / rows_forward_backward_seconds(module, image, rows))
+            to_floor.append(
+                glassbox_times[-1] / best_seconds(partial(forward_backward, module, image, rows), 1)
+            )
         if attempt == 0:
             name, run = refs.reference(method, module, bench, image, TARGET, responses[-1])
         if run is not None:

@@ -36,7 +36,6 @@ def serve_settings(args: argparse.Namespace) -> Settings:
             for k, v in {
                 "max_message_bytes": args.max_message_bytes,
                 "max_image_pixels": args.max_image_pixels,
-                "max_concurrent_calls_per_method": args.max_concurrent_calls_per_method,
             }.items()
             if v is not None
         }
@@ -128,11 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--model-repository-poll-seconds", type=float, help="load new version folders this often (0 = never)"
     )
-    serve.add_argument("--worker-threads", type=int, help="gRPC handler threads")
+    serve.add_argument("--worker-threads", type=int, help="threads for blocking I/O (decoding, cache)")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"])
     serve.add_argument("--max-message-bytes", type=int)
     serve.add_argument("--max-image-pixels", type=int)
-    serve.add_argument("--max-concurrent-calls-per-method", type=int, help="more are refused")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (TLS)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", type=Path, help="PEM CA bundle for client certs")

@@ -19,11 +19,32 @@ class LimitSettings(BaseModel):
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest gRPC message, both ways")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image, width × height")
     max_batch_images: int = Field(64, gt=0, description="most images in one request")
-    max_concurrent_calls_per_method: int = Field(
-        12,
+
+
+class SchedulerSettings(BaseModel):
+    """The compute scheduler that owns all model work (README "Execution model", docs/operations.md)."""
+
+    max_queue_seconds: float = Field(
+        60.0,
         gt=0,
-        description="calls of one RPC method running at once; more get RESOURCE_EXHAUSTED at once. Keep it "
-        "below worker_threads so health checks and cheap calls always find a free thread",
+        description="estimated device seconds queued per priority class; a call beyond it is refused",
+    )
+    admission_safety: float = Field(
+        1.5, ge=1.0, description="a call is refused unless its estimated completion × this fits its deadline"
+    )
+    max_unit_seconds: float = Field(
+        0.05, gt=0, description="while other calls wait, a unit is cut to about this much device time"
+    )
+    background_min_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="device share background work (jobs) keeps under interactive load"
+    )
+    memory_budget_bytes: int = Field(
+        0,
+        ge=0,
+        description="memory admitted calls may hold at once; 0 = memory_budget_fraction of the machine",
+    )
+    memory_budget_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="the budget as a fraction of the machine's (or cgroup's) memory"
     )
 
 
@@ -177,7 +198,9 @@ class Settings(BaseSettings):
     model_repository_poll_seconds: float = Field(
         0.0, ge=0, description="scan the repository for new versions this often; 0 = only at start-up"
     )
-    worker_threads: int = Field(16, gt=0, description="gRPC handler threads")
+    worker_threads: int = Field(
+        16, gt=0, description="threads for blocking I/O beside the event loop (decoding, cache, job store)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
     grace_period_seconds: float = Field(10.0, ge=0, description="time in-flight calls get on SIGTERM")
@@ -185,6 +208,7 @@ class Settings(BaseSettings):
     reflection: bool = True
     limits: LimitSettings = LimitSettings()
     attribution: AttributionSettings = AttributionSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
     jobs: JobSettings = JobSettings()

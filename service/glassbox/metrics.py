@@ -44,6 +44,10 @@ LOOKUP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 """Cache lookups: 100 µs to 1 s (a loopback Redis GET is a few hundred µs; a timeout shows as ≥ 0.25 s)."""
 
 
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Rows (or calls) per batch: powers of two up to the largest batch a model allows."""
+
+
 class Metrics:
     """Every metric of one server; `start()` serves them on `settings.port` at `/metrics`."""
 
@@ -118,6 +122,46 @@ class Metrics:
             "withstand the largest searched), latest robustness evaluation.",
             ("model", "version"),
         )
+        self.queue_seconds = self._histogram(
+            "glassbox_scheduler_queue_seconds",
+            "Time from a call's admission by the compute scheduler to its first unit of work.",
+            ("model", "priority"),
+        )
+        self.batch_rows = self._histogram(
+            "glassbox_scheduler_batch_rows",
+            "Network rows of each batch the compute scheduler ran (merged units of several calls).",
+            ("model", "kind"),
+            buckets=ROW_BUCKETS,
+        )
+        self.batch_calls = self._histogram(
+            "glassbox_scheduler_batch_calls",
+            "Calls whose units were merged into each batch.",
+            ("model", "kind"),
+            buckets=ROW_BUCKETS,
+        )
+        self.scheduler_calls = self._gauge(
+            "glassbox_scheduler_calls", "Calls admitted and not finished, by priority class.", ("priority",)
+        )
+        self.scheduler_units = self._gauge(
+            "glassbox_scheduler_units_waiting",
+            "Units handed to the compute scheduler and not yet run (units in flight), by priority class.",
+            ("priority",),
+        )
+        self.estimated_seconds = self._histogram(
+            "glassbox_scheduler_estimated_seconds",
+            "Device time a call was estimated to need at admission.",
+            ("model", "call"),
+        )
+        self.measured_seconds = self._histogram(
+            "glassbox_scheduler_measured_seconds",
+            "Device time a call took (its units and its own code), for calls that had an estimate.",
+            ("model", "call"),
+        )
+        self.refused = self._counter(
+            "glassbox_admission_refused_total",
+            "Calls the compute scheduler refused before any work, by reason (deadline, queue, memory).",
+            ("reason",),
+        )
         self.cache_entries = self._gauge("glassbox_cache_entries", "Entries in the in-process cache.")
         self.cache_bytes = self._gauge("glassbox_cache_bytes", "Bytes held by the in-process cache.")
         self._http: WSGIServer | None = None
@@ -189,6 +233,24 @@ class Metrics:
             self.robust_accuracy.labels(model, version, attack, f"{epsilon:.6g}").set(accuracy)
         if not math.isnan(minimal_epsilon_median):
             self.minimal_epsilon_median.labels(model, version).set(minimal_epsilon_median)
+
+    def observe_queue_time(self, model: str, priority: str, seconds: float) -> None:
+        self.queue_seconds.labels(model, priority).observe(seconds)
+
+    def observe_batch_rows(self, model: str, kind: str, calls: int, rows: int) -> None:
+        self.batch_rows.labels(model, kind).observe(rows)
+        self.batch_calls.labels(model, kind).observe(calls)
+
+    def set_scheduler_calls(self, priority: str, running: int, waiting_units: int) -> None:
+        self.scheduler_calls.labels(priority).set(running)
+        self.scheduler_units.labels(priority).set(waiting_units)
+
+    def observe_call_cost(self, model: str, label: str, estimated: float, measured: float) -> None:
+        self.estimated_seconds.labels(model, label).observe(estimated)
+        self.measured_seconds.labels(model, label).observe(measured)
+
+    def count_admission_refused(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
 
     def track_cache_size(self, stats: Callable[[], CacheStats]) -> None:
         """Read the in-process cache's size at every scrape."""

@@ -6,9 +6,11 @@ import _thread
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import RunningServer, write_model_version
 from glassbox_client import (
@@ -16,8 +18,9 @@ from glassbox_client import (
     GlassboxClient,
     InvalidArgumentError,
     JobFailedError,
-    ResourceExhaustedError,
 )
+from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
+from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from glassbox_client.cli import main
 from PIL import Image
 
@@ -132,20 +135,33 @@ def test_cli_submits_waits_and_writes_png_and_json(
     assert "class_visualisation.target.label" in capsys.readouterr().err
 
 
-def test_wait_polls_when_the_server_refuses_another_watch_stream(
-    start_server: Callable[..., RunningServer], tmp_path: Path
-) -> None:
-    write_model_version(tmp_path / "repository", "shapes", "1")
-    narrow = start_server(
-        model_repository=tmp_path / "repository", limits={"max_concurrent_calls_per_method": 1}
-    )
-    with GlassboxClient(narrow.address, timeout=20) as glassbox:
-        long = glassbox.jobs.submit("class_visualisation", model="shapes", target=0, steps=10_000)
-        holder = glassbox.jobs.watch(long.id)
-        next(holder)
-        short = glassbox.jobs.submit("class_visualisation", model="shapes", target=1, steps=3)
-        with pytest.raises(ResourceExhaustedError):
-            next(iter(glassbox.jobs.watch(short.id)))
-        assert glassbox.jobs.wait(short.id, timeout=60).state == "succeeded"
-        glassbox.jobs.cancel(long.id)
-        holder.close()
+class RefusingJobService(job_service_pb2_grpc.JobServiceServicer):
+    """A job service that refuses every watch stream, as a proxy limiting streams would, and whose job
+    finishes on the third GetJob."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def WatchJob(self, request: job_pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator:
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "no stream slot free")
+
+    def GetJob(self, request: job_pb.GetJobRequest, context: grpc.ServicerContext) -> job_pb.GetJobResponse:
+        self.polls += 1
+        state = job_pb.JOB_STATE_SUCCEEDED if self.polls >= 3 else job_pb.JOB_STATE_RUNNING
+        return job_pb.GetJobResponse(
+            job=job_pb.Job(id=request.job_id, kind="class_visualisation", state=state)
+        )
+
+
+def test_wait_polls_when_the_server_refuses_the_watch_stream() -> None:
+    service = RefusingJobService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with GlassboxClient(f"127.0.0.1:{port}", timeout=20) as glassbox:
+            assert glassbox.jobs.wait("a" * 32, timeout=60).state == "succeeded"
+        assert service.polls == 3
+    finally:
+        server.stop(grace=0)

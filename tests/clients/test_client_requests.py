@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from glassbox_client._generated.glassbox.v1 import priority_pb2
 from glassbox_client.images import to_proto_image
 from glassbox_client.jobs import submit_request
-from glassbox_client.requests import attribute_request, output_options, target_spec
+from glassbox_client.requests import attribute_request, output_options, predict_request, target_spec
 
 
 def _output(outputs: tuple[str, ...] = ("map",), **overrides: object):
@@ -85,3 +86,12 @@ def test_images_keep_their_layout_and_values() -> None:
     np.testing.assert_array_equal(np.frombuffer(message.pixels.data, "<f4").reshape(3, 5, 7), chw)
     with pytest.raises(ValueError, match=r"uint8 .* or float"):
         to_proto_image(np.zeros((4, 4, 3), np.int32))
+
+
+def test_priority_defaults_to_interactive_and_is_checked() -> None:
+    interactive = _request("saliency")
+    assert interactive.priority == priority_pb2.REQUEST_PRIORITY_INTERACTIVE
+    background = predict_request(b"png", "m", "", 1, "background")
+    assert background.priority == priority_pb2.REQUEST_PRIORITY_BACKGROUND
+    with pytest.raises(ValueError, match="interactive, background"):
+        predict_request(b"png", "m", "", 1, "urgent")

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RunningServer, write_model_version
-from glassbox.config import Settings, load_settings
+from glassbox.config import SchedulerSettings, Settings, load_settings
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -226,3 +228,45 @@ def test_configmap_settings_load_and_match_the_mounts(tmp_path: Path) -> None:
     assert str(settings.model_repository) == mounts["models"]
     assert settings.security.token_file.parent == Path(mounts["tokens"])
     assert container["args"][container["args"].index("--config") + 1] == mounts["settings"]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unknown_keys(values: dict[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Keys of a settings file that no field of `model` reads (sections are models: checked in turn)."""
+    unknown = []
+    for key, value in values.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            unknown.append(prefix + key)
+        elif isinstance(value, dict) and _is_model(field.annotation):
+            unknown += _unknown_keys(value, field.annotation, f"{prefix}{key}.")
+    return unknown
+
+
+def test_configmap_uses_only_existing_settings_and_spells_out_the_scheduler_defaults() -> None:
+    toml = tomllib.loads(_find("ConfigMap", "glassbox-settings")["data"]["glassbox.toml"])
+    assert _unknown_keys(toml, Settings) == []  # sections are plain models: a stale key would be ignored
+    assert toml["scheduler"] == SchedulerSettings().model_dump()
+
+
+def test_deployment_doc_settings_table_names_existing_settings() -> None:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text.split("## Settings that matter in production", 1)[1].split("\n## ", 1)[0]
+    keys = [
+        key
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for key in re.findall(r"`([a-z_.]+)`", line.split("|")[1])
+    ]
+    assert "scheduler.max_queue_seconds" in keys
+    for key in keys:
+        model: type[BaseModel] = Settings
+        *sections, name = key.split(".")
+        for part in sections:
+            annotation = model.model_fields[part].annotation
+            assert _is_model(annotation), key
+            model = annotation
+        assert name in model.model_fields, f"docs/deployment.md documents {key}, which is no setting"

@@ -9,6 +9,7 @@ import torch
 from conftest import write_model_version
 from glassbox.core.errors import FailedPrecondition, NotFound
 from glassbox.models.repository import ModelRepository, ModelState
+from glassbox.serving.units import batching_limits
 
 
 class Payload:
@@ -90,3 +91,19 @@ def test_weights_outside_the_folder_are_refused(tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path, device=torch.device("cpu"))
     repo.load_all()
     assert "outside the version folder" in repo.entry("escape").error
+
+
+def test_batching_section_sets_the_dynamic_batcher_and_bad_values_fail_the_version(tmp_path: Path) -> None:
+    good = write_model_version(tmp_path, "batched", "1")
+    text = (good / "model.toml").read_text()
+    (good / "model.toml").write_text(text + "\n[batching]\nmax_rows = 8\nmax_queue_delay_ms = 5\n")
+    bad = write_model_version(tmp_path, "batched", "2")
+    (bad / "model.toml").write_text(text + "\n[batching]\nmax_rows = 0\n")
+    repo = ModelRepository(tmp_path, device=torch.device("cpu"))
+    repo.load_all()
+    assert batching_limits(repo.get("batched", "1")) == (8, 0.005)
+    assert "batching.max_rows must be a positive integer" in repo.entry("batched", "2").error
+    default = write_model_version(tmp_path, "plain", "1")
+    assert default.exists()
+    repo.load_all()
+    assert batching_limits(repo.get("plain", "1")) == (16, 0.001)  # the CPU defaults

@@ -29,7 +29,7 @@ IMAGES = BATCH.images
 
 @pytest.fixture(scope="module")
 def running(start_server: Callable[..., RunningServer]) -> RunningServer:
-    return start_server(cache={"enabled": False}, limits={"max_concurrent_calls_per_method": 8})
+    return start_server(cache={"enabled": False})
 
 
 @pytest.fixture(scope="module")
@@ -252,27 +252,41 @@ def test_unknown_models_and_gradients_of_onnx_models_are_refused(
     assert array(occluded.images[0].attributions[0].map).shape == (64, 64)
 
 
-def test_a_client_deadline_stops_the_computation(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+def test_a_client_deadline_or_cancellation_stops_the_computation(
+    start_server: Callable[..., RunningServer],
 ) -> None:
-    """A 1,024-sample SmoothGrad of 8 images takes many seconds; after a 0.3 s deadline the server must stop
-    within a batch, so its RPC threads then use no CPU (measured per thread: the machine may be busy)."""
-    big = request(generate(8, seed=3).images, saliency=None, smoothgrad=pb.SmoothGradParams(samples=1024))
+    """A 512-sample SmoothGrad of 8 images takes many seconds; after a 0.3 s deadline, or once its client
+    cancels it, the server must stop within a batch, so the compute thread then uses no CPU (measured per
+    thread: the machine may be busy). A fresh server has not measured the model's cost yet, so admission
+    cannot refuse the call for its deadline and the computation starts."""
+    fresh = start_server(cache={"enabled": False})
+    stub = attribution_service_pb2_grpc.AttributionServiceStub(fresh.channel)
+    big = request(generate(8, seed=3).images, saliency=None, smoothgrad=pb.SmoothGradParams(samples=512))
     with pytest.raises(grpc.RpcError) as error:
         stub.Attribute(big, timeout=0.3)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    time.sleep(1.0)  # the computation notices at its next batch
-    before = _rpc_threads_cpu_seconds()
-    time.sleep(1.0)
-    assert _rpc_threads_cpu_seconds() - before < 0.05, "the computation went on after the deadline"
+    _assert_compute_stops()
+
+    call = stub.Attribute.future(big, timeout=600)  # admitted: its cost is known now, but so is its time
+    time.sleep(0.5)
+    assert not call.done()
+    call.cancel()
+    _assert_compute_stops()
     assert len(stub.Attribute(request(IMAGES[:1]), timeout=30).images) == 1
 
 
-def _rpc_threads_cpu_seconds() -> float:
-    """CPU time used so far by the server's RPC handler threads (this process)."""
+def _assert_compute_stops() -> None:
+    time.sleep(1.0)  # the computation notices at its next batch
+    before = _compute_threads_cpu_seconds()
+    time.sleep(1.0)
+    assert _compute_threads_cpu_seconds() - before < 0.05, "the computation went on after the call ended"
+
+
+def _compute_threads_cpu_seconds() -> float:
+    """CPU time used so far by the compute schedulers' threads (this process: every server's)."""
     total = 0.0
     for thread in threading.enumerate():
-        if thread.name.startswith("glassbox-rpc") and thread.ident is not None:
+        if thread.name.startswith("glassbox-compute") and thread.ident is not None:
             try:
                 total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
             except (OSError, ProcessLookupError):

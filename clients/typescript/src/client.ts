@@ -36,6 +36,7 @@ import {
   type ModelSummary,
   type Prediction,
 } from "./generated/glassbox/v1/model_service";
+import { RequestPriority } from "./generated/glassbox/v1/priority";
 import {
   JobServiceClient,
   JobState,
@@ -132,13 +133,19 @@ export class GlassboxClient {
     return response.model;
   }
 
-  /** Top-k classes of each image, in order. */
+  /** Top-k classes of each image, in order. `priority` is the scheduling class (default interactive). */
   async predict(
     images: ImageInput | ImageInput[],
-    options: { model: string; version?: string; topK?: number } & CallSettings,
+    options: { model: string; version?: string; topK?: number; priority?: RequestPriority } & CallSettings,
   ): Promise<Prediction[]> {
     const list = Array.isArray(images) ? images : [images];
-    const request = { model: options.model, version: options.version ?? "", images: list.map(toImage), topK: options.topK ?? 5 };
+    const request = {
+      model: options.model,
+      version: options.version ?? "",
+      images: list.map(toImage),
+      topK: options.topK ?? 5,
+      priority: options.priority ?? RequestPriority.REQUEST_PRIORITY_UNSPECIFIED,
+    };
     const response = await this.call(this.models, this.models.predict, "Predict", request, options);
     return response.predictions;
   }

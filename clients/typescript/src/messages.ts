@@ -1,5 +1,6 @@
 /** The generated message types and enums, re-exported under one name (`pb`) for callers. */
 export * from "./generated/glassbox/v1/tensor";
+export { RequestPriority } from "./generated/glassbox/v1/priority";
 export {
   Backend,
   ClassScore,

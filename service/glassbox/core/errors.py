@@ -31,7 +31,16 @@ class FailedPrecondition(GlassboxError):
 
 
 class ResourceExhausted(GlassboxError):
-    """A limit was hit: queue full, too many concurrent calls, a size over the limit."""
+    """A limit was hit: queue full, not enough time before the deadline, the memory budget full.
+
+    `retry_after_seconds`, when set, is how long the server expects the caller should wait before trying
+    again (sent to gRPC clients as a `google.rpc.RetryInfo` detail)."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retry_after_seconds: float | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(GlassboxError):

@@ -60,6 +60,30 @@ class PreparedImage:
     crop: CropBox
 
 
+DECODE_BYTES_PER_PIXEL = 3 + 3 + 12 + 12
+"""Peak bytes per pixel while one encoded image is decoded and prepared: PIL's RGB image and its
+numpy copy (3 + 3), the float32 [3, H, W] tensor (12), and a resized or resampled float copy (12)."""
+
+
+def decoded_bytes(sources: list[ImageSource]) -> int:
+    """The memory decoding these images will take, read from their headers (nothing is decoded): what
+    the compute scheduler admits before the decoding starts. An unreadable header counts as nothing
+    here; decoding it fails with the field named."""
+    total = 0
+    for source in sources:
+        if isinstance(source, bytes):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    width, height = PILImage.open(io.BytesIO(source)).size
+            except Exception:  # refused, with its field, by decode_image
+                continue
+            total += DECODE_BYTES_PER_PIXEL * width * height
+        else:
+            total += int(source.nbytes) + 2 * 12 * int(source.size // 3)
+    return total
+
+
 def decode_image(data: bytes, *, max_pixels: int, field: str) -> torch.Tensor:
     """Decode encoded image bytes to float32 RGB [3, H, W] in [0, 1]."""
     if not data:

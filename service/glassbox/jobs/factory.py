@@ -7,6 +7,7 @@ import logging
 from glassbox.config import JobSettings
 from glassbox.jobs.engine import JobEngine, JobFinished, QueueDepth
 from glassbox.jobs.kinds import load_kinds
+from glassbox.jobs.memory import JobRunner, run_in_place
 from glassbox.models.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,12 @@ def build_engine(
     *,
     on_finished: JobFinished | None = None,
     on_queue_depth: QueueDepth | None = None,
+    run_job: JobRunner = run_in_place,
 ) -> JobEngine:
     """Register the job kinds, then start the engine the settings ask for.
 
-    With Redis, jobs finish in `glassbox worker` processes, which report `on_finished` themselves.
+    With Redis, jobs finish in `glassbox worker` processes, which report `on_finished` themselves; the
+    in-process engine runs each job's attempt through `run_job` (the server's compute scheduler).
     """
     kinds = load_kinds()
     if settings.redis_url:
@@ -32,4 +35,6 @@ def build_engine(
     from glassbox.jobs.memory import InProcessEngine
 
     log.info("jobs: in-process engine, %d worker threads, kinds %s", settings.worker_threads, kinds)
-    return InProcessEngine(settings, repository, on_finished=on_finished, on_queue_depth=on_queue_depth)
+    return InProcessEngine(
+        settings, repository, on_finished=on_finished, on_queue_depth=on_queue_depth, run_job=run_job
+    )

@@ -1,4 +1,8 @@
-"""The embedded engine: jobs run in worker threads inside `glassbox serve`, their state in memory.
+"""The embedded engine: jobs run inside `glassbox serve`, their state in memory.
+
+`settings.worker_threads` threads take jobs off the queue; each hands its job's run to the server's
+compute scheduler at background priority (`run_job`), so the job's model work interleaves with the
+interactive calls, unit by unit, instead of competing with them for the cores.
 
 No Redis and nothing to deploy; a server restart loses every job (use the Redis engine when that
 matters). A running job keeps its last `EVENT_HISTORY` updates, so watchers that fall behind still see
@@ -8,15 +12,16 @@ update once no watcher is left.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import NotFound, ResourceExhausted
+from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted
 from glassbox.jobs.engine import (
     AttemptToken,
     JobEngine,
@@ -30,6 +35,8 @@ from glassbox.jobs.engine import (
 from glassbox.jobs.kinds import JobContext, Progress
 from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, PageCursor, paginate
 from glassbox.models.repository import ModelRepository
+
+log = logging.getLogger(__name__)
 
 EVENT_HISTORY = 256
 PREVIEW_HISTORY = 16
@@ -48,6 +55,14 @@ class _Entry:
     expires_at: float = float("inf")
 
 
+JobRunner = Callable[[str, Callable[[], Outcome], CancellationToken], Outcome]
+"""(job kind, the attempt, its token) → the attempt's outcome, run wherever the runner puts it."""
+
+
+def run_in_place(_kind: str, attempt: Callable[[], Outcome], _token: CancellationToken) -> Outcome:
+    return attempt()
+
+
 class InProcessEngine(JobEngine):
     """A FIFO queue served by `settings.worker_threads` threads."""
 
@@ -58,8 +73,10 @@ class InProcessEngine(JobEngine):
         *,
         on_finished: JobFinished | None = None,
         on_queue_depth: QueueDepth | None = None,
+        run_job: JobRunner = run_in_place,
     ) -> None:
         super().__init__(settings, repository)
+        self._run_job = run_job
         self._on_finished = on_finished
         self._on_queue_depth = on_queue_depth
         self._changed = threading.Condition()
@@ -176,9 +193,19 @@ class InProcessEngine(JobEngine):
                 publish=lambda progress, png, entry=entry: self._publish(entry, progress, png),
                 preview_due=preview_due(lambda entry=entry: self._preview_intervals(entry)),
             )
-            outcome = run_attempt(record, entry.spec, context)
+            outcome = self._attempt(record, entry, context)
             with self._changed:
                 self._finish(entry, outcome)
+
+    def _attempt(self, record: JobRecord, entry: _Entry, context: JobContext) -> Outcome:
+        """Run one attempt through the runner; a run the runner refused or dropped becomes an Outcome."""
+        try:
+            return self._run_job(record.kind, lambda: run_attempt(record, entry.spec, context), entry.token)
+        except Cancelled as exc:
+            return Outcome(JobState.CANCELLED, error=JobError("Cancelled", str(exc)))
+        except Exception as exc:
+            log.exception("job %s could not be run", record.id)
+            return Outcome(JobState.FAILED, error=JobError.from_exception(exc))
 
     def _preview_intervals(self, entry: _Entry) -> list[int]:
         with self._changed:

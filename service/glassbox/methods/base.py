@@ -31,8 +31,10 @@ Rules of the contract:
   image i (empty for methods with `explains_classes = False`, which return one map per image); `logits`
   [B, C] are the model's scores on the unmodified pixels (already computed: do not recompute them).
 * **Forward passes** of forward-only methods go through `self.call.forward(pixels) -> logits` (no
-  gradients, CPU tensor, both backends, counts the passes and checks cancellation first). Batch sizes
-  come from `self.call.rows_per_batch(bytes_per_row)`, which respects the memory budget setting.
+  gradients, CPU tensor, both backends, counts the passes and checks cancellation first): each is a unit
+  of the compute scheduler (glassbox.serving), batched with other calls' passes. Batch sizes come from
+  `self.call.rows_per_batch(bytes_per_row)`, which respects the memory budget setting, cut per batch by
+  `self.call.unit_rows(kind, rows)` while other calls wait.
   Gradient methods use `self.call.count(forward=..., backward=...)` for the passes they run themselves.
 * **Cancellation.** Call `self.call.check()` between batches; it raises Cancelled when the client left.
 * **Output.** `explain` returns `maps[i][j]`: a `MapResult` for image i and target j: a signed float32
@@ -60,6 +62,8 @@ from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import ImageSource
 from glassbox.methods.targets import TargetSelector
+from glassbox.serving.execution import run_unit, unit_rows
+from glassbox.serving.units import ForwardUnit
 
 MAX_ROWS_PER_BATCH = 64
 """Beyond this many images per batch a CPU gains nothing and a GPU little; it also bounds latency."""
@@ -162,10 +166,16 @@ class CallContext:
         self.counter.backward += backward
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Logits [B, C] (CPU, no gradients) for pixels [B, 3, H, W] in [0, 1], on any backend."""
-        self.check()
+        """Logits [B, C] (CPU, no gradients) for pixels [B, 3, H, W] in [0, 1], on any backend: one unit
+        of the compute scheduler, which may batch it with other calls' forward passes."""
+        self.token.raise_if_cancelled()
         self.count(forward=pixels.shape[0])
-        return self.model.logits(pixels)
+        return run_unit(ForwardUnit(self.model, pixels))
+
+    def unit_rows(self, kind: str, rows: int) -> int:
+        """How many of `rows` the next batch of `kind` ("forward" or "gradient") should take: all of them
+        when the call runs alone, fewer while other calls wait for the device (serving.execution)."""
+        return unit_rows(self.model, kind, rows)
 
     def budget_bytes(self) -> int:
         """Memory one batched evaluation may use: the setting, or a quarter of the memory free when the
@@ -203,6 +213,8 @@ class AttributionMethod(ABC):
     Params: ClassVar[type] = NoParams
     needs_gradients: ClassVar[bool] = True
     explains_classes: ClassVar[bool] = True
+    map_channels: ClassVar[int] = 1
+    """Channels of the maps `explain` returns: 3 for per-channel maps [3, H, W], 1 for [H, W]."""
 
     def __init__(self, model: Model, params: Any, call: CallContext, *, field: str | None = None) -> None:
         if not isinstance(params, self.Params):
@@ -224,6 +236,15 @@ class AttributionMethod(ABC):
 
     def validate(self) -> None:  # noqa: B027 - optional: a method without parameters checks nothing
         """Check the parameters against their ranges and the settings' caps; `require` on each."""
+
+    def perturbations_per_image(self) -> int:
+        """Derived inputs a forward-only method evaluates per image (occluded, masked, sampled copies)."""
+        return 0
+
+    def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
+        """(rows evaluated forward only, rows evaluated forward + backward) of a call on `images` images
+        with up to `targets` targets each: what the compute scheduler's cost estimate multiplies."""
+        return images * (1 + self.perturbations_per_image()), 0
 
     def require(self, condition: bool, field: str, message: str) -> None:
         """InvalidArgument naming `<method>.<field>` unless `condition` holds."""

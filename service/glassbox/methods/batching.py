@@ -71,13 +71,18 @@ def evaluate_in_batches(
 ) -> torch.Tensor:
     """Logits [total, classes] of `total` derived inputs, built lazily `rows` at a time.
 
-    `build(start, stop)` returns the pixels [stop - start, 3, H, W] of inputs start..stop-1, so at most one
-    batch of derived inputs exists at a time. Each batch goes through `call.forward`, which checks for
+    `build(start, stop)` returns the pixels [stop - start, 3, H, W] of inputs start..stop-1 (stop - start ≤
+    rows; fewer while other calls wait for the device), so at most one batch of derived inputs exists at a
+    time. Each batch goes through `call.forward`, which checks for
     cancellation first: a cancelled call stops within one batch.
     """
-    outputs = [call.forward(build(start, stop)) for start, stop in batch_ranges(total, rows)]
-    if not outputs:
-        raise ValueError("nothing to evaluate: total must be positive")
+    if total < 1 or rows < 1:
+        raise ValueError(f"nothing to evaluate: total and rows must be positive, got {total} and {rows}")
+    outputs, start = [], 0
+    while start < total:
+        stop = min(total, start + call.unit_rows("forward", rows))
+        outputs.append(call.forward(build(start, stop)))
+        start = stop
     return torch.cat(outputs)
 
 

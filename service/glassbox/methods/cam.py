@@ -25,9 +25,10 @@ from glassbox.backends.base import LayerInfo, Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import MapResult, MethodOutput
-from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, target_passes
+from glassbox.methods.gradients import GradientMethod, graph_unit_rows
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
+from glassbox.serving.units import target_passes
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class CamMethod(GradientMethod):
     was made (resnet18's `layer4`: only pooling and the classifier follow), the rule cannot change the
     gradient at the layer, so one backward under the rule yields both gradients."""
 
+    map_channels = 1
+
     Params = CamLayerParams
     apply_relu = True
 
@@ -147,7 +150,7 @@ class CamMethod(GradientMethod):
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
-        chunk = graph_rows_per_batch(self.call, self.model)
+        chunk = graph_unit_rows(self.call, self.model)
         logits_out: list[torch.Tensor] = []
         targets_out: list[tuple[int, ...]] = []
         maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]

@@ -13,7 +13,7 @@ Subclasses of `GradientMethod` choose the ReLU rule (`relu_rule`) and what to do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -22,8 +22,10 @@ from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
-from glassbox.methods.hooks import CallHooks, ReluRule, ReluRules, RuleSwitch, relu_modules
+from glassbox.methods.hooks import ReluRule, relu_modules
 from glassbox.methods.targets import TargetSelector
+from glassbox.serving.execution import run_unit
+from glassbox.serving.units import GradientResult, GradientUnit
 
 TargetsOf = Callable[[torch.Tensor, range], list[tuple[int, ...]]]
 """(logits of a chunk, the chunk's row range) → the class indices to explain for each row."""
@@ -44,22 +46,18 @@ def graph_rows_per_batch(call: CallContext, model: Model, rows_per_item: int = 1
     return call.rows_per_batch(gradient_bytes_per_row(model) * rows_per_item, cap=cap)
 
 
-def target_passes(
-    logits: torch.Tensor, targets: list[tuple[int, ...]]
-) -> Iterator[tuple[int, list[int], torch.Tensor]]:
-    """For j = 0..k-1: (j, rows that have a j-th target, one-hot output gradient selecting them)."""
-    passes = max((len(t) for t in targets), default=0)
-    for j in range(passes):
-        rows = [r for r, t in enumerate(targets) if len(t) > j]
-        one_hot = torch.zeros_like(logits)
-        one_hot[rows, [targets[r][j] for r in rows]] = 1.0
-        yield j, rows, one_hot
+def graph_unit_rows(call: CallContext, model: Model, rows_per_item: int = 1) -> int:
+    """`graph_rows_per_batch`, cut to one unit's time while other calls wait for the device: for loops
+    that run their own hooked forward + backward in the call (CAMs, neuron gradients, attacks)."""
+    rows = graph_rows_per_batch(call, model, rows_per_item) * rows_per_item
+    return max(1, call.unit_rows("gradient", rows) // rows_per_item)
 
 
 class GradientMethod(AttributionMethod):
     """Base of the methods computed from input gradients of the target's pre-softmax score."""
 
     needs_gradients = True
+    map_channels = 3
     relu_rule: ClassVar[ReluRule | None] = None
 
     @classmethod
@@ -73,6 +71,9 @@ class GradientMethod(AttributionMethod):
     def rows_per_input(self) -> int:
         """Network rows evaluated per input row (integrated gradients: its steps)."""
         return 1
+
+    def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
+        return 0, images * targets * self.rows_per_input
 
     def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """Attributions [n, 3, H, W] from inputs [n, 3, H, W] and their gradients; default: the gradient."""
@@ -129,25 +130,30 @@ class GradientMethod(AttributionMethod):
     ) -> None:
         """Evaluate `total` network rows in chunks sized by the memory budget: per chunk, one forward of
         `make_inputs(rows)` with graph, then one backward per target pass, each handed to `consume`. Only
-        the input and the ReLUs are looked at, so the BatchNorm-folded network serves."""
+        the input and the ReLUs are looked at, so the BatchNorm-folded network serves. Each chunk is one
+        `GradientUnit` of the compute scheduler, merged with other calls' chunks of the same network and
+        ReLU rule."""
         net = self.model.input_gradient_network()
-        chunk = graph_rows_per_batch(self.call, self.model)
-        with CallHooks() as hooks:
-            if self.relu_rule is not None:
-                ReluRules(hooks, net, RuleSwitch(self.relu_rule))
-            for start in range(0, total, chunk):
-                self.call.check()
-                rows = range(start, min(start + chunk, total))
-                x = make_inputs(rows).detach().requires_grad_(True)
-                with torch.enable_grad():
-                    logits = net(x)
-                self.call.count(forward=len(rows))
-                targets = targets_of(logits.detach(), rows)
-                last = max((len(t) for t in targets), default=0) - 1
-                for j, selected, one_hot in target_passes(logits, targets):
-                    (grad,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=j < last)
-                    self.call.count(backward=len(selected))
-                    consume(rows, x.detach(), j, selected, grad)
+        most = graph_rows_per_batch(self.call, self.model)
+        start = 0
+        while start < total:
+            self.call.token.raise_if_cancelled()  # the unit is the yield point
+            rows = range(start, min(start + self.call.unit_rows("gradient", most), total))
+            x = make_inputs(rows).detach()
+            result: GradientResult = run_unit(
+                GradientUnit(
+                    self.model,
+                    net,
+                    x,
+                    lambda logits, rows=rows: targets_of(logits, rows),
+                    self.relu_rule,
+                )
+            )
+            self.call.count(forward=len(rows))
+            for gradient_pass in result.passes:
+                self.call.count(backward=len(gradient_pass.selected))
+                consume(rows, x, gradient_pass.j, gradient_pass.selected, gradient_pass.gradient)
+            start = rows.stop
 
 
 def relu_rule_unsupported(name: str, model: Model) -> str | None:

@@ -21,6 +21,8 @@ from glassbox.methods.registry import register
 class GuidedGradCam(CamMethod):
     """guided backprop(x) · upsample(ReLU(Σ_c α_c A_c))."""
 
+    map_channels = 3
+
     Params = CamLayerParams
     relu_rule = ReluRule.GUIDED
 

@@ -1,11 +1,13 @@
-"""Per-call hooks on a model module that every server thread shares.
+"""Per-call hooks on a model module that every call shares.
 
 The model's `nn.Module` serves all calls at once, so a hook registered for one call must not touch
 another call's forward pass (Captum's hooks do; its instances are not thread-safe). `CallHooks`
 registers forward hooks for the duration of one call and makes each of them act only while *its*
-call's forward runs on *its* thread (a thread-local owner check); what they change is attached to that
-call's own tensors (a cloned activation, a custom autograd Function), so the backward pass needs no
-global state either, wherever autograd runs it. Handles are removed when the call ends, even on error.
+call's forward runs in *its* execution context (a context-variable owner check: per thread, and per
+call where the compute scheduler runs several calls on one thread as greenlets); what they change is
+attached to that call's own tensors (a cloned activation, a custom autograd Function), so the
+backward pass needs no global state either, wherever autograd runs it. Handles are removed when the
+call ends, even on error.
 
 Two uses:
 * `LayerCapture`: keeps a layer's output (to read its values and differentiate with respect to it).
@@ -16,8 +18,8 @@ Two uses:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-_owner = threading.local()
+_owner: ContextVar[CallHooks | None] = ContextVar("glassbox_call_hooks", default=None)
 
 
 class CallHooks:
@@ -36,21 +38,21 @@ class CallHooks:
         self._previous: CallHooks | None = None
 
     def __enter__(self) -> CallHooks:
-        self._previous = getattr(_owner, "hooks", None)
-        _owner.hooks = self
+        self._previous = _owner.get()
+        _owner.set(self)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _owner.hooks = self._previous
+        _owner.set(self._previous)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
 
     def active(self) -> bool:
-        """True on this call's own thread while the call is running."""
-        return getattr(_owner, "hooks", None) is self
+        """True in this call's own context while the call is running."""
+        return _owner.get() is self
 
     def forward_hook(self, module: nn.Module, hook: Callable[[nn.Module, tuple, Any], Any]) -> None:
         def guarded(mod: nn.Module, inputs: tuple, output: Any) -> Any:

@@ -17,7 +17,7 @@ from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.base import MapResult, MethodOutput
-from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, relu_rule_unsupported
+from glassbox.methods.gradients import GradientMethod, graph_unit_rows, relu_rule_unsupported
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
@@ -98,7 +98,7 @@ class NeuronGradient(GradientMethod):
         assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.params.layer)
         inputs = pixels.to(self.model.device, torch.float32)
-        chunk = graph_rows_per_batch(self.call, self.model)
+        chunk = graph_unit_rows(self.call, self.model)
         logits_out: list[torch.Tensor] = []
         maps: list[list[MapResult]] = []
         with CallHooks() as hooks:

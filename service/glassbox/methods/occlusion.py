@@ -67,6 +67,9 @@ class Occlusion(AttributionMethod):
             f"inputs per image, over the server's cap max_perturbations = {cap}; use a larger stride",
         )
 
+    def perturbations_per_image(self) -> int:
+        return self.window_count()
+
     def window_count(self) -> int:
         p, spec = self.params, self.model.config.input
         return len(window_starts(spec.height, p.window, p.stride)) * len(

@@ -48,6 +48,7 @@ class ScoreCam(AttributionMethod):
         self.layer = resolve_cam_layer(self.model, self.params.layer, field=f"{self.field}.layer")
         shape = self.layer.info.output_shape
         channels = shape[0] if self.layer.grid is None else shape[1]
+        self.channels = channels
         cap = self.call.settings.max_perturbations
         self.require(
             channels <= cap,
@@ -56,13 +57,16 @@ class ScoreCam(AttributionMethod):
             f"over the server's cap max_perturbations = {cap}; choose a layer with fewer channels",
         )
 
+    def perturbations_per_image(self) -> int:
+        return self.channels
+
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         """One forward per batch gives both the logits (hence the targets) and the activations that
         `explain` masks the input with."""
         inputs = pixels.to(self.model.device, torch.float32)
         logits, grids = [], []
         rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
-        with CallHooks() as hooks, torch.inference_mode():
+        with CallHooks() as hooks, torch.no_grad():
             read = self._layer_reader(hooks)
             for start, stop in batch_ranges(inputs.shape[0], rows):
                 self.call.check()

@@ -22,7 +22,7 @@ import torch
 from glassbox import render
 from glassbox.backends.base import Model
 from glassbox.config import Settings
-from glassbox.core.cancellation import CancellationToken
+from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.images import (
     ImageSource,
@@ -33,10 +33,11 @@ from glassbox.core.images import (
     prepare,
     to_original_size,
 )
-from glassbox.methods.base import CallContext, MapResult
+from glassbox.methods.base import AttributionMethod, CallContext, MapResult
 from glassbox.methods.registry import method_class, method_names, supported_methods
 from glassbox.methods.targets import TargetSelector, TargetSpec
 from glassbox.models.predict import ClassScore
+from glassbox.serving.cost import Estimate
 
 
 class Aggregation(StrEnum):
@@ -145,18 +146,9 @@ def attribute(
     settings: Settings,
 ) -> AttributionOutcome:
     """Run one attribution request over a batch of images."""
-    if request.method not in method_names():
-        raise InvalidArgument(f"unknown method {request.method!r}; methods: {method_names()}", field="method")
-    cls = method_class(request.method)
-    reason = cls.unsupported_reason(model)
-    if reason is not None:
-        raise FailedPrecondition(
-            f"{reason}; model {model.name!r} version {model.version!r} supports {supported_methods(model)}",
-            field="method",
-        )
-    _check_output(request.output)
     call = CallContext(model, token, settings.attribution, max_image_pixels=settings.limits.max_image_pixels)
-    method = cls(model, request.params, call)
+    method = _method(model, request, call)
+    cls = type(method)
     selector = TargetSelector(
         model, request.targets, request.image_targets, len(images), explains_classes=cls.explains_classes
     )
@@ -185,6 +177,90 @@ def attribute(
             results.append(_finish(result, target, image, request.output))
         outcome.images.append(ImageAttributions(results, image.prepared.original_size))
     return outcome
+
+
+def _method(model: Model, request: AttributionRequest, call: CallContext) -> AttributionMethod:
+    """The request's method bound to the model; its parameters and the output options validated."""
+    if request.method not in method_names():
+        raise InvalidArgument(f"unknown method {request.method!r}; methods: {method_names()}", field="method")
+    cls = method_class(request.method)
+    reason = cls.unsupported_reason(model)
+    if reason is not None:
+        raise FailedPrecondition(
+            f"{reason}; model {model.name!r} version {model.version!r} supports {supported_methods(model)}",
+            field="method",
+        )
+    _check_output(request.output)
+    return cls(model, request.params, call)
+
+
+def plan_attribution(
+    model: Model, request: AttributionRequest, images: list[AttributionImage], settings: Settings
+) -> Estimate:
+    """Validate a request and say what it will ask of the device, before it is queued: the rows the
+    compute scheduler's cost model multiplies, the memory the call holds, the size of its response.
+
+    A response that would exceed `limits.max_message_bytes` is refused here (InvalidArgument naming the
+    option that makes it large), before any work, rather than after the computation."""
+    call = CallContext(model, NEVER_CANCELLED, settings.attribution)
+    method = _method(model, request, call)
+    targets = _targets_per_image(request) if method.explains_classes else 1
+    forward_rows, backward_rows = method.planned_rows(len(images), targets)
+    response, memory = _output_bytes(model, request.output, images, targets, method.map_channels)
+    limit = settings.limits.max_message_bytes
+    if response > limit:
+        raise InvalidArgument(
+            f"the maps would make a response of about {response / 2**20:.0f} MiB, over the "
+            f"{limit / 2**20:.0f} MiB message limit; {_smaller_response_hint(request.output)}",
+            field=_response_size_field(request.output),
+        )
+    return Estimate(forward_rows, backward_rows, memory, response)
+
+
+def _targets_per_image(request: AttributionRequest) -> int:
+    """The most targets any image of the request asks for (no targets: its top-1)."""
+    specs = [request.targets, *request.image_targets]
+    return max(
+        max(len(spec.class_indices), len(spec.labels), spec.top_k, 1 if spec.is_empty else 0)
+        for spec in specs
+    )
+
+
+def _output_bytes(
+    model: Model, options: OutputOptions, images: list[AttributionImage], targets: int, channels: int
+) -> tuple[int, int]:
+    """(response bytes, bytes the call holds): the raw maps count exactly in both; PNGs (whose compressed
+    size is not known in advance) and the float buffers that rendering and resampling use count in memory."""
+    spec = model.config.input
+    map_channels = channels if options.aggregation is Aggregation.NONE else 1
+    response = memory = 0
+    for image in images:
+        height, width = image.prepared.original_size if options.original_size else (spec.height, spec.width)
+        pixels = height * width
+        memory += image.prepared.pixels.numel() * 4
+        if image.original is not None:
+            memory += image.original.numel() * image.original.element_size()
+        per_map = map_channels * pixels * 4 if options.wants_map else 0
+        response += targets * per_map
+        rendered = (3 * pixels * 4 + 4 * pixels) * (options.heatmap_png + options.overlay_png)
+        memory += targets * (per_map + channels * pixels * 4 + rendered)
+    return response, memory + response
+
+
+def _response_size_field(options: OutputOptions) -> str:
+    if options.original_size:
+        return "output.original_size"
+    if options.aggregation is Aggregation.NONE:
+        return "output.aggregation"
+    return "images"
+
+
+def _smaller_response_hint(options: OutputOptions) -> str:
+    if options.original_size:
+        return "ask for maps at the model's input size (output.original_size = false) or for PNGs only"
+    if options.aggregation is Aggregation.NONE:
+        return "aggregate the channels (output.aggregation) or ask for PNGs only"
+    return "send fewer images or targets per request"
 
 
 def _check_output(options: OutputOptions) -> None:

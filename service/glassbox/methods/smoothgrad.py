@@ -89,6 +89,9 @@ class SmoothGrad(GradientMethod):
             self.model, p.base.params, self.call, field=f"{self.field}.{p.base.name}"
         )
 
+    def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
+        return images, images * targets * self.params.samples * self.base.rows_per_input
+
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         logits = self.call.forward(pixels)
         targets = selector.resolve(logits)

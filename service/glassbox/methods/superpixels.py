@@ -196,6 +196,9 @@ class SuperpixelMethod(AttributionMethod):
             0.0 <= p.baseline_value <= 1.0, "baseline_value", f"must be in [0, 1], got {p.baseline_value}"
         )
 
+    def perturbations_per_image(self) -> int:
+        return self.params.samples
+
     @abstractmethod
     def coalitions(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """bool [samples, count]: the superpixels each evaluated input keeps."""

@@ -25,6 +25,15 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class BatchingConfig:
+    """`[batching]`: how the compute scheduler merges compatible units of different calls on this model
+    (Triton's dynamic batcher). None means the device's default (glassbox.serving.units)."""
+
+    max_rows: int | None = None  # most network rows in one merged batch
+    max_queue_delay_ms: float | None = None  # how long a unit may wait for others to join its batch
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One version folder's model.toml."""
 
@@ -39,6 +48,7 @@ class ModelConfig:
     default_cam_layer: str | None = None
     fold_batchnorm: bool = True
     description: str = ""
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,6 +108,7 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
         "input",
         "explain",
         "description",
+        "batching",
     }
     return ModelConfig(
         format=fmt,
@@ -113,8 +124,26 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
         if "fold_batchnorm" in explain
         else True,
         description=str(raw.get("description", "")),
+        batching=_batching(raw.get("batching", {})),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _batching(table: Any) -> BatchingConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"batching must be a table, got {table!r}")
+    unknown = set(table) - {"max_rows", "max_queue_delay_ms"}
+    if unknown:
+        raise ConfigError(f"batching has unknown keys {sorted(unknown)}; known: max_rows, max_queue_delay_ms")
+    max_rows = table.get("max_rows")
+    if max_rows is not None and (not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1):
+        raise ConfigError(f"batching.max_rows must be a positive integer, got {max_rows!r}")
+    delay = table.get("max_queue_delay_ms")
+    if delay is not None and (
+        not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= 1000
+    ):
+        raise ConfigError(f"batching.max_queue_delay_ms must be a number in 0..1000, got {delay!r}")
+    return BatchingConfig(max_rows, None if delay is None else float(delay))
 
 
 def _require(table: dict[str, Any], key: str, kind: type, *, section: str = "") -> Any:

@@ -8,6 +8,8 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.core.errors import InvalidArgument
+from glassbox.serving.execution import run_unit
+from glassbox.serving.units import ForwardUnit
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,12 @@ class ClassScore:
 
 
 def top_k(model: Model, pixels: torch.Tensor, k: int) -> list[list[ClassScore]]:
-    """The k most probable classes per image of a [B, 3, H, W] batch; k = 0 means 5 (capped)."""
+    """The k most probable classes per image of a [B, 3, H, W] batch; k = 0 means 5 (capped). The forward
+    pass is one unit of the compute scheduler when called under it (merged with other Predicts)."""
     if k < 0 or k > model.num_classes:
         raise InvalidArgument(f"top_k must be in 0..{model.num_classes}, got {k}", field="top_k")
     k = k or min(5, model.num_classes)
-    logits = model.logits(pixels)
+    logits = run_unit(ForwardUnit(model, pixels))
     probabilities = logits.softmax(dim=1)
     values, indices = probabilities.topk(k, dim=1)
     return [

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from glassbox.backends.base import Model
 from glassbox.methods.base import CallContext
-from glassbox.methods.gradients import graph_rows_per_batch
+from glassbox.methods.gradients import graph_unit_rows
 from glassbox.robustness.threat import Norm, StartSampler, ascent_direction, per_image, project
 
 
@@ -94,7 +94,7 @@ def gradient_attack(
     adversarial = images.clone()
     logits = torch.empty(total, model.num_classes)
     fooled = torch.zeros(total, dtype=torch.bool)
-    rows = graph_rows_per_batch(call, model)
+    rows = graph_unit_rows(call, model)
     for restart in range(attack.runs):
         remaining = (~fooled).nonzero().flatten()
         for start in range(0, len(remaining), rows):

@@ -1,12 +1,23 @@
-"""App wiring: build the repository and services, start the gRPC server, stop it gracefully."""
+"""App wiring: build the repository and services, start the gRPC server, stop it gracefully.
+
+The server is a `grpc.aio` server on an asyncio event loop that runs in a thread of its own, so the
+public API stays synchronous (`start()`, `stop()`, `serve_forever()`). Handlers are coroutines: they
+translate on the loop, hand blocking I/O (decoding, cache, Redis, job store) to a bounded pool of
+`worker_threads` threads, and all model work to the compute scheduler. A health check, ListModels or an
+open stream therefore never waits for a thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import signal
 import threading
 import time
-from concurrent import futures
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import grpc
 import torch
@@ -22,13 +33,16 @@ from glassbox_client._generated.glassbox.v1 import (
     robustness_pb2,
     robustness_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from glassbox.cache.factory import build_cache
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
+from glassbox.core.cancellation import CancellationToken
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
+from glassbox.jobs.engine import Outcome
 from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
 from glassbox.models.poller import RepositoryPoller
@@ -43,18 +57,66 @@ from glassbox.server.context import ServerContext
 from glassbox.server.errors import error_interceptor
 from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
-from glassbox.server.limits import concurrency_limit_interceptor
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
 from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.tls import server_credentials
+from glassbox.serving import ComputeScheduler, Priority
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _is_loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class EventLoopThread:
+    """An asyncio event loop running in a daemon thread of its own; coroutines are run on it from other
+    threads with `run`."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_loop_exception)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coroutine` on the loop and wait for its result (from any thread but the loop's)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop the loop, once the tasks still pending (streams closing) had a moment to finish."""
+        if self.loop.is_closed():
+            return
+
+        async def drain() -> None:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+            await self.loop.shutdown_asyncgens()
+
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            self.run(drain(), timeout=5.0)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's handler of errors nobody awaited. grpc.aio shares one completion-queue socket between
+    every event loop of the process (a client's in the same process, another server's), so a loop may
+    find the socket already drained by another: that BlockingIOError is harmless and not logged."""
+    if isinstance(context.get("exception"), BlockingIOError):
+        return
+    loop.default_exception_handler(context)
 
 
 class GlassboxServer:
@@ -81,28 +143,34 @@ class GlassboxServer:
         )
         backend = build_cache(settings.cache, max_connections=settings.worker_threads + 4)
         cache = CacheService(backend, settings.cache, self.metrics)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.worker_threads, thread_name_prefix="glassbox-io"
+        )
+        self.scheduler = ComputeScheduler(
+            settings.scheduler,
+            device=repository.device,
+            observer=self.metrics,
+            torch_threads=settings.torch_threads,
+        )
         jobs = build_engine(
             settings.jobs,
             repository,
             on_finished=self.metrics.observe_job,
             on_queue_depth=self.metrics.set_queue_depth,
+            run_job=self._run_job,
         )
         self.context = ServerContext(
-            settings=settings, repository=repository, metrics=self.metrics, cache=cache, jobs=jobs
+            settings=settings,
+            repository=repository,
+            metrics=self.metrics,
+            cache=cache,
+            jobs=jobs,
+            scheduler=self.scheduler,
+            pool=self.pool,
         )
-        limit = settings.limits.max_message_bytes
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=settings.worker_threads, thread_name_prefix="glassbox-rpc"
-            ),
-            interceptors=[MetricsInterceptor(self.metrics), *self._interceptors(settings)],
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self._loop = EventLoopThread("glassbox-grpc")
+        self.server: grpc.aio.Server = self._loop.run(self._build_server())
+        self.health = health_aio.HealthServicer()
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.context), self.server)
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.context), self.server)
         attribution_service_pb2_grpc.add_AttributionServiceServicer_to_server(
@@ -128,11 +196,13 @@ class GlassboxServer:
         services.append(attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name)
         services.append(inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name)
         services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
-        model_health.publish(self.health, repository, services)
+        self._loop.run(model_health.publish(self.health, repository, services))
         self.poller = RepositoryPoller(
             repository,
             settings.model_repository_poll_seconds,
-            lambda _added: model_health.publish(self.health, repository, services),
+            lambda _added: model_health.publish_from_thread(
+                self.health, self._loop.loop, repository, services
+            ).result(timeout=30),
         )
         if settings.reflection:
             names = [
@@ -142,14 +212,32 @@ class GlassboxServer:
             ]
             reflection.enable_server_reflection(names, self.server)
         self.port = 0
+        self._stopped = False
+
+    async def _build_server(self) -> grpc.aio.Server:
+        """The aio server, made on the loop that will run it."""
+        limit = self.settings.limits.max_message_bytes
+        return grpc.aio.server(
+            migration_thread_pool=self.pool,  # where a synchronous handler would run; ours are async
+            interceptors=[
+                MetricsInterceptor(self.metrics, self.pool),
+                *self._interceptors(self.settings, self.pool),
+            ],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
 
     @staticmethod
-    def _interceptors(settings: Settings) -> list[grpc.ServerInterceptor]:
-        """Outermost first: refuse unauthenticated calls before any work, then enforce the concurrency
-        limit, then map errors of the calls that run."""
+    def _interceptors(
+        settings: Settings, pool: concurrent.futures.Executor
+    ) -> list[grpc.aio.ServerInterceptor]:
+        """Outermost first: refuse unauthenticated calls before any work, then map errors of the calls
+        that run. (Load is bounded by the compute scheduler's admission, not per method.)"""
         auth = token_interceptor(settings.security)
-        limits = concurrency_limit_interceptor(settings.limits.max_concurrent_calls_per_method)
-        return [*([auth] if auth else []), limits, error_interceptor()]
+        return [*([auth] if auth else []), error_interceptor(pool)]
 
     def _observe_robustness(self, record: HistoryRecord) -> None:
         """Monitor hook: the latest evaluation of a model version as gauges."""
@@ -161,16 +249,18 @@ class GlassboxServer:
             record.minimal_epsilon_median,
         )
 
+    def _run_job(self, kind: str, attempt: Callable[[], Outcome], token: CancellationToken) -> Outcome:
+        """An in-process job's attempt, run by the compute scheduler at background priority: its steps
+        interleave with the interactive calls unit by unit (the job thread only waits)."""
+        return self.scheduler.run(
+            attempt, model=None, estimate=None, priority=Priority.BACKGROUND, token=token, label=f"job/{kind}"
+        )
+
     def start(self) -> int:
-        """Bind and start; returns the bound port (useful when the address asks for port 0)."""
+        """Bind and start; returns the bound port (useful when the address asks for port 0). Returns
+        once the server accepts calls."""
         self.metrics.start()
-        if self.credentials is None:
-            self.port = self.server.add_insecure_port(self.settings.address)
-        else:
-            self.port = self.server.add_secure_port(self.settings.address, self.credentials)
-        if self.port == 0:
-            raise RuntimeError(f"could not bind {self.settings.address}")
-        self.server.start()
+        self.port = self._loop.run(self._start())
         if self.settings.robustness.monitoring:
             self.monitor.start()
         if self.settings.model_repository_poll_seconds > 0:
@@ -187,17 +277,34 @@ class GlassboxServer:
             log.warning("listening beyond loopback with neither TLS nor tokens: anyone can call it")
         return self.port
 
+    async def _start(self) -> int:
+        if self.credentials is None:
+            port = self.server.add_insecure_port(self.settings.address)
+        else:
+            port = self.server.add_secure_port(self.settings.address, self.credentials)
+        if port == 0:
+            raise RuntimeError(f"could not bind {self.settings.address}")
+        await self.server.start()
+        return port
+
     def stop(self, grace: float | None = None) -> None:
-        """Health goes NOT_SERVING first, then in-flight calls get `grace` seconds to finish."""
-        self.health.enter_graceful_shutdown()
+        """Health goes NOT_SERVING first, then in-flight calls get `grace` seconds to finish; then the
+        job engine, the compute scheduler and the pools stop."""
+        if self._stopped:
+            return
+        self._stopped = True
         grace = self.settings.grace_period_seconds if grace is None else grace
-        self.server.stop(grace).wait()
+        self._loop.run(self.health.enter_graceful_shutdown())
+        self._loop.run(self.server.stop(grace))
         self.poller.stop()
         self.monitor.stop()
+        self.context.jobs.close()
+        self.scheduler.close()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._loop.stop()
         self.metrics.stop()
         self.history.close()
         self.context.cache.close()
-        self.context.jobs.close()
         log.info("glassbox stopped")
 
     def serve_forever(self) -> None:

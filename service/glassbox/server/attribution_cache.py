@@ -11,28 +11,27 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import grpc
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 
 from glassbox.backends.base import Model
-from glassbox.core.cancellation import CancellationToken
+from glassbox.cache.service import Source
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import AttributionImage, AttributionRequest, attribute
 from glassbox.methods.targets import TOP_1, TargetSpec
 from glassbox.server.attribution_convert import attribution_response
 from glassbox.server.context import ServerContext
+from glassbox.serving import Estimate, Priority
+
+PARSE_INLINE_BYTES = 1 << 20
+"""A cached response up to this size is parsed on the event loop; a larger one on the pool."""
 
 
-def cached_attribute(
-    ctx: ServerContext,
-    model: Model,
-    request: AttributionRequest,
-    images: list[AttributionImage],
-    token: CancellationToken,
-    *,
-    bypass: bool,
-) -> pb.AttributeResponse:
-    """The response of `attribute(...)`, from the cache when an identical request was answered before."""
-    key = ctx.cache.key(
+def attribution_key(
+    ctx: ServerContext, model: Model, request: AttributionRequest, images: list[AttributionImage]
+) -> str:
+    """The result-cache key of a request ("" with the cache off). Hashes every image: run it on the pool."""
+    return ctx.cache.key(
         "attribution",
         model=model,
         method=request.method,
@@ -42,17 +41,50 @@ def cached_attribute(
         options=replace(request.output, map=request.output.wants_map),
     )
 
-    def compute() -> bytes:
-        outcome = attribute(model, request, images, token, ctx.settings)
+
+async def cached_attribute(
+    ctx: ServerContext,
+    model: Model,
+    request: AttributionRequest,
+    images: list[AttributionImage],
+    *,
+    key: str,
+    estimate: Estimate,
+    context: grpc.aio.ServicerContext,
+    priority: Priority,
+    bypass: bool,
+) -> pb.AttributeResponse:
+    """The response of `attribute(...)`, from the cache when an identical request was answered before.
+
+    Only the computation goes through the compute scheduler; the lookup, the store and the (de)serialising
+    run on the blocking-I/O pool. Identical concurrent requests compute once (single-flight)."""
+    computed: list[pb.AttributeResponse] = []
+
+    async def compute() -> bytes:
+        outcome = await ctx.compute(
+            lambda token: attribute(model, request, images, token, ctx.settings),
+            model=model,
+            estimate=estimate,
+            context=context,
+            priority=priority,
+            label=f"Attribute/{request.method}",
+        )
         ctx.metrics.count_passes(
             outcome.method, forward=outcome.forward_passes, backward=outcome.backward_passes
         )
-        return attribution_response(outcome).SerializeToString()
+        response = await ctx.blocking(attribution_response, outcome)
+        computed.append(response)
+        return await ctx.blocking(response.SerializeToString)
 
-    result = ctx.cache.get_or_compute(
-        key, compute, model=model.name, method=request.method, bypass=bypass, cancel=token
+    result = await ctx.cache.get_or_compute_async(
+        key, compute, model=model.name, method=request.method, bypass=bypass, executor=ctx.pool
     )
-    response = pb.AttributeResponse.FromString(result.value)
+    if result.source is Source.COMPUTED and computed:
+        return computed[0]  # this call's own computation: no need to parse what it just serialised
+    if len(result.value) > PARSE_INLINE_BYTES:
+        response = await ctx.blocking(pb.AttributeResponse.FromString, result.value)
+    else:
+        response = pb.AttributeResponse.FromString(result.value)
     if result.from_cache:
         response.stats.Clear()
         response.from_cache = True

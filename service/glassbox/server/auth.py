@@ -20,7 +20,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +134,18 @@ def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     return None
 
 
+WWW_AUTHENTICATE = (("www-authenticate", 'Bearer realm="glassbox"'),)
+
+
 def _rejecting_handler(handler: grpc.RpcMethodHandler | None, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same cardinality that aborts UNAUTHENTICATED; no deserializer, so no parsing."""
 
-    def reject(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.set_trailing_metadata((("www-authenticate", 'Bearer realm="glassbox"'),))
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+    async def reject(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, WWW_AUTHENTICATE)
 
-    def reject_stream(request: Any, context: grpc.ServicerContext) -> Any:
-        reject(request, context)
-        yield from ()
+    async def reject_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await reject(request, context)
+        yield  # never reached: an async generator, as grpc.aio expects of a streaming handler
 
     if handler is not None and handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(reject_stream)
@@ -154,28 +156,30 @@ def _rejecting_handler(handler: grpc.RpcMethodHandler | None, message: str) -> g
     return grpc.unary_unary_rpc_method_handler(reject)
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Lets a call through only with a valid bearer token, unless its method is exempt."""
 
     def __init__(self, verifier: TokenVerifier, exempt_prefixes: tuple[str, ...]) -> None:
         self._verifier = verifier
         self._exempt = exempt_prefixes
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         if details.method.startswith(self._exempt):
-            return continuation(details)
+            return await continuation(details)
         token = bearer_token(details.invocation_metadata)
         if token is not None and self._verifier.verify(token):
-            return continuation(details)
+            return await continuation(details)
         message = (
             "missing bearer token: send metadata `authorization: Bearer <token>`"
             if token is None
             else "invalid bearer token"
         )
         log.info("rejected %s: %s", details.method, message)
-        return _rejecting_handler(continuation(details), message)
+        return _rejecting_handler(await continuation(details), message)
 
 
 def token_interceptor(security: SecuritySettings) -> TokenAuthInterceptor | None:

@@ -1,11 +1,25 @@
 """JobService: SubmitJob, GetJob, WatchJob, CancelJob, ListJobs — translation only; the work is in
-glassbox.jobs (the engine) and the job kinds it runs."""
+glassbox.jobs (the engine) and the job kinds it runs. Every engine call (in-process locks, Redis I/O,
+a spec's validation) runs on the blocking-I/O pool; the engine submits the job runs themselves to the
+compute scheduler at background priority.
+
+WatchJob costs a coroutine, not a thread, while its job does not change. The engine's `watch()` is a
+blocking iterator (it waits up to a poll interval for news), so it is stepped on the pool only while it
+has news: after each update the stream compares the update with the job as the engine has it now, and
+while they agree it waits on a `JobChanges` hub, one task for the whole server that looks all watched
+jobs up in one pool task per tick and wakes the streams whose job changed. An update the engine keeps
+without changing the job record (none today) is still delivered within `WATCH_IDLE_SECONDS`. (With the
+Redis engine a watcher renews its preview lease at each step, so a job idle for over 5 s may skip the
+preview of the step that ends the pause.)
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
@@ -13,12 +27,13 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import InvalidArgument
+from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.jobs.engine import JobEngine
 from glassbox.jobs.kinds import kind_names
-from glassbox.jobs.records import JobFilter, JobRecord, JobState
+from glassbox.jobs.records import JobFilter, JobRecord, JobState, JobUpdate
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import status_for
+from glassbox.server.interceptors import DONE, PooledIterator
 
 STATES = {
     JobState.QUEUED: pb.JOB_STATE_QUEUED,
@@ -30,38 +45,80 @@ STATES = {
 STATES_BY_ENUM = {enum: state for state, enum in STATES.items()}
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_PAGE_SIZE = 50
+WATCH_TICK_SECONDS = 0.1
+"""How often the watch hub looks the watched jobs up (the longest a change waits to be noticed)."""
+WATCH_IDLE_SECONDS = 60.0
+"""A watch stream steps the engine's iterator at least this often, even when its job seems unchanged: a
+safety net for news that leaves the job record as it was (the engines publish none today). Each such
+step may hold a pool thread for one engine poll (≤ 1 s), so it must stay rare."""
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, context: ServerContext) -> None:
         self._ctx = context
+        self._changes = JobChanges(context)
 
     @property
     def _jobs(self) -> JobEngine:
         return self._ctx.jobs
 
-    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.SubmitJobResponse:
+    async def SubmitJob(
+        self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitJobResponse:
         kind = request.WhichOneof("spec")
         if kind is None:
             raise InvalidArgument(f"set one job spec (one of {kind_names()})", field="spec")
-        return pb.SubmitJobResponse(job=self._job(self._jobs.submit(kind, getattr(request, kind))))
+        spec = getattr(request, kind)
+        return await self._ctx.blocking(
+            lambda: pb.SubmitJobResponse(job=self._job(self._jobs.submit(kind, spec)))
+        )
 
-    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
-        return pb.GetJobResponse(job=self._job(self._jobs.get(_job_id(request.job_id))))
-
-    def WatchJob(
-        self, request: pb.WatchJobRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.WatchJobResponse]:
+    async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.GetJobResponse:
         job_id = _job_id(request.job_id)
-        self._jobs.check_preview_interval(request.preview_every_steps)
-        token = CancellationToken(context.is_active)
-        for update in self._jobs.watch(job_id, request.preview_every_steps, token):
-            yield pb.WatchJobResponse(job=self._job(update.job), preview_png=update.preview_png or b"")
+        return await self._ctx.blocking(lambda: pb.GetJobResponse(job=self._job(self._jobs.get(job_id))))
 
-    def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.CancelJobResponse:
-        return pb.CancelJobResponse(job=self._job(self._jobs.cancel(_job_id(request.job_id))))
+    async def WatchJob(
+        self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        job_id = _job_id(request.job_id)
+        every = request.preview_every_steps
+        self._jobs.check_preview_interval(every)
+        token = CancellationToken()
 
-    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
+        def step(iterator: Any) -> tuple[pb.WatchJobResponse, JobRecord, JobRecord | None] | object:
+            """One update as sent, its job, and the job as the engine has it now (None: unknown)."""
+            update: JobUpdate | object = next(iterator, DONE)
+            if not isinstance(update, JobUpdate):
+                return DONE
+            response = pb.WatchJobResponse(job=self._job(update.job), preview_png=update.preview_png or b"")
+            return response, update.job, None if update.job.state.finished else _lookup(self._jobs, job_id)
+
+        updates = PooledIterator(
+            self._ctx.pool, lambda: _stepper(self._jobs.watch(job_id, every, token), step)
+        )
+        try:
+            while (item := await updates.next()) is not DONE:
+                response, job, now = item
+                yield response
+                if job.state.finished:
+                    return
+                if now is not None and _same(now, job):
+                    await self._changes.wait(job_id, job)
+        finally:
+            token.cancel()
+            updates.close()
+
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelJobResponse:
+        job_id = _job_id(request.job_id)
+        return await self._ctx.blocking(
+            lambda: pb.CancelJobResponse(job=self._job(self._jobs.cancel(job_id)))
+        )
+
+    async def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListJobsResponse:
         states = set()
         for i, state in enumerate(request.states):
             if state not in STATES_BY_ENUM:
@@ -75,9 +132,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not 0 <= request.page_size <= largest:
             raise InvalidArgument(f"must be in 0..{largest}, got {request.page_size}", field="page_size")
         criteria = JobFilter(states=frozenset(states), kind=request.kind, model=request.model)
-        page, token = self._jobs.list(criteria, request.page_size or DEFAULT_PAGE_SIZE, request.page_token)
-        jobs = [self._job(record, with_result=False) for record in page]
-        return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+        def page() -> pb.ListJobsResponse:
+            records, token = self._jobs.list(
+                criteria, request.page_size or DEFAULT_PAGE_SIZE, request.page_token
+            )
+            jobs = [self._job(record, with_result=False) for record in records]
+            return pb.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+        return await self._ctx.blocking(page)
 
     def _job(self, record: JobRecord, *, with_result: bool = True) -> pb.Job:
         job = pb.Job(
@@ -127,3 +190,89 @@ def _timestamp(seconds: float) -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(round(seconds * 1e9))
     return stamp
+
+
+def _stepper(iterator: Any, step: Callable[[Any], Any]) -> Any:
+    """An iterator over `step(iterator)` until it returns DONE (the work of each step stays on the pool);
+    closing it closes the engine's iterator."""
+    try:
+        while (item := step(iterator)) is not DONE:
+            yield item
+    finally:
+        iterator.close()
+
+
+def _lookup(jobs: JobEngine, job_id: str) -> JobRecord | None:
+    """The job as the engine has it now; None when that cannot be told (gone, or the store failed)."""
+    try:
+        return jobs.get(job_id)
+    except GlassboxError:
+        return None
+
+
+def _lookup_all(jobs: JobEngine, job_ids: list[str]) -> dict[str, JobRecord | None]:
+    return {job_id: _lookup(jobs, job_id) for job_id in job_ids}
+
+
+def _same(a: JobRecord, b: JobRecord) -> bool:
+    """Whether two records of a job show the same state to a watcher (NaN objectives compare equal)."""
+    return _fingerprint(a) == _fingerprint(b)
+
+
+def _fingerprint(record: JobRecord) -> tuple[object, ...]:
+    progress = record.progress
+    objective = None if math.isnan(progress.objective) else progress.objective
+    return (
+        record.state,
+        record.attempt,
+        record.cancel_requested,
+        record.started_at,
+        record.finished_at,
+        progress.step,
+        progress.total,
+        progress.message,
+        objective,
+    )
+
+
+class JobChanges:
+    """Wakes watch streams when their job changes, looking every watched job up once per tick in one
+    pool task (not one task per stream). Runs only while some stream waits."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self._ctx = context
+        self._waiting: dict[str, list[tuple[tuple[object, ...], asyncio.Future[None]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait(self, job_id: str, seen: JobRecord) -> None:
+        """Return once the job looks different from `seen` (or is gone), or after WATCH_IDLE_SECONDS."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (_fingerprint(seen), waiter)
+        self._waiting.setdefault(job_id, []).append(entry)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), WATCH_IDLE_SECONDS)
+        except TimeoutError:
+            pass
+        finally:
+            entries = self._waiting.get(job_id, [])
+            if entry in entries:
+                entries.remove(entry)
+            if not entries:
+                self._waiting.pop(job_id, None)
+
+    async def _run(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(WATCH_TICK_SECONDS)
+            job_ids = list(self._waiting)
+            if not job_ids:
+                break
+            try:
+                records = await self._ctx.blocking(_lookup_all, self._ctx.jobs, job_ids)
+            except Exception:  # the pool is gone (stopping) or the engine failed: let every stream step
+                records = dict.fromkeys(job_ids)
+            for job_id, record in records.items():
+                for seen, waiter in self._waiting.get(job_id, []):
+                    if not waiter.done() and (record is None or _fingerprint(record) != seen):
+                        waiter.set_result(None)

@@ -1,4 +1,9 @@
-"""ModelService: ListModels, GetModel, Predict — translation only; the work is in glassbox.models."""
+"""ModelService: ListModels, GetModel, Predict — translation only; the work is in glassbox.models.
+
+ListModels and GetModel read the in-memory repository on the event loop (they never wait for a thread or
+the device, so they answer under any load); Predict decodes its images on the blocking-I/O pool and runs
+its forward pass through the compute scheduler.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from glassbox.core.images import ResizePolicy, load_images
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext
+from glassbox.server.priority import request_priority
+from glassbox.serving import Estimate
 from glassbox.wire.tensors import image_sources
 
 BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}
@@ -29,8 +36,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def _repository(self) -> ModelRepository:
         return self._ctx.repository
 
-    def ListModels(
-        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
             models=[
@@ -45,7 +52,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             ]
         )
 
-    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext) -> pb.GetModelResponse:
+    async def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelResponse:
         entry = self._repository.entry(request.name, request.version, field="name")
         return pb.GetModelResponse(
             model=model_info(
@@ -53,15 +62,30 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             )
         )
 
-    def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext) -> pb.PredictResponse:
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictResponse:
+        priority = request_priority(request.priority)
         model = self._repository.get(request.model, request.version)
-        images = load_images(
-            image_sources(list(request.images)),
-            model.config.input,
-            max_pixels=self._ctx.settings.limits.max_image_pixels,
-            max_images=self._ctx.settings.limits.max_batch_images,
-        )
-        scores = top_k(model, torch.stack([image.pixels for image in images]), request.top_k)
+        limits = self._ctx.settings.limits
+        sources = image_sources(list(request.images))
+        async with self._ctx.holding_images(sources):
+            images = await self._ctx.blocking(
+                lambda: load_images(
+                    sources,
+                    model.config.input,
+                    max_pixels=limits.max_image_pixels,
+                    max_images=limits.max_batch_images,
+                )
+            )
+            scores = await self._ctx.compute(
+                lambda _token: top_k(model, torch.stack([image.pixels for image in images]), request.top_k),
+                model=model,
+                estimate=Estimate(forward_rows=len(images)),
+                context=context,
+                priority=priority,
+                label="Predict",
+            )
         return pb.PredictResponse(
             model=model.name,
             version=model.version,

@@ -1,5 +1,5 @@
 """RobustnessService: GetRobustnessHistory — translation only; the history is kept by
-glassbox.robustness (the monitor writes it, a HistoryStore holds it)."""
+glassbox.robustness (the monitor writes it, a HistoryStore holds it), read on the blocking-I/O pool."""
 
 from __future__ import annotations
 
@@ -21,13 +21,18 @@ class RobustnessServicer(robustness_pb2_grpc.RobustnessServiceServicer):
         self._ctx = context
         self._history = history
 
-    def GetRobustnessHistory(
-        self, request: pb.GetRobustnessHistoryRequest, context: grpc.ServicerContext
+    async def GetRobustnessHistory(
+        self, request: pb.GetRobustnessHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRobustnessHistoryResponse:
         if not request.model:
             raise InvalidArgument("model is required", field="model")
         self._ctx.repository.versions(request.model)
         if not 0 <= request.limit <= MAX_LIMIT:
             raise InvalidArgument(f"must be in 0..{MAX_LIMIT}, got {request.limit}", field="limit")
-        records = self._history.records(request.model, request.version, request.limit or DEFAULT_LIMIT)
-        return pb.GetRobustnessHistoryResponse(records=[history_message(r) for r in records])
+        limit = request.limit or DEFAULT_LIMIT
+
+        def history() -> pb.GetRobustnessHistoryResponse:
+            records = self._history.records(request.model, request.version, limit)
+            return pb.GetRobustnessHistoryResponse(records=[history_message(r) for r in records])
+
+        return await self._ctx.blocking(history)  # the history may live in Redis

@@ -151,10 +151,11 @@ class AsyncGlassboxClient:
         model: str,
         version: str = "",
         top_k: int = 5,
+        priority: str = "interactive",
         timeout: float | None = None,
     ) -> list[Prediction]:
         """As GlassboxClient.predict."""
-        request = predict_request(images, model, version, top_k)
+        request = predict_request(images, model, version, top_k, priority)
         return await self._call("Predict", self._models.Predict, request, timeout, predictions_from_proto)
 
     async def attribute(
@@ -173,6 +174,7 @@ class AsyncGlassboxClient:
         overlay_alpha: float | None = None,
         clip_percentile: float | None = None,
         original_size: bool = False,
+        priority: str = "interactive",
         timeout: float | None = None,
         **params: Any,
     ) -> AttributionResult:
@@ -195,6 +197,7 @@ class AsyncGlassboxClient:
             image_targets=image_targets,
             output=output,
             params=params,
+            priority=priority,
         )
         return await self._call(
             "Attribute", self._attribution.Attribute, request, timeout, AttributionResult.from_proto

@@ -162,10 +162,11 @@ class GlassboxClient:
         model: str,
         version: str = "",
         top_k: int = 5,
+        priority: str = "interactive",
         timeout: float | None = None,
     ) -> list[Prediction]:
         """Top-k classes of each image (one image, or a list: one Prediction each, in order)."""
-        request = predict_request(images, model, version, top_k)
+        request = predict_request(images, model, version, top_k, priority)
         return self._call("Predict", self._models.Predict, request, timeout, predictions_from_proto)
 
     def attribute(
@@ -184,6 +185,7 @@ class GlassboxClient:
         overlay_alpha: float | None = None,
         clip_percentile: float | None = None,
         original_size: bool = False,
+        priority: str = "interactive",
         timeout: float | None = None,
         **params: Any,
     ) -> AttributionResult:
@@ -193,6 +195,8 @@ class GlassboxClient:
         ...); `**params` are its parameters (`steps=32`, `layer="features.3"`). Targets are class
         indices or labels shared by all images, `top_k` (default: the top class), or
         `image_targets` (one entry per image). `outputs` chooses among "map", "heatmap", "overlay".
+        `priority="background"` lets the server serve interactive calls first (a batch of explanations
+        that nobody waits for).
         """
         output = output_options(
             outputs,
@@ -212,6 +216,7 @@ class GlassboxClient:
             image_targets=image_targets,
             output=output,
             params=params,
+            priority=priority,
         )
         return self._call(
             "Attribute", self._attribution.Attribute, request, timeout, AttributionResult.from_proto

@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+"""Trailing metadata key of the `google.rpc.Status` with the error's details."""
 
 _SEGMENT = r"[A-Za-z_]\w*(?:\[\d+\])?"
 _FIELD_PREFIX = re.compile(rf"^(?P<field>{_SEGMENT}(?:\.{_SEGMENT})*): ", re.S)
@@ -42,7 +47,11 @@ class FailedPreconditionError(GlassboxError):
 
 
 class ResourceExhaustedError(GlassboxError):
-    """A server limit was hit (concurrent calls, message size, queue); retry later or elsewhere."""
+    """A server limit was hit (the call could not finish before its deadline, a full queue or memory
+    budget, the message size); retry later or elsewhere. `retry_after` is the server's advice in seconds
+    (its `google.rpc.RetryInfo`), None when it gave none."""
+
+    retry_after: float | None = None
 
 
 class UnavailableError(GlassboxError):
@@ -93,4 +102,25 @@ def error_from_rpc(exc: grpc.RpcError, method: str = "") -> GlassboxError:
     """The typed exception for a failed call (sync `grpc.RpcError` or asyncio `grpc.aio.AioRpcError`)."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     message = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    return ERROR_BY_CODE.get(code, GlassboxError)(code, message, method=method)
+    error = ERROR_BY_CODE.get(code, GlassboxError)(code, message, method=method)
+    if isinstance(error, ResourceExhaustedError):
+        error.retry_after = retry_after(exc)
+    return error
+
+
+def retry_after(exc: grpc.RpcError) -> float | None:
+    """The retry delay of a `google.rpc.RetryInfo` detail in the call's trailing metadata, if any."""
+    metadata = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in metadata or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None

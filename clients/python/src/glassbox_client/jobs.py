@@ -7,8 +7,8 @@
 `run` submits, watches the progress stream (a tqdm bar with `progress=True`) until the job finishes,
 cancels the job on Ctrl-C, and raises JobFailedError unless it SUCCEEDED. A watch stream that breaks
 (server restart, load balancer drain) is resumed where it stands until the wait's deadline; when
-the server has no stream slot free (each watch holds a server thread; RESOURCE_EXHAUSTED), `wait`
-polls GetJob instead.
+a server (or a proxy in front of it) refuses the stream with RESOURCE_EXHAUSTED, `wait` polls GetJob
+instead.
 """
 
 from __future__ import annotations

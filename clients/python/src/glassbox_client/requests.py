@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
+from glassbox_client._generated.glassbox.v1 import priority_pb2 as priority_pb
 from glassbox_client.images import ImageInput, to_proto_image
 
 Target = int | str
@@ -41,11 +42,26 @@ def image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return [images]
 
 
+PRIORITIES = {
+    "interactive": priority_pb.REQUEST_PRIORITY_INTERACTIVE,
+    "background": priority_pb.REQUEST_PRIORITY_BACKGROUND,
+}
+"""A call's priority class on the server: interactive calls are served before background work (jobs)."""
+
+
+def request_priority(priority: str) -> int:
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    return PRIORITIES[priority]
+
+
 def predict_request(
-    images: ImageInput | Sequence[ImageInput], model: str, version: str, top_k: int
+    images: ImageInput | Sequence[ImageInput], model: str, version: str, top_k: int, priority: str
 ) -> model_pb.PredictRequest:
     proto_images = [to_proto_image(image) for image in image_list(images)]
-    return model_pb.PredictRequest(model=model, version=version, images=proto_images, top_k=top_k)
+    return model_pb.PredictRequest(
+        model=model, version=version, images=proto_images, top_k=top_k, priority=request_priority(priority)
+    )
 
 
 def target_spec(
@@ -104,11 +120,16 @@ def attribute_request(
     image_targets: Sequence[Target | Iterable[Target]] | None,
     output: attribution_pb.OutputOptions,
     params: dict[str, Any],
+    priority: str = "interactive",
 ) -> attribution_pb.AttributeRequest:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; the methods are {', '.join(METHODS)}")
     request = attribution_pb.AttributeRequest(
-        model=model, version=version, images=[to_proto_image(i) for i in image_list(images)], output=output
+        model=model,
+        version=version,
+        images=[to_proto_image(i) for i in image_list(images)],
+        output=output,
+        priority=request_priority(priority),
     )
     spec = target_spec(targets, top_k)
     if spec is not None:

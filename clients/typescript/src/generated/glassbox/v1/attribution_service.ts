@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ClassScore } from "./model_service";
+import { RequestPriority, requestPriorityFromJSON, requestPriorityToJSON } from "./priority";
 import { Image, Tensor } from "./tensor";
 
 export const protobufPackage = "glassbox.v1";
@@ -406,6 +407,11 @@ export interface AttributeRequest {
    */
   bypassCache: boolean;
   /**
+   * Scheduling class of the computation; unspecified means interactive. A background request is
+   * served when no interactive work waits (like a job), so it may wait long: give it a deadline to match.
+   */
+  priority: RequestPriority;
+  /**
    * The attribution method and its parameters; exactly one must be set. The field names are the
    * method names listed in ModelInfo.supported_methods.
    */
@@ -776,6 +782,7 @@ function createBaseAttributeRequest(): AttributeRequest {
     imageTargets: [],
     output: undefined,
     bypassCache: false,
+    priority: 0,
     method: undefined,
   };
 }
@@ -802,6 +809,9 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
     }
     if (message.bypassCache !== false) {
       writer.uint32(56).bool(message.bypassCache);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(64).int32(message.priority);
     }
     switch (message.method?.$case) {
       case "saliency":
@@ -917,6 +927,14 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
             }
 
             message.bypassCache = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.priority = reader.int32() as any;
             continue;
           }
           case 10: {
@@ -1063,6 +1081,7 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         : isSet(object.bypass_cache)
         ? globalThis.Boolean(object.bypass_cache)
         : false,
+      priority: isSet(object.priority) ? requestPriorityFromJSON(object.priority) : 0,
       method: isSet(object.saliency)
         ? { $case: "saliency", value: SaliencyParams.fromJSON(object.saliency) }
         : isSet(object.gradientXInput)
@@ -1136,6 +1155,9 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
     if (message.bypassCache !== false) {
       obj.bypassCache = message.bypassCache;
     }
+    if (message.priority !== 0) {
+      obj.priority = requestPriorityToJSON(message.priority);
+    }
     if (message.method?.$case === "saliency") {
       obj.saliency = SaliencyParams.toJSON(message.method.value);
     } else if (message.method?.$case === "gradientXInput") {
@@ -1184,6 +1206,7 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       ? OutputOptions.fromPartial(object.output)
       : undefined;
     message.bypassCache = object.bypassCache ?? false;
+    message.priority = object.priority ?? 0;
     switch (object.method?.$case) {
       case "saliency": {
         if (object.method?.value !== undefined && object.method?.value !== null) {

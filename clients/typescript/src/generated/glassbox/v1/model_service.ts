@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { RequestPriority, requestPriorityFromJSON, requestPriorityToJSON } from "./priority";
 import { Image } from "./tensor";
 
 export const protobufPackage = "glassbox.v1";
@@ -255,6 +256,8 @@ export interface PredictRequest {
   images: Image[];
   /** How many classes to return per image, 1..number of classes; 0 means 5 (capped at the class count). */
   topK: number;
+  /** Scheduling class of the prediction; unspecified means interactive. */
+  priority: RequestPriority;
 }
 
 /** One class of a prediction. */
@@ -1376,7 +1379,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
 };
 
 function createBasePredictRequest(): PredictRequest {
-  return { model: "", version: "", images: [], topK: 0 };
+  return { model: "", version: "", images: [], topK: 0, priority: 0 };
 }
 
 export const PredictRequest: MessageFns<PredictRequest> = {
@@ -1392,6 +1395,9 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     }
     if (message.topK !== 0) {
       writer.uint32(32).int32(message.topK);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(40).int32(message.priority);
     }
     return writer;
   },
@@ -1441,6 +1447,14 @@ export const PredictRequest: MessageFns<PredictRequest> = {
             message.topK = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.priority = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1463,6 +1477,7 @@ export const PredictRequest: MessageFns<PredictRequest> = {
         : isSet(object.top_k)
         ? globalThis.Number(object.top_k)
         : 0,
+      priority: isSet(object.priority) ? requestPriorityFromJSON(object.priority) : 0,
     };
   },
 
@@ -1480,6 +1495,9 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     if (message.topK !== 0) {
       obj.topK = Math.round(message.topK);
     }
+    if (message.priority !== 0) {
+      obj.priority = requestPriorityToJSON(message.priority);
+    }
     return obj;
   },
 
@@ -1492,6 +1510,7 @@ export const PredictRequest: MessageFns<PredictRequest> = {
     message.version = object.version ?? "";
     message.images = object.images?.map((e) => Image.fromPartial(e)) || [];
     message.topK = object.topK ?? 0;
+    message.priority = object.priority ?? 0;
     return message;
   },
 };

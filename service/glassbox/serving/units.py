@@ -1,0 +1,221 @@
+"""Units: the bounded pieces of model work that the compute scheduler runs, and how compatible units of
+different calls merge into one batch (Triton's dynamic batcher, for explanation work).
+
+A call is cut into units by the code that computes it: every forward batch of a perturbation method
+(`ForwardUnit`), every forward-with-graph + backward chunk of an input-gradient method (`GradientUnit`).
+Units of different calls merge when their `batch_key`s are equal: the same model version (and, for
+gradients, the same network and ReLU rule). Rows of a batch are independent in eval mode, so a merged
+unit gives every member the rows it would have got alone, up to float rounding of the larger batch.
+
+Code that is not a unit (a CAM's hooked forward, a job's optimisation step) runs in the call's own
+greenlet on the compute thread, between two yield points; it is a unit too, only not a mergeable one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from glassbox.backends.base import Model
+from glassbox.methods.hooks import CallHooks, ReluRule, ReluRules, RuleSwitch
+
+DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
+"""Most rows of a merged batch when model.toml says nothing: a CPU gains little beyond 16 rows of a
+convolutional network (its caches set the best batch), a GPU keeps gaining up to a few dozen."""
+DEFAULT_MAX_QUEUE_DELAY_MS = {"cpu": 1.0, "cuda": 2.0}
+"""How long a unit may wait for other calls' units to join when model.toml says nothing."""
+
+
+def batching_limits(model: Model) -> tuple[int, float]:
+    """(max_rows, max_queue_delay_seconds) of the model's dynamic batcher: model.toml, else the device's."""
+    device = model.device.type if model.device.type in DEFAULT_MAX_ROWS else "cpu"
+    config = model.config.batching
+    rows = config.max_rows if config.max_rows is not None else DEFAULT_MAX_ROWS[device]
+    delay = (
+        config.max_queue_delay_ms
+        if config.max_queue_delay_ms is not None
+        else DEFAULT_MAX_QUEUE_DELAY_MS[device]
+    )
+    return rows, delay / 1000.0
+
+
+class Unit(ABC):
+    """One bounded piece of model work of one call."""
+
+    kind: ClassVar[str]
+    model: Model
+
+    @property
+    @abstractmethod
+    def rows(self) -> int:
+        """Network rows the unit evaluates (its size in a merged batch)."""
+
+    @property
+    def weight(self) -> int:
+        """Rows × passes: what the unit's measured time is divided by to learn the per-row cost."""
+        return self.rows
+
+    def batch_key(self) -> Hashable | None:
+        """Units with equal keys can run as one batch; None: this unit always runs alone."""
+        return None
+
+    @abstractmethod
+    def execute(self) -> Any:
+        """Run the unit alone and return its result."""
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        """Run units with equal batch keys as one batch; one result (or exception instance) per unit."""
+        return [_attempt(unit.execute) for unit in units]
+
+
+def _attempt(run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except Exception as exc:  # handed to the member's own call, raised there
+        return exc
+
+
+@dataclass(eq=False)
+class ForwardUnit(Unit):
+    """Logits [n, classes] (CPU, no gradients) of pixels [n, 3, H, W]: Predict, perturbation batches."""
+
+    kind: ClassVar[str] = "forward"
+    model: Model
+    pixels: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def batch_key(self) -> Hashable:
+        return ("forward", id(self.model), tuple(self.pixels.shape[1:]))
+
+    def execute(self) -> torch.Tensor:
+        return self.model.logits(self.pixels)
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, ForwardUnit)]
+        if len(members) == 1:
+            return [_attempt(members[0].execute)]
+        try:
+            logits = members[0].model.logits(torch.cat([unit.pixels for unit in members]))
+        except Exception as exc:
+            return [exc] * len(members)
+        return list(logits.split([unit.rows for unit in members]))
+
+
+@dataclass
+class GradientPass:
+    """One backward pass of a gradient unit: the rows that have a `j`-th target and the input gradient."""
+
+    j: int
+    selected: list[int]
+    gradient: torch.Tensor  # [n, 3, H, W]: zero in rows not selected
+
+
+@dataclass
+class GradientResult:
+    logits: torch.Tensor  # [n, classes], detached
+    targets: list[tuple[int, ...]]
+    passes: list[GradientPass] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class GradientUnit(Unit):
+    """One forward with graph of `inputs` through `network`, then one backward per target pass with one-hot
+    output gradients picking each row's j-th target (methods/gradients.py explains the scheme).
+
+    `targets_of(logits)` chooses each row's targets from the rows' own logits (top-k needs them)."""
+
+    kind: ClassVar[str] = "gradient"
+    model: Model
+    network: torch.nn.Module
+    inputs: torch.Tensor
+    targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
+    relu_rule: ReluRule | None = None
+    passes_run: int = 0
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def weight(self) -> int:
+        return self.rows * max(1, self.passes_run)
+
+    def batch_key(self) -> Hashable:
+        return ("gradient", id(self.model), id(self.network), self.relu_rule, tuple(self.inputs.shape[1:]))
+
+    def execute(self) -> GradientResult:
+        result = GradientUnit.execute_merged([self])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, GradientUnit)]
+        first = members[0]
+        sizes = [unit.rows for unit in members]
+        with CallHooks() as hooks:
+            if first.relu_rule is not None:
+                ReluRules(hooks, first.network, RuleSwitch(first.relu_rule))
+            x = torch.cat([unit.inputs for unit in members]).detach().requires_grad_(True)
+            try:
+                with torch.enable_grad():
+                    logits = first.network(x)
+            except Exception as exc:
+                return [exc] * len(members)
+            detached = logits.detach()
+            results: list[Any] = []
+            targets: list[tuple[int, ...]] = []
+            for unit, part in zip(members, detached.split(sizes), strict=True):
+                chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
+                if isinstance(chosen, Exception):
+                    results.append(chosen)
+                    targets.extend([()] * unit.rows)
+                else:
+                    results.append(GradientResult(part, chosen))
+                    targets.extend(chosen)
+            passes = _backward_passes(logits, x, targets, sizes, results)
+        for unit in members:
+            unit.passes_run = passes
+        return results
+
+
+def target_passes(
+    logits: torch.Tensor, targets: list[tuple[int, ...]]
+) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+    """For j = 0..k-1: (j, rows that have a j-th target, one-hot output gradient selecting them)."""
+    passes = max((len(t) for t in targets), default=0)
+    for j in range(passes):
+        rows = [r for r, t in enumerate(targets) if len(t) > j]
+        one_hot = torch.zeros_like(logits)
+        one_hot[rows, [targets[r][j] for r in rows]] = 1.0
+        yield j, rows, one_hot
+
+
+def _backward_passes(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    targets: list[tuple[int, ...]],
+    sizes: list[int],
+    results: list[Any],
+) -> int:
+    """Run the target passes over the merged batch and hand each member its rows of each gradient."""
+    last = max((len(t) for t in targets), default=0) - 1
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    for j, rows, one_hot in target_passes(logits, targets):
+        (grad,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=j < last)
+        for result, offset, size in zip(results, offsets, sizes, strict=True):
+            if isinstance(result, GradientResult):
+                selected = [r - offset for r in rows if offset <= r < offset + size]
+                if selected:
+                    result.passes.append(GradientPass(j, selected, grad[offset : offset + size]))
+    return last + 1

@@ -32,6 +32,7 @@ from glassbox.methods.targets import TargetSpec
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository
 from glassbox.serving import ComputeScheduler, Estimate, Priority
+from glassbox.serving.cost import UnitCost
 from PIL import Image
 
 from tests.conftest import MODELS
@@ -384,3 +385,14 @@ def test_estimates_count_each_method_s_passes(model) -> None:
         settings,
     )
     assert plan.forward_rows == 2 and plan.backward_rows == 2 * 2 * 10
+
+
+def test_unit_costs_separate_the_fixed_cost_from_the_per_row_cost() -> None:
+    """1-row units cost mostly their fixed part; a 64-row batch must not be priced at 64 × that."""
+    cost = UnitCost()
+    for rows in (1, 64, 1, 1, 32, 1, 64, 1):
+        cost.add(rows, 0.001 + 0.0001 * rows)
+    assert cost.fixed == pytest.approx(0.001, rel=1e-6) and cost.per_row == pytest.approx(0.0001, rel=1e-6)
+    only_one_size = UnitCost()
+    only_one_size.add(4, 0.02)
+    assert only_one_size.fixed == 0.0 and only_one_size.per_row == pytest.approx(0.005)

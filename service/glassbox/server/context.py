@@ -23,7 +23,7 @@ from glassbox.backends.base import Model
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.images import ImageSource, decoded_bytes
+from glassbox.core.images import ImageSource, PreparedImage, decoded_bytes, load_images
 from glassbox.jobs.engine import JobEngine
 from glassbox.methods.registry import supported_methods
 from glassbox.metrics import Metrics
@@ -60,6 +60,18 @@ class ServerContext:
         nbytes = await self.blocking(decoded_bytes, sources)
         with self.scheduler.holding(nbytes):
             yield
+
+    async def load_images(self, sources: list[ImageSource], model: Model) -> list[PreparedImage]:
+        """Decode, validate and resize a request's images for the model, on the pool, within the limits."""
+        limits = self.settings.limits
+        return await self.blocking(
+            lambda: load_images(
+                sources,
+                model.config.input,
+                max_pixels=limits.max_image_pixels,
+                max_images=limits.max_batch_images,
+            )
+        )
 
     async def compute(
         self,

@@ -11,7 +11,7 @@ from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
-from glassbox.core.images import load_image, load_images
+from glassbox.core.images import load_image
 from glassbox.generative.convert import tensor
 from glassbox.inspection import convert, pictures
 from glassbox.inspection.activations import (
@@ -106,17 +106,9 @@ class InspectionServicer(inspection_pb2_grpc.InspectionServiceServicer):
         model = self._model(request.model, request.version)
         layer = embedding_layer(model, request.layer)
         pooling = convert.pooling(request.pooling)
-        limits = self._ctx.settings.limits
         sources = image_sources(list(request.images))
         async with self._ctx.holding_images(sources):
-            images = await self._ctx.blocking(
-                lambda: load_images(
-                    sources,
-                    model.config.input,
-                    max_pixels=limits.max_image_pixels,
-                    max_images=limits.max_batch_images,
-                )
-            )
+            images = await self._ctx.load_images(sources, model)
             check_embedding_size(model, layer, pooling, len(images))
             embedded = await self._ctx.compute(
                 lambda token: embed(

@@ -12,7 +12,7 @@ import torch
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 
-from glassbox.core.images import ResizePolicy, load_images
+from glassbox.core.images import ResizePolicy
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext
@@ -67,17 +67,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     ) -> pb.PredictResponse:
         priority = request_priority(request.priority)
         model = self._repository.get(request.model, request.version)
-        limits = self._ctx.settings.limits
         sources = image_sources(list(request.images))
         async with self._ctx.holding_images(sources):
-            images = await self._ctx.blocking(
-                lambda: load_images(
-                    sources,
-                    model.config.input,
-                    max_pixels=limits.max_image_pixels,
-                    max_images=limits.max_batch_images,
-                )
-            )
+            images = await self._ctx.load_images(sources, model)
             scores = await self._ctx.compute(
                 lambda _token: top_k(model, torch.stack([image.pixels for image in images]), request.top_k),
                 model=model,

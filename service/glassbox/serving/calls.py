@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 UNKNOWN_CALL_SECONDS = 0.05
 """Remaining work assumed for ranking a call whose cost is not known yet (its model was never measured)."""
+OVERRUN_FLOOR = 0.25
+"""The least remaining work a call is taken to have, as a fraction of its estimate."""
 
 
 class Priority(IntEnum):
@@ -86,9 +88,11 @@ class ScheduledCall:
         return self.greenlet is not None
 
     def remaining(self) -> float:
+        """Estimated work left. A call past its estimate keeps a quarter of it: its estimate was short,
+        and it must not jump ahead of every cheap call as if it were about to finish."""
         if self.estimated_seconds is None:
             return UNKNOWN_CALL_SECONDS
-        return max(0.0, self.estimated_seconds - self.attained)
+        return max(self.estimated_seconds - self.attained, OVERRUN_FLOOR * self.estimated_seconds)
 
     def rank(self) -> tuple[float, int]:
         """Order within a priority class: least remaining work first; unknown costs by work had so far."""

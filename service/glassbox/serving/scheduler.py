@@ -14,7 +14,9 @@ Order. After each unit the scheduler picks the call to serve next: the interacti
 background class (jobs; `background_min_share` of the device time keeps jobs moving under a burst of
 interactive calls), and within a class the call with the least estimated remaining work (shortest
 remaining processing time; calls of unknown cost rank by the work they already had). A short call thus
-waits for at most about one unit of a long one.
+waits for at most about one unit of a long one. The exception keeps admission's promise: when, in
+deadline order, the work due before an admitted call's deadline fills the time left, the call with the
+earliest deadline runs first, so calls that arrived later cannot push an admitted call past its deadline.
 
 Batching. When the chosen call's unit is mergeable, pending units of other calls with the same batch key
 join it, best-ranked first, up to the model's `[batching] max_rows`; calls of the same kind on the same
@@ -57,6 +59,14 @@ T = TypeVar("T")
 
 SHARE_WINDOW_SECONDS = 2.0
 """Time constant of the running device-time shares of the two priority classes."""
+SHORT_CALL_UNITS = 4
+"""A call estimated at no more than this many units (`max_unit_seconds`) is short: it runs before longer
+ones, and the device time short calls take is what admission sets aside when it plans a longer call."""
+URGENCY_MARGIN_UNITS = 4
+"""Time kept in hand, in units, when deciding that admitted calls must run now to meet their deadlines:
+the response still has to be rendered and sent after the last unit."""
+MAX_SHORT_CALL_LOAD = 0.9
+"""Admission assumes a long call gets at least this complement of the device."""
 TRIM_AFTER_BYTES = 64 * 1024 * 1024
 """Give freed heap back to the system once calls that held this much have finished and the queue is empty."""
 
@@ -82,7 +92,7 @@ class ComputeScheduler:
         self._calls: list[ScheduledCall] = []
         self._seq = 0
         self._closed = False
-        self._shares = [0.0, 0.0]
+        self._shares = [0.0, 0.0, 0.0]  # decayed device seconds: interactive, background, short calls
         self._shares_at = time.monotonic()
         self._held_since_trim = 0
         self.main_greenlet: greenlet.greenlet = None  # type: ignore[assignment]  # set on the thread
@@ -111,7 +121,10 @@ class ComputeScheduler:
                 raise Cancelled("the server is shutting down")
             estimated = self.cost.seconds(model, estimate, label)
             memory = estimate.memory_bytes if estimate is not None else 0
-            self.admission.admit(self._calls, priority, deadline, estimated, memory)
+            short = estimated is not None and estimated <= self._short_call_seconds
+            self.admission.admit(
+                self._calls, priority, deadline, estimated, memory, 0.0 if short else self._short_call_load()
+            )
             self._seq += 1
             call = ScheduledCall(
                 self,
@@ -159,10 +172,10 @@ class ComputeScheduler:
         """`rows` when the call is alone, else as many rows as fit in `max_unit_seconds`."""
         if len(self._calls) <= 1:
             return rows
-        per_row = self.cost.per_row(model, kind)
-        if per_row is None or per_row <= 0:
+        cost = self.cost.unit_cost(model, kind)
+        if cost is None or cost.per_row <= 0:
             return rows
-        return max(1, min(rows, int(self.settings.max_unit_seconds / per_row)))
+        return max(1, min(rows, int((self.settings.max_unit_seconds - cost.fixed) / cost.per_row)))
 
     # ---------------------------------------------------------------- the compute thread
 
@@ -185,16 +198,42 @@ class ComputeScheduler:
                 self._finish(call, error=exc)
 
     def _pick(self) -> ScheduledCall:
-        """The next call to serve (lock held)."""
+        """The next call to serve (lock held): the class, then an admitted call about to miss its
+        deadline (earliest deadline first), else the least remaining work."""
         interactive = [c for c in self._calls if c.priority is Priority.INTERACTIVE]
         background = [c for c in self._calls if c.priority is not Priority.INTERACTIVE]
         pool = interactive
         if background and (not interactive or self._background_starved()):
             pool = background
-        return min(pool, key=ScheduledCall.rank)
+        urgent = self._urgent(pool)
+        return urgent if urgent is not None else min(pool, key=ScheduledCall.rank)
+
+    def _urgent(self, pool: list[ScheduledCall]) -> ScheduledCall | None:
+        """The call with the earliest deadline when, in deadline order, the work due before some call's
+        deadline (with the admission's safety factor and `URGENCY_MARGIN_UNITS` of margin) has grown to
+        fill the time left: cheaper calls that arrived later must not push admitted calls past their
+        deadlines. Calls that can no longer make it (less time left than half their remaining work) are
+        left out: serving them would take the device from calls that still can."""
+        now = time.monotonic()
+        timed = sorted(
+            (
+                c
+                for c in pool
+                if c.deadline is not None
+                and c.estimated_seconds is not None
+                and c.deadline - now >= 0.5 * c.remaining()
+            ),
+            key=lambda c: (c.deadline, c.seq),
+        )
+        due, margin = 0.0, URGENCY_MARGIN_UNITS * self.settings.max_unit_seconds
+        for call in timed:
+            due += call.remaining() * self.settings.admission_safety
+            if call.deadline - now <= due + margin:  # type: ignore[operator]
+                return timed[0]
+        return None
 
     def _background_starved(self) -> bool:
-        interactive, background = self._decayed_shares()
+        interactive, background, _short = self._decayed_shares()
         total = interactive + background
         return total > 0 and background / total < self.settings.background_min_share
 
@@ -205,9 +244,21 @@ class ComputeScheduler:
         self._shares_at = now
         return self._shares
 
-    def _charge(self, priority: Priority, seconds: float) -> None:
+    def _charge(self, call: ScheduledCall, seconds: float) -> None:
         with self._lock:
-            self._decayed_shares()[min(int(priority), 1)] += seconds
+            shares = self._decayed_shares()
+            shares[min(int(call.priority), 1)] += seconds
+            if call.estimated_seconds is not None and call.estimated_seconds <= self._short_call_seconds:
+                shares[2] += seconds
+
+    @property
+    def _short_call_seconds(self) -> float:
+        return SHORT_CALL_UNITS * self.settings.max_unit_seconds
+
+    def _short_call_load(self) -> float:
+        """The recent fraction of device time that short calls took (lock held): the share a long call
+        will not get, since short calls that arrive after it run first."""
+        return min(MAX_SHORT_CALL_LOAD, self._decayed_shares()[2] / SHARE_WINDOW_SECONDS)
 
     def _step(self, call: ScheduledCall) -> None:
         reason = call.gone()
@@ -253,7 +304,7 @@ class ComputeScheduler:
 
     def _account(self, call: ScheduledCall, seconds: float) -> None:
         call.attained += seconds
-        self._charge(call.priority, seconds)
+        self._charge(call, seconds)
 
     def _run_batch(self, call: ScheduledCall) -> None:
         """Run the call's pending unit, merged with compatible pending units of other calls."""

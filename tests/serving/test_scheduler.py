@@ -396,3 +396,38 @@ def test_unit_costs_separate_the_fixed_cost_from_the_per_row_cost() -> None:
     only_one_size = UnitCost()
     only_one_size.add(4, 0.02)
     assert only_one_size.fixed == 0.0 and only_one_size.per_row == pytest.approx(0.005)
+
+
+def test_an_admitted_call_meets_its_deadline_under_a_stream_of_shorter_calls(model) -> None:
+    """Shorter calls go first, but not past the point where an admitted call would miss its deadline."""
+    scheduler = ComputeScheduler(SchedulerSettings(), device=torch.device("cpu"))
+    try:
+        seeded(scheduler, model, 0.01)
+        token, stop = CancellationToken(), threading.Event()
+
+        def sleeper(steps: int, seconds: float):
+            def work() -> None:
+                for _ in range(steps):
+                    time.sleep(seconds)
+                    token.check()
+
+            return work
+
+        def flood() -> None:
+            while not stop.is_set():
+                scheduler.submit(sleeper(1, 0.01), model=model, estimate=Estimate(forward_rows=1))
+                time.sleep(0.004)
+
+        flooding = threading.Thread(target=flood)
+        flooding.start()
+        time.sleep(0.1)
+        deadline = time.monotonic() + 1.0
+        long = scheduler.submit(
+            sleeper(10, 0.02), model=model, estimate=Estimate(forward_rows=20), deadline=deadline
+        )
+        long.result(timeout=10)
+        assert time.monotonic() < deadline
+        stop.set()
+        flooding.join()
+    finally:
+        scheduler.close()

@@ -19,6 +19,8 @@ from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, InvalidArgument, ResourceExhausted
 from glassbox.core.images import DECODE_BYTES_PER_PIXEL, PreparedImage, decoded_bytes
 from glassbox.methods.base import MethodChoice, NoParams
+from glassbox.methods.cam import CamLayerParams
+from glassbox.methods.grad_cam import GradCamParams
 from glassbox.methods.occlusion import OcclusionParams
 from glassbox.methods.service import (
     AttributionImage,
@@ -122,6 +124,8 @@ FAMILIES = {
     "guided_backprop": (NoParams(), TargetSpec()),
     "smoothgrad": (SmoothGradParams(samples=6, base=MethodChoice("saliency", NoParams())), TargetSpec()),
     "occlusion": (OcclusionParams(window=16, stride=8), TargetSpec(class_indices=(1, 4))),
+    "grad_cam": (GradCamParams(), TargetSpec(top_k=2)),
+    "grad_cam_plus_plus": (CamLayerParams(layer="features.10"), TargetSpec()),
 }
 
 

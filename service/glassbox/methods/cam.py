@@ -25,10 +25,11 @@ from glassbox.backends.base import LayerInfo, Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import MapResult, MethodOutput
-from glassbox.methods.gradients import GradientMethod, graph_unit_rows
+from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, graph_unit_rows
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
-from glassbox.serving.units import target_passes
+from glassbox.serving.execution import run_unit
+from glassbox.serving.units import LayerGradientResult, LayerGradientUnit, target_passes
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ class CamMethod(GradientMethod):
         """Per-channel weights [n, C] from the layer's activations and gradients, both [n, C, h, w]."""
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        if self.relu_rule is None:
+            return self._run_in_units(pixels, selector)
         assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
@@ -180,15 +183,55 @@ class CamMethod(GradientMethod):
                     grad, guided = self._gradients(
                         logits, one_hot, activation, x, switch, shared_backward, rows=len(selected)
                     )
-                    weights = self.cam_weights(grids, spatial(grad, self.layer))
-                    cams = (weights[:, :, None, None] * grids).sum(dim=1)
-                    cams = cams.clamp(min=0) if self.apply_relu else cams
+                    cams = self._cams(grids, spatial(grad, self.layer))
                     upsampled = upsample(cams, size)
                     if guided is not None:
                         upsampled = guided * upsampled.unsqueeze(1)
                     for r in selected:
                         maps[start + r].append(MapResult(upsampled[r].cpu(), layer_map=cams[r].cpu()))
         return MethodOutput(torch.cat(logits_out), targets_out, maps)
+
+    def _run_in_units(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        """Without a ReLU rule the passes need only the layer's output and its gradients: each chunk is a
+        `LayerGradientUnit` of the compute scheduler, merged with other calls' chunks on the same layer."""
+        assert isinstance(self.model, TorchModel)
+        net, layer = self.model.hooked_network(self.layer.info.name)
+        inputs = pixels.to(self.model.device, torch.float32)
+        size = (inputs.shape[2], inputs.shape[3])
+        most = graph_rows_per_batch(self.call, self.model)
+        logits_out: list[torch.Tensor] = []
+        targets_out: list[tuple[int, ...]] = []
+        maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]
+        start = 0
+        while start < inputs.shape[0]:
+            self.call.token.raise_if_cancelled()  # the unit is the yield point
+            rows = range(start, min(start + self.call.unit_rows("gradient", most), inputs.shape[0]))
+            result: LayerGradientResult = run_unit(
+                LayerGradientUnit(
+                    self.model,
+                    net,
+                    layer,
+                    inputs[rows.start : rows.stop],
+                    lambda logits, rows=rows: selector.resolve_rows(logits, rows),
+                )
+            )
+            self.call.count(forward=len(rows))
+            logits_out.append(result.logits.cpu())
+            targets_out.extend(result.targets)
+            grids = spatial(result.activation, self.layer)
+            for gradient_pass in result.passes:
+                self.call.count(backward=len(gradient_pass.selected))
+                cams = self._cams(grids, spatial(gradient_pass.gradient, self.layer))
+                upsampled = upsample(cams, size)
+                for r in gradient_pass.selected:
+                    maps[start + r].append(MapResult(upsampled[r].cpu(), layer_map=cams[r].cpu()))
+            start = rows.stop
+        return MethodOutput(torch.cat(logits_out), targets_out, maps)
+
+    def _cams(self, grids: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """The class activation maps [n, h, w] of the layer's grids and their gradients."""
+        cams = (self.cam_weights(grids, gradients)[:, :, None, None] * grids).sum(dim=1)
+        return cams.clamp(min=0) if self.apply_relu else cams
 
     def _gradients(
         self,

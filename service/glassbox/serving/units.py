@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.methods.hooks import CallHooks, ReluRule, ReluRules, RuleSwitch
+from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 
 DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
 """Most rows of a merged batch when model.toml says nothing: a CPU gains little beyond 16 rows of a
@@ -183,7 +183,85 @@ class GradientUnit(Unit):
                 else:
                     results.append(GradientResult(part, chosen))
                     targets.extend(chosen)
-            passes = _backward_passes(logits, x, targets, sizes, results)
+            passes = _backward_passes(logits, x, targets, sizes, results, GradientResult)
+        for unit in members:
+            unit.passes_run = passes
+        return results
+
+
+@dataclass
+class LayerGradientResult:
+    logits: torch.Tensor  # [n, classes], detached
+    targets: list[tuple[int, ...]]
+    activation: torch.Tensor  # the layer's output for these rows, detached
+    passes: list[GradientPass] = field(default_factory=list)  # gradients at the layer's output
+
+
+@dataclass(eq=False)
+class LayerGradientUnit(Unit):
+    """One forward with graph of `inputs` through `network` recording `layer`'s output, then one backward
+    per target pass to that output: the passes of Grad-CAM and Grad-CAM++ (the CAM is made from them by
+    the call itself), mergeable across calls on the same layer."""
+
+    kind: ClassVar[str] = "gradient"
+    model: Model
+    network: torch.nn.Module
+    layer: torch.nn.Module
+    inputs: torch.Tensor
+    targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
+    passes_run: int = 0
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def weight(self) -> int:
+        return self.rows * max(1, self.passes_run)
+
+    def batch_key(self) -> Hashable:
+        return (
+            "layer_gradient",
+            id(self.model),
+            id(self.network),
+            id(self.layer),
+            tuple(self.inputs.shape[1:]),
+        )
+
+    def execute(self) -> LayerGradientResult:
+        result = LayerGradientUnit.execute_merged([self])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, LayerGradientUnit)]
+        first = members[0]
+        sizes = [unit.rows for unit in members]
+        with CallHooks() as hooks:
+            capture = LayerCapture(hooks, first.layer)
+            x = torch.cat([unit.inputs for unit in members]).detach().requires_grad_(True)
+            try:
+                with torch.enable_grad():
+                    logits = first.network(x)
+                activation = capture.last()
+            except Exception as exc:
+                return [exc] * len(members)
+        detached = logits.detach()
+        results: list[Any] = []
+        targets: list[tuple[int, ...]] = []
+        for unit, part, layer_part in zip(
+            members, detached.split(sizes), activation.detach().split(sizes), strict=True
+        ):
+            chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
+            if isinstance(chosen, Exception):
+                results.append(chosen)
+                targets.extend([()] * unit.rows)
+            else:
+                results.append(LayerGradientResult(part, chosen, layer_part))
+                targets.extend(chosen)
+        passes = _backward_passes(logits, activation, targets, sizes, results, LayerGradientResult)
         for unit in members:
             unit.passes_run = passes
         return results
@@ -207,14 +285,16 @@ def _backward_passes(
     targets: list[tuple[int, ...]],
     sizes: list[int],
     results: list[Any],
+    result_type: type = GradientResult,
 ) -> int:
-    """Run the target passes over the merged batch and hand each member its rows of each gradient."""
+    """Run the target passes over the merged batch (gradients with respect to `x`, the input or a layer's
+    output) and hand each member its rows of each gradient."""
     last = max((len(t) for t in targets), default=0) - 1
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     for j, rows, one_hot in target_passes(logits, targets):
         (grad,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=j < last)
         for result, offset, size in zip(results, offsets, sizes, strict=True):
-            if isinstance(result, GradientResult):
+            if isinstance(result, result_type):
                 selected = [r - offset for r in rows if offset <= r < offset + size]
                 if selected:
                     result.passes.append(GradientPass(j, selected, grad[offset : offset + size]))

@@ -5,10 +5,10 @@ Refusals are ResourceExhausted with a retry delay where waiting helps:
   leave of the memory budget (`memory_budget_bytes`, default a fraction of the machine's memory);
 * **queue**: its priority class already has `max_queue_seconds` of estimated work;
 * **deadline**: the work ranked before it (every call of a higher class, and every call of its class
-  with less remaining work) plus its own, times `admission_safety`, does not fit its deadline in the
-  device share it can expect (short calls that arrive later run first: the recent share they took is
-  set aside for a longer call); or a call that is not short would push admitted calls with more
-  remaining work past their deadlines.
+  with less remaining work) plus its own, times `admission_safety`, does not fit its deadline; or a call
+  that is not short would push admitted calls with more remaining work past their deadlines. Shorter
+  calls that arrive later run first, until an admitted call's slack runs out; then the scheduler serves
+  the admitted calls in deadline order (scheduler.py, `_urgent`), which keeps this promise.
 Calls of unknown cost (a model never measured) are refused on memory only.
 """
 
@@ -40,7 +40,6 @@ class Admission:
         deadline: float | None,
         estimated: float | None,
         memory: int,
-        short_call_load: float = 0.0,
     ) -> None:
         """Refuse (ResourceExhausted) a call that cannot be served in time or in memory (lock held)."""
         self.admit_memory(memory)
@@ -60,7 +59,7 @@ class Admission:
             return
         ahead = sum(c.remaining() for c in calls if c.priority < priority)
         ahead += sum(c.remaining() for c in same_class if c.remaining() <= estimated)
-        share = 1.0 - short_call_load  # short calls arriving later run first
+        share = 1.0
         if priority is Priority.INTERACTIVE and any(c.priority > priority for c in calls):
             share -= self.settings.background_min_share
         finish = (ahead + estimated + self.settings.max_unit_seconds) / max(share, 0.05)

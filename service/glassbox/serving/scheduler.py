@@ -59,14 +59,9 @@ T = TypeVar("T")
 
 SHARE_WINDOW_SECONDS = 2.0
 """Time constant of the running device-time shares of the two priority classes."""
-SHORT_CALL_UNITS = 4
-"""A call estimated at no more than this many units (`max_unit_seconds`) is short: it runs before longer
-ones, and the device time short calls take is what admission sets aside when it plans a longer call."""
 URGENCY_MARGIN_UNITS = 4
 """Time kept in hand, in units, when deciding that admitted calls must run now to meet their deadlines:
 the response still has to be rendered and sent after the last unit."""
-MAX_SHORT_CALL_LOAD = 0.9
-"""Admission assumes a long call gets at least this complement of the device."""
 TRIM_AFTER_BYTES = 64 * 1024 * 1024
 """Give freed heap back to the system once calls that held this much have finished and the queue is empty."""
 
@@ -92,7 +87,7 @@ class ComputeScheduler:
         self._calls: list[ScheduledCall] = []
         self._seq = 0
         self._closed = False
-        self._shares = [0.0, 0.0, 0.0]  # decayed device seconds: interactive, background, short calls
+        self._shares = [0.0, 0.0]  # decayed device seconds: interactive, background
         self._shares_at = time.monotonic()
         self._held_since_trim = 0
         self.main_greenlet: greenlet.greenlet = None  # type: ignore[assignment]  # set on the thread
@@ -121,10 +116,7 @@ class ComputeScheduler:
                 raise Cancelled("the server is shutting down")
             estimated = self.cost.seconds(model, estimate, label)
             memory = estimate.memory_bytes if estimate is not None else 0
-            short = estimated is not None and estimated <= self._short_call_seconds
-            self.admission.admit(
-                self._calls, priority, deadline, estimated, memory, 0.0 if short else self._short_call_load()
-            )
+            self.admission.admit(self._calls, priority, deadline, estimated, memory)
             self._seq += 1
             call = ScheduledCall(
                 self,
@@ -233,7 +225,7 @@ class ComputeScheduler:
         return None
 
     def _background_starved(self) -> bool:
-        interactive, background, _short = self._decayed_shares()
+        interactive, background = self._decayed_shares()
         total = interactive + background
         return total > 0 and background / total < self.settings.background_min_share
 
@@ -246,19 +238,7 @@ class ComputeScheduler:
 
     def _charge(self, call: ScheduledCall, seconds: float) -> None:
         with self._lock:
-            shares = self._decayed_shares()
-            shares[min(int(call.priority), 1)] += seconds
-            if call.estimated_seconds is not None and call.estimated_seconds <= self._short_call_seconds:
-                shares[2] += seconds
-
-    @property
-    def _short_call_seconds(self) -> float:
-        return SHORT_CALL_UNITS * self.settings.max_unit_seconds
-
-    def _short_call_load(self) -> float:
-        """The recent fraction of device time that short calls took (lock held): the share a long call
-        will not get, since short calls that arrive after it run first."""
-        return min(MAX_SHORT_CALL_LOAD, self._decayed_shares()[2] / SHARE_WINDOW_SECONDS)
+            self._decayed_shares()[min(int(call.priority), 1)] += seconds
 
     def _step(self, call: ScheduledCall) -> None:
         reason = call.gone()

@@ -172,17 +172,10 @@ class GradientUnit(Unit):
                     logits = first.network(x)
             except Exception as exc:
                 return [exc] * len(members)
-            detached = logits.detach()
-            results: list[Any] = []
-            targets: list[tuple[int, ...]] = []
-            for unit, part in zip(members, detached.split(sizes), strict=True):
-                chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
-                if isinstance(chosen, Exception):
-                    results.append(chosen)
-                    targets.extend([()] * unit.rows)
-                else:
-                    results.append(GradientResult(part, chosen))
-                    targets.extend(chosen)
+            parts = logits.detach().split(sizes)
+            results, targets = _resolve_targets(
+                members, parts, lambda i, chosen: GradientResult(parts[i], chosen)
+            )
             passes = _backward_passes(logits, x, targets, sizes, results, GradientResult)
         for unit in members:
             unit.passes_run = passes
@@ -248,23 +241,32 @@ class LayerGradientUnit(Unit):
                 activation = capture.last()
             except Exception as exc:
                 return [exc] * len(members)
-        detached = logits.detach()
-        results: list[Any] = []
-        targets: list[tuple[int, ...]] = []
-        for unit, part, layer_part in zip(
-            members, detached.split(sizes), activation.detach().split(sizes), strict=True
-        ):
-            chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
-            if isinstance(chosen, Exception):
-                results.append(chosen)
-                targets.extend([()] * unit.rows)
-            else:
-                results.append(LayerGradientResult(part, chosen, layer_part))
-                targets.extend(chosen)
+        parts, layer_parts = logits.detach().split(sizes), activation.detach().split(sizes)
+        results, targets = _resolve_targets(
+            members, parts, lambda i, chosen: LayerGradientResult(parts[i], chosen, layer_parts[i])
+        )
         passes = _backward_passes(logits, activation, targets, sizes, results, LayerGradientResult)
         for unit in members:
             unit.passes_run = passes
         return results
+
+
+def _resolve_targets(
+    members: list[Any], parts: tuple[torch.Tensor, ...], build: Callable[[int, list[tuple[int, ...]]], Any]
+) -> tuple[list[Any], list[tuple[int, ...]]]:
+    """Each member's targets from its rows' logits, and its result (`build(i, targets)`); a member whose
+    targets cannot be chosen gets the exception as its result and no targets in the merged passes."""
+    results: list[Any] = []
+    targets: list[tuple[int, ...]] = []
+    for unit, part in zip(members, parts, strict=True):
+        chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
+        if isinstance(chosen, Exception):
+            results.append(chosen)
+            targets.extend([()] * unit.rows)
+        else:
+            results.append(build(len(results), chosen))
+            targets.extend(chosen)
+    return results, targets
 
 
 def target_passes(

@@ -46,11 +46,10 @@ def graph_rows_per_batch(call: CallContext, model: Model, rows_per_item: int = 1
     return call.rows_per_batch(gradient_bytes_per_row(model) * rows_per_item, cap=cap)
 
 
-def graph_unit_rows(call: CallContext, model: Model, rows_per_item: int = 1) -> int:
+def graph_unit_rows(call: CallContext, model: Model) -> int:
     """`graph_rows_per_batch`, cut to one unit's time while other calls wait for the device: for loops
-    that run their own hooked forward + backward in the call (CAMs, neuron gradients, attacks)."""
-    rows = graph_rows_per_batch(call, model, rows_per_item) * rows_per_item
-    return max(1, call.unit_rows("gradient", rows) // rows_per_item)
+    that run their own hooked forward + backward in the call (Guided Grad-CAM, neuron gradients, attacks)."""
+    return call.unit_rows("gradient", graph_rows_per_batch(call, model))
 
 
 class GradientMethod(AttributionMethod):

@@ -209,10 +209,11 @@ def plan_attribution(
     response, memory = _output_bytes(model, request.output, images, targets, method.map_channels)
     limit = settings.limits.max_message_bytes
     if response > limit:
+        field, hint = _response_size_fix(request.output)
         raise InvalidArgument(
             f"the maps would make a response of about {response / 2**20:.0f} MiB, over the "
-            f"{limit / 2**20:.0f} MiB message limit; {_smaller_response_hint(request.output)}",
-            field=_response_size_field(request.output),
+            f"{limit / 2**20:.0f} MiB message limit; {hint}",
+            field=field,
         )
     return Estimate(forward_rows, backward_rows, memory, response)
 
@@ -247,20 +248,15 @@ def _output_bytes(
     return response, memory + response
 
 
-def _response_size_field(options: OutputOptions) -> str:
+def _response_size_fix(options: OutputOptions) -> tuple[str, str]:
+    """(the option that makes a response large, how to make it smaller)."""
     if options.original_size:
-        return "output.original_size"
+        return "output.original_size", (
+            "ask for maps at the model's input size (output.original_size = false) or for PNGs only"
+        )
     if options.aggregation is Aggregation.NONE:
-        return "output.aggregation"
-    return "images"
-
-
-def _smaller_response_hint(options: OutputOptions) -> str:
-    if options.original_size:
-        return "ask for maps at the model's input size (output.original_size = false) or for PNGs only"
-    if options.aggregation is Aggregation.NONE:
-        return "aggregate the channels (output.aggregation) or ask for PNGs only"
-    return "send fewer images or targets per request"
+        return "output.aggregation", "aggregate the channels (output.aggregation) or ask for PNGs only"
+    return "images", "send fewer images or targets per request"
 
 
 def _check_output(options: OutputOptions) -> None:

@@ -110,11 +110,6 @@ class CostModel:
             return None
         return other.scaled(1 / GRADIENT_OVER_FORWARD if kind == "forward" else GRADIENT_OVER_FORWARD)
 
-    def per_row(self, model: Model, kind: str) -> float | None:
-        """Seconds per additional row of `kind`, or None while nothing was measured."""
-        cost = self.unit_cost(model, kind)
-        return None if cost is None else cost.per_row
-
     def seconds(self, model: Model | None, estimate: Estimate | None, label: str) -> float | None:
         """Estimated device seconds of a call, or None when its model's cost is not known yet."""
         if model is None or estimate is None:

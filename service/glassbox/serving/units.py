@@ -119,6 +119,28 @@ class GradientPass:
     gradient: torch.Tensor  # [n, 3, H, W]: zero in rows not selected
 
 
+class GraphUnit(Unit):
+    """A forward with graph over `inputs`, then one backward per target pass (the two kinds below): its
+    size is its rows, its weight rows × the passes it ran, and alone it is a batch of one."""
+
+    inputs: torch.Tensor
+    passes_run: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def weight(self) -> int:
+        return self.rows * max(1, self.passes_run)
+
+    def execute(self) -> Any:
+        result = type(self).execute_merged([self])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
 @dataclass
 class GradientResult:
     logits: torch.Tensor  # [n, classes], detached
@@ -127,7 +149,7 @@ class GradientResult:
 
 
 @dataclass(eq=False)
-class GradientUnit(Unit):
+class GradientUnit(GraphUnit):
     """One forward with graph of `inputs` through `network`, then one backward per target pass with one-hot
     output gradients picking each row's j-th target (methods/gradients.py explains the scheme).
 
@@ -141,22 +163,8 @@ class GradientUnit(Unit):
     relu_rule: ReluRule | None = None
     passes_run: int = 0
 
-    @property
-    def rows(self) -> int:
-        return int(self.inputs.shape[0])
-
-    @property
-    def weight(self) -> int:
-        return self.rows * max(1, self.passes_run)
-
     def batch_key(self) -> Hashable:
         return ("gradient", id(self.model), id(self.network), self.relu_rule, tuple(self.inputs.shape[1:]))
-
-    def execute(self) -> GradientResult:
-        result = GradientUnit.execute_merged([self])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
 
     @classmethod
     def execute_merged(cls, units: list[Unit]) -> list[Any]:
@@ -191,7 +199,7 @@ class LayerGradientResult:
 
 
 @dataclass(eq=False)
-class LayerGradientUnit(Unit):
+class LayerGradientUnit(GraphUnit):
     """One forward with graph of `inputs` through `network` recording `layer`'s output, then one backward
     per target pass to that output: the passes of Grad-CAM and Grad-CAM++ (the CAM is made from them by
     the call itself), mergeable across calls on the same layer."""
@@ -204,14 +212,6 @@ class LayerGradientUnit(Unit):
     targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
     passes_run: int = 0
 
-    @property
-    def rows(self) -> int:
-        return int(self.inputs.shape[0])
-
-    @property
-    def weight(self) -> int:
-        return self.rows * max(1, self.passes_run)
-
     def batch_key(self) -> Hashable:
         return (
             "layer_gradient",
@@ -220,12 +220,6 @@ class LayerGradientUnit(Unit):
             id(self.layer),
             tuple(self.inputs.shape[1:]),
         )
-
-    def execute(self) -> LayerGradientResult:
-        result = LayerGradientUnit.execute_merged([self])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
 
     @classmethod
     def execute_merged(cls, units: list[Unit]) -> list[Any]:

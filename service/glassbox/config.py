@@ -118,6 +118,9 @@ class JobSettings(BaseModel):
         "for speed on GPUs",
     )
     page_size_max: int = Field(1000, gt=0, description="largest ListJobs page")
+    watch_heartbeat_seconds: float = Field(
+        15.0, gt=0, description="a WatchJob stream repeats the job (heartbeat) after this long without news"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSettings:
@@ -166,6 +169,11 @@ class SecuritySettings(BaseModel):
         default_factory=list, description="more tokens, same forms; env GLASSBOX_SECURITY__TOKENS='[\"...\"]'"
     )
     reflection_requires_token: bool = Field(True, description="False exempts server reflection from tokens")
+    admin_principals: list[str] = Field(
+        default_factory=list,
+        description="principals with the admin scope (see every job): token names, or client certificate "
+        "subjects as GetServerInfo's caller.principal shows them; token file entries can also say `admin`",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> SecuritySettings:
@@ -205,6 +213,13 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
     grace_period_seconds: float = Field(10.0, ge=0, description="time in-flight calls get on SIGTERM")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    replicas: int = Field(
+        1,
+        gt=0,
+        description="how many replicas serve this address (a hint, e.g. GLASSBOX_REPLICAS from the "
+        "deployment); above 1 with the in-process job engine, start-up warns that job ids resolve only "
+        "on their replica",
+    )
     reflection: bool = True
     limits: LimitSettings = LimitSettings()
     attribution: AttributionSettings = AttributionSettings()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
+from glassbox.core.reasons import Reason
 from glassbox.models.config import ModelConfig
 
 
@@ -65,6 +66,8 @@ class Model(ABC):
             f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, "
             "which computes no gradients",
             field="model",
+            reason=Reason.METHOD_NOT_SUPPORTED,
+            metadata={"model": self.name, "version": self.version},
         )
 
     def input_gradient_network(self) -> torch.nn.Module:
@@ -78,5 +81,8 @@ class Model(ABC):
             if info.name == name:
                 return info
         raise InvalidArgument(
-            f"model {self.name!r} has no layer {name!r}; GetModel lists the layer names", field=field
+            f"model {self.name!r} has no layer {name!r}; GetModel lists the layer names",
+            field=field,
+            reason=Reason.LAYER_NOT_FOUND,
+            metadata={"model": self.name, "layer": name},
         )

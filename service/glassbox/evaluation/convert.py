@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
+from glassbox.core.reasons import Reason
 from glassbox.evaluation import spec as core
 from glassbox.evaluation.explain import JOB_SETTINGS
 from glassbox.generative.validation import check_range, gradient_model
@@ -134,7 +135,7 @@ def _methods(spec: pb.ExplanationEvaluationSpec, model: TorchModel) -> tuple[cor
         cls = method_class(method)
         reason = cls.unsupported_reason(model)
         if reason is not None:
-            raise FailedPrecondition(reason, field=f"{field}.{method}")
+            raise FailedPrecondition(reason, field=f"{field}.{method}", reason=Reason.METHOD_NOT_SUPPORTED)
         params = dataclass_from_message(getattr(message, method), cls.Params, field=f"{field}.{method}")
         call = CallContext(model, CancellationToken(), JOB_SETTINGS.attribution)
         cls(model, params, call, field=f"{field}.{method}")  # validates every parameter

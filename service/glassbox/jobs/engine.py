@@ -7,7 +7,9 @@ state in memory) and `redis_engine.RedisJobEngine` (RQ queue on Redis, `glassbox
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -19,9 +21,12 @@ from google.protobuf.message import DecodeError, Message
 
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument
+from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument, NotFound
+from glassbox.core.principal import Principal
+from glassbox.core.reasons import Reason
+from glassbox.jobs.ids import new_replica_tag
 from glassbox.jobs.kinds import JobContext, JobKind, get_kind, kind_names
-from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate
+from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, RequestClaim
 from glassbox.models.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -60,14 +65,29 @@ class AttemptToken(CancellationToken):
 
 
 class JobEngine(ABC):
-    """Submit, observe and cancel jobs. Every method raises core errors naming the request field."""
+    """Submit, observe and cancel jobs. Every method raises core errors naming the request field.
+
+    Ownership is enforced here, once for both engines: `get`, `cancel` and `watch` answer NotFound
+    (reason JOB_NOT_FOUND) for a job the principal may not see, exactly as for an unknown id, so ids do
+    not leak; `principal=None` is the server itself (sees everything)."""
 
     def __init__(self, settings: JobSettings, repository: ModelRepository) -> None:
         self.settings = settings
         self.repository = repository
+        self.replica_tag = new_replica_tag()
 
-    def submit(self, kind_name: str, spec: Message) -> JobRecord:
-        """Validate `spec` for its kind, then queue it; nothing is queued when validation fails."""
+    def submit(self, kind_name: str, spec: Message, *, owner: str = "", request_id: str = "") -> JobRecord:
+        """Validate `spec` for its kind, then queue it; nothing is queued when validation fails.
+
+        With a `request_id`, the job `owner` queued earlier with the same id and spec is returned instead
+        (InvalidArgument, reason REQUEST_ID_REUSED, when the spec differs)."""
+        check_request_id(request_id)
+        spec_bytes = spec.SerializeToString(deterministic=True)
+        digest = hashlib.sha256(kind_name.encode() + b"\0" + spec_bytes).hexdigest()
+        if request_id:
+            claim = self._claim_of(owner, request_id)
+            if claim is not None:
+                return self.resolve_claim(claim, digest, request_id)
         kind = find_kind(kind_name)
         try:
             kind.validate(spec, self.repository)
@@ -75,15 +95,64 @@ class JobEngine(ABC):
             exc.field = f"{kind_name}.{exc.field}" if exc.field else kind_name
             raise
         record = JobRecord(
-            id=uuid.uuid4().hex,
+            id=self.new_job_id(),
             kind=kind_name,
             model=spec.model,
             seed=int(spec.seed),
             state=JobState.QUEUED,
             created_at=time.time(),
             max_attempts=self.max_attempts,
+            owner=owner,
+            request_id=request_id,
         )
-        return self._enqueue(record, spec.SerializeToString())
+        return self._enqueue(record, spec_bytes, digest)
+
+    def new_job_id(self) -> str:
+        return uuid.uuid4().hex
+
+    @property
+    def request_ttl_seconds(self) -> float:
+        """How long a request_id is remembered at most (and never longer than its job exists): the
+        job's longest run plus its result TTL."""
+        return self.settings.max_run_seconds + self.settings.result_ttl_seconds
+
+    def resolve_claim(self, claim: RequestClaim, digest: str, request_id: str) -> JobRecord:
+        """The job a request_id is bound to, when the spec is the same; REQUEST_ID_REUSED otherwise."""
+        if claim.spec_digest != digest:
+            raise InvalidArgument(
+                f"request_id {request_id!r} was already used for another spec (job {claim.job_id}); "
+                "use a new request_id for a new job",
+                field="request_id",
+                reason=Reason.REQUEST_ID_REUSED,
+                metadata={"job_id": claim.job_id},
+            )
+        return self._load(claim.job_id)
+
+    def get(self, job_id: str, principal: Principal | None = None) -> JobRecord:
+        """The job as it is now; NotFound (field `job_id`) when unknown, past its result TTL, or not
+        visible to `principal`."""
+        record = self._load(job_id)
+        if principal is not None and not principal.can_see(record.owner):
+            raise job_not_found(job_id)
+        return record
+
+    def cancel(self, job_id: str, principal: Principal | None = None) -> JobRecord:
+        """Cancel a queued job at once, or ask a running one to stop at its next step; a finished job
+        is returned unchanged."""
+        self.get(job_id, principal)
+        return self._cancel(job_id)
+
+    def watch(
+        self,
+        job_id: str,
+        preview_every_steps: int,
+        token: CancellationToken,
+        principal: Principal | None = None,
+    ) -> Iterator[JobUpdate]:
+        """The job now, then every change until it finishes (or `token` is cancelled); a preview PNG on
+        the updates of steps that are multiples of `preview_every_steps` (0 = none)."""
+        self.get(job_id, principal)
+        return self._watch(job_id, preview_every_steps, token)
 
     @property
     def max_attempts(self) -> int:
@@ -100,30 +169,55 @@ class JobEngine(ABC):
             )
 
     @abstractmethod
-    def _enqueue(self, record: JobRecord, spec: bytes) -> JobRecord:
-        """Store and queue a validated job; ResourceExhausted when the queue is full."""
+    def _enqueue(self, record: JobRecord, spec: bytes, spec_digest: str) -> JobRecord:
+        """Store and queue a validated job; ResourceExhausted when the queue is full. When the record has
+        a request_id, bind it to the job atomically: if another request bound it first, return that
+        request's job (`resolve_claim`) and queue nothing."""
 
     @abstractmethod
-    def get(self, job_id: str) -> JobRecord:
-        """The job as it is now; NotFound (field `job_id`) when unknown or past its result TTL."""
+    def _claim_of(self, owner: str, request_id: str) -> RequestClaim | None:
+        """The live job `owner` bound to `request_id`, if any (None once that job has expired)."""
 
     @abstractmethod
-    def cancel(self, job_id: str) -> JobRecord:
-        """Cancel a queued job at once, or ask a running one to stop at its next step; a finished job
-        is returned unchanged."""
+    def _load(self, job_id: str) -> JobRecord:
+        """The job as it is now, whoever owns it; NotFound (`job_not_found`) when unknown or expired."""
+
+    @abstractmethod
+    def _cancel(self, job_id: str) -> JobRecord:
+        """`cancel` once the caller may see the job."""
 
     @abstractmethod
     def list(self, criteria: JobFilter, page_size: int, page_token: str) -> tuple[list[JobRecord], str]:
-        """Jobs newest first, filtered, one page at a time; returns the next page's token ("" at the end)."""
+        """Jobs newest first, filtered (`criteria.owner` restricts them to one principal's), one page at a
+        time; returns the next page's token ("" at the end)."""
 
     @abstractmethod
-    def watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
-        """The job now, then every change until it finishes (or `token` is cancelled); a preview PNG on
-        the updates of steps that are multiples of `preview_every_steps` (0 = none)."""
+    def _watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
+        """`watch` once the caller may see the job."""
 
     @abstractmethod
     def close(self) -> None:
         """Stop background work; the in-process engine cancels what is running."""
+
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def check_request_id(request_id: str) -> None:
+    if request_id and not REQUEST_ID.match(request_id):
+        raise InvalidArgument(
+            f"must be 1..128 characters of A-Z a-z 0-9 . _ : - (e.g. a UUID), got {request_id[:64]!r}",
+            field="request_id",
+        )
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(
+        f"job {job_id!r} does not exist or its results have expired",
+        field="job_id",
+        reason=Reason.JOB_NOT_FOUND,
+        metadata={"job_id": job_id},
+    )
 
 
 def find_kind(name: str) -> JobKind[Any]:
@@ -157,7 +251,9 @@ def run_attempt(record: JobRecord, spec: bytes, context: JobContext) -> Outcome:
         token = context.token
         if isinstance(token, AttemptToken) and token.overran:
             message = f"the job ran longer than jobs.max_run_seconds ({token.max_run_seconds:g} s)"
-            return Outcome(JobState.FAILED, error=JobError("ResourceExhausted", message))
+            return Outcome(
+                JobState.FAILED, error=JobError("ResourceExhausted", message, Reason.JOB_RAN_TOO_LONG)
+            )
         return Outcome(JobState.CANCELLED, error=JobError("Cancelled", "cancelled by CancelJob"))
     except Exception as exc:
         if not isinstance(exc, GlassboxError):

@@ -5,8 +5,12 @@ compute scheduler at background priority (`run_job`), so the job's model work in
 interactive calls, unit by unit, instead of competing with them for the cores.
 
 No Redis and nothing to deploy; a server restart loses every job (use the Redis engine when that
-matters). A running job keeps its last `EVENT_HISTORY` updates, so watchers that fall behind still see
-them (previews only on the last `PREVIEW_HISTORY`: they are large); a finished one keeps only its final
+matters), and a job id resolves only in the process that took it: the ids carry this engine's replica
+tag (jobs/ids.py), so an id from another process is NotFound with reason JOB_NOT_ON_THIS_REPLICA, not
+JOB_NOT_FOUND (docs/scaling.md).
+
+A running job keeps its last `EVENT_HISTORY` updates, so watchers that fall behind still see them
+(previews only on the last `PREVIEW_HISTORY`: they are large); a finished one keeps only its final
 update once no watcher is left.
 """
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted
+from glassbox.core.reasons import Reason
 from glassbox.jobs.engine import (
     AttemptToken,
     JobEngine,
@@ -29,11 +34,22 @@ from glassbox.jobs.engine import (
     Outcome,
     QueueDepth,
     for_watcher,
+    job_not_found,
     preview_due,
     run_attempt,
 )
+from glassbox.jobs.ids import id_tag, tagged_job_id
 from glassbox.jobs.kinds import JobContext, Progress
-from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, PageCursor, paginate
+from glassbox.jobs.records import (
+    JobError,
+    JobFilter,
+    JobRecord,
+    JobState,
+    JobUpdate,
+    PageCursor,
+    RequestClaim,
+    paginate,
+)
 from glassbox.models.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -81,6 +97,7 @@ class InProcessEngine(JobEngine):
         self._on_queue_depth = on_queue_depth
         self._changed = threading.Condition()
         self._jobs: dict[str, _Entry] = {}
+        self._requests: dict[tuple[str, str], RequestClaim] = {}
         self._queue: deque[str] = deque()
         self._closed = False
         self._threads = [
@@ -94,24 +111,38 @@ class InProcessEngine(JobEngine):
     def max_attempts(self) -> int:
         return 1  # a job thread cannot be lost without the whole server, and its state with it
 
-    def _enqueue(self, record: JobRecord, spec: bytes) -> JobRecord:
+    def new_job_id(self) -> str:
+        return tagged_job_id(self.replica_tag)
+
+    def _claim_of(self, owner: str, request_id: str) -> RequestClaim | None:
         with self._changed:
             self._purge_expired()
+            return self._requests.get((owner, request_id))
+
+    def _enqueue(self, record: JobRecord, spec: bytes, spec_digest: str) -> JobRecord:
+        with self._changed:
+            self._purge_expired()
+            request = (record.owner, record.request_id)
+            if record.request_id and request in self._requests:
+                return self.resolve_claim(self._requests[request], spec_digest, record.request_id)
             if len(self._queue) >= self.settings.queue_capacity:
                 raise ResourceExhausted(
-                    f"the job queue is full ({self.settings.queue_capacity} jobs waiting); retry later"
+                    f"the job queue is full ({self.settings.queue_capacity} jobs waiting); retry later",
+                    reason=Reason.JOB_QUEUE_FULL,
                 )
             self._jobs[record.id] = _Entry(record, spec)
+            if record.request_id:
+                self._requests[request] = RequestClaim(record.id, spec_digest)
             self._queue.append(record.id)
             self._report_depth(record.kind)
             self._changed.notify_all()
         return record
 
-    def get(self, job_id: str) -> JobRecord:
+    def _load(self, job_id: str) -> JobRecord:
         with self._changed:
             return self._entry(job_id).record
 
-    def cancel(self, job_id: str) -> JobRecord:
+    def _cancel(self, job_id: str) -> JobRecord:
         with self._changed:
             entry = self._entry(job_id)
             record = entry.record
@@ -134,7 +165,7 @@ class InProcessEngine(JobEngine):
         records.sort(key=lambda job: (job.created_at, job.id), reverse=True)
         return paginate(records, criteria, page_size, cursor)
 
-    def watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
+    def _watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
         with self._changed:
             entry = self._entry(job_id)
             entry.watchers[preview_every_steps] += 1
@@ -252,13 +283,25 @@ class InProcessEngine(JobEngine):
         """The live entry (lock held); NotFound once its result TTL has passed."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.expires_at <= time.time():
-            raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+            tag = id_tag(job_id)
+            if tag is not None and tag != self.replica_tag:
+                raise NotFound(
+                    f"job {job_id!r} was submitted to another server process (replica {tag}; this is "
+                    f"{self.replica_tag}): the in-process job engine keeps a job only in the process that "
+                    "took it. Send its calls to that replica, or use the Redis job engine (docs/scaling.md)",
+                    field="job_id",
+                    reason=Reason.JOB_NOT_ON_THIS_REPLICA,
+                    metadata={"job_id": job_id, "job_replica": tag, "replica": self.replica_tag},
+                )
+            raise job_not_found(job_id)
         return entry
 
     def _purge_expired(self) -> None:
         now = time.time()
         for job_id in [job_id for job_id, entry in self._jobs.items() if entry.expires_at <= now]:
             del self._jobs[job_id]
+        for request in [r for r, claim in self._requests.items() if claim.job_id not in self._jobs]:
+            del self._requests[request]
 
 
 def _forget_history(entry: _Entry) -> None:

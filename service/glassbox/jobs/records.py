@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from glassbox.core import errors
 from glassbox.core.errors import InvalidArgument
+from glassbox.core.reasons import Reason
 from glassbox.jobs.kinds import Progress
 
 
@@ -43,21 +45,29 @@ ERROR_TYPES: dict[str, type[errors.GlassboxError]] = {
 
 @dataclass(frozen=True)
 class JobError:
-    """Why a job failed: the domain error class name (a key of ERROR_TYPES, or "Internal") and a
-    message for the user. Tracebacks stay in the worker's log."""
+    """Why a job failed: the domain error class name (a key of ERROR_TYPES, or "Internal"), a message for
+    the user, and what a program needs: the stable reason (a `Reason` value; empty in records written
+    before reasons existed, then the class's default), the request field at fault, and the error's
+    metadata. Tracebacks stay in the worker's log."""
 
     type: str
     message: str
+    reason: str = ""
+    field: str = ""
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> JobError:
         if isinstance(exc, errors.GlassboxError) and type(exc).__name__ in ERROR_TYPES:
-            return cls(type(exc).__name__, str(exc))
-        return cls("Internal", f"the job failed with {type(exc).__name__}: {exc}")
+            return cls(type(exc).__name__, str(exc), exc.reason.value, exc.field or "", dict(exc.metadata))
+        return cls("Internal", f"the job failed with {type(exc).__name__}: {exc}", Reason.INTERNAL.value)
 
     def as_exception(self) -> errors.GlassboxError:
-        """The domain error this stands for (a plain GlassboxError for "Internal")."""
-        return ERROR_TYPES.get(self.type, errors.GlassboxError)(self.message)
+        """The domain error this stands for (a plain GlassboxError for "Internal"); its message is the
+        stored one, which already names the field."""
+        cls = ERROR_TYPES.get(self.type, errors.GlassboxError)
+        reason = Reason(self.reason) if self.reason in Reason.__members__ else None
+        return cls(self.message, reason=reason, metadata=self.metadata)
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,21 @@ class JobRecord:
     error: JobError | None = None
     result: bytes | None = None
     cancel_requested: bool = False
+    owner: str = ""
+    """The principal that submitted the job (server/auth.py); "" where no caller was authenticated."""
+    request_id: str = ""
+    """The submitter's idempotency key, "" when it sent none."""
 
     def with_(self, **changes: object) -> JobRecord:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RequestClaim:
+    """What a (caller, request_id) pair is bound to: the job it queued and a digest of its kind and spec."""
+
+    job_id: str
+    spec_digest: str
 
 
 @dataclass(frozen=True)
@@ -93,15 +115,17 @@ class JobUpdate:
 
 @dataclass(frozen=True)
 class JobFilter:
-    """ListJobs criteria; an empty field matches everything."""
+    """ListJobs criteria; an empty field matches everything, `owner` None every principal's jobs."""
 
     states: frozenset[JobState] = frozenset()
     kind: str = ""
     model: str = ""
+    owner: str | None = None
 
     def matches(self, job: JobRecord) -> bool:
         return (
-            (not self.states or job.state in self.states)
+            (self.owner is None or job.owner == self.owner)
+            and (not self.states or job.state in self.states)
             and (not self.kind or job.kind == self.kind)
             and (not self.model or job.model == self.model)
         )

@@ -22,6 +22,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
+from glassbox.core.reasons import Reason
 from glassbox.jobs.records import JobError, JobState
 from glassbox.jobs.redis_store import RedisJobStore, error_fields
 
@@ -64,7 +65,7 @@ def on_worker_lost(job: Job, connection: Redis, exc_type: type, exc_value: BaseE
     elif not job.retries_left:
         log.warning("job %s: %s; no attempts left", job_id, lost)
         final = {"state": JobState.FAILED.value, "finished_at": repr(now)}
-        final.update(error_fields(JobError("Unavailable", f"{lost}; no attempts left")))
+        final.update(error_fields(JobError("Unavailable", f"{lost}; no attempts left", Reason.WORKER_LOST)))
         store.write(job_id, final, states=[record.state], attempt=record.attempt, ttl_seconds=result_ttl)
 
 

@@ -24,9 +24,19 @@ from rq.serializers import JSONSerializer
 
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import NotFound, ResourceExhausted, Unavailable
-from glassbox.jobs.engine import JobEngine, QueueDepth, preview_wanted
-from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, PageCursor, paginate
+from glassbox.core.errors import ResourceExhausted, Unavailable
+from glassbox.core.reasons import Reason
+from glassbox.jobs.engine import JobEngine, QueueDepth, job_not_found, preview_wanted
+from glassbox.jobs.records import (
+    JobError,
+    JobFilter,
+    JobRecord,
+    JobState,
+    JobUpdate,
+    PageCursor,
+    RequestClaim,
+    paginate,
+)
 from glassbox.jobs.recovery import Reaper, on_worker_lost
 from glassbox.jobs.redis_store import RedisJobStore, error_fields
 from glassbox.models.repository import ModelRepository
@@ -56,7 +66,9 @@ def redis_errors() -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Unavailable(f"the job store (Redis) is unreachable: {exc}") from exc
+        raise Unavailable(
+            f"the job store (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+        ) from exc
 
 
 class RedisJobEngine(JobEngine):
@@ -77,18 +89,33 @@ class RedisJobEngine(JobEngine):
         self._depth_kinds: set[str] = set()
         self._reaper = Reaper(self.queue, settings.heartbeat_seconds, self._tick).start()
 
-    def _enqueue(self, record: JobRecord, spec: bytes) -> JobRecord:
+    def _claim_of(self, owner: str, request_id: str) -> RequestClaim | None:
+        with redis_errors():
+            return self.store.claim(self.redis, owner, request_id)
+
+    def _enqueue(self, record: JobRecord, spec: bytes, spec_digest: str) -> JobRecord:
         settings = self.settings
         retry = Retry(max=settings.max_attempts - 1) if settings.max_attempts > 1 else None
+        request_key = self.store.request_key(record.owner, record.request_id) if record.request_id else None
 
-        def admit(pipe: Pipeline) -> None:
+        def admit(pipe: Pipeline) -> RequestClaim | None:
+            """Queue the job, or return the claim another request made on the same request_id first (the
+            request key is WATCHed: two racing requests cannot both queue)."""
+            if request_key is not None:
+                claim = self.store.claim(pipe, record.owner, record.request_id)
+                if claim is not None:
+                    return claim
             waiting = pipe.llen(self.queue.key)
             if waiting >= self.settings.queue_capacity:
                 raise ResourceExhausted(
-                    f"the job queue is full ({self.settings.queue_capacity} jobs waiting); retry later"
+                    f"the job queue is full ({self.settings.queue_capacity} jobs waiting); retry later",
+                    reason=Reason.JOB_QUEUE_FULL,
                 )
             pipe.multi()
             self.store.create(pipe, record, spec)
+            if request_key is not None:
+                ttl = math.ceil(self.request_ttl_seconds * 1000)
+                pipe.set(request_key, f"{record.id} {spec_digest}", px=ttl)
             self.queue.enqueue_call(
                 PERFORM,
                 args=(
@@ -105,22 +132,26 @@ class RedisJobEngine(JobEngine):
                 on_failure=Callback(on_worker_lost),
                 pipeline=pipe,
             )
+            return None
 
+        watched = [self.queue.key] + ([request_key] if request_key is not None else [])
         with redis_errors():
-            self.redis.transaction(admit, self.queue.key)
+            claim = self.redis.transaction(admit, *watched, value_from_callable=True)
+        if claim is not None:
+            return self.resolve_claim(claim, spec_digest, record.request_id)
         return record
 
-    def get(self, job_id: str) -> JobRecord:
+    def _load(self, job_id: str) -> JobRecord:
         with redis_errors():
             record = self.store.load(job_id)
         if record is None:
-            raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+            raise job_not_found(job_id)
         return record
 
-    def cancel(self, job_id: str) -> JobRecord:
+    def _cancel(self, job_id: str) -> JobRecord:
         with redis_errors():
             while True:
-                record = self.get(job_id)
+                record = self._load(job_id)
                 if record.state is JobState.QUEUED:
                     final: dict[str, str | bytes] = {
                         "state": JobState.CANCELLED.value,
@@ -133,13 +164,13 @@ class RedisJobEngine(JobEngine):
                     )
                     if written:
                         self._drop_queued_call(job_id)
-                        return self.get(job_id)
+                        return self._load(job_id)
                 elif record.state is JobState.RUNNING and not record.cancel_requested:
                     written, *_ = self.store.write(
                         job_id, {"cancel_requested": "1"}, states=[JobState.RUNNING]
                     )
                     if written:
-                        return self.get(job_id)
+                        return self._load(job_id)
                 else:
                     return record
 
@@ -164,12 +195,12 @@ class RedisJobEngine(JobEngine):
         newest_first = sorted(matched.values(), key=lambda job: (job.created_at, job.id), reverse=True)
         return paginate(newest_first, JobFilter(), page_size, None)
 
-    def watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
+    def _watch(self, job_id: str, preview_every_steps: int, token: CancellationToken) -> Iterator[JobUpdate]:
         watcher = uuid.uuid4().hex
         with redis_errors():
             record, last = self.store.snapshot(job_id)
             if record is None:
-                raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+                raise job_not_found(job_id)
             self.store.register_watcher(job_id, watcher, preview_every_steps)
         try:
             yield JobUpdate(record)

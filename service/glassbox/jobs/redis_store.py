@@ -9,6 +9,8 @@ Keys (all under the namespace, all with the result TTL once the job is finished)
                             falls further behind gets the updates without their previews)
     {ns}:job:{id}:watchers  sorted set: "{watcher}:{preview interval}" scored by its expiry (Redis time)
     {ns}:jobs               sorted set: every job id scored by its creation time (listing, newest first)
+    {ns}:request:{sha256}   string "{job id} {spec digest}": a caller's SubmitJob request_id, set with the
+                            job in one transaction; TTL max_run_seconds + result_ttl_seconds
 
 Every change goes through one Lua script that checks the job's state (and attempt) first, so a
 worker that lost its job (its attempt was retried elsewhere) can never overwrite the new attempt.
@@ -16,6 +18,8 @@ worker that lost its job (its attempt was retried elsewhere) can never overwrite
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -24,7 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from glassbox.jobs.kinds import Progress
-from glassbox.jobs.records import JobError, JobRecord, JobState
+from glassbox.jobs.records import JobError, JobRecord, JobState, RequestClaim
 
 EVENT_HISTORY = 256
 PREVIEW_HISTORY = 16
@@ -32,7 +36,8 @@ WATCHER_LEASE_SECONDS = 5.0
 
 LIGHT_FIELDS = (
     "kind", "model", "seed", "state", "created_at", "max_attempts", "attempt", "started_at", "finished_at",
-    "step", "total", "objective", "message", "error_type", "error_message", "cancel_requested",
+    "step", "total", "objective", "message", "error_type", "error_message", "error_reason", "error_field",
+    "error_metadata", "cancel_requested", "owner", "request_id",
 )  # fmt: skip
 
 _GUARDED_WRITE = """
@@ -97,9 +102,10 @@ def record_fields(record: JobRecord) -> dict[str, str]:
         "started_at": _time(record.started_at),
         "finished_at": _time(record.finished_at),
         **progress_fields(record.progress),
-        "error_type": record.error.type if record.error else "",
-        "error_message": record.error.message if record.error else "",
+        **error_fields(record.error),
         "cancel_requested": "1" if record.cancel_requested else "0",
+        "owner": record.owner,
+        "request_id": record.request_id,
     }
 
 
@@ -113,7 +119,17 @@ def progress_fields(progress: Progress) -> dict[str, str]:
 
 
 def error_fields(error: JobError | None) -> dict[str, str]:
-    return {"error_type": error.type if error else "", "error_message": error.message if error else ""}
+    if error is None:
+        return dict.fromkeys(
+            ("error_type", "error_message", "error_reason", "error_field", "error_metadata"), ""
+        )
+    return {
+        "error_type": error.type,
+        "error_message": error.message,
+        "error_reason": error.reason,
+        "error_field": error.field,
+        "error_metadata": json.dumps(error.metadata, sort_keys=True) if error.metadata else "",
+    }
 
 
 def decode_record(job_id: str, raw: dict[bytes, bytes], result: bytes | None = None) -> JobRecord:
@@ -122,7 +138,11 @@ def decode_record(job_id: str, raw: dict[bytes, bytes], result: bytes | None = N
         key.decode(): value for key, value in raw.items() if key not in (b"spec", b"result", b"preview_id")
     }
     text = {key: value.decode() for key, value in fields.items()}
-    error = JobError(text["error_type"], text["error_message"]) if text.get("error_type") else None
+    error = None
+    if text.get("error_type"):
+        metadata = json.loads(text["error_metadata"]) if text.get("error_metadata") else {}
+        reason, field = text.get("error_reason", ""), text.get("error_field", "")
+        error = JobError(text["error_type"], text["error_message"], reason, field, metadata)
     return JobRecord(
         id=job_id,
         kind=text["kind"],
@@ -143,6 +163,8 @@ def decode_record(job_id: str, raw: dict[bytes, bytes], result: bytes | None = N
         error=error,
         result=result,
         cancel_requested=text["cancel_requested"] == "1",
+        owner=text.get("owner", ""),
+        request_id=text.get("request_id", ""),
     )
 
 
@@ -172,6 +194,21 @@ class RedisJobStore:
         """Store a new job and index it (inside the caller's transaction)."""
         pipe.hset(self.key(record.id), mapping={**record_fields(record), "spec": spec})
         pipe.zadd(self.index_key, {record.id: record.created_at})
+
+    def request_key(self, owner: str, request_id: str) -> str:
+        """The key binding one caller's request_id to its job (hashed: owners and ids are free text)."""
+        digest = hashlib.sha256(f"{owner}\0{request_id}".encode()).hexdigest()
+        return f"{self.namespace}:request:{digest}"
+
+    def claim(self, client: Redis | Pipeline, owner: str, request_id: str) -> RequestClaim | None:
+        """The live job bound to a request_id (None when unbound, or its job has expired)."""
+        value = client.get(self.request_key(owner, request_id))
+        if value is None:
+            return None
+        job_id, digest = value.decode().split(" ", 1)
+        if not client.exists(self.key(job_id)):
+            return None
+        return RequestClaim(job_id, digest)
 
     def load(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(self.key(job_id))

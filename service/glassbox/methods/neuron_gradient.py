@@ -16,6 +16,7 @@ import torch
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import FailedPrecondition
+from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows, relu_rule_unsupported
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
@@ -82,7 +83,9 @@ class NeuronGradient(GradientMethod):
         if p.guided:
             reason = relu_rule_unsupported(f"{self.name} with guided", self.model)
             if reason is not None:
-                raise FailedPrecondition(reason, field=f"{self.field}.guided")
+                raise FailedPrecondition(
+                    reason, field=f"{self.field}.guided", reason=Reason.METHOD_NOT_SUPPORTED
+                )
 
     def unit(self, activations: torch.Tensor) -> torch.Tensor:
         """The chosen unit's value per row, [n]."""

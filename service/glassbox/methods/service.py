@@ -33,6 +33,7 @@ from glassbox.core.images import (
     prepare,
     to_original_size,
 )
+from glassbox.core.reasons import Reason
 from glassbox.methods.base import AttributionMethod, CallContext, MapResult
 from glassbox.methods.registry import method_class, method_names, supported_methods
 from glassbox.methods.targets import TargetSelector, TargetSpec
@@ -189,6 +190,8 @@ def _method(model: Model, request: AttributionRequest, call: CallContext) -> Att
         raise FailedPrecondition(
             f"{reason}; model {model.name!r} version {model.version!r} supports {supported_methods(model)}",
             field="method",
+            reason=Reason.METHOD_NOT_SUPPORTED,
+            metadata={"model": model.name, "version": model.version, "method": request.method},
         )
     _check_output(request.output)
     return cls(model, request.params, call)
@@ -214,6 +217,7 @@ def plan_attribution(
             f"the maps would make a response of about {response / 2**20:.0f} MiB, over the "
             f"{limit / 2**20:.0f} MiB message limit; {hint}",
             field=field,
+            reason=Reason.RESPONSE_TOO_LARGE,
         )
     return Estimate(forward_rows, backward_rows, memory, response)
 

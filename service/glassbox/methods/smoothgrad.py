@@ -20,6 +20,7 @@ from enum import StrEnum
 import torch
 
 from glassbox.core.errors import FailedPrecondition
+from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodChoice, MethodOutput, NoParams
 from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
 from glassbox.methods.registry import method_class, register
@@ -84,7 +85,9 @@ class SmoothGrad(GradientMethod):
         base_cls = method_class(p.base.name)
         reason = base_cls.unsupported_reason(self.model)
         if reason is not None:
-            raise FailedPrecondition(reason, field=f"{self.field}.{p.base.name}")
+            raise FailedPrecondition(
+                reason, field=f"{self.field}.{p.base.name}", reason=Reason.METHOD_NOT_SUPPORTED
+            )
         self.base: GradientMethod = base_cls(
             self.model, p.base.params, self.call, field=f"{self.field}.{p.base.name}"
         )

@@ -34,6 +34,7 @@ import torch
 
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, pixels_from_array, prepare
+from glassbox.core.reasons import Reason
 
 DATASETS_FOLDER = "datasets"
 """The folder beside a model's version folders that holds its named sets (never a version)."""
@@ -228,7 +229,12 @@ def load_named_set(
             return LabelledImages(images.float().contiguous(), labels, masks, names)
         return _load_folder(config, spec, classes, max_pixels)
     except (OSError, ValueError, KeyError, InvalidArgument) as exc:
-        raise FailedPrecondition(f"named set {config.name!r} is broken: {exc}", field="named") from exc
+        raise FailedPrecondition(
+            f"named set {config.name!r} is broken: {exc}",
+            field="named",
+            reason=Reason.DATASET_BROKEN,
+            metadata={"dataset": config.name},
+        ) from exc
 
 
 def inline_set(

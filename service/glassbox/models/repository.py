@@ -20,6 +20,7 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.core.errors import FailedPrecondition, NotFound
+from glassbox.core.reasons import Reason
 from glassbox.models.config import ConfigError, ModelConfig, load_config
 from glassbox.models.datasets import (
     DATASETS_FOLDER,
@@ -166,7 +167,10 @@ class ModelRepository:
         """All versions of a model, oldest first; NotFound if the model does not exist."""
         if name not in self._models:
             raise NotFound(
-                f"model {name!r} does not exist; ListModels lists the served models", field="model"
+                f"model {name!r} does not exist; ListModels lists the served models",
+                field="model",
+                reason=Reason.MODEL_NOT_FOUND,
+                metadata={"model": name},
             )
         return list(self._models[name].values())
 
@@ -174,15 +178,28 @@ class ModelRepository:
         """A version entry; an empty version means the newest READY one (or the newest, if none is)."""
         versions = self._models.get(name)
         if versions is None:
-            raise NotFound(f"model {name!r} does not exist; ListModels lists the served models", field=field)
+            raise NotFound(
+                f"model {name!r} does not exist; ListModels lists the served models",
+                field=field,
+                reason=Reason.MODEL_NOT_FOUND,
+                metadata={"model": name},
+            )
         if version:
             if version not in versions:
                 raise NotFound(
-                    f"model {name!r} has no version {version!r}; it has {list(versions)}", field="version"
+                    f"model {name!r} has no version {version!r}; it has {list(versions)}",
+                    field="version",
+                    reason=Reason.VERSION_NOT_FOUND,
+                    metadata={"model": name, "version": version},
                 )
             return versions[version]
         if not versions:
-            raise NotFound(f"model {name!r} has no versions", field=field)
+            raise NotFound(
+                f"model {name!r} has no versions",
+                field=field,
+                reason=Reason.VERSION_NOT_FOUND,
+                metadata={"model": name},
+            )
         ready = [v for v in versions.values() if v.state is ModelState.READY]
         return ready[-1] if ready else list(versions.values())[-1]
 
@@ -191,7 +208,10 @@ class ModelRepository:
         entry = self.entry(name, version, field=field)
         if entry.model is None:
             raise FailedPrecondition(
-                f"model {name!r} version {entry.version!r} is not ready: {entry.error}", field=field
+                f"model {name!r} version {entry.version!r} is not ready: {entry.error}",
+                field=field,
+                reason=Reason.MODEL_NOT_READY,
+                metadata={"model": name, "version": entry.version},
             )
         return entry.model
 
@@ -214,7 +234,10 @@ class ModelRepository:
         folders = self._datasets.get(name, {})
         if set_name not in folders:
             raise NotFound(
-                f"model {name!r} has no named set {set_name!r}; it has {sorted(folders)}", field="named"
+                f"model {name!r} has no named set {set_name!r}; it has {sorted(folders)}",
+                field="named",
+                reason=Reason.DATASET_NOT_FOUND,
+                metadata={"model": name, "dataset": set_name},
             )
         key = (name, entry.version, set_name)
         with self._sets_lock:
@@ -234,4 +257,9 @@ class ModelRepository:
         try:
             return load_dataset_config(set_name, folder)
         except (OSError, ValueError) as exc:
-            raise FailedPrecondition(f"named set {set_name!r} is broken: {exc}", field="named") from exc
+            raise FailedPrecondition(
+                f"named set {set_name!r} is broken: {exc}",
+                field="named",
+                reason=Reason.DATASET_BROKEN,
+                metadata={"dataset": set_name},
+            ) from exc

@@ -12,6 +12,7 @@ import redis
 from redis import Redis
 
 from glassbox.core.errors import Unavailable
+from glassbox.core.reasons import Reason
 from glassbox.robustness.history import HistoryRecord, HistoryStore
 
 RENEW = """
@@ -49,13 +50,17 @@ class RedisHistory(HistoryStore):
             pipe.ltrim(self._key(record.model), 0, self.max_records - 1)
             pipe.execute()
         except redis.RedisError as exc:
-            raise Unavailable(f"the robustness history (Redis) is unreachable: {exc}") from exc
+            raise Unavailable(
+                f"the robustness history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
 
     def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
         try:
             raw = self.redis.lrange(self._key(model), 0, -1 if version else limit - 1)
         except redis.RedisError as exc:
-            raise Unavailable(f"the robustness history (Redis) is unreachable: {exc}") from exc
+            raise Unavailable(
+                f"the robustness history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
         found = [HistoryRecord.from_json(item) for item in raw]
         return [r for r in found if not version or r.version == version][:limit]
 
@@ -65,7 +70,9 @@ class RedisHistory(HistoryStore):
                 self._lease_key(model, version), owner, nx=True, px=_milliseconds(ttl_seconds)
             )
         except redis.RedisError as exc:
-            raise Unavailable(f"the robustness lease (Redis) is unreachable: {exc}") from exc
+            raise Unavailable(
+                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
         return bool(taken)
 
     def renew(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
@@ -74,14 +81,18 @@ class RedisHistory(HistoryStore):
                 keys=[self._lease_key(model, version)], args=[owner, _milliseconds(ttl_seconds)]
             )
         except redis.RedisError as exc:
-            raise Unavailable(f"the robustness lease (Redis) is unreachable: {exc}") from exc
+            raise Unavailable(
+                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
         return bool(renewed)
 
     def release(self, model: str, version: str, owner: str) -> None:
         try:
             self._release(keys=[self._lease_key(model, version)], args=[owner])
         except redis.RedisError as exc:
-            raise Unavailable(f"the robustness lease (Redis) is unreachable: {exc}") from exc
+            raise Unavailable(
+                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
 
     def close(self) -> None:
         self.redis.close()

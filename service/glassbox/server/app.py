@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -52,7 +53,7 @@ from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.monitor import RobustnessMonitor
 from glassbox.server import health as model_health
 from glassbox.server.attribution_servicer import AttributionServicer
-from glassbox.server.auth import token_interceptor
+from glassbox.server.auth import PrincipalResolver, TokenVerifier, token_interceptor, token_verifier
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import error_interceptor
 from glassbox.server.inspection_servicer import InspectionServicer
@@ -119,6 +120,26 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     loop.default_exception_handler(context)
 
 
+def warn_about_replicas(settings: Settings) -> None:
+    """Warn when the in-process job engine looks deployed behind several replicas: clients spread calls
+    over replicas, and a job id resolves only on the one that took the job (JOB_NOT_ON_THIS_REPLICA)."""
+    if settings.jobs.redis_url:
+        return
+    hints = []
+    if settings.replicas > 1:
+        hints.append(f"replicas = {settings.replicas}")
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        hints.append("running in Kubernetes")
+    if hints:
+        log.warning(
+            "jobs run in the in-process engine (no jobs.redis_url) but %s: a job is known only to the "
+            "replica that took it, so GetJob/WatchJob/CancelJob on another replica answer NOT_FOUND with "
+            "reason JOB_NOT_ON_THIS_REPLICA. Set jobs.redis_url (GLASSBOX_JOBS__REDIS_URL) for several "
+            "replicas; docs/scaling.md",
+            " and ".join(hints),
+        )
+
+
 class GlassboxServer:
     """One gRPC server over one model repository."""
 
@@ -159,6 +180,8 @@ class GlassboxServer:
             on_queue_depth=self.metrics.set_queue_depth,
             run_job=self._run_job,
         )
+        warn_about_replicas(settings)
+        self.verifier = token_verifier(settings.security)
         self.context = ServerContext(
             settings=settings,
             repository=repository,
@@ -167,6 +190,7 @@ class GlassboxServer:
             jobs=jobs,
             scheduler=self.scheduler,
             pool=self.pool,
+            principals=PrincipalResolver(self.verifier, settings.security.admin_principals),
         )
         self._loop = EventLoopThread("glassbox-grpc")
         self.server: grpc.aio.Server = self._loop.run(self._build_server())
@@ -221,7 +245,7 @@ class GlassboxServer:
             migration_thread_pool=self.pool,  # where a synchronous handler would run; ours are async
             interceptors=[
                 MetricsInterceptor(self.metrics, self.pool),
-                *self._interceptors(self.settings, self.pool),
+                *self._interceptors(self.settings, self.pool, self.verifier),
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -232,11 +256,11 @@ class GlassboxServer:
 
     @staticmethod
     def _interceptors(
-        settings: Settings, pool: concurrent.futures.Executor
+        settings: Settings, pool: concurrent.futures.Executor, verifier: TokenVerifier | None
     ) -> list[grpc.aio.ServerInterceptor]:
         """Outermost first: refuse unauthenticated calls before any work, then map errors of the calls
         that run. (Load is bounded by the compute scheduler's admission, not per method.)"""
-        auth = token_interceptor(settings.security)
+        auth = token_interceptor(settings.security, verifier)
         return [*([auth] if auth else []), error_interceptor(pool)]
 
     def _observe_robustness(self, record: HistoryRecord) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -28,6 +28,7 @@ from glassbox.jobs.engine import JobEngine
 from glassbox.methods.registry import supported_methods
 from glassbox.metrics import Metrics
 from glassbox.models.repository import ModelRepository, ModelVersion
+from glassbox.server.auth import PrincipalResolver
 from glassbox.server.interceptors import in_pool
 from glassbox.serving import ComputeScheduler, Estimate, Priority
 
@@ -44,6 +45,8 @@ class ServerContext:
     scheduler: ComputeScheduler
     pool: Executor
     """The blocking-I/O pool (`settings.worker_threads` threads); never runs model work."""
+    principals: PrincipalResolver = field(default_factory=lambda: PrincipalResolver(None, ()))
+    """Names the caller of a call (server/auth.py): the owner of the jobs it submits."""
 
     def supported_methods(self, entry: ModelVersion) -> list[str]:
         return supported_methods(entry.model) if entry.model is not None else []

@@ -1,12 +1,19 @@
-"""The one place where domain errors become gRPC status codes.
+"""The one place where domain errors become gRPC status codes and rich `google.rpc.Status` details.
 
-Domain errors keep their message (it names the bad field). A ResourceExhausted that says when to come
-back (`retry_after_seconds`, set by the compute scheduler's admission) also carries a
-`google.rpc.RetryInfo` detail in the rich status (`grpc-status-details-bin`), which clients read with
-`grpc_status.rpc_status.from_call`. A Cancelled error at the call's deadline (the compute scheduler
-stops work whose deadline passed) is DEADLINE_EXCEEDED, as the client's own deadline would say.
-Anything unexpected becomes INTERNAL with a generic message and a reference id; the traceback goes
-only to the log.
+Every error status carries, in `grpc-status-details-bin` (read with `grpc_status.rpc_status.from_call`
+or any gRPC library's status-details support):
+
+- `google.rpc.ErrorInfo`: the stable `reason` (core/reasons.py, docs/operations.md), domain
+  `glassbox.v1`, and string metadata (the model, version, job id, ... it is about);
+- `google.rpc.BadRequest` with one `FieldViolation` when the error names a request field (the field
+  path as the request spells it, e.g. `images[0].encoded`, and the message);
+- `google.rpc.RetryInfo` when the error says when to come back (the compute scheduler's admission).
+
+The message text stays as before (`<field>: <message>`), for people. A Cancelled error at the call's
+deadline (the compute scheduler stops work whose deadline passed) is DEADLINE_EXCEEDED, as the client's
+own deadline would say. Anything unexpected becomes INTERNAL with a generic message and a reference id
+(also in ErrorInfo metadata `reference`); the traceback goes only to the log. `Job.error_status` is
+built here too, by `status_proto`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from glassbox.core import errors
+from glassbox.core.reasons import ERROR_DOMAIN, Reason
 from glassbox.server.interceptors import Behaviour, WrappingInterceptor
 
 log = logging.getLogger(__name__)
@@ -60,30 +68,64 @@ def retry_delay(error: errors.GlassboxError) -> float | None:
     return max(0.0, float(seconds))
 
 
-def rich_status(code: grpc.StatusCode, message: str, retry_after_seconds: float) -> grpc.Status:
-    """A status with a `google.rpc.RetryInfo` detail saying when to retry."""
-    delay = duration_pb2.Duration()
-    delay.FromNanoseconds(round(retry_after_seconds * 1e9))
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
+def status_proto(
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: Reason,
+    field: str | None = None,
+    metadata: dict[str, str] | None = None,
+    retry_after_seconds: float | None = None,
+) -> status_pb2.Status:
+    """A `google.rpc.Status` with the ErrorInfo, BadRequest and RetryInfo details described above."""
+    details = [error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN, metadata=metadata or {})]
+    if field:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(retry_after_seconds * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    status = status_pb2.Status(code=code.value[0], message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return status
+
+
+def error_status(error: errors.GlassboxError, code: grpc.StatusCode | None = None) -> status_pb2.Status:
+    """The rich status of a domain error (its own code unless `code` overrides it)."""
+    code = code or status_for(error)
+    reason = error.reason
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        reason = Reason.DEADLINE_EXCEEDED
+    elif code is grpc.StatusCode.INTERNAL:
+        reason = Reason.INTERNAL
+    return status_proto(
+        code,
+        str(error),
+        reason=reason,
+        field=error.field,
+        metadata=error.metadata,
+        retry_after_seconds=retry_delay(error),
+    )
 
 
 async def abort_for(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> NoReturn:
     """End the call with the status `exc` maps to (always raises grpc's AbortError)."""
     if isinstance(exc, errors.GlassboxError):
-        code, message = status_for(exc), str(exc)
+        code = status_for(exc)
         if code is grpc.StatusCode.CANCELLED and _deadline_passed(context):
             code = grpc.StatusCode.DEADLINE_EXCEEDED
-        delay = retry_delay(exc)
-        if delay is not None:
-            await context.abort_with_status(rich_status(code, message, delay))
-        await context.abort(code, message)
+        await context.abort_with_status(rpc_status.to_status(error_status(exc, code)))
     reference = uuid.uuid4().hex[:12]
     log.error("internal error in %s (ref %s)", method, reference, exc_info=exc)
-    await context.abort(
-        grpc.StatusCode.INTERNAL, f"internal error (ref {reference}); the server log has the details"
+    message = f"internal error (ref {reference}); the server log has the details"
+    status = status_proto(
+        grpc.StatusCode.INTERNAL, message, reason=Reason.INTERNAL, metadata={"reference": reference}
     )
+    await context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 

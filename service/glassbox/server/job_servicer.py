@@ -7,17 +7,20 @@ WatchJob costs a coroutine, not a thread, while its job does not change. The eng
 blocking iterator (it waits up to a poll interval for news), so it is stepped on the pool only while it
 has news: after each update the stream compares the update with the job as the engine has it now, and
 while they agree it waits on a `JobChanges` hub, one task for the whole server that looks all watched
-jobs up in one pool task per tick and wakes the streams whose job changed. An update the engine keeps
-without changing the job record (none today) is still delivered within `WATCH_IDLE_SECONDS`. (With the
-Redis engine a watcher renews its preview lease at each step, so a job idle for over 5 s may skip the
-preview of the step that ends the pause.)
+jobs up in one pool task per tick and wakes the streams whose job changed (every update the engines
+publish changes the job record: its state, attempt or progress). (With the Redis engine a watcher
+renews its preview lease at each step, so a job idle for over 5 s may skip the preview of the step that
+ends the pause.) After `jobs.watch_heartbeat_seconds` without news the stream sends a heartbeat (the job
+as it is, with `heartbeat` set), and it always ends with a finished job or an error status.
+
+Every call acts for its principal (server/auth.py): the engine shows it only its own jobs (an admin sees
+all), and a SubmitJob request_id is scoped to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,12 +30,14 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import GlassboxError, InvalidArgument
+from glassbox.core.errors import GlassboxError, InvalidArgument, Unavailable
+from glassbox.core.reasons import Reason
 from glassbox.jobs.engine import JobEngine
+from glassbox.jobs.ids import JOB_ID
 from glassbox.jobs.kinds import kind_names
 from glassbox.jobs.records import JobFilter, JobRecord, JobState, JobUpdate
 from glassbox.server.context import ServerContext
-from glassbox.server.errors import status_for
+from glassbox.server.errors import status_for, status_proto
 from glassbox.server.interceptors import DONE, PooledIterator
 
 STATES = {
@@ -43,14 +48,9 @@ STATES = {
     JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
 }
 STATES_BY_ENUM = {enum: state for state, enum in STATES.items()}
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_PAGE_SIZE = 50
 WATCH_TICK_SECONDS = 0.1
 """How often the watch hub looks the watched jobs up (the longest a change waits to be noticed)."""
-WATCH_IDLE_SECONDS = 60.0
-"""A watch stream steps the engine's iterator at least this often, even when its job seems unchanged: a
-safety net for news that leaves the job record as it was (the engines publish none today). Each such
-step may hold a pool thread for one engine poll (≤ 1 s), so it must stay rare."""
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -69,13 +69,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if kind is None:
             raise InvalidArgument(f"set one job spec (one of {kind_names()})", field="spec")
         spec = getattr(request, kind)
+        owner = self._ctx.principals.principal(context).name
         return await self._ctx.blocking(
-            lambda: pb.SubmitJobResponse(job=self._job(self._jobs.submit(kind, spec)))
+            lambda: pb.SubmitJobResponse(
+                job=self._job(self._jobs.submit(kind, spec, owner=owner, request_id=request.request_id))
+            )
         )
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.GetJobResponse:
         job_id = _job_id(request.job_id)
-        return await self._ctx.blocking(lambda: pb.GetJobResponse(job=self._job(self._jobs.get(job_id))))
+        principal = self._ctx.principals.principal(context)
+        return await self._ctx.blocking(
+            lambda: pb.GetJobResponse(job=self._job(self._jobs.get(job_id, principal)))
+        )
 
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
@@ -83,6 +89,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id = _job_id(request.job_id)
         every = request.preview_every_steps
         self._jobs.check_preview_interval(every)
+        principal = self._ctx.principals.principal(context)
+        with_result = not request.omit_result
+        heartbeat = self._ctx.settings.jobs.watch_heartbeat_seconds
         token = CancellationToken()
 
         def step(iterator: Any) -> tuple[pb.WatchJobResponse, JobRecord, JobRecord | None] | object:
@@ -90,11 +99,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             update: JobUpdate | object = next(iterator, DONE)
             if not isinstance(update, JobUpdate):
                 return DONE
-            response = pb.WatchJobResponse(job=self._job(update.job), preview_png=update.preview_png or b"")
+            job = self._job(update.job, with_result=with_result)
+            response = pb.WatchJobResponse(job=job, preview_png=update.preview_png or b"")
             return response, update.job, None if update.job.state.finished else _lookup(self._jobs, job_id)
 
         updates = PooledIterator(
-            self._ctx.pool, lambda: _stepper(self._jobs.watch(job_id, every, token), step)
+            self._ctx.pool, lambda: _stepper(self._jobs.watch(job_id, every, token, principal), step)
         )
         try:
             while (item := await updates.next()) is not DONE:
@@ -102,18 +112,30 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 yield response
                 if job.state.finished:
                     return
-                if now is not None and _same(now, job):
-                    await self._changes.wait(job_id, job)
+                while (
+                    now is not None
+                    and _same(now, job)
+                    and not await self._changes.wait(job_id, job, heartbeat)
+                ):
+                    yield pb.WatchJobResponse(job=self._job(now, with_result=False), heartbeat=True)
         finally:
             token.cancel()
             updates.close()
+        await self._ctx.blocking(self._jobs.get, job_id, principal)  # NotFound when the job went away
+        raise Unavailable(
+            f"the watch of job {job_id} ended before the job did (the server is stopping or the job store "
+            "failed); watch it again",
+            reason=Reason.WATCH_INTERRUPTED,
+            metadata={"job_id": job_id},
+        )
 
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelJobResponse:
         job_id = _job_id(request.job_id)
+        principal = self._ctx.principals.principal(context)
         return await self._ctx.blocking(
-            lambda: pb.CancelJobResponse(job=self._job(self._jobs.cancel(job_id)))
+            lambda: pb.CancelJobResponse(job=self._job(self._jobs.cancel(job_id, principal)))
         )
 
     async def ListJobs(
@@ -131,7 +153,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         largest = self._ctx.settings.jobs.page_size_max
         if not 0 <= request.page_size <= largest:
             raise InvalidArgument(f"must be in 0..{largest}, got {request.page_size}", field="page_size")
-        criteria = JobFilter(states=frozenset(states), kind=request.kind, model=request.model)
+        principal = self._ctx.principals.principal(context)
+        owner = None if principal.admin else principal.name
+        criteria = JobFilter(states=frozenset(states), kind=request.kind, model=request.model, owner=owner)
 
         def page() -> pb.ListJobsResponse:
             records, token = self._jobs.list(
@@ -156,6 +180,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             max_attempts=record.max_attempts,
             cancel_requested=record.cancel_requested,
             create_time=_timestamp(record.created_at),
+            owner=record.owner,
+            request_id=record.request_id,
         )
         if not math.isnan(record.progress.objective):
             job.progress.objective = record.progress.objective
@@ -167,9 +193,20 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 _timestamp(record.finished_at + self._ctx.settings.jobs.result_ttl_seconds)
             )
         if record.error is not None:
-            code = status_for(record.error.as_exception())
-            job.error.CopyFrom(
+            error = record.error.as_exception()
+            code = status_for(error)
+            job.error.CopyFrom(  # the deprecated form, for clients that predate error_status
                 pb.JobError(code=code.value[0], code_name=code.name, message=record.error.message)
+            )
+            reason = Reason.INTERNAL if code is grpc.StatusCode.INTERNAL else error.reason
+            job.error_status.CopyFrom(
+                status_proto(
+                    code,
+                    record.error.message,
+                    reason=reason,
+                    field=record.error.field or None,
+                    metadata=record.error.metadata,
+                )
             )
         if with_result and record.result is not None:
             getattr(job, record.kind).ParseFromString(record.result)
@@ -244,17 +281,18 @@ class JobChanges:
         self._waiting: dict[str, list[tuple[tuple[object, ...], asyncio.Future[None]]]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def wait(self, job_id: str, seen: JobRecord) -> None:
-        """Return once the job looks different from `seen` (or is gone), or after WATCH_IDLE_SECONDS."""
+    async def wait(self, job_id: str, seen: JobRecord, timeout: float) -> bool:
+        """Wait until the job looks different from `seen` (or is gone): True, or False after `timeout`."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (_fingerprint(seen), waiter)
         self._waiting.setdefault(job_id, []).append(entry)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), WATCH_IDLE_SECONDS)
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             entries = self._waiting.get(job_id, [])
             if entry in entries:

@@ -19,6 +19,7 @@ import time
 
 from glassbox.config import SchedulerSettings
 from glassbox.core.errors import ResourceExhausted
+from glassbox.core.reasons import Reason
 from glassbox.serving.calls import Priority, ScheduledCall, SchedulerObserver
 
 
@@ -113,7 +114,7 @@ class Admission:
     def _refuse(self, reason: str, message: str, retry_after: float | None) -> None:
         if self.observer is not None:
             self.observer.count_admission_refused(reason)
-        raise ResourceExhausted(message, retry_after_seconds=retry_after)
+        raise ResourceExhausted(message, reason=Reason.OVERLOADED, retry_after_seconds=retry_after)
 
 
 def machine_memory_bytes() -> int:

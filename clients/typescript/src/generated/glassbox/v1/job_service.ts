@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
+import { Status } from "../../google/rpc/status";
 import { ExplanationEvaluationResult, ExplanationEvaluationSpec } from "./evaluation";
 import {
   AdversarialImageResult,
@@ -136,7 +137,10 @@ export interface JobProgress {
   message: string;
 }
 
-/** Why a job failed or stopped. */
+/**
+ * Why a job failed or stopped. Deprecated: Job.error_status carries the same code and message plus
+ * machine-readable details.
+ */
 export interface JobError {
   /**
    * The gRPC status code (google.rpc.Code numbering) the failure corresponds to: INVALID_ARGUMENT
@@ -189,10 +193,27 @@ export interface Job {
   expireTime:
     | Date
     | undefined;
-  /** Set when FAILED or CANCELLED. */
+  /**
+   * Set when FAILED or CANCELLED. Deprecated: read error_status, which has the same code and message
+   * and the details; this field is still filled for clients written before error_status existed.
+   *
+   * @deprecated
+   */
   error:
     | JobError
     | undefined;
+  /**
+   * Set when FAILED or CANCELLED: why, as a google.rpc.Status with the details an RPC error has
+   * (ErrorInfo with the reason, domain "glassbox.v1"; BadRequest naming the spec field when one was at
+   * fault), so a job's failure is read exactly like a call's.
+   */
+  errorStatus:
+    | Status
+    | undefined;
+  /** The principal that submitted the job ("" when the server authenticates no one). */
+  owner: string;
+  /** The request_id it was submitted with, "" when none. */
+  requestId: string;
   /** Set when SUCCEEDED (GetJob, and the last WatchJob message); the member matches `kind`. */
   result:
     | { $case: "classVisualisation"; value: ClassVisualisationResult }
@@ -224,10 +245,19 @@ export interface SubmitJobRequest {
     | { $case: "activationAtlas"; value: ActivationAtlasSpec }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
     | undefined;
+  /**
+   * An idempotency key the client chooses (1..128 characters of A-Z a-z 0-9 . _ : -, e.g. a UUID),
+   * so a retry after a lost answer or DEADLINE_EXCEEDED cannot queue the work twice: while the job it
+   * queued exists (until jobs.result_ttl_seconds after it finished), the same caller sending the same
+   * request_id with the same spec gets that job back, in whatever state it is now. The same
+   * request_id with a different spec is INVALID_ARGUMENT (reason REQUEST_ID_REUSED, field
+   * request_id). Empty: every request queues a new job. Keys are per caller (owner).
+   */
+  requestId: string;
 }
 
 export interface SubmitJobResponse {
-  /** The new job, QUEUED. */
+  /** The new job, QUEUED; or, for a repeated request_id, the job the first request queued. */
   job: Job | undefined;
 }
 
@@ -249,11 +279,19 @@ export interface WatchJobRequest {
    * (jobs.min_preview_every_steps..jobs.max_preview_every_steps, 1..100000 by default).
    */
   previewEverySteps: number;
+  /**
+   * Leave the result out of the last message (fetch it with GetJob when needed): for watchers that
+   * only wait for the end, and results too large to want twice.
+   */
+  omitResult: boolean;
 }
 
 /** One update of a watched job. */
 export interface WatchJobResponse {
-  /** The job at this update. `result` is set only on the last message of a SUCCEEDED job. */
+  /**
+   * The job at this update. `result` is set only on the last message of a SUCCEEDED job (unless the
+   * request set omit_result).
+   */
   job:
     | Job
     | undefined;
@@ -262,6 +300,8 @@ export interface WatchJobResponse {
    * was due at this update (for a batch, the first image).
    */
   previewPng: Buffer;
+  /** True when this message only shows that the stream is alive: nothing changed since the last one. */
+  heartbeat: boolean;
 }
 
 export interface CancelJobRequest {
@@ -532,6 +572,9 @@ function createBaseJob(): Job {
     finishTime: undefined,
     expireTime: undefined,
     error: undefined,
+    errorStatus: undefined,
+    owner: "",
+    requestId: "",
     result: undefined,
   };
 }
@@ -579,6 +622,15 @@ export const Job: MessageFns<Job> = {
     }
     if (message.error !== undefined) {
       JobError.encode(message.error, writer.uint32(114).fork()).join();
+    }
+    if (message.errorStatus !== undefined) {
+      Status.encode(message.errorStatus, writer.uint32(122).fork()).join();
+    }
+    if (message.owner !== "") {
+      writer.uint32(130).string(message.owner);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(138).string(message.requestId);
     }
     switch (message.result?.$case) {
       case "classVisualisation":
@@ -743,6 +795,30 @@ export const Job: MessageFns<Job> = {
             message.error = JobError.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.errorStatus = Status.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
           case 20: {
             if (tag !== 162) {
               break;
@@ -901,6 +977,17 @@ export const Job: MessageFns<Job> = {
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
       error: isSet(object.error) ? JobError.fromJSON(object.error) : undefined,
+      errorStatus: isSet(object.errorStatus)
+        ? Status.fromJSON(object.errorStatus)
+        : isSet(object.error_status)
+        ? Status.fromJSON(object.error_status)
+        : undefined,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
       result: isSet(object.classVisualisation)
         ? { $case: "classVisualisation", value: ClassVisualisationResult.fromJSON(object.classVisualisation) }
         : isSet(object.class_visualisation)
@@ -991,6 +1078,15 @@ export const Job: MessageFns<Job> = {
     if (message.error !== undefined) {
       obj.error = JobError.toJSON(message.error);
     }
+    if (message.errorStatus !== undefined) {
+      obj.errorStatus = Status.toJSON(message.errorStatus);
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     if (message.result?.$case === "classVisualisation") {
       obj.classVisualisation = ClassVisualisationResult.toJSON(message.result.value);
     } else if (message.result?.$case === "featureVisualisation") {
@@ -1040,6 +1136,11 @@ export const Job: MessageFns<Job> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? JobError.fromPartial(object.error)
       : undefined;
+    message.errorStatus = (object.errorStatus !== undefined && object.errorStatus !== null)
+      ? Status.fromPartial(object.errorStatus)
+      : undefined;
+    message.owner = object.owner ?? "";
+    message.requestId = object.requestId ?? "";
     switch (object.result?.$case) {
       case "classVisualisation": {
         if (object.result?.value !== undefined && object.result?.value !== null) {
@@ -1131,7 +1232,7 @@ export const Job: MessageFns<Job> = {
 };
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
-  return { spec: undefined };
+  return { spec: undefined, requestId: "" };
 }
 
 export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
@@ -1170,6 +1271,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       case "explanationEvaluation":
         ExplanationEvaluationSpec.encode(message.spec.value, writer.uint32(90).fork()).join();
         break;
+    }
+    if (message.requestId !== "") {
+      writer.uint32(98).string(message.requestId);
     }
     return writer;
   },
@@ -1287,6 +1391,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1344,6 +1456,11 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         : isSet(object.explanation_evaluation)
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanation_evaluation) }
         : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -1371,6 +1488,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.activationAtlas = ActivationAtlasSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "explanationEvaluation") {
       obj.explanationEvaluation = ExplanationEvaluationSpec.toJSON(message.spec.value);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -1457,6 +1577,7 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       }
     }
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
@@ -1669,7 +1790,7 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
 };
 
 function createBaseWatchJobRequest(): WatchJobRequest {
-  return { jobId: "", previewEverySteps: 0 };
+  return { jobId: "", previewEverySteps: 0, omitResult: false };
 }
 
 export const WatchJobRequest: MessageFns<WatchJobRequest> = {
@@ -1679,6 +1800,9 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
     }
     if (message.previewEverySteps !== 0) {
       writer.uint32(16).int32(message.previewEverySteps);
+    }
+    if (message.omitResult !== false) {
+      writer.uint32(24).bool(message.omitResult);
     }
     return writer;
   },
@@ -1712,6 +1836,14 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
             message.previewEverySteps = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.omitResult = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1736,6 +1868,11 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
         : isSet(object.preview_every_steps)
         ? globalThis.Number(object.preview_every_steps)
         : 0,
+      omitResult: isSet(object.omitResult)
+        ? globalThis.Boolean(object.omitResult)
+        : isSet(object.omit_result)
+        ? globalThis.Boolean(object.omit_result)
+        : false,
     };
   },
 
@@ -1747,6 +1884,9 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
     if (message.previewEverySteps !== 0) {
       obj.previewEverySteps = Math.round(message.previewEverySteps);
     }
+    if (message.omitResult !== false) {
+      obj.omitResult = message.omitResult;
+    }
     return obj;
   },
 
@@ -1757,12 +1897,13 @@ export const WatchJobRequest: MessageFns<WatchJobRequest> = {
     const message = createBaseWatchJobRequest();
     message.jobId = object.jobId ?? "";
     message.previewEverySteps = object.previewEverySteps ?? 0;
+    message.omitResult = object.omitResult ?? false;
     return message;
   },
 };
 
 function createBaseWatchJobResponse(): WatchJobResponse {
-  return { job: undefined, previewPng: Buffer.alloc(0) };
+  return { job: undefined, previewPng: Buffer.alloc(0), heartbeat: false };
 }
 
 export const WatchJobResponse: MessageFns<WatchJobResponse> = {
@@ -1772,6 +1913,9 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
     }
     if (message.previewPng.length !== 0) {
       writer.uint32(18).bytes(message.previewPng);
+    }
+    if (message.heartbeat !== false) {
+      writer.uint32(24).bool(message.heartbeat);
     }
     return writer;
   },
@@ -1805,6 +1949,14 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
             message.previewPng = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.heartbeat = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1825,6 +1977,7 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
         : isSet(object.preview_png)
         ? Buffer.from(bytesFromBase64(object.preview_png))
         : Buffer.alloc(0),
+      heartbeat: isSet(object.heartbeat) ? globalThis.Boolean(object.heartbeat) : false,
     };
   },
 
@@ -1836,6 +1989,9 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
     if (message.previewPng.length !== 0) {
       obj.previewPng = base64FromBytes(message.previewPng);
     }
+    if (message.heartbeat !== false) {
+      obj.heartbeat = message.heartbeat;
+    }
     return obj;
   },
 
@@ -1846,6 +2002,7 @@ export const WatchJobResponse: MessageFns<WatchJobResponse> = {
     const message = createBaseWatchJobResponse();
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
     message.previewPng = object.previewPng ?? Buffer.alloc(0);
+    message.heartbeat = object.heartbeat ?? false;
     return message;
   },
 };
@@ -2240,13 +2397,19 @@ export const ListJobsResponse: MessageFns<ListJobsResponse> = {
  * the server, or, when the server is configured with Redis, in `glassbox worker` processes on any
  * number of machines; the API is the same. A finished job and its result are kept for the server's
  * result TTL (jobs.result_ttl_seconds, 24 h by default), then every call about it is NOT_FOUND.
+ *
+ * Jobs have owners: the authenticated principal that submitted a job (its bearer token's name, or its
+ * client certificate's subject). GetJob, WatchJob, CancelJob and ListJobs see only the caller's own
+ * jobs (another principal's job id is NOT_FOUND, reason JOB_NOT_FOUND, exactly as an unknown id);
+ * a principal with the admin scope sees every job.
  */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
   /**
    * Validate a spec and queue a job for it; the job is returned QUEUED. A bad spec is
    * INVALID_ARGUMENT (or FAILED_PRECONDITION / NOT_FOUND for the model) naming the field, and
-   * nothing is queued; a full queue is RESOURCE_EXHAUSTED.
+   * nothing is queued; a full queue is RESOURCE_EXHAUSTED. With a `request_id`, a repeated request
+   * returns the job the first one queued (see SubmitJobRequest.request_id), so it is safe to retry.
    */
   submitJob: {
     path: "/glassbox.v1.JobService/SubmitJob" as const,
@@ -2270,6 +2433,10 @@ export const JobServiceService = {
   /**
    * The job now, then every state change and progress update until it finishes; the last message
    * carries the final state and the result. PNG previews come at the interval the request asks for.
+   * While nothing changes (QUEUED, or a step that takes long) a heartbeat message repeats the job
+   * every jobs.watch_heartbeat_seconds (15 s by default). The stream always ends with a message whose
+   * job is SUCCEEDED, FAILED or CANCELLED, or with a non-OK status (UNAVAILABLE, reason
+   * WATCH_INTERRUPTED: watch again).
    */
   watchJob: {
     path: "/glassbox.v1.JobService/WatchJob" as const,
@@ -2309,7 +2476,8 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   /**
    * Validate a spec and queue a job for it; the job is returned QUEUED. A bad spec is
    * INVALID_ARGUMENT (or FAILED_PRECONDITION / NOT_FOUND for the model) naming the field, and
-   * nothing is queued; a full queue is RESOURCE_EXHAUSTED.
+   * nothing is queued; a full queue is RESOURCE_EXHAUSTED. With a `request_id`, a repeated request
+   * returns the job the first one queued (see SubmitJobRequest.request_id), so it is safe to retry.
    */
   submitJob: handleUnaryCall<SubmitJobRequest, SubmitJobResponse>;
   /** The job as it is now, with its result once SUCCEEDED. */
@@ -2317,6 +2485,10 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   /**
    * The job now, then every state change and progress update until it finishes; the last message
    * carries the final state and the result. PNG previews come at the interval the request asks for.
+   * While nothing changes (QUEUED, or a step that takes long) a heartbeat message repeats the job
+   * every jobs.watch_heartbeat_seconds (15 s by default). The stream always ends with a message whose
+   * job is SUCCEEDED, FAILED or CANCELLED, or with a non-OK status (UNAVAILABLE, reason
+   * WATCH_INTERRUPTED: watch again).
    */
   watchJob: handleServerStreamingCall<WatchJobRequest, WatchJobResponse>;
   /**
@@ -2332,7 +2504,8 @@ export interface JobServiceClient extends Client {
   /**
    * Validate a spec and queue a job for it; the job is returned QUEUED. A bad spec is
    * INVALID_ARGUMENT (or FAILED_PRECONDITION / NOT_FOUND for the model) naming the field, and
-   * nothing is queued; a full queue is RESOURCE_EXHAUSTED.
+   * nothing is queued; a full queue is RESOURCE_EXHAUSTED. With a `request_id`, a repeated request
+   * returns the job the first one queued (see SubmitJobRequest.request_id), so it is safe to retry.
    */
   submitJob(
     request: SubmitJobRequest,
@@ -2368,6 +2541,10 @@ export interface JobServiceClient extends Client {
   /**
    * The job now, then every state change and progress update until it finishes; the last message
    * carries the final state and the result. PNG previews come at the interval the request asks for.
+   * While nothing changes (QUEUED, or a step that takes long) a heartbeat message repeats the job
+   * every jobs.watch_heartbeat_seconds (15 s by default). The stream always ends with a message whose
+   * job is SUCCEEDED, FAILED or CANCELLED, or with a non-OK status (UNAVAILABLE, reason
+   * WATCH_INTERRUPTED: watch again).
    */
   watchJob(request: WatchJobRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchJobResponse>;
   watchJob(

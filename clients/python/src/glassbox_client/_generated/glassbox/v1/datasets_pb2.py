@@ -26,13 +26,14 @@ _sym_db = _symbol_database.Default()
 from glassbox_client._generated.glassbox.v1 import tensor_pb2 as glassbox_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglassbox/v1/datasets.proto\x12\x0bglassbox.v1\x1a\x18glassbox/v1/tensor.proto\"c\n\x08ImageSet\x12-\n\x06inline\x18\x01 \x01(\x0b\x32\x1b.glassbox.v1.InlineImageSetH\x00\x12\x0f\n\x05named\x18\x02 \x01(\tH\x00\x12\r\n\x05limit\x18\x03 \x01(\x05\x42\x08\n\x06source\"g\n\x0eInlineImageSet\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.glassbox.v1.Image\x12\x0e\n\x06labels\x18\x02 \x03(\x05\x12!\n\x05masks\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.Imageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglassbox/v1/datasets.proto\x12\x0bglassbox.v1\x1a\x18glassbox/v1/tensor.proto\"c\n\x08ImageSet\x12-\n\x06inline\x18\x01 \x01(\x0b\x32\x1b.glassbox.v1.InlineImageSetH\x00\x12\x0f\n\x05named\x18\x02 \x01(\tH\x00\x12\r\n\x05limit\x18\x03 \x01(\x05\x42\x08\n\x06source\"g\n\x0eInlineImageSet\x12\"\n\x06images\x18\x01 \x03(\x0b\x32\x12.glassbox.v1.Image\x12\x0e\n\x06labels\x18\x02 \x03(\x05\x12!\n\x05masks\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.ImageBl\n\x0f\x64\x65v.glassbox.v1B\rDatasetsProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.datasets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\rDatasetsProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
   _globals['_IMAGESET']._serialized_start=69
   _globals['_IMAGESET']._serialized_end=168
   _globals['_INLINEIMAGESET']._serialized_start=170

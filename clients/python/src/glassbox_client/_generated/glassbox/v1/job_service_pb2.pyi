@@ -6,6 +6,7 @@ from glassbox_client._generated.glassbox.v1 import generative_pb2 as _generative
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as _inspection_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as _robustness_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -53,7 +54,7 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., code_name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation")
+    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "error_status", "owner", "request_id", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +69,9 @@ class Job(_message.Message):
     FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_STATUS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     DEEPDREAM_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +97,9 @@ class Job(_message.Message):
     finish_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     error: JobError
+    error_status: _status_pb2.Status
+    owner: str
+    request_id: str
     class_visualisation: _generative_pb2.ClassVisualisationResult
     feature_visualisation: _generative_pb2.FeatureVisualisationResult
     deepdream: _generative_pb2.DeepDreamResult
@@ -104,10 +111,10 @@ class Job(_message.Message):
     top_activating: _inspection_pb2.TopActivatingResult
     activation_atlas: _inspection_pb2.ActivationAtlasResult
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationResult
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., error_status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., owner: _Optional[str] = ..., request_id: _Optional[str] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation")
+    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "request_id")
     CLASS_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     DEEPDREAM_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +126,7 @@ class SubmitJobRequest(_message.Message):
     TOP_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_ATLAS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     class_visualisation: _generative_pb2.ClassVisualisationSpec
     feature_visualisation: _generative_pb2.FeatureVisualisationSpec
     deepdream: _generative_pb2.DeepDreamSpec
@@ -130,7 +138,8 @@ class SubmitJobRequest(_message.Message):
     top_activating: _inspection_pb2.TopActivatingSpec
     activation_atlas: _inspection_pb2.ActivationAtlasSpec
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationSpec
-    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -151,20 +160,24 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("job_id", "preview_every_steps")
+    __slots__ = ("job_id", "preview_every_steps", "omit_result")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_EVERY_STEPS_FIELD_NUMBER: _ClassVar[int]
+    OMIT_RESULT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     preview_every_steps: int
-    def __init__(self, job_id: _Optional[str] = ..., preview_every_steps: _Optional[int] = ...) -> None: ...
+    omit_result: bool
+    def __init__(self, job_id: _Optional[str] = ..., preview_every_steps: _Optional[int] = ..., omit_result: _Optional[bool] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
-    __slots__ = ("job", "preview_png")
+    __slots__ = ("job", "preview_png", "heartbeat")
     JOB_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_PNG_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     job: Job
     preview_png: bytes
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., preview_png: _Optional[bytes] = ...) -> None: ...
+    heartbeat: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., preview_png: _Optional[bytes] = ..., heartbeat: _Optional[bool] = ...) -> None: ...
 
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -32,6 +32,11 @@ class JobServiceStub:
     the server, or, when the server is configured with Redis, in `glassbox worker` processes on any
     number of machines; the API is the same. A finished job and its result are kept for the server's
     result TTL (jobs.result_ttl_seconds, 24 h by default), then every call about it is NOT_FOUND.
+
+    Jobs have owners: the authenticated principal that submitted a job (its bearer token's name, or its
+    client certificate's subject). GetJob, WatchJob, CancelJob and ListJobs see only the caller's own
+    jobs (another principal's job id is NOT_FOUND, reason JOB_NOT_FOUND, exactly as an unknown id);
+    a principal with the admin scope sees every job.
     """
 
     def __init__(self, channel):
@@ -73,12 +78,18 @@ class JobServiceServicer:
     the server, or, when the server is configured with Redis, in `glassbox worker` processes on any
     number of machines; the API is the same. A finished job and its result are kept for the server's
     result TTL (jobs.result_ttl_seconds, 24 h by default), then every call about it is NOT_FOUND.
+
+    Jobs have owners: the authenticated principal that submitted a job (its bearer token's name, or its
+    client certificate's subject). GetJob, WatchJob, CancelJob and ListJobs see only the caller's own
+    jobs (another principal's job id is NOT_FOUND, reason JOB_NOT_FOUND, exactly as an unknown id);
+    a principal with the admin scope sees every job.
     """
 
     def SubmitJob(self, request, context):
         """Validate a spec and queue a job for it; the job is returned QUEUED. A bad spec is
         INVALID_ARGUMENT (or FAILED_PRECONDITION / NOT_FOUND for the model) naming the field, and
-        nothing is queued; a full queue is RESOURCE_EXHAUSTED.
+        nothing is queued; a full queue is RESOURCE_EXHAUSTED. With a `request_id`, a repeated request
+        returns the job the first one queued (see SubmitJobRequest.request_id), so it is safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +105,10 @@ class JobServiceServicer:
     def WatchJob(self, request, context):
         """The job now, then every state change and progress update until it finishes; the last message
         carries the final state and the result. PNG previews come at the interval the request asks for.
+        While nothing changes (QUEUED, or a step that takes long) a heartbeat message repeats the job
+        every jobs.watch_heartbeat_seconds (15 s by default). The stream always ends with a message whose
+        job is SUCCEEDED, FAILED or CANCELLED, or with a non-OK status (UNAVAILABLE, reason
+        WATCH_INTERRUPTED: watch again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +171,11 @@ class JobService:
     the server, or, when the server is configured with Redis, in `glassbox worker` processes on any
     number of machines; the API is the same. A finished job and its result are kept for the server's
     result TTL (jobs.result_ttl_seconds, 24 h by default), then every call about it is NOT_FOUND.
+
+    Jobs have owners: the authenticated principal that submitted a job (its bearer token's name, or its
+    client certificate's subject). GetJob, WatchJob, CancelJob and ListJobs see only the caller's own
+    jobs (another principal's job id is NOT_FOUND, reason JOB_NOT_FOUND, exactly as an unknown id);
+    a principal with the admin scope sees every job.
     """
 
     @staticmethod

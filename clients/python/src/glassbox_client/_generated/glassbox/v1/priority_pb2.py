@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglassbox/v1/priority.proto\x12\x0bglassbox.v1*v\n\x0fRequestPriority\x12 \n\x1cREQUEST_PRIORITY_UNSPECIFIED\x10\x00\x12 \n\x1cREQUEST_PRIORITY_INTERACTIVE\x10\x01\x12\x1f\n\x1bREQUEST_PRIORITY_BACKGROUND\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aglassbox/v1/priority.proto\x12\x0bglassbox.v1*v\n\x0fRequestPriority\x12 \n\x1cREQUEST_PRIORITY_UNSPECIFIED\x10\x00\x12 \n\x1cREQUEST_PRIORITY_INTERACTIVE\x10\x01\x12\x1f\n\x1bREQUEST_PRIORITY_BACKGROUND\x10\x02\x42l\n\x0f\x64\x65v.glassbox.v1B\rPriorityProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.priority_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\rPriorityProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
   _globals['_REQUESTPRIORITY']._serialized_start=43
   _globals['_REQUESTPRIORITY']._serialized_end=161
 # @@protoc_insertion_point(module_scope)

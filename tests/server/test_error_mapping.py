@@ -1,7 +1,8 @@
 """The asynchronous front end's error mapping, over real gRPC through the production interceptors: domain
-errors keep their code and field-first message in unary and streaming calls; a ResourceExhausted that
-says when to come back carries a `google.rpc.RetryInfo` detail clients read with
-`rpc_status.from_call`; anything else is INTERNAL with a reference id. And the per-request priority is
+errors keep their code and field-first message in unary and streaming calls, and carry `google.rpc`
+details clients read with `rpc_status.from_call`: an ErrorInfo with the stable reason (domain
+glassbox.v1), a BadRequest naming the field, and a RetryInfo when the error says when to come back;
+anything else is INTERNAL with a reference id (also in the ErrorInfo). And the per-request priority is
 accepted, an unknown one refused naming the field."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from conftest import write_model_version
 from glassbox.config import load_settings
 from glassbox.core.errors import InvalidArgument, NotFound, ResourceExhausted
+from glassbox.core.reasons import Reason
 from glassbox.server.app import GlassboxServer
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, priority_pb2, tensor_pb2
@@ -24,7 +26,9 @@ ERRORS: dict[bytes, Exception] = {
     b"invalid": InvalidArgument("must be positive, got -1", field="top_k"),
     b"busy": ResourceExhausted("the queue is full; retry later", retry_after_seconds=2.5),
     b"full": ResourceExhausted("over the memory budget"),
-    b"missing": NotFound("no such thing", field="model"),
+    b"missing": NotFound(
+        "no such thing", field="model", reason=Reason.MODEL_NOT_FOUND, metadata={"model": "x"}
+    ),
     b"bug": ZeroDivisionError("division by zero"),
 }
 
@@ -82,7 +86,37 @@ def test_domain_errors_keep_their_code_and_field_first_message(channel: grpc.Cha
     assert invalid.details() == "top_k: must be positive, got -1"
     missing = call(channel, b"missing")
     assert (missing.code(), missing.details()) == (grpc.StatusCode.NOT_FOUND, "model: no such thing")
-    assert rpc_status.from_call(missing) is None  # no rich status where there is nothing to add
+
+
+def details(error: grpc.RpcError) -> dict[str, object]:
+    """The status details of a failed call, unpacked by type name."""
+    status = rpc_status.from_call(error)
+    assert status is not None and status.code == error.code().value[0] and status.message == error.details()
+    out: dict[str, object] = {}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            message = kind()
+            if detail.Unpack(message):
+                out[kind.__name__] = message
+    return out
+
+
+@pytest.mark.parametrize("call", [unary_error, streaming_error])
+def test_every_error_carries_a_reason_and_the_field(channel: grpc.Channel, call) -> None:
+    invalid = details(call(channel, b"invalid"))
+    assert (invalid["ErrorInfo"].reason, invalid["ErrorInfo"].domain) == ("INVALID_ARGUMENT", "glassbox.v1")
+    (violation,) = invalid["BadRequest"].field_violations
+    assert (violation.field, violation.description) == ("top_k", "top_k: must be positive, got -1")
+    missing = details(call(channel, b"missing"))
+    assert missing["ErrorInfo"].reason == "MODEL_NOT_FOUND" and dict(missing["ErrorInfo"].metadata) == {
+        "model": "x"
+    }
+    assert missing["BadRequest"].field_violations[0].field == "model"
+    full = details(call(channel, b"full"))  # no field, no delay: the reason alone
+    assert set(full) == {"ErrorInfo"} and full["ErrorInfo"].reason == "RESOURCE_EXHAUSTED"
+    bug = call(channel, b"bug")
+    info = details(bug)["ErrorInfo"]
+    assert info.reason == "INTERNAL" and info.metadata["reference"] in bug.details()
 
 
 @pytest.mark.parametrize("call", [unary_error, streaming_error])
@@ -92,14 +126,10 @@ def test_resource_exhausted_says_when_to_retry(channel: grpc.Channel, call) -> N
     assert busy.details() == "the queue is full; retry later"
     status = rpc_status.from_call(busy)
     assert status is not None and status.code == code_pb2.RESOURCE_EXHAUSTED
-    assert status.message == busy.details()
-    (detail,) = status.details
-    retry = error_details_pb2.RetryInfo()
-    assert detail.Unpack(retry)
-    assert retry.retry_delay.ToNanoseconds() == 2_500_000_000
+    assert details(busy)["RetryInfo"].retry_delay.ToNanoseconds() == 2_500_000_000
 
-    full = call(channel, b"full")  # no delay known: a plain status
-    assert full.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and rpc_status.from_call(full) is None
+    full = call(channel, b"full")  # no delay known: no RetryInfo
+    assert full.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "RetryInfo" not in details(full)
 
 
 @pytest.mark.parametrize("call", [unary_error, streaming_error])

@@ -43,7 +43,6 @@ class Reason(StrEnum):
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     WORKER_LOST = "WORKER_LOST"
     WATCH_INTERRUPTED = "WATCH_INTERRUPTED"
-    SERVER_SHUTTING_DOWN = "SERVER_SHUTTING_DOWN"
     UNAVAILABLE = "UNAVAILABLE"
     # CANCELLED / DEADLINE_EXCEEDED
     CANCELLED = "CANCELLED"
@@ -116,7 +115,6 @@ REASONS: dict[Reason, tuple[str, str]] = {
         "UNAVAILABLE",
         "WatchJob ended before the job finished (the server is stopping or the store failed); watch again",
     ),
-    Reason.SERVER_SHUTTING_DOWN: ("UNAVAILABLE", "the server is shutting down; retry on another replica"),
     Reason.UNAVAILABLE: ("UNAVAILABLE", "the target cannot serve now; retry with backoff"),
     Reason.CANCELLED: ("CANCELLED", "the caller cancelled (CancelJob for a job)"),
     Reason.DEADLINE_EXCEEDED: ("DEADLINE_EXCEEDED", "the call's deadline passed while it ran"),

@@ -6,6 +6,8 @@ Field names in errors are relative to the set's field in the spec (`field`), e.g
 
 from __future__ import annotations
 
+import copy
+
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 
 from glassbox.config import LimitSettings
@@ -56,5 +58,6 @@ def _prefixed(error: GlassboxError, prefix: str) -> GlassboxError:
     """The same error with its field placed under `prefix` (model errors keep their own field)."""
     if error.field in ("model", "version"):
         return error
-    field = f"{prefix}.{error.field}" if error.field else prefix
-    return type(error)(error.message, field=field)
+    prefixed = copy.copy(error)  # keeps the reason and metadata
+    prefixed.field = f"{prefix}.{error.field}" if error.field else prefix
+    return prefixed

@@ -33,6 +33,8 @@ from glassbox_client._generated.glassbox.v1 import (
     model_service_pb2_grpc,
     robustness_pb2,
     robustness_pb2_grpc,
+    server_service_pb2,
+    server_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
@@ -61,6 +63,7 @@ from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
 from glassbox.server.robustness_servicer import RobustnessServicer
+from glassbox.server.server_servicer import ServerServicer
 from glassbox.server.tls import server_credentials
 from glassbox.serving import ComputeScheduler, Priority
 
@@ -214,12 +217,14 @@ class GlassboxServer:
         robustness_pb2_grpc.add_RobustnessServiceServicer_to_server(
             RobustnessServicer(self.context, self.history), self.server
         )
+        server_service_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.context), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         services = [model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name]
         services.append(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name)
         services.append(attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name)
         services.append(inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name)
         services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
+        services.append(server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name)
         self._loop.run(model_health.publish(self.health, repository, services))
         self.poller = RepositoryPoller(
             repository,

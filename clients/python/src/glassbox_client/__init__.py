@@ -22,7 +22,9 @@ _HOMES = {
     "NO_RETRIES": "connection",
     "RetryPolicy": "connection",
     "DeadlineExceededError": "errors",
+    "ErrorStatus": "errors",
     "FailedPreconditionError": "errors",
+    "FieldViolation": "errors",
     "GlassboxError": "errors",
     "InternalError": "errors",
     "InvalidArgumentError": "errors",
@@ -39,6 +41,7 @@ _HOMES = {
     "ModelInfo": "types",
     "ModelSummary": "types",
     "Prediction": "types",
+    "ServerInfo": "server_info",
 }
 
 if TYPE_CHECKING:
@@ -47,7 +50,9 @@ if TYPE_CHECKING:
     from glassbox_client.connection import NO_RETRIES, RetryPolicy
     from glassbox_client.errors import (
         DeadlineExceededError,
+        ErrorStatus,
         FailedPreconditionError,
+        FieldViolation,
         GlassboxError,
         InternalError,
         InvalidArgumentError,
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
         UnavailableError,
     )
     from glassbox_client.jobs import Job, JobFailedError, JobResult
+    from glassbox_client.server_info import ServerInfo
     from glassbox_client.types import (
         Attribution,
         AttributionResult,
@@ -73,7 +79,9 @@ __all__ = [
     "AttributionResult",
     "ClassScore",
     "DeadlineExceededError",
+    "ErrorStatus",
     "FailedPreconditionError",
+    "FieldViolation",
     "GlassboxClient",
     "GlassboxError",
     "InternalError",
@@ -87,6 +95,7 @@ __all__ = [
     "Prediction",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "ServerInfo",
     "UnauthenticatedError",
     "UnavailableError",
 ]

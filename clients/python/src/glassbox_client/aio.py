@@ -19,12 +19,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc as attribution_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc as model_grpc
+from glassbox_client._generated.glassbox.v1 import server_service_pb2 as server_pb
+from glassbox_client._generated.glassbox.v1 import server_service_pb2_grpc as server_grpc
 from glassbox_client.aio_jobs import AsyncJobs
 from glassbox_client.aio_services import AsyncEvaluation, AsyncInspection, AsyncRobustness
 from glassbox_client.connection import ConnectionOptions, RetryPolicy, open_aio_channel
 from glassbox_client.errors import UnavailableError, error_from_rpc
 from glassbox_client.images import ImageInput
 from glassbox_client.requests import Target, attribute_request, output_options, predict_request
+from glassbox_client.server_info import ServerInfo
 from glassbox_client.types import (
     Attribution,
     AttributionResult,
@@ -73,6 +76,7 @@ class AsyncGlassboxClient:
         self._models = model_grpc.ModelServiceStub(self._channel)
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._server = server_grpc.ServerServiceStub(self._channel)
         self.jobs = AsyncJobs(self._channel, self.options.metadata, self.options.timeout)
         self.inspection = AsyncInspection(self._channel, self.options.metadata, self.options.timeout)
         self.evaluation = AsyncEvaluation(self.jobs)
@@ -126,6 +130,13 @@ class AsyncGlassboxClient:
                     grpc.StatusCode.UNAVAILABLE, f"{self.options.address} not serving after {timeout} s"
                 )
             await asyncio.sleep(min(0.2, max(remaining, 0)))
+
+    async def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """As GlassboxClient.server_info."""
+        request = server_pb.GetServerInfoRequest()
+        return await self._call(
+            "GetServerInfo", self._server.GetServerInfo, request, timeout, ServerInfo.from_proto
+        )
 
     async def models(self, *, timeout: float | None = None) -> list[ModelSummary]:
         """As GlassboxClient.models."""

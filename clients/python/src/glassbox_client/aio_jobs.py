@@ -17,7 +17,6 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
 from glassbox_client.calls import AsyncServiceCalls
 from glassbox_client.errors import ResourceExhaustedError, UnavailableError, error_from_rpc
-from glassbox_client.images import image_from_png
 from glassbox_client.jobs import (
     DEFAULT_WAIT_S,
     POLL_INTERVAL_S,
@@ -26,6 +25,8 @@ from glassbox_client.jobs import (
     ProgressBar,
     list_request,
     submit_request,
+    watch_request,
+    with_request_id,
 )
 
 
@@ -37,14 +38,22 @@ class AsyncJobs:
     ) -> None:
         self._call = AsyncServiceCalls(job_grpc.JobServiceStub(channel), metadata, default_timeout)
 
-    async def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
+    async def submit(
+        self,
+        kind: str,
+        *,
+        model: str,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        **spec: Any,
+    ) -> Job:
         """As Jobs.submit."""
-        return Job.from_proto(await self._submit(submit_request(kind, model, spec), timeout))
+        return Job.from_proto(await self._submit(submit_request(kind, model, spec, request_id), timeout))
 
     async def _submit(self, request: job_pb.SubmitJobRequest, timeout: float | None = None) -> job_pb.Job:
         """SubmitJob, seen through even when the awaiting task is cancelled meanwhile: the server may have
         queued the job already, so it is then cancelled too rather than left running for nobody."""
-        submitted = asyncio.ensure_future(self._call("SubmitJob", request, timeout))
+        submitted = asyncio.ensure_future(self._call("SubmitJob", with_request_id(request), timeout))
         try:
             return (await asyncio.shield(submitted)).job
         except asyncio.CancelledError:
@@ -73,14 +82,19 @@ class AsyncJobs:
             request.page_token = page.next_page_token
 
     async def watch(
-        self, job_id: str, *, preview_every_steps: int = 0, timeout: float = DEFAULT_WAIT_S
+        self,
+        job_id: str,
+        *,
+        preview_every_steps: int = 0,
+        omit_result: bool = False,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> AsyncIterator[JobUpdate]:
         """As Jobs.watch."""
-        request = job_pb.WatchJobRequest(job_id=job_id, preview_every_steps=preview_every_steps)
+        request = watch_request(job_id, preview_every_steps, omit_result)
         try:
             stream = self._call.stub.WatchJob(request, timeout=timeout, metadata=self._call.metadata())
             async for message in stream:
-                yield JobUpdate(Job.from_proto(message.job), image_from_png(message.preview_png))
+                yield JobUpdate.from_proto(message)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "WatchJob") from None
 

@@ -22,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc as attribution_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc as model_grpc
+from glassbox_client._generated.glassbox.v1 import server_service_pb2 as server_pb
+from glassbox_client._generated.glassbox.v1 import server_service_pb2_grpc as server_grpc
 from glassbox_client.connection import ConnectionOptions, RetryPolicy, open_channel
 from glassbox_client.errors import UnavailableError, error_from_rpc
 from glassbox_client.evaluation import Evaluation
@@ -30,6 +32,7 @@ from glassbox_client.inspection import Inspection
 from glassbox_client.jobs import Jobs
 from glassbox_client.requests import Target, attribute_request, output_options, predict_request
 from glassbox_client.robustness import Robustness
+from glassbox_client.server_info import ServerInfo
 from glassbox_client.types import (
     Attribution,
     AttributionResult,
@@ -87,6 +90,7 @@ class GlassboxClient:
         self._models = model_grpc.ModelServiceStub(self._channel)
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._server = server_grpc.ServerServiceStub(self._channel)
         self.jobs = Jobs(self._channel, self.options.metadata, self.options.timeout)
         self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout)
         self.evaluation = Evaluation(self.jobs)
@@ -137,6 +141,14 @@ class GlassboxClient:
                     grpc.StatusCode.UNAVAILABLE, f"{self.options.address} not serving after {timeout} s"
                 )
             time.sleep(min(0.2, max(remaining, 0)))
+
+    def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """The server's version, limits and caps in force, engines, methods, job kinds, error reasons,
+        and who it takes the caller to be (GetServerInfo)."""
+        request = server_pb.GetServerInfoRequest()
+        return self._call(
+            "GetServerInfo", self._server.GetServerInfo, request, timeout, ServerInfo.from_proto
+        )
 
     def models(self, *, timeout: float | None = None) -> list[ModelSummary]:
         """Every model in the repository with the state of each version."""

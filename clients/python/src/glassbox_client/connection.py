@@ -25,10 +25,12 @@ RETRIED_METHODS = (
     {"service": "glassbox.v1.RobustnessService"},
     *(
         {"service": "glassbox.v1.JobService", "method": m}
-        for m in ("GetJob", "WatchJob", "CancelJob", "ListJobs")
+        for m in ("SubmitJob", "GetJob", "WatchJob", "CancelJob", "ListJobs")
     ),
+    {"service": "glassbox.v1.ServerService"},
 )
-"""Every idempotent RPC. SubmitJob is left out: a retry after a lost answer could queue a job twice."""
+"""Every idempotent RPC. SubmitJob is one because the client always sends a request_id: a retry of the
+same message returns the job the first attempt queued."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 

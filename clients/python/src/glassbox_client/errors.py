@@ -1,13 +1,21 @@
 """Typed exceptions for failed calls: one class per gRPC status code a caller may want to handle.
 
-Every exception carries the status `code`, the server's `message`, and `field`: the request field the
-server named (the service prefixes its messages with `<field>: ` whenever a request field is at
-fault), so `except InvalidArgumentError as e: print(e.field)` tells what to fix.
+The server sends every error with `google.rpc.Status` details (in the `grpc-status-details-bin`
+trailer), and every exception exposes them typed:
+
+- `reason`: the stable `google.rpc.ErrorInfo` reason (domain `glassbox.v1`), e.g. MODEL_NOT_FOUND,
+  METHOD_NOT_SUPPORTED, OVERLOADED, JOB_NOT_ON_THIS_REPLICA (docs/operations.md lists them all, and
+  `GlassboxClient.server_info().error_reasons` too), and `metadata` (e.g. `{"model": "shapes"}`);
+- `field_violations` (`google.rpc.BadRequest`) and `field`, the first violation's field path, so
+  `except InvalidArgumentError as e: print(e.field)` tells what to fix;
+- `retry_after`: seconds from a `google.rpc.RetryInfo` (on overload), else None.
+
+Nothing is parsed out of the message text. A job's failure (`Job.error_status`) has the same form.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -15,21 +23,72 @@ from google.rpc import error_details_pb2, status_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 """Trailing metadata key of the `google.rpc.Status` with the error's details."""
+ERROR_DOMAIN = "glassbox.v1"
 
-_SEGMENT = r"[A-Za-z_]\w*(?:\[\d+\])?"
-_FIELD_PREFIX = re.compile(rf"^(?P<field>{_SEGMENT}(?:\.{_SEGMENT})*): ", re.S)
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad request field: its path as the request spells it (e.g. `images[0].encoded`) and why."""
+
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """A `google.rpc.Status` read: the code, the message, and its details typed."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str | None = None
+    domain: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    field_violations: tuple[FieldViolation, ...] = ()
+    retry_after: float | None = None
+
+    @property
+    def field(self) -> str | None:
+        """The first bad field's path, None when the error is not about a field."""
+        return self.field_violations[0].field if self.field_violations else None
+
+    @classmethod
+    def from_proto(cls, status: status_pb2.Status) -> ErrorStatus:
+        code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+        reason = domain = retry = None
+        metadata: dict[str, str] = {}
+        violations: list[FieldViolation] = []
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info_retry = error_details_pb2.RetryInfo()
+                detail.Unpack(info_retry)
+                retry = info_retry.retry_delay.seconds + info_retry.retry_delay.nanos / 1e9
+        return cls(code, status.message, reason, domain, metadata, tuple(violations), retry)
 
 
 class GlassboxError(Exception):
-    """A call failed. `code` is the gRPC status, `message` the server's text, `field` the request
-    field at fault (None when the error is not about one field)."""
+    """A call failed. `code` is the gRPC status, `message` the server's text; `reason`, `metadata`,
+    `field_violations`, `field` and `retry_after` come from the status details (see the module doc)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, method: str = "") -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, *, method: str = "", status: ErrorStatus | None = None
+    ) -> None:
         self.code = code
         self.message = message
         self.method = method
-        match = _FIELD_PREFIX.match(message)
-        self.field: str | None = match.group("field") if match else None
+        self.status = status or ErrorStatus(code, message)
+        self.reason: str | None = self.status.reason
+        self.metadata: dict[str, str] = self.status.metadata
+        self.field_violations: tuple[FieldViolation, ...] = self.status.field_violations
+        self.field: str | None = self.status.field
+        self.retry_after: float | None = self.status.retry_after
         where = f" in {method}" if method else ""
         super().__init__(f"{code.name}{where}: {message}")
 
@@ -50,8 +109,6 @@ class ResourceExhaustedError(GlassboxError):
     """A server limit was hit (the call could not finish before its deadline, a full queue or memory
     budget, the message size); retry later or elsewhere. `retry_after` is the server's advice in seconds
     (its `google.rpc.RetryInfo`), None when it gave none."""
-
-    retry_after: float | None = None
 
 
 class UnavailableError(GlassboxError):
@@ -102,25 +159,25 @@ def error_from_rpc(exc: grpc.RpcError, method: str = "") -> GlassboxError:
     """The typed exception for a failed call (sync `grpc.RpcError` or asyncio `grpc.aio.AioRpcError`)."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     message = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    error = ERROR_BY_CODE.get(code, GlassboxError)(code, message, method=method)
-    if isinstance(error, ResourceExhaustedError):
-        error.retry_after = retry_after(exc)
-    return error
+    status = rich_status(exc)
+    return ERROR_BY_CODE.get(code, GlassboxError)(code, message, method=method, status=status)
 
 
-def retry_after(exc: grpc.RpcError) -> float | None:
-    """The retry delay of a `google.rpc.RetryInfo` detail in the call's trailing metadata, if any."""
+def error_from_status(status: ErrorStatus, method: str = "") -> GlassboxError:
+    """The typed exception for a status read elsewhere (e.g. a job's `error_status`)."""
+    return ERROR_BY_CODE.get(status.code, GlassboxError)(
+        status.code, status.message, method=method, status=status
+    )
+
+
+def rich_status(exc: grpc.RpcError) -> ErrorStatus | None:
+    """The `google.rpc.Status` in the call's trailing metadata, typed; None when the server sent none."""
     metadata = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
     for key, value in metadata or ():
         if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
-            status = status_pb2.Status.FromString(value)
+            return ErrorStatus.from_proto(status_pb2.Status.FromString(value))
         except DecodeError:
             return None
-        for detail in status.details:
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
     return None

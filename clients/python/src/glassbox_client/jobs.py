@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,13 @@ from PIL import Image as PILImage
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
 from glassbox_client.calls import ServiceCalls
-from glassbox_client.errors import GlassboxError, ResourceExhaustedError, UnavailableError, error_from_rpc
+from glassbox_client.errors import (
+    ErrorStatus,
+    GlassboxError,
+    ResourceExhaustedError,
+    UnavailableError,
+    error_from_rpc,
+)
 from glassbox_client.images import array_from_tensor, image_from_png
 from glassbox_client.requests import set_fields
 
@@ -84,7 +91,9 @@ def _time(stamp: Any, present: bool) -> datetime.datetime | None:
 @dataclass(frozen=True)
 class Job:
     """A job as the server last reported it. `state` is queued, running, succeeded, failed or
-    cancelled; `error` is (code name, message) once failed or cancelled; `result` once succeeded."""
+    cancelled; `error_status` says why once failed or cancelled (typed: code, message, reason, field
+    violations; `error` is its (code name, message)); `result` once succeeded. `owner` is the principal
+    that submitted it, `request_id` the idempotency key it was submitted with."""
 
     id: str
     kind: str
@@ -100,6 +109,9 @@ class Job:
     finish_time: datetime.datetime | None
     error: tuple[str, str] | None
     result: JobResult | None
+    error_status: ErrorStatus | None = None
+    owner: str = ""
+    request_id: str = ""
 
     @property
     def finished(self) -> bool:
@@ -115,6 +127,10 @@ class Job:
     def from_proto(cls, job: job_pb.Job) -> Job:
         progress = job.progress
         which = job.WhichOneof("result")
+        status = ErrorStatus.from_proto(job.error_status) if job.HasField("error_status") else None
+        if status is None and job.HasField("error"):  # a server from before error_status
+            code = getattr(grpc.StatusCode, job.error.code_name, grpc.StatusCode.UNKNOWN)
+            status = ErrorStatus(code, job.error.message)
         return cls(
             id=job.id,
             kind=job.kind,
@@ -133,34 +149,61 @@ class Job:
             create_time=_time(job.create_time, job.HasField("create_time")),
             start_time=_time(job.start_time, job.HasField("start_time")),
             finish_time=_time(job.finish_time, job.HasField("finish_time")),
-            error=(job.error.code_name, job.error.message) if job.HasField("error") else None,
+            error=(status.code.name, status.message) if status is not None else None,
             result=JobResult.from_proto(getattr(job, which)) if which else None,
+            error_status=status,
+            owner=job.owner,
+            request_id=job.request_id,
         )
 
 
 @dataclass(frozen=True)
 class JobUpdate:
-    """One message of a watched job: the job, and a PNG preview when one was due."""
+    """One message of a watched job: the job, a PNG preview when one was due, and whether it is only a
+    heartbeat (nothing changed; the stream is alive)."""
 
     job: Job
     preview: PILImage.Image | None
+    heartbeat: bool = False
+
+    @classmethod
+    def from_proto(cls, message: job_pb.WatchJobResponse) -> JobUpdate:
+        return cls(Job.from_proto(message.job), image_from_png(message.preview_png), message.heartbeat)
+
+
+def watch_request(job_id: str, preview_every_steps: int, omit_result: bool) -> job_pb.WatchJobRequest:
+    return job_pb.WatchJobRequest(
+        job_id=job_id, preview_every_steps=preview_every_steps, omit_result=omit_result
+    )
 
 
 class JobFailedError(GlassboxError):
-    """A waited-for job ended FAILED or CANCELLED; `job` has its error."""
+    """A waited-for job ended FAILED or CANCELLED; `job` has its error, and this exception its status
+    details (`reason`, `field`, ...) as a failed call's would."""
 
     def __init__(self, job: Job) -> None:
-        code_name, message = job.error or ("UNKNOWN", f"job ended {job.state}")
-        code = getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
-        super().__init__(code, f"job {job.id} ({job.kind}) {job.state}: {message}", method="Job")
+        status = job.error_status or ErrorStatus(grpc.StatusCode.UNKNOWN, f"job ended {job.state}")
+        message = f"job {job.id} ({job.kind}) {job.state}: {status.message}"
+        super().__init__(status.code, message, method="Job", status=status)
         self.job = job
 
 
-def submit_request(kind: str, model: str, spec: dict[str, Any]) -> job_pb.SubmitJobRequest:
+def submit_request(
+    kind: str, model: str, spec: dict[str, Any], request_id: str | None = None
+) -> job_pb.SubmitJobRequest:
+    """The SubmitJob request, with `request_id` or a new random one (see `with_request_id`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; the kinds are {', '.join(KINDS)}")
-    request = job_pb.SubmitJobRequest()
+    request = job_pb.SubmitJobRequest(request_id=request_id or "")
     set_fields(getattr(request, kind), {"model": model, **spec}, where=kind)
+    return with_request_id(request)
+
+
+def with_request_id(request: job_pb.SubmitJobRequest) -> job_pb.SubmitJobRequest:
+    """The request with a random request_id when it has none. The channel retries SubmitJob on
+    UNAVAILABLE with the same message, hence the same id, so a retry never queues the job twice."""
+    if not request.request_id:
+        request.request_id = uuid.uuid4().hex
     return request
 
 
@@ -198,10 +241,22 @@ class Jobs:
     def __init__(self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float) -> None:
         self._call = ServiceCalls(job_grpc.JobServiceStub(channel), metadata, default_timeout)
 
-    def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
+    def submit(
+        self,
+        kind: str,
+        *,
+        model: str,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        **spec: Any,
+    ) -> Job:
         """Queue a job; `kind` is a spec name (class_visualisation, deepdream, ...) and `**spec` its
-        fields (`target="star"`, `steps=256`, `image="cat.png"`). Returns the job QUEUED."""
-        return Job.from_proto(self._call("SubmitJob", submit_request(kind, model, spec), timeout).job)
+        fields (`target="star"`, `steps=256`, `image="cat.png"`). Returns the job QUEUED.
+
+        `request_id` is the idempotency key (a random one when None): submitting again with the same
+        id and spec returns the same job, e.g. after a DEADLINE_EXCEEDED whose request did arrive."""
+        request = submit_request(kind, model, spec, request_id)
+        return Job.from_proto(self._call("SubmitJob", request, timeout).job)
 
     def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         return Job.from_proto(self._call("GetJob", job_pb.GetJobRequest(job_id=job_id), timeout).job)
@@ -222,13 +277,20 @@ class Jobs:
             request.page_token = page.next_page_token
 
     def watch(
-        self, job_id: str, *, preview_every_steps: int = 0, timeout: float = DEFAULT_WAIT_S
+        self,
+        job_id: str,
+        *,
+        preview_every_steps: int = 0,
+        omit_result: bool = False,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> Iterator[JobUpdate]:
-        """The job now, then every update until it finishes (one stream; see `wait` for resuming)."""
-        request = job_pb.WatchJobRequest(job_id=job_id, preview_every_steps=preview_every_steps)
+        """The job now, then every update until it finishes (one stream; see `wait` for resuming);
+        heartbeat updates (`update.heartbeat`) while nothing changes. `omit_result` leaves the result
+        out of the last update."""
+        request = watch_request(job_id, preview_every_steps, omit_result)
         try:
             for message in self._call.stub.WatchJob(request, timeout=timeout, metadata=self._call.metadata()):
-                yield JobUpdate(Job.from_proto(message.job), image_from_png(message.preview_png))
+                yield JobUpdate.from_proto(message)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, "WatchJob") from None
 
@@ -284,6 +346,6 @@ class Jobs:
     ) -> job_pb.Job:
         """Submit a ready-made request, wait (cancelling on Ctrl-C) and return the SUCCEEDED job's message
         with its result, for the typed helpers whose results nest messages; JobFailedError otherwise."""
-        job_id = self._call("SubmitJob", request).job.id
+        job_id = self._call("SubmitJob", with_request_id(request)).job.id
         self.wait(job_id, timeout=timeout, progress=progress).raise_for_state()
         return self._call("GetJob", job_pb.GetJobRequest(job_id=job_id)).job

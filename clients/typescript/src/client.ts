@@ -6,6 +6,8 @@
  *   const glassbox = new GlassboxClient({ address: "127.0.0.1:50051" });
  *   const [prediction] = await glassbox.predict("cat.png", { model: "shapes" });
  */
+import { randomUUID } from "node:crypto";
+
 import {
   status,
   Metadata,
@@ -45,6 +47,7 @@ import {
   type WatchJobResponse,
 } from "./generated/glassbox/v1/job_service";
 import { RobustnessServiceClient, type RobustnessRecord } from "./generated/glassbox/v1/robustness";
+import { ServerServiceClient, type GetServerInfoResponse } from "./generated/glassbox/v1/server_service";
 import { resolveConnection, type CallSettings, type GlassboxClientOptions } from "./connection";
 import { GlassboxError } from "./errors";
 import { toImage, type ImageInput } from "./images";
@@ -65,6 +68,7 @@ export class GlassboxClient {
   private readonly jobs: JobServiceClient;
   private readonly inspection: InspectionServiceClient;
   private readonly robustness: RobustnessServiceClient;
+  private readonly server: ServerServiceClient;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
 
@@ -80,6 +84,7 @@ export class GlassboxClient {
     this.jobs = new JobServiceClient(this.address, credentials, shared);
     this.inspection = new InspectionServiceClient(this.address, credentials, shared);
     this.robustness = new RobustnessServiceClient(this.address, credentials, shared);
+    this.server = new ServerServiceClient(this.address, credentials, shared);
   }
 
   /** Resolves once the channel is connected; rejects after `timeoutMs`. */
@@ -90,6 +95,7 @@ export class GlassboxClient {
   }
 
   close(): void {
+    this.server.close();
     this.robustness.close();
     this.inspection.close();
     this.jobs.close();
@@ -116,6 +122,14 @@ export class GlassboxClient {
         }
       });
     });
+  }
+
+  /**
+   * The server's version, the limits and caps in force, its cache and job engines, methods, job kinds,
+   * every error reason it may send, and who it takes the caller to be.
+   */
+  async serverInfo(settings?: CallSettings): Promise<GetServerInfoResponse> {
+    return this.call(this.server, this.server.getServerInfo, "GetServerInfo", {}, settings);
   }
 
   /** Every model in the repository with the state of each version. */
@@ -247,9 +261,12 @@ export class GlassboxClient {
    * `{ $case: "classVisualisation", value: { model: "shapes", target: { classRef: { $case: "label", value: "star" } } } }`
    * or `{ $case: "embeddingMap", value: { model: "shapes", images: { source: { $case: "named", value: "shapes-val" } } } }`;
    * the finished job's `result` is the member of the same name.
+   *
+   * `request.requestId` is the idempotency key (a random UUID when unset): submitting again with the
+   * same id and spec returns the same job, so the call is retried safely.
    */
   async submitJob(request: DeepPartial<SubmitJobRequest>, settings?: CallSettings): Promise<Job> {
-    const full = SubmitJobRequest.fromPartial(request);
+    const full = SubmitJobRequest.fromPartial({ ...request, requestId: request.requestId || randomUUID() });
     const response = await this.call(this.jobs, this.jobs.submitJob, "SubmitJob", full, settings);
     return requireJob(response.job, "SubmitJob");
   }
@@ -264,10 +281,17 @@ export class GlassboxClient {
     return requireJob(response.job, "CancelJob");
   }
 
-  /** The job now, then every update until it finishes (`for await (const update of client.watchJob(id))`). */
-  async *watchJob(jobId: string, options: { previewEverySteps?: number } & CallSettings = {}): AsyncGenerator<WatchJobResponse> {
+  /**
+   * The job now, then every update until it finishes (`for await (const update of client.watchJob(id))`);
+   * `update.heartbeat` marks the messages that only show the stream is alive. `omitResult` leaves the
+   * result out of the last update.
+   */
+  async *watchJob(
+    jobId: string,
+    options: { previewEverySteps?: number; omitResult?: boolean } & CallSettings = {},
+  ): AsyncGenerator<WatchJobResponse> {
     const deadline = Date.now() + (options.timeoutMs ?? 3_600_000);
-    const request = { jobId, previewEverySteps: options.previewEverySteps ?? 0 };
+    const request = { jobId, previewEverySteps: options.previewEverySteps ?? 0, omitResult: options.omitResult ?? false };
     const stream = this.jobs.watchJob(request, this.metadata(), { deadline });
     try {
       for await (const update of stream as AsyncIterable<WatchJobResponse>) {
@@ -281,7 +305,10 @@ export class GlassboxClient {
   }
 
   /** Watch a job until it finishes and return it in its final state; `onUpdate` sees every update. */
-  async waitForJob(jobId: string, options: { onUpdate?: (update: WatchJobResponse) => void } & CallSettings = {}): Promise<Job> {
+  async waitForJob(
+    jobId: string,
+    options: { onUpdate?: (update: WatchJobResponse) => void; omitResult?: boolean } & CallSettings = {},
+  ): Promise<Job> {
     for await (const update of this.watchJob(jobId, options)) {
       options.onUpdate?.(update);
       if (update.job && FINISHED.has(update.job.state)) {

@@ -43,13 +43,17 @@ export interface CallSettings {
 }
 
 const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, initialBackoffMs: 200, maxBackoffMs: 5000, backoffMultiplier: 2 };
-/** Every idempotent RPC; SubmitJob is left out (a retry after a lost answer could queue a job twice). */
+/**
+ * Every idempotent RPC. SubmitJob is one because the client always sends a requestId: a retry of the
+ * same message returns the job the first attempt queued.
+ */
 const RETRIED_METHODS = [
   { service: "glassbox.v1.ModelService" },
   { service: "glassbox.v1.AttributionService" },
   { service: "glassbox.v1.InspectionService" },
   { service: "glassbox.v1.RobustnessService" },
-  ...["GetJob", "WatchJob", "CancelJob", "ListJobs"].map((method) => ({ service: "glassbox.v1.JobService", method })),
+  { service: "glassbox.v1.ServerService" },
+  ...["SubmitJob", "GetJob", "WatchJob", "CancelJob", "ListJobs"].map((method) => ({ service: "glassbox.v1.JobService", method })),
 ];
 
 /** Retries as configured, and round_robin over every address the target resolves to (calls spread over replicas). */

@@ -1,5 +1,5 @@
 export { GlassboxClient } from "./client";
 export { type CallSettings, type GlassboxClientOptions, type RetryPolicy } from "./connection";
 export { toImage, type ImageInput } from "./images";
-export { GlassboxError } from "./errors";
+export { ErrorStatus, GlassboxError, type FieldViolation } from "./errors";
 export * as pb from "./messages";

@@ -128,3 +128,14 @@ export {
   RoadOptions,
   SensitivityOptions,
 } from "./generated/glassbox/v1/evaluation";
+export {
+  AttributionCaps,
+  CacheEngineKind,
+  CacheInfo,
+  CallerInfo,
+  ErrorReason,
+  GetServerInfoResponse,
+  JobEngineKind,
+  JobLimits,
+  RequestLimits,
+} from "./generated/glassbox/v1/server_service";

@@ -86,12 +86,19 @@ describe("GlassboxClient against a live server", () => {
         assert.ok(error instanceof GlassboxError);
         assert.equal(error.code, status.INVALID_ARGUMENT);
         assert.equal(error.field, "images[0].encoded");
+        assert.equal(error.reason, "INVALID_ARGUMENT");
+        assert.equal(error.fieldViolations[0].description, error.details);
         return true;
       },
     );
     await assert.rejects(glassbox.getModel("no-such-model"), (error: unknown) => {
       assert.ok(error instanceof GlassboxError);
       assert.equal(error.codeName, "NOT_FOUND");
+      assert.equal(error.reason, "MODEL_NOT_FOUND");
+      assert.equal(error.status.domain, "glassbox.v1");
+      assert.deepEqual({ ...error.metadata }, { model: "no-such-model" });
+      assert.equal(error.field, "name");
+      assert.equal(error.retryDelayMs, undefined);
       return true;
     });
     assert.ok((await glassbox.listModels()).length >= 1);
@@ -126,6 +133,45 @@ describe("GlassboxClient against a live server", () => {
     const job = await glassbox.waitForJob(submitted.id, { timeoutMs: 30_000 });
     assert.equal(job.state, pb.JobState.JOB_STATE_CANCELLED);
     assert.equal(job.error?.codeName, "CANCELLED");
+    assert.ok(job.errorStatus);
+    const failure = GlassboxError.fromJobStatus(job.errorStatus);
+    assert.equal(failure.code, status.CANCELLED);
+    assert.equal(failure.reason, "CANCELLED");
+  });
+
+  it("sends a request id with every submission, so the same id returns the same job", async () => {
+    const spec = {
+      $case: "classVisualisation" as const,
+      value: { model, target: { classRef: { $case: "index" as const, value: 1 } }, steps: 10000 },
+    };
+    const first = await glassbox.submitJob({ spec });
+    assert.match(first.requestId, /^[0-9a-f-]{36}$/);
+    const again = await glassbox.submitJob({ spec, requestId: first.requestId });
+    assert.equal(again.id, first.id);
+    await assert.rejects(
+      glassbox.submitJob({ spec: { ...spec, value: { ...spec.value, steps: 9999 } }, requestId: first.requestId }),
+      (error: unknown) => {
+        assert.ok(error instanceof GlassboxError);
+        assert.equal(error.reason, "REQUEST_ID_REUSED");
+        assert.equal(error.field, "request_id");
+        assert.equal(error.metadata.job_id, first.id);
+        return true;
+      },
+    );
+    await glassbox.cancelJob(first.id);
+    const final = await glassbox.waitForJob(first.id, { timeoutMs: 30_000, omitResult: true });
+    assert.equal(final.state, pb.JobState.JOB_STATE_CANCELLED);
+  });
+
+  it("reports the server's limits, engines and the caller", async () => {
+    const info = await glassbox.serverInfo();
+    assert.ok(info.version.length > 0);
+    assert.ok((info.limits?.maxBatchImages ?? 0) > 0);
+    assert.equal(info.jobs?.engine, pb.JobEngineKind.JOB_ENGINE_KIND_IN_PROCESS);
+    assert.ok(info.methods.includes("saliency"));
+    assert.ok(info.jobKinds.includes("class_visualisation"));
+    assert.ok(info.errorReasons.some((r) => r.reason === "JOB_NOT_ON_THIS_REPLICA" && r.code === "NOT_FOUND"));
+    assert.equal(info.caller?.principal, "");
   });
 
   it("enforces the deadline", async () => {

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install install-test serve test lint protos check-protos
+.PHONY: install install-test serve test lint protos check-protos buf
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,7 @@ install: $(PY)
 install-test: $(PY)
 	$(PIP) install --quiet -e clients/python -e '.[test]'
 	./scripts/ensure-redis.sh
+	./scripts/ensure-java-protoc.sh
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 
 serve: install
@@ -33,5 +34,8 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install-test check-protos lint
+buf: install-test
+	$(PY) scripts/check_protos_buf.py
+
+test: install-test check-protos lint buf
 	$(PY) -m pytest -q

@@ -73,6 +73,19 @@ def test_a_queued_job_gets_heartbeats_and_the_stream_ends_with_the_final_job(
     client.wait_finished(running.id)
 
 
+def test_the_redis_engine_sends_heartbeats_too(start_server, repository: Path, redis_server) -> None:
+    """No worker serves this namespace, so the job stays QUEUED: only heartbeats, then the cancel."""
+    jobs = {"redis_url": redis_server.url, "namespace": f"beats-{uuid.uuid4().hex[:8]}"}
+    server = start_server(model_repository=repository, jobs={**jobs, "watch_heartbeat_seconds": HEARTBEAT_S})
+    client = JobClient(server.channel)
+    queued = client.submit(class_visualisation(LONG_STEPS, seed=5))
+    updates = iter(client.stub.WatchJob(pb.WatchJobRequest(job_id=queued.id), timeout=30))
+    assert not next(updates).heartbeat
+    assert all(next(updates).heartbeat for _ in range(2))
+    client.cancel(queued.id)
+    assert list(updates)[-1].job.state == pb.JOB_STATE_CANCELLED
+
+
 def test_omit_result_leaves_the_result_out_of_the_stream(replica_a: RunningServer) -> None:
     client = JobClient(replica_a.channel)
     job = client.submit(class_visualisation(3, seed=3))

@@ -13,6 +13,7 @@ import pytest
 from conftest import RedisServer, RunningServer
 from glassbox.config import load_settings
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
+from glassbox_client.errors import ErrorStatus
 from job_harness import LONG_STEPS, JobClient, WorkerProcess, class_visualisation, write_repository
 
 HEARTBEAT_SECONDS = 0.5
@@ -102,6 +103,7 @@ def test_a_killed_workers_job_is_retried_then_failed_with_the_reason(
     assert failed.attempt == 2 and failed.HasField("finish_time")
     assert failed.error.code_name == "UNAVAILABLE"
     assert "attempt 2 of 2 stopped sending heartbeats; no attempts left" in failed.error.message
+    assert ErrorStatus.from_proto(failed.error_status).reason == "WORKER_LOST"
 
     watcher.join(timeout=10)
     states = [(update.state, update.attempt) for update in updates]

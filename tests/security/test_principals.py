@@ -11,7 +11,7 @@ import pytest
 from glassbox.config import load_settings
 from glassbox.server.app import GlassboxServer
 from glassbox.server.auth import parse_token_line, read_token_file
-from glassbox_client import NO_RETRIES, GlassboxClient
+from glassbox_client import NO_RETRIES, GlassboxClient, UnauthenticatedError
 from test_tls import Pki, pki, repository, serve  # noqa: F401 - fixtures shared with the TLS tests
 
 OLD_STYLE = "an-old-style-token-line"
@@ -50,6 +50,10 @@ def test_server_info_reports_the_token_principal(repository: Path, tmp_path: Pat
             assert info.principal.startswith("token:") and not info.admin and info.token_required
         with GlassboxClient(address, token="alice-token-0123456789", timeout=10) as alice:
             assert (alice.server_info().principal, alice.server_info().admin) == ("alice", True)
+        with GlassboxClient(address, token="not-a-known-token-000", timeout=10) as stranger:
+            with pytest.raises(UnauthenticatedError) as refused:
+                stranger.server_info()
+            assert refused.value.reason == "UNAUTHENTICATED"
     finally:
         server.stop(grace=0)
 

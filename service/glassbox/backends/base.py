@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.core.errors import FailedPrecondition, InvalidArgument
+from glassbox.core.errors import FailedPrecondition, InvalidArgument, echo
 from glassbox.models.config import ModelConfig
 
 
@@ -78,5 +78,5 @@ class Model(ABC):
             if info.name == name:
                 return info
         raise InvalidArgument(
-            f"model {self.name!r} has no layer {name!r}; GetModel lists the layer names", field=field
+            f"model {self.name!r} has no layer {echo(name)}; GetModel lists the layer names", field=field
         )

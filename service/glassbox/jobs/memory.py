@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted
+from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted, echo
 from glassbox.jobs.engine import (
     AttemptToken,
     JobEngine,
@@ -252,7 +252,7 @@ class InProcessEngine(JobEngine):
         """The live entry (lock held); NotFound once its result TTL has passed."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.expires_at <= time.time():
-            raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+            raise NotFound(f"job {echo(job_id)} does not exist or its results have expired", field="job_id")
         return entry
 
     def _purge_expired(self) -> None:

@@ -24,7 +24,7 @@ from rq.serializers import JSONSerializer
 
 from glassbox.config import JobSettings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import NotFound, ResourceExhausted, Unavailable
+from glassbox.core.errors import NotFound, ResourceExhausted, Unavailable, echo
 from glassbox.jobs.engine import JobEngine, QueueDepth, preview_wanted
 from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, PageCursor, paginate
 from glassbox.jobs.recovery import Reaper, on_worker_lost
@@ -114,7 +114,7 @@ class RedisJobEngine(JobEngine):
         with redis_errors():
             record = self.store.load(job_id)
         if record is None:
-            raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+            raise NotFound(f"job {echo(job_id)} does not exist or its results have expired", field="job_id")
         return record
 
     def cancel(self, job_id: str) -> JobRecord:
@@ -169,7 +169,9 @@ class RedisJobEngine(JobEngine):
         with redis_errors():
             record, last = self.store.snapshot(job_id)
             if record is None:
-                raise NotFound(f"job {job_id!r} does not exist or its results have expired", field="job_id")
+                raise NotFound(
+                    f"job {echo(job_id)} does not exist or its results have expired", field="job_id"
+                )
             self.store.register_watcher(job_id, watcher, preview_every_steps)
         try:
             yield JobUpdate(record)

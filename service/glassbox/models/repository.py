@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.core.errors import FailedPrecondition, NotFound
+from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound, echo
 from glassbox.models.config import ConfigError, ModelConfig, load_config
 from glassbox.models.datasets import (
     DATASETS_FOLDER,
@@ -36,7 +36,18 @@ log = logging.getLogger(__name__)
 MAX_KEPT_SET_BYTES = 256 * 1024 * 1024
 """Named sets up to this size (their images as float32) stay loaded between jobs."""
 
+MAX_NAME_CHARS = 128
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""Model, version and named-set folder names; a requested name longer than MAX_NAME_CHARS cannot exist."""
+
+
+def check_name_length(name: str, *, what: str, field: str) -> None:
+    """InvalidArgument for a requested name no folder can have (bounded before any lookup or echo)."""
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidArgument(
+            f"{what} name is {len(name)} characters, longer than any {what} name (at most {MAX_NAME_CHARS})",
+            field=field,
+        )
 
 
 class ModelState(StrEnum):
@@ -164,21 +175,26 @@ class ModelRepository:
 
     def versions(self, name: str) -> list[ModelVersion]:
         """All versions of a model, oldest first; NotFound if the model does not exist."""
+        check_name_length(name, what="model", field="model")
         if name not in self._models:
             raise NotFound(
-                f"model {name!r} does not exist; ListModels lists the served models", field="model"
+                f"model {echo(name)} does not exist; ListModels lists the served models", field="model"
             )
         return list(self._models[name].values())
 
     def entry(self, name: str, version: str = "", *, field: str = "model") -> ModelVersion:
         """A version entry; an empty version means the newest READY one (or the newest, if none is)."""
+        check_name_length(name, what="model", field=field)
+        check_name_length(version, what="version", field="version")
         versions = self._models.get(name)
         if versions is None:
-            raise NotFound(f"model {name!r} does not exist; ListModels lists the served models", field=field)
+            raise NotFound(
+                f"model {echo(name)} does not exist; ListModels lists the served models", field=field
+            )
         if version:
             if version not in versions:
                 raise NotFound(
-                    f"model {name!r} has no version {version!r}; it has {list(versions)}", field="version"
+                    f"model {name!r} has no version {echo(version)}; it has {list(versions)}", field="version"
                 )
             return versions[version]
         if not versions:
@@ -211,10 +227,11 @@ class ModelRepository:
         NotFound (field `named`) for an unknown set; FailedPrecondition naming the set when it is broken.
         """
         entry = self.entry(name, version)
+        check_name_length(set_name, what="named set", field="named")
         folders = self._datasets.get(name, {})
         if set_name not in folders:
             raise NotFound(
-                f"model {name!r} has no named set {set_name!r}; it has {sorted(folders)}", field="named"
+                f"model {name!r} has no named set {echo(set_name)}; it has {sorted(folders)}", field="named"
             )
         key = (name, entry.version, set_name)
         with self._sets_lock:

@@ -59,6 +59,7 @@ from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
+from glassbox.server.requests import RequestParsingInterceptor
 from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.tls import server_credentials
 from glassbox.serving import ComputeScheduler, Priority
@@ -235,9 +236,10 @@ class GlassboxServer:
         settings: Settings, pool: concurrent.futures.Executor
     ) -> list[grpc.aio.ServerInterceptor]:
         """Outermost first: refuse unauthenticated calls before any work, then map errors of the calls
-        that run. (Load is bounded by the compute scheduler's admission, not per method.)"""
+        that run; innermost, request bytes that do not parse become INVALID_ARGUMENT. (Load is bounded
+        by the compute scheduler's admission, not per method.)"""
         auth = token_interceptor(settings.security)
-        return [*([auth] if auth else []), error_interceptor(pool)]
+        return [*([auth] if auth else []), error_interceptor(pool), RequestParsingInterceptor(pool)]
 
     def _observe_robustness(self, record: HistoryRecord) -> None:
         """Monitor hook: the latest evaluation of a model version as gauges."""

@@ -11,6 +11,7 @@ done here: it lives inside the model wrapper, so ε, baselines and noise are in 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -87,10 +88,10 @@ DECODE_BYTES_PER_PIXEL = 3 + 3 + 12 + 12
 numpy copy (3 + 3), the float32 [3, H, W] tensor (12), and a resized or resampled float copy (12)."""
 
 
-def decoded_bytes(sources: list[ImageSource]) -> int:
+def decoded_bytes(sources: list[ImageSource], *, max_pixels: int | None = None) -> int:
     """The memory decoding these images will take, read from their headers (nothing is decoded): what
-    the compute scheduler admits before the decoding starts. An unreadable header counts as nothing
-    here; decoding it fails with the field named."""
+    the compute scheduler admits before the decoding starts. An unreadable header, or one over
+    `max_pixels`, counts as nothing here; decoding it fails with the field named."""
     total = 0
     for source in sources:
         if isinstance(source, bytes):
@@ -99,7 +100,8 @@ def decoded_bytes(sources: list[ImageSource]) -> int:
                     width, height = image.size
             except Exception:  # refused, with its field, by decode_image
                 continue
-            total += DECODE_BYTES_PER_PIXEL * width * height
+            if max_pixels is None or width * height <= max_pixels:
+                total += DECODE_BYTES_PER_PIXEL * width * height
         else:
             total += int(source.nbytes) + 2 * 12 * int(source.size // 3)
     return total
@@ -135,8 +137,10 @@ def decode_image(data: bytes, *, max_pixels: int, field: str) -> torch.Tensor:
         raise InvalidArgument("image bytes are empty", field=field)
     try:
         image = _open_header(data)
-    except PILImage.DecompressionBombError as exc:
-        raise InvalidArgument(f"image is over the limit of {max_pixels} pixels: {exc}", field=field) from exc
+    except PILImage.DecompressionBombError as exc:  # Pillow's backstop, at twice its process-wide limit
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{claimed.group(1)} pixels" if claimed else "too many pixels"
+        raise InvalidArgument(f"image is {size}, over the limit of {max_pixels}", field=field) from exc
     except UnidentifiedImageError as exc:
         found = _sniff_format(data)
         accepted = ", ".join(ACCEPTED_FORMATS)

@@ -2,7 +2,10 @@
 
 A broken version is kept as FAILED with its reason (logged, and shown by GetModel and health) while the
 others serve. Request names are only ever looked up among the folders found by the scan, never joined
-into a path, so no request can reach outside the repository.
+into a path, so no request can reach outside the repository. A model or version folder (or a
+`model.toml`) that is a symlink resolving outside the repository is logged and skipped: whoever can
+write into the repository must not be able to serve, or make the server read, files from elsewhere.
+Symlinks that stay inside (a version aliasing another) are followed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from glassbox.models.datasets import (
     load_dataset_config,
     load_named_set,
     named_sets,
+    resolves_inside,
 )
 from glassbox.models.loaders import load_model
 
@@ -116,6 +120,7 @@ class ModelRepository:
         replaces the old one in one assignment, after the new versions have loaded."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
+        root = self.root.resolve()
         with self._refresh_lock:
             models = dict(self._models)
             added: list[ModelVersion] = []
@@ -123,12 +128,16 @@ class ModelRepository:
                 p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
             ):
                 if not NAME_PATTERN.match(model_dir.name):
-                    if model_dir.name not in self._skipped:
-                        log.warning("skipping %s: not a valid model name", model_dir)
-                        self._skipped.add(model_dir.name)
+                    self._skip(model_dir, "not a valid model name")
+                    continue
+                if not resolves_inside(model_dir, root):
+                    self._skip(model_dir, "a symlink to a folder outside the model repository")
                     continue
                 known = dict(models.get(model_dir.name, {}))
                 for folder in _version_folders(model_dir):
+                    if not resolves_inside(folder, root):
+                        self._skip(folder, "a symlink to a folder outside the model repository")
+                        continue
                     if folder.name not in known:
                         known[folder.name] = self._load_version(model_dir.name, folder)
                         added.append(known[folder.name])
@@ -137,9 +146,21 @@ class ModelRepository:
             self._models = models
         return added
 
+    def _skip(self, path: Path, reason: str) -> None:
+        """Log a folder the scan leaves out, once (the poller scans again and again)."""
+        key = str(path)
+        if key not in self._skipped:
+            log.warning("skipping %s: %s", path, reason)
+            self._skipped.add(key)
+
     def _load_version(self, name: str, folder: Path) -> ModelVersion:
         version = folder.name
         started = time.perf_counter()
+        manifest = folder / "model.toml"
+        if manifest.is_symlink() and not resolves_inside(manifest, folder.resolve()):
+            reason = "model.toml is a symlink to a file outside its version folder"
+            log.error("model %s version %s in %s is broken: %s", name, version, folder, reason)
+            return ModelVersion(name, version, folder, ModelState.FAILED, error=reason)
         try:
             config = load_config(folder)
         except ConfigError as exc:

@@ -78,6 +78,15 @@ class CacheSettings(BaseModel):
     redis_backoff_initial_seconds: float = Field(0.5, gt=0, description="first pause after a Redis failure")
     redis_backoff_max_seconds: float = Field(30.0, gt=0, description="longest pause between reconnect tries")
     error_log_interval_seconds: float = Field(60.0, gt=0, description="Redis errors log once per interval")
+    signing_key: SecretStr | None = Field(
+        None,
+        description="key (at least 16 bytes) that signs every cache value with HMAC-SHA256; a value that "
+        "does not verify is a miss. Env GLASSBOX_CACHE__SIGNING_KEY. Unset, with no signing_key_file: a "
+        "random key per process (replicas sharing a Redis then never use each other's results)",
+    )
+    signing_key_file: Path | None = Field(
+        None, description="file holding the signing key (e.g. a mounted Secret); wins over signing_key"
+    )
 
     def ttl_for(self, method: str) -> float:
         """The time to live of a result of `method`."""

@@ -166,8 +166,14 @@ class SecuritySettings(BaseModel):
 
     tls_cert: Path | None = Field(None, description="PEM certificate chain; with tls_key, TLS is on")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
-    tls_client_ca: Path | None = Field(None, description="PEM CA bundle for client certificates")
-    require_client_cert: bool = Field(False, description="mutual TLS: refuse clients without one")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle client certificates must chain to (needs require_client_cert)"
+    )
+    require_client_cert: bool = Field(
+        False,
+        description="mutual TLS: every client presents a certificate that verifies against tls_client_ca, "
+        "or the handshake fails",
+    )
     token_file: Path | None = Field(
         None, description="bearer tokens, one per line: the token itself or `sha256:<hex digest>`; # comments"
     )
@@ -184,6 +190,13 @@ class SecuritySettings(BaseModel):
             raise ValueError("security.tls_client_ca needs security.tls_cert and security.tls_key")
         if self.require_client_cert and self.tls_client_ca is None:
             raise ValueError("security.require_client_cert needs security.tls_client_ca")
+        if self.tls_client_ca is not None and not self.require_client_cert:
+            raise ValueError(
+                "security.tls_client_ca is set but security.require_client_cert is not: grpcio can ask a "
+                "client for a certificate only by requiring one, so an optional certificate would never be "
+                "requested or checked against the CA (one from any CA would pass unseen). Set "
+                "security.require_client_cert = true for mutual TLS, or remove security.tls_client_ca"
+            )
         return self
 
     @property

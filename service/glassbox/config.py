@@ -93,6 +93,59 @@ class CacheSettings(BaseModel):
         return self.ttl_seconds_by_method.get(method, self.ttl_seconds)
 
 
+class GenerativeJobLimits(BaseModel):
+    """Caps on the generative job kinds (feature/class visualisation, DeepDream, inversion, style
+    transfer, adversarial images)."""
+
+    max_steps: int = Field(10_000, gt=0, description="most optimisation steps one job may take")
+    max_batch: int = Field(16, gt=0, description="most images one feature-visualisation job renders together")
+    max_learning_rate: float = Field(10.0, gt=0, description="largest learning rate a job may ask for")
+    max_side: int = Field(1024, ge=16, description="largest side of a rendered image, pixels")
+    max_objective_depth: int = Field(8, gt=0, description="deepest nesting of weighted-sum objectives")
+    max_style_layers: int = Field(16, gt=0, description="most style layers of a style-transfer job")
+
+
+class RobustnessJobLimits(BaseModel):
+    """Caps on a robustness_evaluation job's attacks."""
+
+    max_attacks: int = Field(8, gt=0, description="attacks per job")
+    max_epsilons: int = Field(16, gt=0, description="ε values per attack")
+    max_steps: int = Field(1000, gt=0, description="PGD steps per attack")
+    max_restarts: int = Field(10, gt=0, description="PGD random restarts")
+    max_queries: int = Field(10_000, gt=0, description="queries of the black-box Square attack per image")
+    max_search_iterations: int = Field(20, gt=0, description="bisection steps of the minimal-ε search")
+    max_examples: int = Field(16, ge=0, description="adversarial examples returned")
+
+
+class InspectionJobLimits(BaseModel):
+    """Caps on the inspection job kinds."""
+
+    max_top_examples: int = Field(64, gt=0, description="images a top_activating job returns per unit")
+
+
+class EvaluationJobLimits(BaseModel):
+    """Caps on an explanation_evaluation job."""
+
+    max_images: int = Field(256, gt=0, description="images one job evaluates")
+    max_methods: int = Field(8, gt=0, description="attribution methods compared in one job")
+    max_steps: int = Field(256, ge=2, description="deletion/insertion curve steps")
+    max_fractions: int = Field(32, gt=0, description="ROAD removal fractions")
+    max_regions: int = Field(8, ge=0, description="extra localisation regions")
+    max_randomisation_images: int = Field(64, gt=0, description="images of the model-randomisation check")
+    max_sensitivity_samples: int = Field(64, gt=0, description="perturbations of the max-sensitivity metric")
+    max_examples: int = Field(8, ge=0, description="example images drawn in the report")
+
+
+class JobLimitSettings(BaseModel):
+    """Per-kind caps every job is validated against, on the server before it is queued and again in the
+    worker that runs it (`glassbox worker` reads the same settings)."""
+
+    generative: GenerativeJobLimits = GenerativeJobLimits()
+    robustness: RobustnessJobLimits = RobustnessJobLimits()
+    inspection: InspectionJobLimits = InspectionJobLimits()
+    evaluation: EvaluationJobLimits = EvaluationJobLimits()
+
+
 class JobSettings(BaseModel):
     """Long-running jobs: worker threads inside `glassbox serve` by default, an RQ queue on Redis served by
     `glassbox worker` processes when `redis_url` is set (see docs/jobs.md)."""
@@ -127,6 +180,7 @@ class JobSettings(BaseModel):
         "for speed on GPUs",
     )
     page_size_max: int = Field(1000, gt=0, description="largest ListJobs page")
+    limits: JobLimitSettings = JobLimitSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSettings:

@@ -103,7 +103,7 @@ def test_an_inline_set_round_trips_through_the_proto(repository: ModelRepository
     image[:32] = 255
     request = inline([png(image)] * 2, [0, 5], [png(image[:, :, 0])] * 2)
     request.limit = 1
-    images = labelled_images(request, repository, "net")
+    images = labelled_images(request, repository, "net", max_pixels=MAX_PIXELS)
     assert images.images.shape == (1, 3, 64, 64) and images.labels.tolist() == [0]
     assert images.masks[0, :32].all() and not images.masks[0, 32:].any()
 
@@ -133,7 +133,7 @@ def test_bad_sets_name_the_field(
     repository: ModelRepository, request_: datasets_pb2.ImageSet, field: str, message: str
 ) -> None:
     with pytest.raises((InvalidArgument, NotFound)) as error:
-        labelled_images(request_, repository, "net", field="images")
+        labelled_images(request_, repository, "net", max_pixels=MAX_PIXELS, field="images")
     assert error.value.field == field
     assert message in error.value.message
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument
 from glassbox.jobs.kinds import JobContext, JobKind, get_kind, kind_names
@@ -62,15 +62,20 @@ class AttemptToken(CancellationToken):
 class JobEngine(ABC):
     """Submit, observe and cancel jobs. Every method raises core errors naming the request field."""
 
-    def __init__(self, settings: JobSettings, repository: ModelRepository) -> None:
+    def __init__(
+        self, settings: JobSettings, repository: ModelRepository, *, server_settings: Settings | None = None
+    ) -> None:
+        """`server_settings`: the whole settings jobs are validated and run with (default: embedded
+        defaults with these job settings)."""
         self.settings = settings
         self.repository = repository
+        self.server_settings = server_settings if server_settings is not None else Settings(jobs=settings)
 
     def submit(self, kind_name: str, spec: Message) -> JobRecord:
         """Validate `spec` for its kind, then queue it; nothing is queued when validation fails."""
         kind = find_kind(kind_name)
         try:
-            kind.validate(spec, self.repository)
+            kind.validate(spec, self.repository, self.server_settings)
         except GlassboxError as exc:
             exc.field = f"{kind_name}.{exc.field}" if exc.field else kind_name
             raise
@@ -147,7 +152,7 @@ def run_attempt(record: JobRecord, spec: bytes, context: JobContext) -> Outcome:
             message = kind.spec_type.FromString(spec)
         except DecodeError as exc:
             raise InvalidArgument(f"stored spec does not parse: {exc}", field=record.kind) from exc
-        result = kind.run(kind.validate(message, context.repository), context)
+        result = kind.run(kind.validate(message, context.repository, context.settings), context)
         if not isinstance(result, kind.result_type):
             raise TypeError(
                 f"job kind {kind.name!r} returned {type(result).__name__}, not {kind.result_type.__name__}"

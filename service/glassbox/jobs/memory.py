@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted, echo
 from glassbox.jobs.engine import (
@@ -74,8 +74,9 @@ class InProcessEngine(JobEngine):
         on_finished: JobFinished | None = None,
         on_queue_depth: QueueDepth | None = None,
         run_job: JobRunner = run_in_place,
+        server_settings: Settings | None = None,
     ) -> None:
-        super().__init__(settings, repository)
+        super().__init__(settings, repository, server_settings=server_settings)
         self._run_job = run_job
         self._on_finished = on_finished
         self._on_queue_depth = on_queue_depth
@@ -186,6 +187,7 @@ class InProcessEngine(JobEngine):
             context = JobContext(
                 job_id=record.id,
                 repository=self.repository,
+                settings=self.server_settings,
                 device=self.repository.device,
                 token=entry.token,
                 seed=record.seed,

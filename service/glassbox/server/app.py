@@ -41,6 +41,7 @@ from glassbox.cache.factory import build_cache
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
+from glassbox.core.images import configure_decoder_limit
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import Outcome
 from glassbox.jobs.factory import build_engine
@@ -126,6 +127,7 @@ class GlassboxServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.credentials = server_credentials(settings.security)
+        configure_decoder_limit(settings.limits.max_image_pixels)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         if settings.jobs.deterministic:
@@ -159,6 +161,7 @@ class GlassboxServer:
             on_finished=self.metrics.observe_job,
             on_queue_depth=self.metrics.set_queue_depth,
             run_job=self._run_job,
+            server_settings=settings,
         )
         self.context = ServerContext(
             settings=settings,

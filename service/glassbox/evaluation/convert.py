@@ -18,7 +18,7 @@ from glassbox.generative.validation import check_range, gradient_model
 from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.wire.method_params import dataclass_from_message
 
@@ -61,14 +61,7 @@ def evaluation_job(
     model = gradient_model(repository.get(spec.model, spec.version, field="model"))
     if not spec.HasField("images"):
         raise InvalidArgument("the images are required: inline or a named set", field="images")
-    images = labelled_images(
-        spec.images,
-        repository,
-        model.name,
-        model.version,
-        max_pixels=settings.limits.max_image_pixels,
-        field="images",
-    )
+    images = spec_images(spec, repository, settings)
     if len(images) > limits.max_images:
         raise InvalidArgument(
             f"{len(images)} images is over the limit of {limits.max_images}; set images.limit", field="images"

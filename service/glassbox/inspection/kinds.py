@@ -24,7 +24,7 @@ from glassbox.inspection.projection import Projection
 from glassbox.inspection.top_activating import TopActivating, top_activating, top_steps
 from glassbox.jobs.kinds import JobContext, JobKind, register
 from glassbox.models.datasets import LabelledImages
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.render import png
 
@@ -35,15 +35,7 @@ def _model_and_images(
     model = inspectable(repository.get(spec.model, spec.version, field="model"))
     if not spec.HasField("images"):
         raise InvalidArgument("a set of images is required (inline or named)", field="images")
-    images = labelled_images(
-        spec.images,
-        repository,
-        spec.model,
-        spec.version,
-        max_pixels=settings.limits.max_image_pixels,
-        field="images",
-    )
-    return model, images
+    return model, spec_images(spec, repository, settings)
 
 
 def _png_or_empty(picture: np.ndarray | None) -> bytes:

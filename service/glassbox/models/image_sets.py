@@ -7,7 +7,9 @@ Field names in errors are relative to the set's field in the spec (`field`), e.g
 from __future__ import annotations
 
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
+from google.protobuf.message import Message
 
+from glassbox.config import Settings
 from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.models.datasets import MAX_SET_IMAGES, LabelledImages, inline_set
 from glassbox.models.repository import ModelRepository
@@ -49,6 +51,18 @@ def labelled_images(
     except GlassboxError as exc:
         raise _prefixed(exc, field) from exc
     return images.head(image_set.limit)
+
+
+def spec_images(spec: Message, repository: ModelRepository, settings: Settings) -> LabelledImages:
+    """A job spec's `images` set, for its `model` and `version`, within the server's pixel limit."""
+    return labelled_images(
+        spec.images,
+        repository,
+        spec.model,
+        spec.version,
+        max_pixels=settings.limits.max_image_pixels,
+        field="images",
+    )
 
 
 def _prefixed(error: GlassboxError, prefix: str) -> GlassboxError:

@@ -14,7 +14,7 @@ from glassbox.backends.base import Model
 from glassbox.config import RobustnessJobLimits, Settings
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.generative.convert import class_index, optional
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness import spec as core
 from glassbox.robustness.corruptions import SEVERITIES, Corruption
@@ -189,14 +189,7 @@ def evaluation(
     examples = optional(spec, "examples", DEFAULT_EXAMPLES)
     if not 0 <= examples <= limits.max_examples:
         raise InvalidArgument(f"must be in 0..{limits.max_examples}, got {examples}", field="examples")
-    data = labelled_images(
-        spec.images,
-        repository,
-        spec.model,
-        spec.version,
-        max_pixels=settings.limits.max_image_pixels,
-        field="images",
-    )
+    data = spec_images(spec, repository, settings)
     data.require_labels("images")
     return core.RobustnessEvaluation(
         model=model,

@@ -9,18 +9,14 @@ first check and reach the deeper ones.
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
+import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox_client._generated.glassbox.v1 import (
-    attribution_service_pb2,
-    inspection_pb2,
-    job_service_pb2,
-    model_service_pb2,
-    robustness_pb2,
-)
+import glassbox_client._generated.glassbox.v1 as generated
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -28,13 +24,6 @@ from hypothesis import strategies as st
 from image_bombs import BOMBS
 from PIL import Image
 
-SERVICE_MODULES = (
-    model_service_pb2,
-    attribution_service_pb2,
-    job_service_pb2,
-    inspection_pb2,
-    robustness_pb2,
-)
 MAX_DEPTH = 4
 """Nesting depth of generated messages (objectives and image sets nest)."""
 
@@ -58,9 +47,13 @@ class Rpc:
 
 
 def every_rpc() -> list[Rpc]:
-    """Every RPC of every Glassbox service, from the descriptors."""
+    """Every RPC of every Glassbox service, from the descriptors of every generated module (a service
+    or RPC added later is fuzzed too)."""
     rpcs = []
-    for module in SERVICE_MODULES:
+    for info in sorted(pkgutil.iter_modules(generated.__path__), key=lambda m: m.name):
+        if not info.name.endswith("_pb2"):
+            continue
+        module = importlib.import_module(f"{generated.__name__}.{info.name}")
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 rpcs.append(Rpc(f"/{service.full_name}/{method.name}", method))

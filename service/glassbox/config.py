@@ -78,10 +78,72 @@ class CacheSettings(BaseModel):
     redis_backoff_initial_seconds: float = Field(0.5, gt=0, description="first pause after a Redis failure")
     redis_backoff_max_seconds: float = Field(30.0, gt=0, description="longest pause between reconnect tries")
     error_log_interval_seconds: float = Field(60.0, gt=0, description="Redis errors log once per interval")
+    signing_key: SecretStr | None = Field(
+        None,
+        description="key (at least 16 bytes) that signs every cache value with HMAC-SHA256; a value that "
+        "does not verify is a miss. Env GLASSBOX_CACHE__SIGNING_KEY. Unset, with no signing_key_file: a "
+        "random key per process (replicas sharing a Redis then never use each other's results)",
+    )
+    signing_key_file: Path | None = Field(
+        None, description="file holding the signing key (e.g. a mounted Secret); wins over signing_key"
+    )
 
     def ttl_for(self, method: str) -> float:
         """The time to live of a result of `method`."""
         return self.ttl_seconds_by_method.get(method, self.ttl_seconds)
+
+
+class GenerativeJobLimits(BaseModel):
+    """Caps on the generative job kinds (feature/class visualisation, DeepDream, inversion, style
+    transfer, adversarial images)."""
+
+    max_steps: int = Field(10_000, gt=0, description="most optimisation steps one job may take")
+    max_batch: int = Field(16, gt=0, description="most images one feature-visualisation job renders together")
+    max_learning_rate: float = Field(10.0, gt=0, description="largest learning rate a job may ask for")
+    max_side: int = Field(1024, ge=16, description="largest side of a rendered image, pixels")
+    max_objective_depth: int = Field(8, gt=0, description="deepest nesting of weighted-sum objectives")
+    max_style_layers: int = Field(16, gt=0, description="most style layers of a style-transfer job")
+
+
+class RobustnessJobLimits(BaseModel):
+    """Caps on a robustness_evaluation job's attacks."""
+
+    max_attacks: int = Field(8, gt=0, description="attacks per job")
+    max_epsilons: int = Field(16, gt=0, description="ε values per attack")
+    max_steps: int = Field(1000, gt=0, description="PGD steps per attack")
+    max_restarts: int = Field(10, gt=0, description="PGD random restarts")
+    max_queries: int = Field(10_000, gt=0, description="queries of the black-box Square attack per image")
+    max_search_iterations: int = Field(20, gt=0, description="bisection steps of the minimal-ε search")
+    max_examples: int = Field(16, ge=0, description="adversarial examples returned")
+
+
+class InspectionJobLimits(BaseModel):
+    """Caps on the inspection job kinds."""
+
+    max_top_examples: int = Field(64, gt=0, description="images a top_activating job returns per unit")
+
+
+class EvaluationJobLimits(BaseModel):
+    """Caps on an explanation_evaluation job."""
+
+    max_images: int = Field(256, gt=0, description="images one job evaluates")
+    max_methods: int = Field(8, gt=0, description="attribution methods compared in one job")
+    max_steps: int = Field(256, ge=2, description="deletion/insertion curve steps")
+    max_fractions: int = Field(32, gt=0, description="ROAD removal fractions")
+    max_regions: int = Field(8, ge=0, description="extra localisation regions")
+    max_randomisation_images: int = Field(64, gt=0, description="images of the model-randomisation check")
+    max_sensitivity_samples: int = Field(64, gt=0, description="perturbations of the max-sensitivity metric")
+    max_examples: int = Field(8, ge=0, description="example images drawn in the report")
+
+
+class JobLimitSettings(BaseModel):
+    """Per-kind caps every job is validated against, on the server before it is queued and again in the
+    worker that runs it (`glassbox worker` reads the same settings)."""
+
+    generative: GenerativeJobLimits = GenerativeJobLimits()
+    robustness: RobustnessJobLimits = RobustnessJobLimits()
+    inspection: InspectionJobLimits = InspectionJobLimits()
+    evaluation: EvaluationJobLimits = EvaluationJobLimits()
 
 
 class JobSettings(BaseModel):
@@ -121,6 +183,7 @@ class JobSettings(BaseModel):
     watch_heartbeat_seconds: float = Field(
         15.0, gt=0, description="a WatchJob stream repeats the job (heartbeat) after this long without news"
     )
+    limits: JobLimitSettings = JobLimitSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSettings:
@@ -160,8 +223,14 @@ class SecuritySettings(BaseModel):
 
     tls_cert: Path | None = Field(None, description="PEM certificate chain; with tls_key, TLS is on")
     tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
-    tls_client_ca: Path | None = Field(None, description="PEM CA bundle for client certificates")
-    require_client_cert: bool = Field(False, description="mutual TLS: refuse clients without one")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle client certificates must chain to (needs require_client_cert)"
+    )
+    require_client_cert: bool = Field(
+        False,
+        description="mutual TLS: every client presents a certificate that verifies against tls_client_ca, "
+        "or the handshake fails",
+    )
     token_file: Path | None = Field(
         None, description="bearer tokens, one per line: the token itself or `sha256:<hex digest>`; # comments"
     )
@@ -183,6 +252,13 @@ class SecuritySettings(BaseModel):
             raise ValueError("security.tls_client_ca needs security.tls_cert and security.tls_key")
         if self.require_client_cert and self.tls_client_ca is None:
             raise ValueError("security.require_client_cert needs security.tls_client_ca")
+        if self.tls_client_ca is not None and not self.require_client_cert:
+            raise ValueError(
+                "security.tls_client_ca is set but security.require_client_cert is not: grpcio can ask a "
+                "client for a certificate only by requiring one, so an optional certificate would never be "
+                "requested or checked against the CA (one from any CA would pass unseen). Set "
+                "security.require_client_cert = true for mutual TLS, or remove security.tls_client_ca"
+            )
         return self
 
     @property

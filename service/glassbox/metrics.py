@@ -93,6 +93,12 @@ class Metrics:
             "Cache operations that failed (the result was computed, or not stored), by operation get/set.",
             (*per_method, "operation"),
         )
+        self.cache_rejected = self._counter(
+            "glassbox_cache_rejected_total",
+            "Stored values refused and treated as misses, by reason: signature (forged, moved or signed with "
+            "another key) or malformed (foreign, truncated, an older format).",
+            ("reason",),
+        )
         self.passes = self._counter(
             "glassbox_passes_total", "Forward and backward passes through models.", ("method", "direction")
         )
@@ -196,6 +202,9 @@ class Metrics:
             self.cache_misses.labels(model, method).inc()
         else:
             self.cache_errors.labels(model, method, "get").inc()
+
+    def count_cache_rejected(self, reason: str) -> None:
+        self.cache_rejected.labels(reason).inc()
 
     def count_cache_store_error(self, model: str, method: str) -> None:
         self.cache_errors.labels(model, method, "set").inc()

@@ -113,12 +113,30 @@ def test_ttl_per_method_overrides_the_default() -> None:
 
 def test_values_are_stored_framed_and_a_damaged_entry_is_a_miss() -> None:
     backend = MemoryCache(1 << 20)
-    service = CacheService(backend, CacheSettings(), Metrics())
+    metrics = Metrics()
+    service = CacheService(backend, CacheSettings(), metrics, key=b"k" * 32)
     service.get_or_compute("k", lambda: bytes(10_000), **LABELS)
     stored = backend.get("k").value
-    assert stored is not None and codec.decode(stored) == bytes(10_000) and len(stored) < 1000
+    assert stored is not None and codec.decode(stored, key=b"k" * 32, name="k") == bytes(10_000)
+    assert len(stored) < 1000
     backend.set("k", stored[:-3], 60)
     assert service.get_or_compute("k", lambda: b"recomputed", **LABELS).value == b"recomputed"
+    assert metrics.registry.get_sample_value("glassbox_cache_rejected_total", {"reason": "signature"}) == 1
+
+
+def test_a_value_forged_or_moved_without_the_key_is_never_served() -> None:
+    backend = MemoryCache(1 << 20)
+    metrics = Metrics()
+    service = CacheService(backend, CacheSettings(signing_key="the server's own key"), metrics)
+    service.get_or_compute("genuine", lambda: b"the result for another image", **LABELS)
+    forger = CacheService(backend, CacheSettings(signing_key="someone else's key!"), Metrics())
+    forger.get_or_compute("forged", lambda: b"FORGED", **LABELS)
+    backend.set("moved", backend.get("genuine").value or b"", 60)  # a genuine value under another key
+    for key in ("forged", "moved"):
+        result = service.get_or_compute(key, lambda: b"computed here", **LABELS)
+        assert (result.source, result.value) == (Source.COMPUTED, b"computed here")
+    assert metrics.registry.get_sample_value("glassbox_cache_rejected_total", {"reason": "signature"}) == 2
+    assert service.get_or_compute("forged", lambda: b"never", **LABELS).value == b"computed here"
 
 
 def test_in_process_cache_size_is_exported() -> None:

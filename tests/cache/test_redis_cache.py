@@ -83,13 +83,17 @@ def test_a_foreign_or_corrupt_value_under_a_key_is_a_miss_and_is_replaced(redis_
     raw = redis.Redis.from_url(redis_server.url)
     metrics = Metrics()
     service = CacheService(make_cache(redis_server.url), CacheSettings(), metrics)
-    for foreign in (b"written by another program", codec.encode(b"good")[:-1] + b"X"):
+    for foreign in (
+        b"written by another program",
+        codec.encode(b"good", key=service._key, name="glassbox:attribution:v1:foreign")[:-1] + b"X",
+    ):
         raw.set("glassbox:attribution:v1:foreign", foreign)
         result = service.get_or_compute(
             "glassbox:attribution:v1:foreign", lambda: b"fresh", model="m", method="x"
         )
         assert (result.source, result.value) == (Source.COMPUTED, b"fresh")
-        assert codec.decode(raw.get("glassbox:attribution:v1:foreign") or b"") == b"fresh"
+        stored = raw.get("glassbox:attribution:v1:foreign") or b""
+        assert codec.decode(stored, key=service._key, name="glassbox:attribution:v1:foreign") == b"fresh"
     assert (
         metrics.registry.get_sample_value("glassbox_cache_misses_total", {"model": "m", "method": "x"}) == 2
     )

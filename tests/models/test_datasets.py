@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import write_model_version
+from dataset_helpers import png, write_folder_set
 from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from glassbox.core.images import InputSpec
 from glassbox.demo.shapes import generate
@@ -16,32 +16,9 @@ from glassbox.models.datasets import inline_set
 from glassbox.models.image_sets import labelled_images
 from glassbox.models.repository import ModelRepository
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, tensor_pb2
-from PIL import Image
 
 MAX_PIXELS = 1_000_000
 CLASSES = ("circle", "square", "triangle", "cross", "star", "ring")
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_folder_set(folder: Path, *, masks: bool = True) -> None:
-    """Three 32x32 images (the model takes 64x64): a white square on black, its mask, labels by name or
-    by index."""
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    for i in range(3):
-        image = np.zeros((32, 32, 3), dtype=np.uint8)
-        image[8 + i : 16 + i, 8:16] = 255
-        (folder / "images" / f"img{i}.png").write_bytes(png(image))
-        if masks:
-            (folder / "masks" / f"img{i}.png").write_bytes(png(image[:, :, 0]))
-    (folder / "labels.csv").write_text("file,label\nimg0.png,square\nimg1.png,4\nimg2.png,ring\n")
-    toml = 'description = "three squares"\nimages = "images"\nlabels = "labels.csv"\n'
-    (folder / "dataset.toml").write_text(toml + ('masks = "masks"\n' if masks else ""))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +103,7 @@ def test_an_inline_set_round_trips_through_the_proto(repository: ModelRepository
     image[:32] = 255
     request = inline([png(image)] * 2, [0, 5], [png(image[:, :, 0])] * 2)
     request.limit = 1
-    images = labelled_images(request, repository, "net")
+    images = labelled_images(request, repository, "net", max_pixels=MAX_PIXELS)
     assert images.images.shape == (1, 3, 64, 64) and images.labels.tolist() == [0]
     assert images.masks[0, :32].all() and not images.masks[0, 32:].any()
 
@@ -156,7 +133,7 @@ def test_bad_sets_name_the_field(
     repository: ModelRepository, request_: datasets_pb2.ImageSet, field: str, message: str
 ) -> None:
     with pytest.raises((InvalidArgument, NotFound)) as error:
-        labelled_images(request_, repository, "net", field="images")
+        labelled_images(request_, repository, "net", max_pixels=MAX_PIXELS, field="images")
     assert error.value.field == field
     assert message in error.value.message
 

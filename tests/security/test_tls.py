@@ -141,11 +141,32 @@ def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(serve, pki:
         assert known.models()[0].name == "net"
 
 
-def test_optional_client_certificates_still_admit_anonymous_clients(serve, pki: Pki) -> None:
+def test_a_client_ca_without_required_certificates_is_refused_at_start(repository: Path, pki: Pki) -> None:
+    """grpcio cannot ask for an optional client certificate: with the CA set but certificates not
+    required, a certificate from an unrelated CA would pass unseen. The settings refuse that."""
     f = pki.folder
-    address = serve(tls_cert=f / "server.crt", tls_key=f / "server.key", tls_client_ca=f / "ca.crt")
-    with _client(address, pki, ca_cert=f / "ca.crt") as anonymous:
-        assert anonymous.models()[0].name == "net"
+    with pytest.raises(
+        ValidationError, match=r"tls_client_ca is set but security\.require_client_cert is not"
+    ):
+        load_settings(
+            address="127.0.0.1:0",
+            model_repository=repository,
+            security={
+                "tls_cert": f / "server.crt",
+                "tls_key": f / "server.key",
+                "tls_client_ca": f / "ca.crt",
+            },
+        )
+
+
+def test_without_a_client_ca_client_certificates_are_not_asked_for(serve, pki: Pki) -> None:
+    """Plain TLS: the server never requests a certificate, so a presented one carries no weight either
+    way (the call is anonymous, as without one)."""
+    f = pki.folder
+    address = serve(tls_cert=f / "server.crt", tls_key=f / "server.key")
+    stranger = {"client_cert": f / "stranger.crt", "client_key": f / "stranger.key"}
+    with _client(address, pki, ca_cert=f / "ca.crt", **stranger) as client:
+        assert client.models()[0].name == "net"
 
 
 def test_rotated_certificates_take_effect_without_a_restart(serve, pki: Pki, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import redis
 from conftest import RedisServer, RunningServer, write_model_version
+from glassbox.cache import codec
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from google.protobuf.message import Message
@@ -228,7 +230,14 @@ def test_replicas_sharing_redis_share_results_but_never_across_weights(
     shutil.copytree(repo, same_weights)
     new_weights = tmp_path / "retrained"
     write_model_version(new_weights, "net", "1", seed=1)  # same name and version, other weights
-    cache = {"redis_url": redis_server.url, "namespace": "replicas", **FAST_REDIS}
+    key_file = tmp_path / "cache-signing-key"
+    key_file.write_text("one key for every replica of this deployment\n")
+    cache = {
+        "redis_url": redis_server.url,
+        "namespace": "replicas",
+        "signing_key_file": key_file,
+        **FAST_REDIS,
+    }
     first, replica, retrained = (
         start_server(model_repository=root, cache=cache) for root in (repo, same_weights, new_weights)
     )
@@ -237,6 +246,33 @@ def test_replicas_sharing_redis_share_results_but_never_across_weights(
     assert not computed.from_cache and from_replica.from_cache
     assert from_replica.images == computed.images
     assert not attribute(retrained, smoothgrad(seed=900)).from_cache
+    unkeyed = start_server(model_repository=same_weights, cache={**cache, "signing_key_file": None})
+    assert not attribute(unkeyed, smoothgrad(seed=900)).from_cache  # its own random key: a miss
+    assert sample(unkeyed, "glassbox_cache_rejected_total", reason="signature") == 1
+
+
+def test_a_value_forged_in_redis_is_never_served(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, repo: Path
+) -> None:
+    """Whoever can write into Redis, but does not hold the signing key, cannot make the server answer
+    with a result of their choosing: the forged value is a miss, counted, and replaced."""
+    server = start_server(
+        model_repository=repo, cache={"redis_url": redis_server.url, "namespace": "forgery", **FAST_REDIS}
+    )
+    genuine = attribute(server, smoothgrad(seed=901))
+    raw = redis.Redis.from_url(redis_server.url)
+    (key,) = raw.keys("forgery:*")
+    forged_response = pb.AttributeResponse()
+    forged_response.CopyFrom(genuine)
+    forged_response.images[0].attributions[0].target.label = "FORGED"
+    for key_guess in (b"\0" * 32, b"glassbox" * 4):
+        raw.set(key, codec.encode(forged_response.SerializeToString(), key=key_guess, name=key.decode()))
+        answer = attribute(server, smoothgrad(seed=901))
+        assert not answer.from_cache
+        assert answer.images[0].attributions[0].target.label != "FORGED"
+        assert answer.images == genuine.images
+    assert sample(server, "glassbox_cache_rejected_total", reason="signature") == 2
+    assert attribute(server, smoothgrad(seed=901)).from_cache  # the replaced value is the server's own
 
 
 def test_redis_killed_mid_stream_fails_no_request_and_caching_resumes(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.core.errors import FailedPrecondition, InvalidArgument
+from glassbox.core.errors import FailedPrecondition, InvalidArgument, echo
 from glassbox.core.reasons import Reason
 from glassbox.models.config import ModelConfig
 
@@ -81,7 +81,7 @@ class Model(ABC):
             if info.name == name:
                 return info
         raise InvalidArgument(
-            f"model {self.name!r} has no layer {name!r}; GetModel lists the layer names",
+            f"model {self.name!r} has no layer {echo(name)}; GetModel lists the layer names",
             field=field,
             reason=Reason.LAYER_NOT_FOUND,
             metadata={"model": self.name, "layer": name},

@@ -3,7 +3,8 @@
     key = service.key("attribution", model=model, method="smoothgrad", parameters=request, ...)
     result = service.get_or_compute(key, compute, model=model.name, method="smoothgrad")
 
-It looks the key up (a corrupt or foreign value is a miss), computes on a miss, single-flighted so
+It looks the key up (a value that is corrupt, foreign, or not signed with this server's key for this
+cache key is a miss, counted by reason), computes on a miss, single-flighted so
 concurrent identical requests in this process compute once, stores the framed compressed result with
 the method's TTL, and records lookup time, hits, misses, errors and compute time. With caching
 disabled it only computes and records. `bypass=True` skips the lookup and single-flight and stores the
@@ -30,6 +31,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from glassbox.cache import codec
+from glassbox.cache.factory import signing_key
 from glassbox.cache.keys import ModelIdentity, result_key
 from glassbox.cache.port import Outcome, ResultCache
 from glassbox.cache.singleflight import SingleFlight
@@ -73,9 +75,18 @@ class _AsyncFlight:
 class CacheService:
     """Cache lookups, single-flight computation, storage and their metrics for one server."""
 
-    def __init__(self, backend: ResultCache | None, settings: CacheSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        backend: ResultCache | None,
+        settings: CacheSettings,
+        metrics: Metrics,
+        *,
+        key: bytes | None = None,
+    ) -> None:
+        """`key` signs the values (default: `cache.factory.signing_key(settings)`)."""
         self.backend = backend
         self.settings = settings
+        self._key = key if key is not None else signing_key(settings)
         self._metrics = metrics
         self._flights: SingleFlight[bytes] = SingleFlight()
         self._async_flights: dict[str, _AsyncFlight] = {}
@@ -209,18 +220,23 @@ class CacheService:
 
     def _store(self, key: str, value: bytes, model: str, method: str) -> None:
         assert self.backend is not None
-        if not self.backend.set(key, codec.encode(value), self.settings.ttl_for(method)):
+        frame = codec.encode(value, key=self._key, name=key)
+        if not self.backend.set(key, frame, self.settings.ttl_for(method)):
             self._metrics.count_cache_store_error(model, method)
 
     def _lookup(self, key: str, model: str, method: str) -> bytes | None:
         assert self.backend is not None
         started = time.perf_counter()
         found = self.backend.get(key)
-        payload = codec.decode(found.value) if found.value is not None else None
-        outcome = found.outcome
-        if outcome is Outcome.HIT and payload is None:
-            log.warning("cache value under %s is corrupt or foreign; treating it as a miss", key)
-            outcome = Outcome.MISS
+        outcome, payload = found.outcome, None
+        if found.value is not None:
+            decoded = codec.decode(found.value, key=self._key, name=key)
+            if isinstance(decoded, codec.Rejected):
+                log.warning("cache value under %s refused (%s); treating it as a miss", key, decoded.value)
+                self._metrics.count_cache_rejected(decoded.value)
+                outcome = Outcome.MISS
+            else:
+                payload = decoded
         self._metrics.observe_cache_lookup(
             self.backend.backend, model, method, outcome, time.perf_counter() - started
         )

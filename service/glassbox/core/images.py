@@ -1,7 +1,9 @@
 """The pixel contract: every image entering the core becomes float32 RGB [3, H, W] in [0, 1].
 
-Decoding honours EXIF orientation and converts grayscale, palette and RGBA images to RGB. The pixel
-limit is checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
+Decoding honours EXIF orientation and converts grayscale, palette and RGBA images to RGB. Only the
+formats in `ACCEPTED_FORMATS` are opened at all (Pillow never tries another plugin: ICO and ICNS, for
+instance, decode an embedded PNG while they are being opened), one frame only, and the pixel limit is
+checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
 Resizing to a model's input size is described by an `InputSpec`; normalisation (mean/std) is *not*
 done here: it lives inside the model wrapper, so ε, baselines and noise are in pixel space everywhere.
 """
@@ -9,6 +11,8 @@ done here: it lives inside the model wrapper, so ε, baselines and noise are in 
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,7 +25,26 @@ from PIL import ImageOps, UnidentifiedImageError
 
 from glassbox.core.errors import InvalidArgument
 
-PILImage.MAX_IMAGE_PIXELS = None  # the service enforces its own limit, from the header, before decoding
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+"""The encoded formats the service opens (Pillow plugin ids), an explicit allow-list: each of them reads
+its size from a header without decoding pixels. Everything else (ICO, ICNS, PSD, EPS, …) is refused
+before Pillow looks further than the first bytes."""
+
+MULTI_PICTURE_FORMATS = frozenset({"MPO"})
+"""Formats whose extra frames are not an animation but companions of the first picture (a camera JPEG's
+stereo pair or preview, opened by the JPEG plugin as MPO): the first picture is the image. Any other
+image with more than one frame (an animated GIF, WebP or PNG, a multi-page TIFF) is refused."""
+
+DEFAULT_DECODER_MAX_PIXELS = 40_000_000
+
+
+def configure_decoder_limit(max_pixels: int) -> None:
+    """Set Pillow's own decompression-bomb limit (process-wide) to the configured pixel limit: a backstop
+    for every other `Image.open` in the process. Requests are checked against their own limit first."""
+    PILImage.MAX_IMAGE_PIXELS = max_pixels
+
+
+configure_decoder_limit(DEFAULT_DECODER_MAX_PIXELS)
 
 
 class ResizePolicy(StrEnum):
@@ -65,49 +88,94 @@ DECODE_BYTES_PER_PIXEL = 3 + 3 + 12 + 12
 numpy copy (3 + 3), the float32 [3, H, W] tensor (12), and a resized or resampled float copy (12)."""
 
 
-def decoded_bytes(sources: list[ImageSource]) -> int:
+def decoded_bytes(sources: list[ImageSource], *, max_pixels: int | None = None) -> int:
     """The memory decoding these images will take, read from their headers (nothing is decoded): what
-    the compute scheduler admits before the decoding starts. An unreadable header counts as nothing
-    here; decoding it fails with the field named."""
+    the compute scheduler admits before the decoding starts. An unreadable header, or one over
+    `max_pixels`, counts as nothing here; decoding it fails with the field named."""
     total = 0
     for source in sources:
         if isinstance(source, bytes):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    width, height = PILImage.open(io.BytesIO(source)).size
+                with _open_header(source) as image:
+                    width, height = image.size
             except Exception:  # refused, with its field, by decode_image
                 continue
-            total += DECODE_BYTES_PER_PIXEL * width * height
+            if max_pixels is None or width * height <= max_pixels:
+                total += DECODE_BYTES_PER_PIXEL * width * height
         else:
             total += int(source.nbytes) + 2 * 12 * int(source.size // 3)
     return total
 
 
+def _open_header(data: bytes) -> PILImage.Image:
+    """Open encoded bytes in an accepted format: Pillow reads the header only, no pixel is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", PILImage.DecompressionBombWarning
+        )  # checked against the request's limit
+        return PILImage.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The Pillow plugin that would recognise these bytes, to name a refused format (header bytes only)."""
+    for plugin_id, (_, accept) in PILImage.OPEN.items():
+        if plugin_id in ACCEPTED_FORMATS or accept is None:
+            continue
+        try:
+            if accept(data[:16]):
+                return plugin_id
+        except Exception:  # an accept function that needs more bytes
+            continue
+    return None
+
+
 def decode_image(data: bytes, *, max_pixels: int, field: str) -> torch.Tensor:
-    """Decode encoded image bytes to float32 RGB [3, H, W] in [0, 1]."""
+    """Decode encoded image bytes (one of `ACCEPTED_FORMATS`, one frame) to float32 RGB [3, H, W] in [0, 1].
+
+    The size is read from the header and checked against `max_pixels` before anything is decoded."""
     if not data:
         raise InvalidArgument("image bytes are empty", field=field)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            image = PILImage.open(io.BytesIO(data))
-            width, height = image.size
-            if width <= 0 or height <= 0:
-                raise InvalidArgument(f"image has zero size {width}x{height}", field=field)
-            if width * height > max_pixels:
+        image = _open_header(data)
+    except PILImage.DecompressionBombError as exc:  # Pillow's backstop, at twice its process-wide limit
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{claimed.group(1)} pixels" if claimed else "too many pixels"
+        raise InvalidArgument(f"image is {size}, over the limit of {max_pixels}", field=field) from exc
+    except UnidentifiedImageError as exc:
+        found = _sniff_format(data)
+        accepted = ", ".join(ACCEPTED_FORMATS)
+        if found is not None:
+            raise InvalidArgument(
+                f"image format {found} is not accepted; send one of {accepted}", field=field
+            ) from exc
+        raise InvalidArgument(
+            f"cannot decode image: not one of the accepted formats {accepted}", field=field
+        ) from exc
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise InvalidArgument(f"cannot decode image: {exc}", field=field) from exc
+    with image:
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise InvalidArgument(f"image has zero size {width}x{height}", field=field)
+        if width * height > max_pixels:
+            raise InvalidArgument(
+                f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+                field=field,
+            )
+        try:
+            if image.format not in MULTI_PICTURE_FORMATS and getattr(image, "is_animated", False):
                 raise InvalidArgument(
-                    f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
-                    field=field,
+                    f"{image.format} image has more than one frame; send a single still image", field=field
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image)
-    except InvalidArgument:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidArgument(f"cannot decode image: {exc}", field=field) from exc
-    array = np.asarray(rgb, dtype=np.uint8)
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
+        except InvalidArgument:
+            raise
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
+            raise InvalidArgument(f"cannot decode image: {exc}", field=field) from exc
+        array = np.asarray(rgb, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise InvalidArgument(f"cannot decode image: decoded shape {list(array.shape)}", field=field)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     # INVALID_ARGUMENT
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     LAYER_NOT_FOUND = "LAYER_NOT_FOUND"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
     # NOT_FOUND
@@ -68,6 +69,10 @@ REASONS: dict[Reason, tuple[str, str]] = {
         "a request field has a bad value, shape, range or name; BadRequest names the field",
     ),
     Reason.LAYER_NOT_FOUND: ("INVALID_ARGUMENT", "the model has no layer of that name (GetModel lists them)"),
+    Reason.MALFORMED_REQUEST: (
+        "INVALID_ARGUMENT",
+        "the request bytes do not parse as the RPC's request message; field `request`",
+    ),
     Reason.REQUEST_ID_REUSED: (
         "INVALID_ARGUMENT",
         "SubmitJob: this caller already used request_id for a different spec; metadata job_id is that job",

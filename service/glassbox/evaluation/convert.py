@@ -10,29 +10,21 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import EvaluationJobLimits, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.reasons import Reason
 from glassbox.evaluation import spec as core
-from glassbox.evaluation.explain import JOB_SETTINGS
 from glassbox.generative.validation import check_range, gradient_model
 from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.wire.method_params import dataclass_from_message
 
-MAX_IMAGES = 256
-MAX_METHODS = 8
-MAX_STEPS = 256
 MAX_BLUR_SIGMA = 64.0
-MAX_FRACTIONS = 32
 MAX_TOLERANCE = 64
-MAX_REGIONS = 8
-MAX_RANDOMISATION_IMAGES = 64
-MAX_SENSITIVITY_SAMPLES = 64
-MAX_EXAMPLES = 8
 
 METRICS = {
     pb.EVALUATION_METRIC_DELETION: core.Metric.DELETION,
@@ -61,15 +53,19 @@ def _optional(message: Message, name: str, default: object) -> object:
     return getattr(message, name) if message.HasField(name) else default
 
 
-def evaluation_job(spec: pb.ExplanationEvaluationSpec, repository: ModelRepository) -> core.EvaluationJob:
-    """The checked core job of a spec (see the module docstring)."""
+def evaluation_job(
+    spec: pb.ExplanationEvaluationSpec, repository: ModelRepository, settings: Settings
+) -> core.EvaluationJob:
+    """The checked core job of a spec (see the module docstring), within the server's
+    `jobs.limits.evaluation`, `limits.max_image_pixels` and `attribution` caps."""
+    limits = settings.jobs.limits.evaluation
     model = gradient_model(repository.get(spec.model, spec.version, field="model"))
     if not spec.HasField("images"):
         raise InvalidArgument("the images are required: inline or a named set", field="images")
-    images = labelled_images(spec.images, repository, model.name, model.version, field="images")
-    if len(images) > MAX_IMAGES:
+    images = spec_images(spec, repository, settings)
+    if len(images) > limits.max_images:
         raise InvalidArgument(
-            f"{len(images)} images is over the limit of {MAX_IMAGES}; set images.limit", field="images"
+            f"{len(images)} images is over the limit of {limits.max_images}; set images.limit", field="images"
         )
     if spec.target not in (pb.EVALUATION_TARGET_UNSPECIFIED, *pb.EvaluationTarget.values()):
         raise InvalidArgument(f"unknown target {spec.target}", field="target")
@@ -77,7 +73,7 @@ def evaluation_job(spec: pb.ExplanationEvaluationSpec, repository: ModelReposito
     if use_labels:
         images.require_labels("images")
     height, width = model.config.input.height, model.config.input.width
-    localisation = _localisation(spec.localisation, height, width)
+    localisation = _localisation(spec.localisation, height, width, limits)
     metrics = _metrics(spec, images.masks is not None or bool(localisation.regions))
     if images.masks is None and not localisation.regions:
         for i, metric in enumerate(metrics):
@@ -88,21 +84,22 @@ def evaluation_job(spec: pb.ExplanationEvaluationSpec, repository: ModelReposito
                     field="images",
                 )
     example_images = int(_optional(spec, "example_images", 4))
-    check_range(example_images, 0, MAX_EXAMPLES, "example_images")
+    check_range(example_images, 0, limits.max_examples, "example_images")
     return core.EvaluationJob(
         model=model,
         images=images.images,
         masks=images.masks,
         labels=images.labels,
         use_labels=use_labels,
-        methods=_methods(spec, model),
+        methods=_methods(spec, model, settings),
         metrics=metrics,
-        faithfulness=_faithfulness(spec.faithfulness),
-        road=_road(spec.road),
+        faithfulness=_faithfulness(spec.faithfulness, limits),
+        road=_road(spec.road, limits),
         localisation=localisation,
-        randomisation=_randomisation(spec.randomisation),
-        sensitivity=_sensitivity(spec.sensitivity),
+        randomisation=_randomisation(spec.randomisation, limits),
+        sensitivity=_sensitivity(spec.sensitivity, limits),
         example_images=example_images,
+        settings=settings,
     )
 
 
@@ -123,9 +120,12 @@ def _metrics(spec: pb.ExplanationEvaluationSpec, can_localise: bool) -> tuple[co
     return tuple(metric for metric in core.Metric if metric in chosen)
 
 
-def _methods(spec: pb.ExplanationEvaluationSpec, model: TorchModel) -> tuple[core.MethodConfig, ...]:
-    if not 1 <= len(spec.methods) <= MAX_METHODS:
-        raise InvalidArgument(f"give 1..{MAX_METHODS} methods, got {len(spec.methods)}", field="methods")
+def _methods(
+    spec: pb.ExplanationEvaluationSpec, model: TorchModel, settings: Settings
+) -> tuple[core.MethodConfig, ...]:
+    most = settings.jobs.limits.evaluation.max_methods
+    if not 1 <= len(spec.methods) <= most:
+        raise InvalidArgument(f"give 1..{most} methods, got {len(spec.methods)}", field="methods")
     configs: list[core.MethodConfig] = []
     for i, message in enumerate(spec.methods):
         field = f"methods[{i}]"
@@ -137,7 +137,7 @@ def _methods(spec: pb.ExplanationEvaluationSpec, model: TorchModel) -> tuple[cor
         if reason is not None:
             raise FailedPrecondition(reason, field=f"{field}.{method}", reason=Reason.METHOD_NOT_SUPPORTED)
         params = dataclass_from_message(getattr(message, method), cls.Params, field=f"{field}.{method}")
-        call = CallContext(model, CancellationToken(), JOB_SETTINGS.attribution)
+        call = CallContext(model, CancellationToken(), settings.attribution)
         cls(model, params, call, field=f"{field}.{method}")  # validates every parameter
         if message.aggregation not in AGGREGATIONS:
             raise InvalidArgument(
@@ -151,10 +151,10 @@ def _methods(spec: pb.ExplanationEvaluationSpec, model: TorchModel) -> tuple[cor
     return tuple(configs)
 
 
-def _faithfulness(message: pb.FaithfulnessOptions) -> core.FaithfulnessOptions:
+def _faithfulness(message: pb.FaithfulnessOptions, limits: EvaluationJobLimits) -> core.FaithfulnessOptions:
     default = core.FaithfulnessOptions()
     steps = int(_optional(message, "steps", default.steps))
-    check_range(steps, 2, MAX_STEPS, "faithfulness.steps")
+    check_range(steps, 2, limits.max_steps, "faithfulness.steps")
     if message.baseline not in BASELINES:
         raise InvalidArgument(f"unknown baseline {message.baseline}", field="faithfulness.baseline")
     sigma = float(_optional(message, "blur_sigma", default.blur_sigma))
@@ -162,11 +162,11 @@ def _faithfulness(message: pb.FaithfulnessOptions) -> core.FaithfulnessOptions:
     return core.FaithfulnessOptions(steps, BASELINES[message.baseline], sigma)
 
 
-def _road(message: pb.RoadOptions) -> core.RoadOptions:
+def _road(message: pb.RoadOptions, limits: EvaluationJobLimits) -> core.RoadOptions:
     default = core.RoadOptions()
     fractions = tuple(float(f) for f in message.fractions) or default.fractions
-    if len(fractions) > MAX_FRACTIONS:
-        raise InvalidArgument(f"at most {MAX_FRACTIONS} fractions", field="road.fractions")
+    if len(fractions) > limits.max_fractions:
+        raise InvalidArgument(f"at most {limits.max_fractions} fractions", field="road.fractions")
     for i, fraction in enumerate(fractions):
         if not 0.0 < fraction < 1.0:
             raise InvalidArgument(f"must be in (0, 1), got {fraction:g}", field=f"road.fractions[{i}]")
@@ -177,12 +177,14 @@ def _road(message: pb.RoadOptions) -> core.RoadOptions:
     return core.RoadOptions(fractions, noise)
 
 
-def _localisation(message: pb.LocalisationOptions, height: int, width: int) -> core.LocalisationOptions:
+def _localisation(
+    message: pb.LocalisationOptions, height: int, width: int, limits: EvaluationJobLimits
+) -> core.LocalisationOptions:
     tolerance = int(message.tolerance_pixels) if message.HasField("tolerance_pixels") else None
     if tolerance is not None:
         check_range(tolerance, 0, MAX_TOLERANCE, "localisation.tolerance_pixels")
-    if len(message.regions) > MAX_REGIONS:
-        raise InvalidArgument(f"at most {MAX_REGIONS} regions", field="localisation.regions")
+    if len(message.regions) > limits.max_regions:
+        raise InvalidArgument(f"at most {limits.max_regions} regions", field="localisation.regions")
     regions: list[core.Region] = []
     for i, region in enumerate(message.regions):
         field = f"localisation.regions[{i}]"
@@ -196,19 +198,21 @@ def _localisation(message: pb.LocalisationOptions, height: int, width: int) -> c
     return core.LocalisationOptions(tolerance, tuple(regions))
 
 
-def _randomisation(message: pb.RandomisationOptions) -> core.RandomisationOptions:
+def _randomisation(
+    message: pb.RandomisationOptions, limits: EvaluationJobLimits
+) -> core.RandomisationOptions:
     default = core.RandomisationOptions()
     images = int(_optional(message, "images", default.images))
-    check_range(images, 1, MAX_RANDOMISATION_IMAGES, "randomisation.images")
+    check_range(images, 1, limits.max_randomisation_images, "randomisation.images")
     threshold = float(_optional(message, "similarity_threshold", default.similarity_threshold))
     check_range(threshold, 0.0, 1.0, "randomisation.similarity_threshold", low_open=True)
     return core.RandomisationOptions(images, threshold)
 
 
-def _sensitivity(message: pb.SensitivityOptions) -> core.SensitivityOptions:
+def _sensitivity(message: pb.SensitivityOptions, limits: EvaluationJobLimits) -> core.SensitivityOptions:
     default = core.SensitivityOptions()
     samples = int(_optional(message, "samples", default.samples))
-    check_range(samples, 1, MAX_SENSITIVITY_SAMPLES, "sensitivity.samples")
+    check_range(samples, 1, limits.max_sensitivity_samples, "sensitivity.samples")
     radius = float(_optional(message, "radius", default.radius))
     check_range(radius, 0.0, 0.5, "sensitivity.radius", low_open=True)
     threshold = float(_optional(message, "threshold", default.threshold))

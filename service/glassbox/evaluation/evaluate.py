@@ -16,7 +16,7 @@ import torch
 
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation import complexity, curves, localisation, road
-from glassbox.evaluation.explain import JOB_SETTINGS, Maps, explain
+from glassbox.evaluation.explain import Maps, explain
 from glassbox.evaluation.randomisation import parameterised_layers, randomised_models, spearman, ssim
 from glassbox.evaluation.report import (
     OBJECT_REGION,
@@ -87,7 +87,7 @@ class _Run:
         )
 
     def _call(self) -> CallContext:
-        return CallContext(self.job.model, self.token, JOB_SETTINGS.attribution)
+        return CallContext(self.job.model, self.token, self.job.settings.attribution)
 
     def _unit(
         self, report: MethodReport, metric: str, budget: int, work: Callable[[CallContext], None]
@@ -161,7 +161,7 @@ class _Run:
         computed: list[Maps] = []
 
         def run_maps(call: CallContext) -> None:
-            maps = explain(model, config, job.images, self.targets, self.token)
+            maps = explain(model, config, job.images, self.targets, self.token, job.settings)
             call.count(forward=maps.forward_passes, backward=maps.backward_passes)
             computed.append(maps)
 
@@ -183,7 +183,7 @@ class _Run:
 
             def run_sensitivity(call: CallContext) -> None:
                 def explain_noisy(pixels: torch.Tensor) -> torch.Tensor:
-                    noisy = explain(model, config, pixels, self.targets, self.token)
+                    noisy = explain(model, config, pixels, self.targets, self.token, job.settings)
                     call.count(forward=noisy.forward_passes, backward=noisy.backward_passes)
                     return noisy.values
 
@@ -203,7 +203,7 @@ class _Run:
         images, targets = self.job.images[:subset], self.targets[:subset]
         for cascading, steps in ((True, result.cascading), (False, result.independent)):
             for layer, randomised in randomised_models(self.job.model, self.generator, cascading=cascading):
-                maps = explain(randomised, config, images, targets, self.token)
+                maps = explain(randomised, config, images, targets, self.token, self.job.settings)
                 call.count(forward=maps.forward_passes, backward=maps.backward_passes)
                 steps.append(
                     RandomisationStep(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.config import AttributionSettings, LimitSettings, Settings
+from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.images import CropBox, PreparedImage
 from glassbox.evaluation.spec import MethodConfig
@@ -20,9 +20,6 @@ from glassbox.methods.targets import TargetSpec
 
 IMAGES_PER_CALL = 32
 """Images handed to the orchestrator at once (each method batches further by its memory budget)."""
-
-JOB_SETTINGS = Settings.model_construct(attribution=AttributionSettings(), limits=LimitSettings())
-"""The defaults of the settings the orchestrator reads; `model_construct` reads no environment."""
 
 
 @dataclass
@@ -35,10 +32,15 @@ class Maps:
 
 
 def explain(
-    model: Model, config: MethodConfig, images: torch.Tensor, targets: torch.Tensor, token: CancellationToken
+    model: Model,
+    config: MethodConfig,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    token: CancellationToken,
+    settings: Settings,
 ) -> Maps:
     """One map per image (float32 [N, H, W], channels reduced by the config's aggregation) explaining
-    `targets[i]` for image i."""
+    `targets[i]` for image i, within `settings.attribution` (the server's or the worker's caps)."""
     request = AttributionRequest(
         model=model.name,
         version=model.version,
@@ -55,7 +57,7 @@ def explain(
         per_image = tuple(
             TargetSpec(class_indices=(int(target),)) for target in targets[start : start + IMAGES_PER_CALL]
         )
-        outcome = attribute(model, replace(request, image_targets=per_image), prepared, token, JOB_SETTINGS)
+        outcome = attribute(model, replace(request, image_targets=per_image), prepared, token, settings)
         maps += [torch.from_numpy(image.attributions[0].map) for image in outcome.images]
         forward += outcome.forward_passes
         backward += outcome.backward_passes

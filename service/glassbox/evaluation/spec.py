@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import Settings
 from glassbox.methods.service import Aggregation
 
 
@@ -91,6 +92,11 @@ class SensitivityOptions:
     threshold: float = 0.5
 
 
+def default_job_settings() -> Settings:
+    """The embedded defaults (no environment read): for a job built outside a server or worker."""
+    return Settings.model_construct()
+
+
 @dataclass(frozen=True)
 class EvaluationJob:
     """A checked job: the model, the images (masks where known) and targets, methods and options."""
@@ -108,3 +114,5 @@ class EvaluationJob:
     randomisation: RandomisationOptions = field(default_factory=RandomisationOptions)
     sensitivity: SensitivityOptions = field(default_factory=SensitivityOptions)
     example_images: int = 4
+    settings: Settings = field(default_factory=default_job_settings, compare=False, repr=False)
+    """The settings the job runs with (the server's or the worker's: `attribution` caps and budget)."""

@@ -8,13 +8,14 @@ model's normalisation happens inside the model (the pixel contract).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.generative.optimise import Progress, optimise
 from glassbox.generative.parametrisations import ImageParametrisation
 from glassbox.generative.validation import check_range, check_steps
@@ -31,12 +32,14 @@ class AdversarialImage:
     step_size: float | None = None  # None: epsilon / 4
     steps: int = 40
     random_start: bool = True
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         check_range(self.epsilon, 0.0, 1.0, "epsilon", low_open=True)
         if self.step_size is not None:
             check_range(self.step_size, 0.0, 1.0, "step_size", low_open=True)
-        check_steps(self.steps)
+        check_steps(self.steps, self.limits)
 
     @property
     def alpha(self) -> float:

@@ -5,12 +5,13 @@ transformations of feature visualisation can be switched on for more natural ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Logit
 from glassbox.generative.optimise import Progress
@@ -33,6 +34,8 @@ class ClassVisualisation:
     transforms: TransformSettings = NONE
     steps: int = 256
     learning_rate: float = 0.05
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         check_range(self.l2_weight, 0.0, 1e6, "l2_weight")
@@ -49,6 +52,7 @@ class ClassVisualisation:
             regularisers=RegulariserSettings(l2_weight=self.l2_weight),
             steps=self.steps,
             learning_rate=self.learning_rate,
+            limits=self.limits,
         )
 
 

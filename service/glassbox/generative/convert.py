@@ -15,7 +15,6 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2, tensor_pb2
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.config import LimitSettings
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
 from glassbox.generative import objectives as obj
@@ -30,9 +29,6 @@ from glassbox.wire.tensors import array_to_proto, image_source
 
 T = TypeVar("T")
 
-MAX_OBJECTIVE_DEPTH = 8
-MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
-
 
 def optional(message: Message, name: str, default: T) -> T:
     """The value of a proto3 `optional` field, or `default` when it is not set."""
@@ -44,12 +40,13 @@ def model(spec: Message, repository: ModelRepository) -> TorchModel:
     return gradient_model(repository.get(spec.model, spec.version, field="model"))
 
 
-def image(spec: Message, name: str, target: TorchModel) -> torch.Tensor:
-    """A required Image field, decoded and brought to the model's input size: [3, H, W] in [0, 1]."""
+def image(spec: Message, name: str, target: TorchModel, *, max_pixels: int) -> torch.Tensor:
+    """A required Image field, decoded (at most `max_pixels`, the server's `limits.max_image_pixels`)
+    and brought to the model's input size: [3, H, W] in [0, 1]."""
     if not spec.HasField(name):
         raise InvalidArgument("an image is required", field=name)
     source = image_source(getattr(spec, name), field=name)
-    return load_image(source, target.config.input, max_pixels=MAX_IMAGE_PIXELS, field=name).pixels
+    return load_image(source, target.config.input, max_pixels=max_pixels, field=name).pixels
 
 
 def class_index(message: Message, name: str, target: TorchModel, *, field: str | None = None) -> int:
@@ -67,12 +64,13 @@ def class_index(message: Message, name: str, target: TorchModel, *, field: str |
 
 
 def objective(
-    message: pb.Objective, target: TorchModel, field: str = "objective", depth: int = 0
+    message: pb.Objective, target: TorchModel, *, max_depth: int, field: str = "objective", depth: int = 0
 ) -> obj.Objective:
-    """An Objective message as a core objective bound to the model; errors name the message's own path
-    (e.g. `objective.sum.terms[1].objective.channel.layer`)."""
-    if depth > MAX_OBJECTIVE_DEPTH:
-        raise InvalidArgument(f"objectives nest deeper than {MAX_OBJECTIVE_DEPTH} levels", field=field)
+    """An Objective message as a core objective bound to the model, weighted sums nested at most
+    `max_depth` deep; errors name the message's own path (e.g.
+    `objective.sum.terms[1].objective.channel.layer`)."""
+    if depth > max_depth:
+        raise InvalidArgument(f"objectives nest deeper than {max_depth} levels", field=field)
     which = message.WhichOneof("kind")
     if which is None:
         raise InvalidArgument("an objective is required: set one of its kinds", field=field)
@@ -85,7 +83,13 @@ def objective(
             tuple(
                 (
                     float(optional(term, "weight", 1.0)),
-                    objective(term.objective, target, f"{field}.terms[{i}].objective", depth + 1),
+                    objective(
+                        term.objective,
+                        target,
+                        max_depth=max_depth,
+                        field=f"{field}.terms[{i}].objective",
+                        depth=depth + 1,
+                    ),
                 )
                 for i, term in enumerate(body.terms)
             )

@@ -8,12 +8,13 @@ offset, so the dream does not lock onto the pixel grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.generative.capture import LayerCapture
 from glassbox.generative.objectives import Objective
@@ -35,13 +36,15 @@ class DeepDream:
     steps_per_octave: int = 10
     jitter: int = 4
     learning_rate: float = 0.1
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         check_range(self.octaves, 1, 8, "octaves")
         check_range(self.octave_scale, 1.1, 2.0, "octave_scale")
         check_range(self.steps_per_octave, 1, 1000, "steps_per_octave")
         check_range(self.jitter, 0, 64, "jitter")
-        check_learning_rate(self.learning_rate)
+        check_learning_rate(self.learning_rate, self.limits)
         smallest = min(self.octave_sizes()[0])
         if smallest < MIN_SIDE:
             raise InvalidArgument(

@@ -5,11 +5,12 @@ transformations and optional priors. The defaults are Lucent's `render_vis` (512
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.generative import parametrisations
 from glassbox.generative.capture import LayerCapture
 from glassbox.generative.objectives import Objective
@@ -18,7 +19,6 @@ from glassbox.generative.parametrisations import FOURIER_DECORRELATED, Parametri
 from glassbox.generative.regularisers import NO_REGULARISERS, RegulariserSettings
 from glassbox.generative.transforms import STANDARD, Compose, FitInput, TransformSettings
 from glassbox.generative.validation import (
-    MAX_BATCH,
     check_learning_rate,
     check_range,
     check_size,
@@ -40,12 +40,14 @@ class FeatureVisualisation:
     regularisers: RegulariserSettings = NO_REGULARISERS
     steps: int = 512
     learning_rate: float = 0.05
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
-        check_range(self.batch, 1, MAX_BATCH, "batch")
-        check_size(self.height, self.width)
-        check_steps(self.steps)
-        check_learning_rate(self.learning_rate)
+        check_range(self.batch, 1, self.limits.max_batch, "batch")
+        check_size(self.height, self.width, self.limits)
+        check_steps(self.steps, self.limits)
+        check_learning_rate(self.learning_rate, self.limits)
         self.transforms.check_fits(self.height, self.width)
 
 

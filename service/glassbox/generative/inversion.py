@@ -6,11 +6,12 @@ reconstruction keeps of x₀ (colour, layout, texture) is what the layer keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.generative import parametrisations
 from glassbox.generative.capture import LayerCapture
 from glassbox.generative.optimise import Progress, adam, evaluate, optimise
@@ -38,11 +39,13 @@ class FeatureInversion:
     regularisers: RegulariserSettings = SMOOTHNESS_PRIOR
     steps: int = 256
     learning_rate: float = 0.05
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         self.model.layer_info(self.layer, field="layer")
-        check_steps(self.steps)
-        check_learning_rate(self.learning_rate)
+        check_steps(self.steps, self.limits)
+        check_learning_rate(self.learning_rate, self.limits)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The generative job kinds, registered with the job engine at import (`jobs.kinds.KIND_MODULES`).
 
-Each kind is a `validate` (generative.proto spec → checked core request; runs before anything is
-queued) and a `run` (core request + job context → result message). Fields left unset take the core
+Each kind is a `validate` (generative.proto spec → checked core request, within the server's
+`jobs.limits.generative` and `limits.max_image_pixels`; runs before anything is queued) and a `run`
+(core request + job context → result message). Fields left unset take the core
 dataclasses' defaults, so every default lives in one place. All random draws come from a CPU generator
 seeded with the job's seed, so a job gives the same result on any device.
 """
@@ -15,6 +16,7 @@ from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import convert
 from glassbox.generative.adversarial import AdversarialImage, attack
@@ -45,14 +47,16 @@ def _size(spec: Message, model: TorchModel) -> dict[str, int]:
 
 
 def validate_feature_visualisation(
-    spec: pb.FeatureVisualisationSpec, repository: ModelRepository
+    spec: pb.FeatureVisualisationSpec, repository: ModelRepository, settings: Settings
 ) -> FeatureVisualisation:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     if not spec.HasField("objective"):
         raise InvalidArgument("an objective is required", field="objective")
     return FeatureVisualisation(
         model=model,
-        objective=convert.objective(spec.objective, model),
+        limits=limits,
+        objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
         parametrisation=convert.parametrisation(spec.parametrisation, FeatureVisualisation.parametrisation),
         transforms=convert.transforms(spec.transforms, FeatureVisualisation.transforms),
         regularisers=convert.regularisers(
@@ -73,11 +77,13 @@ def run_feature_visualisation(job: FeatureVisualisation, ctx: JobContext) -> pb.
 
 
 def validate_class_visualisation(
-    spec: pb.ClassVisualisationSpec, repository: ModelRepository
+    spec: pb.ClassVisualisationSpec, repository: ModelRepository, settings: Settings
 ) -> ClassVisualisation:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     return ClassVisualisation(
         model=model,
+        limits=limits,
         class_index=convert.class_index(spec, "target", model),
         parametrisation=convert.parametrisation(spec.parametrisation, ClassVisualisation.parametrisation),
         transforms=convert.transforms(spec.transforms, ClassVisualisation.transforms),
@@ -98,14 +104,16 @@ def run_class_visualisation(job: ClassVisualisation, ctx: JobContext) -> pb.Clas
     )
 
 
-def validate_deepdream(spec: pb.DeepDreamSpec, repository: ModelRepository) -> DeepDream:
+def validate_deepdream(spec: pb.DeepDreamSpec, repository: ModelRepository, settings: Settings) -> DeepDream:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     if not spec.HasField("objective"):
         raise InvalidArgument("an objective is required, e.g. a LayerObjective", field="objective")
     return DeepDream(
         model=model,
-        image=convert.image(spec, "image", model),
-        objective=convert.objective(spec.objective, model),
+        limits=limits,
+        image=convert.image(spec, "image", model, max_pixels=settings.limits.max_image_pixels),
+        objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
         **_set(spec, "octaves", "octave_scale", "steps_per_octave", "jitter", "learning_rate"),
     )
 
@@ -120,12 +128,14 @@ def run_deepdream(job: DeepDream, ctx: JobContext) -> pb.DeepDreamResult:
 
 
 def validate_feature_inversion(
-    spec: pb.FeatureInversionSpec, repository: ModelRepository
+    spec: pb.FeatureInversionSpec, repository: ModelRepository, settings: Settings
 ) -> FeatureInversion:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     return FeatureInversion(
         model=model,
-        image=convert.image(spec, "image", model),
+        limits=limits,
+        image=convert.image(spec, "image", model, max_pixels=settings.limits.max_image_pixels),
         layer=spec.layer,
         parametrisation=convert.parametrisation(spec.parametrisation, FeatureInversion.parametrisation),
         regularisers=convert.regularisers(
@@ -144,14 +154,18 @@ def run_feature_inversion(job: FeatureInversion, ctx: JobContext) -> pb.FeatureI
     )
 
 
-def validate_style_transfer(spec: pb.StyleTransferSpec, repository: ModelRepository) -> StyleTransfer:
+def validate_style_transfer(
+    spec: pb.StyleTransferSpec, repository: ModelRepository, settings: Settings
+) -> StyleTransfer:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     if spec.init not in pb.StyleTransferInit.values():
         raise InvalidArgument(f"unknown init {spec.init}", field="init")
     return StyleTransfer(
         model=model,
-        content=convert.image(spec, "content_image", model),
-        style=convert.image(spec, "style_image", model),
+        limits=limits,
+        content=convert.image(spec, "content_image", model, max_pixels=settings.limits.max_image_pixels),
+        style=convert.image(spec, "style_image", model, max_pixels=settings.limits.max_image_pixels),
         content_layer=spec.content_layer,
         style_layers=tuple(spec.style_layers),
         style_layer_weights=tuple(spec.style_layer_weights),
@@ -172,12 +186,14 @@ def run_style_transfer(job: StyleTransfer, ctx: JobContext) -> pb.StyleTransferR
 
 
 def validate_adversarial_image(
-    spec: pb.AdversarialImageSpec, repository: ModelRepository
+    spec: pb.AdversarialImageSpec, repository: ModelRepository, settings: Settings
 ) -> AdversarialImage:
     model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
     return AdversarialImage(
         model=model,
-        image=convert.image(spec, "image", model),
+        limits=limits,
+        image=convert.image(spec, "image", model, max_pixels=settings.limits.max_image_pixels),
         target=convert.class_index(spec, "target", model),
         **_set(spec, "epsilon", "step_size", "steps", "random_start"),
     )

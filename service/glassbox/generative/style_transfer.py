@@ -10,19 +10,18 @@ cannot report progress or stop after one step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import parametrisations
 from glassbox.generative.capture import LayerCapture
 from glassbox.generative.optimise import Progress, adam, evaluate, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB
 from glassbox.generative.validation import check_learning_rate, check_range, check_steps
-
-MAX_STYLE_LAYERS = 16
 
 
 @dataclass(frozen=True)
@@ -40,12 +39,14 @@ class StyleTransfer:
     init_from_content: bool = True
     steps: int = 200
     learning_rate: float = 0.05
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         self.model.layer_info(self.content_layer, field="content_layer")
         if not self.style_layers:
             raise InvalidArgument("at least one style layer is required", field="style_layers")
-        check_range(len(self.style_layers), 1, MAX_STYLE_LAYERS, "style_layers")
+        check_range(len(self.style_layers), 1, self.limits.max_style_layers, "style_layers")
         for i, layer in enumerate(self.style_layers):
             if len(self.model.layer_info(layer, field=f"style_layers[{i}]").output_shape) != 3:
                 raise InvalidArgument("a style layer needs a [C, H, W] output", field=f"style_layers[{i}]")
@@ -59,8 +60,8 @@ class StyleTransfer:
             check_range(weight, 0.0, 1e6, f"style_layer_weights[{i}]")
         check_range(self.content_weight, 0.0, 1e6, "content_weight")
         check_range(self.style_weight, 0.0, 1e6, "style_weight")
-        check_steps(self.steps)
-        check_learning_rate(self.learning_rate)
+        check_steps(self.steps, self.limits)
+        check_learning_rate(self.learning_rate, self.limits)
 
     @property
     def layer_weights(self) -> tuple[float, ...]:

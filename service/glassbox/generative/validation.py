@@ -7,18 +7,14 @@ import math
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 
-MAX_STEPS = 10_000
-"""Most optimisation steps one job may take."""
+MIN_SIDE = 16
+"""Smallest side of a rendered image, in pixels (the largest is `jobs.limits.generative.max_side`)."""
 
-MIN_SIDE, MAX_SIDE = 16, 1024
-"""Smallest and largest side of a rendered image, in pixels."""
-
-MAX_BATCH = 16
-"""Most images one feature-visualisation job renders together."""
-
-MAX_LEARNING_RATE = 10.0
+MAX_BATCH = GenerativeJobLimits().max_batch
+"""Images an activation atlas renders together."""
 
 
 def check_range(value: float, low: float, high: float, field: str, *, low_open: bool = False) -> None:
@@ -29,17 +25,26 @@ def check_range(value: float, low: float, high: float, field: str, *, low_open: 
         raise InvalidArgument(f"must be in {opening}{low:g}, {high:g}], got {value:g}", field=field)
 
 
-def check_steps(steps: int, field: str = "steps") -> None:
-    check_range(steps, 1, MAX_STEPS, field)
+def check_steps(steps: int, limits: GenerativeJobLimits, field: str = "steps") -> None:
+    check_range(steps, 1, limits.max_steps, field)
 
 
-def check_learning_rate(learning_rate: float, field: str = "learning_rate") -> None:
-    check_range(learning_rate, 0.0, MAX_LEARNING_RATE, field, low_open=True)
+def check_learning_rate(
+    learning_rate: float, limits: GenerativeJobLimits, field: str = "learning_rate"
+) -> None:
+    check_range(learning_rate, 0.0, limits.max_learning_rate, field, low_open=True)
 
 
-def check_size(height: int, width: int, *, height_field: str = "height", width_field: str = "width") -> None:
-    check_range(height, MIN_SIDE, MAX_SIDE, height_field)
-    check_range(width, MIN_SIDE, MAX_SIDE, width_field)
+def check_size(
+    height: int,
+    width: int,
+    limits: GenerativeJobLimits,
+    *,
+    height_field: str = "height",
+    width_field: str = "width",
+) -> None:
+    check_range(height, MIN_SIDE, limits.max_side, height_field)
+    check_range(width, MIN_SIDE, limits.max_side, width_field)
 
 
 def gradient_model(model: Model, field: str = "model") -> TorchModel:

@@ -9,13 +9,14 @@ picture where each tile is sized by how many activations its cell holds.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.optimise import Progress, StepReporter
@@ -48,6 +49,8 @@ class ActivationAtlas:
     min_count: int = 1
     steps: int = 256
     learning_rate: float = 0.05
+    limits: GenerativeJobLimits = field(default_factory=GenerativeJobLimits, compare=False, repr=False)
+    """The operator's caps (`jobs.limits.generative`); the embedded defaults outside a server."""
 
     def __post_init__(self) -> None:
         output_shape(self.model, self.layer, "layer", (3,))
@@ -57,8 +60,8 @@ class ActivationAtlas:
             )
         check_range(self.grid_size, 2, 32, "grid_size")
         check_range(self.min_count, 1, len(self.images), "min_count")
-        check_steps(self.steps)
-        check_learning_rate(self.learning_rate)
+        check_steps(self.steps, self.limits)
+        check_learning_rate(self.learning_rate, self.limits)
         check_range(self.tile_size, 16, 256, "tile_size")
 
 

@@ -12,6 +12,7 @@ from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.convert import generated_image, tensor
 from glassbox.inspection import convert, pictures
@@ -23,24 +24,28 @@ from glassbox.inspection.projection import Projection
 from glassbox.inspection.top_activating import TopActivating, top_activating, top_steps
 from glassbox.jobs.kinds import JobContext, JobKind, register
 from glassbox.models.datasets import LabelledImages
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.render import png
 
 
-def _model_and_images(spec: Message, repository: ModelRepository) -> tuple[TorchModel, LabelledImages]:
+def _model_and_images(
+    spec: Message, repository: ModelRepository, settings: Settings
+) -> tuple[TorchModel, LabelledImages]:
     model = inspectable(repository.get(spec.model, spec.version, field="model"))
     if not spec.HasField("images"):
         raise InvalidArgument("a set of images is required (inline or named)", field="images")
-    return model, labelled_images(spec.images, repository, spec.model, spec.version, field="images")
+    return model, spec_images(spec, repository, settings)
 
 
 def _png_or_empty(picture: np.ndarray | None) -> bytes:
     return b"" if picture is None else png(picture)
 
 
-def validate_embedding_map(spec: pb.EmbeddingMapSpec, repository: ModelRepository) -> EmbeddingMap:
-    model, images = _model_and_images(spec, repository)
+def validate_embedding_map(
+    spec: pb.EmbeddingMapSpec, repository: ModelRepository, settings: Settings
+) -> EmbeddingMap:
+    model, images = _model_and_images(spec, repository, settings)
     projections = convert.projections(spec.projections) or EmbeddingMap.projections
     return EmbeddingMap(
         model=model,
@@ -81,8 +86,10 @@ def run_embedding_map(job: EmbeddingMap, ctx: JobContext) -> pb.EmbeddingMapResu
     )
 
 
-def validate_top_activating(spec: pb.TopActivatingSpec, repository: ModelRepository) -> TopActivating:
-    model, images = _model_and_images(spec, repository)
+def validate_top_activating(
+    spec: pb.TopActivatingSpec, repository: ModelRepository, settings: Settings
+) -> TopActivating:
+    model, images = _model_and_images(spec, repository, settings)
     if spec.HasField("y") != spec.HasField("x"):
         raise InvalidArgument("set both y and x for a unit, or neither for the whole channel", field="y")
     unit = (spec.y, spec.x) if spec.HasField("y") else None
@@ -95,6 +102,7 @@ def validate_top_activating(spec: pb.TopActivatingSpec, repository: ModelReposit
         channel=spec.channel,
         unit=unit,
         ranking=convert.enum_value(convert.RANKINGS, spec.ranking, "ranking", "Ranking"),
+        max_count=settings.jobs.limits.inspection.max_top_examples,
         **convert.optional(spec, "count"),
     )
 
@@ -141,8 +149,10 @@ def run_top_activating(job: TopActivating, ctx: JobContext) -> pb.TopActivatingR
     )
 
 
-def validate_activation_atlas(spec: pb.ActivationAtlasSpec, repository: ModelRepository) -> ActivationAtlas:
-    model, images = _model_and_images(spec, repository)
+def validate_activation_atlas(
+    spec: pb.ActivationAtlasSpec, repository: ModelRepository, settings: Settings
+) -> ActivationAtlas:
+    model, images = _model_and_images(spec, repository, settings)
     layout = (
         Projection.TSNE
         if spec.layout == pb.PROJECTION_UNSPECIFIED
@@ -158,6 +168,7 @@ def validate_activation_atlas(spec: pb.ActivationAtlasSpec, repository: ModelRep
         **convert.optional(spec, "min_count"),
         **convert.optional(spec, "steps"),
         **convert.optional(spec, "learning_rate"),
+        limits=settings.jobs.limits.generative,
     )
 
 

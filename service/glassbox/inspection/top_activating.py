@@ -20,7 +20,6 @@ from glassbox.inspection.layers import batch_count, check_index, layer_batches, 
 from glassbox.inspection.receptive_field import Box, ReceptiveField, measure
 from glassbox.models.datasets import LabelledImages
 
-MAX_EXAMPLES = 64
 SUMMARY_MIN_SIDE = 64
 
 
@@ -40,6 +39,8 @@ class TopActivating:
     unit: tuple[int, int] | None = None
     count: int = 9
     ranking: Ranking = Ranking.MAX
+    max_count: int = 64
+    """The operator's cap on `count` (`jobs.limits.inspection.max_top_examples`)."""
 
     def __post_init__(self) -> None:
         shape = output_shape(self.model, self.layer, "layer", (1, 3))
@@ -51,7 +52,7 @@ class TopActivating:
             check_index(self.unit[1], shape[2], "x", "x")
         if len(self.images) < 1:
             raise InvalidArgument("the set has no images", field="images")
-        check_range(self.count, 1, min(MAX_EXAMPLES, len(self.images)), "count")
+        check_range(self.count, 1, min(self.max_count, len(self.images)), "count")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument, NotFound
+from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument, NotFound, echo
 from glassbox.core.principal import Principal
 from glassbox.core.reasons import Reason
 from glassbox.jobs.ids import new_replica_tag
@@ -71,10 +71,15 @@ class JobEngine(ABC):
     (reason JOB_NOT_FOUND) for a job the principal may not see, exactly as for an unknown id, so ids do
     not leak; `principal=None` is the server itself (sees everything)."""
 
-    def __init__(self, settings: JobSettings, repository: ModelRepository) -> None:
+    def __init__(
+        self, settings: JobSettings, repository: ModelRepository, *, server_settings: Settings | None = None
+    ) -> None:
+        """`server_settings`: the whole settings jobs are validated and run with (default: embedded
+        defaults with these job settings)."""
         self.settings = settings
         self.repository = repository
         self.replica_tag = new_replica_tag()
+        self.server_settings = server_settings if server_settings is not None else Settings(jobs=settings)
 
     def submit(self, kind_name: str, spec: Message, *, owner: str = "", request_id: str = "") -> JobRecord:
         """Validate `spec` for its kind, then queue it; nothing is queued when validation fails.
@@ -90,7 +95,7 @@ class JobEngine(ABC):
                 return self.resolve_claim(claim, digest, request_id)
         kind = find_kind(kind_name)
         try:
-            kind.validate(spec, self.repository)
+            kind.validate(spec, self.repository, self.server_settings)
         except GlassboxError as exc:
             exc.field = f"{kind_name}.{exc.field}" if exc.field else kind_name
             raise
@@ -213,7 +218,7 @@ def check_request_id(request_id: str) -> None:
 
 def job_not_found(job_id: str) -> NotFound:
     return NotFound(
-        f"job {job_id!r} does not exist or its results have expired",
+        f"job {echo(job_id)} does not exist or its results have expired",
         field="job_id",
         reason=Reason.JOB_NOT_FOUND,
         metadata={"job_id": job_id},
@@ -241,7 +246,7 @@ def run_attempt(record: JobRecord, spec: bytes, context: JobContext) -> Outcome:
             message = kind.spec_type.FromString(spec)
         except DecodeError as exc:
             raise InvalidArgument(f"stored spec does not parse: {exc}", field=record.kind) from exc
-        result = kind.run(kind.validate(message, context.repository), context)
+        result = kind.run(kind.validate(message, context.repository, context.settings), context)
         if not isinstance(result, kind.result_type):
             raise TypeError(
                 f"job kind {kind.name!r} returned {type(result).__name__}, not {kind.result_type.__name__}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.jobs.engine import JobEngine, JobFinished, QueueDepth
 from glassbox.jobs.kinds import load_kinds
 from glassbox.jobs.memory import JobRunner, run_in_place
@@ -20,21 +20,30 @@ def build_engine(
     on_finished: JobFinished | None = None,
     on_queue_depth: QueueDepth | None = None,
     run_job: JobRunner = run_in_place,
+    server_settings: Settings | None = None,
 ) -> JobEngine:
     """Register the job kinds, then start the engine the settings ask for.
 
     With Redis, jobs finish in `glassbox worker` processes, which report `on_finished` themselves; the
     in-process engine runs each job's attempt through `run_job` (the server's compute scheduler).
+    `server_settings` are the settings jobs are validated and run with (the server's).
     """
     kinds = load_kinds()
     if settings.redis_url:
         from glassbox.jobs.redis_engine import RedisJobEngine
 
         log.info("jobs: Redis engine, namespace %r, kinds %s", settings.namespace, kinds)
-        return RedisJobEngine(settings, repository, on_queue_depth=on_queue_depth)
+        return RedisJobEngine(
+            settings, repository, on_queue_depth=on_queue_depth, server_settings=server_settings
+        )
     from glassbox.jobs.memory import InProcessEngine
 
     log.info("jobs: in-process engine, %d worker threads, kinds %s", settings.worker_threads, kinds)
     return InProcessEngine(
-        settings, repository, on_finished=on_finished, on_queue_depth=on_queue_depth, run_job=run_job
+        settings,
+        repository,
+        on_finished=on_finished,
+        on_queue_depth=on_queue_depth,
+        run_job=run_job,
+        server_settings=server_settings,
     )

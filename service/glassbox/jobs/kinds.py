@@ -4,7 +4,9 @@ A kind is registered once, under the name of its member in `SubmitJobRequest.spe
 its member in `Job.result`), with
 
 - `spec_type` / `result_type`: the proto messages (from generative.proto) it takes and returns;
-- `validate(spec, repository) -> core spec`: checks the request and translates it to a core object,
+- `validate(spec, repository, settings) -> core spec`: checks the request against the server's
+  settings (`settings.jobs.limits`, `settings.limits`, `settings.attribution`: the operator's, never
+  the embedded defaults) and translates it to a core object,
   raising `core.errors.InvalidArgument` / `FailedPrecondition` / `NotFound` with `field=` naming the
   field (relative to the spec, e.g. `field="steps"`; the servicer prefixes the oneof name). It runs
   on the server *before* anything is queued, and again in the worker that executes the job (a
@@ -25,7 +27,7 @@ import time and is named in `KIND_MODULES`; `load_kinds()` imports them all. Exa
         name="class_visualisation",
         spec_type=generative_pb2.ClassVisualisationSpec,
         result_type=generative_pb2.ClassVisualisationResult,
-        validate=validate_class_visualisation,   # (spec, repository) -> ClassVisualisation
+        validate=validate_class_visualisation,   # (spec, repository, settings) -> ClassVisualisation
         run=run_class_visualisation,             # (ClassVisualisation, JobContext) -> result message
     ))
 """
@@ -41,6 +43,7 @@ from typing import Any, Generic, TypeVar
 import torch
 from google.protobuf.message import Message
 
+from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.models.repository import ModelRepository
 
@@ -75,10 +78,12 @@ class JobContext:
     `publish(progress, preview_png)` and `preview_due(step)` are supplied by the engine: the first
     records progress (and an optional PNG preview) where watchers see it, the second says whether any
     watcher asked for a preview at this step, so previews are only rendered when someone looks.
+    `settings` are the settings of the process running the job (`glassbox serve` or `glassbox worker`).
     """
 
     job_id: str
     repository: ModelRepository
+    settings: Settings
     device: torch.device
     token: CancellationToken
     seed: int
@@ -118,7 +123,7 @@ class JobKind(Generic[CoreSpec]):
     name: str
     spec_type: type[Message]
     result_type: type[Message]
-    validate: Callable[[Any, ModelRepository], CoreSpec]
+    validate: Callable[[Any, ModelRepository, Settings], CoreSpec]
     run: Callable[[CoreSpec, JobContext], Message]
 
 

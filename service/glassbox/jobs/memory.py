@@ -23,9 +23,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted
+from glassbox.core.errors import Cancelled, NotFound, ResourceExhausted, echo
 from glassbox.core.reasons import Reason
 from glassbox.jobs.engine import (
     AttemptToken,
@@ -90,8 +90,9 @@ class InProcessEngine(JobEngine):
         on_finished: JobFinished | None = None,
         on_queue_depth: QueueDepth | None = None,
         run_job: JobRunner = run_in_place,
+        server_settings: Settings | None = None,
     ) -> None:
-        super().__init__(settings, repository)
+        super().__init__(settings, repository, server_settings=server_settings)
         self._run_job = run_job
         self._on_finished = on_finished
         self._on_queue_depth = on_queue_depth
@@ -217,6 +218,7 @@ class InProcessEngine(JobEngine):
             context = JobContext(
                 job_id=record.id,
                 repository=self.repository,
+                settings=self.server_settings,
                 device=self.repository.device,
                 token=entry.token,
                 seed=record.seed,
@@ -286,7 +288,7 @@ class InProcessEngine(JobEngine):
             tag = id_tag(job_id)
             if tag is not None and tag != self.replica_tag:
                 raise NotFound(
-                    f"job {job_id!r} was submitted to another server process (replica {tag}; this is "
+                    f"job {echo(job_id)} was submitted to another server process (replica {tag}; this is "
                     f"{self.replica_tag}): the in-process job engine keeps a job only in the process that "
                     "took it. Send its calls to that replica, or use the Redis job engine (docs/scaling.md)",
                     field="job_id",

@@ -22,7 +22,7 @@ from redis.client import Pipeline
 from rq import Callback, Queue, Retry
 from rq.serializers import JSONSerializer
 
-from glassbox.config import JobSettings
+from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import ResourceExhausted, Unavailable
 from glassbox.core.reasons import Reason
@@ -80,8 +80,9 @@ class RedisJobEngine(JobEngine):
         repository: ModelRepository,
         *,
         on_queue_depth: QueueDepth | None = None,
+        server_settings: Settings | None = None,
     ) -> None:
-        super().__init__(settings, repository)
+        super().__init__(settings, repository, server_settings=server_settings)
         self.redis = connect(settings.redis_url)
         self.store = RedisJobStore(self.redis, settings.namespace)
         self.queue = job_queue(self.redis, settings.namespace)

@@ -27,6 +27,7 @@ from rq.worker import WorkerStatus
 
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
+from glassbox.core.images import configure_decoder_limit
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import AttemptToken, JobFinished, Outcome, preview_due, run_attempt
 from glassbox.jobs.kinds import JobContext, Progress, load_kinds
@@ -45,6 +46,7 @@ class WorkerRuntime:
 
     repository: ModelRepository
     store: RedisJobStore
+    settings: Settings
     on_finished: JobFinished | None = None
     running: tuple[str, int, CancellationToken] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +97,7 @@ def perform(namespace: str, job_id: str, result_ttl_seconds: float, max_run_seco
     context = JobContext(
         job_id=job_id,
         repository=runtime.repository,
+        settings=runtime.settings,
         device=runtime.repository.device,
         token=token,
         seed=record.seed,
@@ -202,12 +205,13 @@ def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinis
     if jobs.deterministic:
         use_deterministic_algorithms()
     use_full_float32_precision()
+    configure_decoder_limit(settings.limits.max_image_pixels)
     log.info("job kinds: %s", ", ".join(load_kinds()))
     repository = ModelRepository(settings.model_repository, device=resolve_device(settings.device))
     repository.load_all()
     connection = connect(jobs.redis_url)
     queue = job_queue(connection, jobs.namespace)
-    _runtime = WorkerRuntime(repository, RedisJobStore(connection, jobs.namespace), on_finished)
+    _runtime = WorkerRuntime(repository, RedisJobStore(connection, jobs.namespace), settings, on_finished)
     worker = GlassboxWorker(
         [queue],
         connection=connection,

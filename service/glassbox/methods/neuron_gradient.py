@@ -15,7 +15,7 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.core.errors import FailedPrecondition
+from glassbox.core.errors import FailedPrecondition, echo
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows, relu_rule_unsupported
@@ -69,6 +69,12 @@ class NeuronGradient(GradientMethod):
                     f"{i} is out of range 0..{size - 1} of shape {list(shape)}",
                 )
         elif p.scope is NeuronScope.CHANNEL:
+            self.require(
+                len(shape) >= 2,
+                "scope",
+                f"NEURON_SCOPE_CHANNEL needs a layer with channels ([C, H, W] or [tokens, C]); layer "
+                f"{echo(p.layer)} has shape {list(shape)}: use NEURON_SCOPE_NEURON for one of its units",
+            )
             channels = shape[-1] if len(shape) == 2 else shape[0]
             self.require(
                 len(p.index) == 1, "index", f"must be [channel] for NEURON_SCOPE_CHANNEL, got {list(p.index)}"

@@ -24,6 +24,7 @@ every mask goes through the same geometry, so masks stay aligned with what the m
 from __future__ import annotations
 
 import csv
+import logging
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ import torch
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, pixels_from_array, prepare
 from glassbox.core.reasons import Reason
+
+log = logging.getLogger(__name__)
 
 DATASETS_FOLDER = "datasets"
 """The folder beside a model's version folders that holds its named sets (never a version)."""
@@ -121,14 +124,35 @@ class DatasetConfig:
 
 
 def named_sets(model_folder: Path) -> dict[str, Path]:
-    """The named sets stored beside a model: name → folder (those holding a dataset.toml)."""
+    """The named sets stored beside a model: name → folder (those holding a dataset.toml). A set whose
+    folder or `dataset.toml` is a symlink resolving outside the model's folder is left out (logged)."""
     root = model_folder / DATASETS_FOLDER
     if not root.is_dir():
         return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "dataset.toml").is_file()}
+    inside = model_folder.resolve()
+    sets = {}
+    for folder in sorted(root.iterdir()):
+        manifest = folder / "dataset.toml"
+        if not manifest.is_file():
+            continue
+        if not (resolves_inside(folder, inside) and resolves_inside(manifest, inside)):
+            log.warning("skipping named set %s: a symlink to outside the model's folder", folder)
+            continue
+        sets[folder.name] = folder
+    return sets
+
+
+def resolves_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, every symlink followed, is `root` or lies under it (`root` already resolved)."""
+    try:
+        return path.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # dangling link, loop
+        return False
 
 
 def _inside(folder: Path, relative: str, key: str) -> Path:
+    """`folder / relative` with every symlink followed; ValueError naming `key` when that leaves the
+    folder (a `..`, an absolute path, or a symlink to elsewhere)."""
     path = (folder / relative).resolve()
     if not path.is_relative_to(folder.resolve()):
         raise ValueError(f"{key} = {relative!r} points outside the set's folder")
@@ -202,6 +226,7 @@ def _load_folder(
             found = next((c for c in candidates if c.is_file()), None)
             if found is None:
                 raise ValueError(f"{where}: no mask named {path.stem}.* in {config.masks.name}/")
+            found = _inside(config.masks, found.name, f"{where}: mask {found.name}")
             mask = decode_image(found.read_bytes(), max_pixels=max_pixels, field=where)
             masks.append(_mask_pixels(mask, tuple(pixels.shape[1:]), spec, where))
     return LabelledImages(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import copy
 
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
+from google.protobuf.message import Message
 
-from glassbox.config import LimitSettings
+from glassbox.config import Settings
 from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.models.datasets import MAX_SET_IMAGES, LabelledImages, inline_set
 from glassbox.models.repository import ModelRepository
 from glassbox.wire.tensors import image_sources
-
-MAX_IMAGE_PIXELS = LimitSettings().max_image_pixels
 
 
 def labelled_images(
@@ -25,9 +24,11 @@ def labelled_images(
     model: str,
     version: str = "",
     *,
+    max_pixels: int,
     field: str = "images",
 ) -> LabelledImages:
-    """The set's images at the input size of the model version, with labels and masks where given."""
+    """The set's images at the input size of the model version, with labels and masks where given;
+    each image at most `max_pixels` (the server's `limits.max_image_pixels`)."""
     if not 0 <= image_set.limit <= MAX_SET_IMAGES:
         raise InvalidArgument(
             f"limit must be in 0..{MAX_SET_IMAGES}, got {image_set.limit}", field=f"{field}.limit"
@@ -35,7 +36,7 @@ def labelled_images(
     source = image_set.WhichOneof("source")
     try:
         if source == "named":
-            images = repository.dataset(model, image_set.named, version, max_pixels=MAX_IMAGE_PIXELS)
+            images = repository.dataset(model, image_set.named, version, max_pixels=max_pixels)
         elif source == "inline":
             target = repository.get(model, version)
             inline = image_set.inline
@@ -45,13 +46,25 @@ def labelled_images(
                 image_sources(list(inline.masks), field="inline.masks"),
                 target.config.input,
                 num_classes=target.num_classes,
-                max_pixels=MAX_IMAGE_PIXELS,
+                max_pixels=max_pixels,
             )
         else:
             raise InvalidArgument("give the images inline or name a stored set", field="")
     except GlassboxError as exc:
         raise _prefixed(exc, field) from exc
     return images.head(image_set.limit)
+
+
+def spec_images(spec: Message, repository: ModelRepository, settings: Settings) -> LabelledImages:
+    """A job spec's `images` set, for its `model` and `version`, within the server's pixel limit."""
+    return labelled_images(
+        spec.images,
+        repository,
+        spec.model,
+        spec.version,
+        max_pixels=settings.limits.max_image_pixels,
+        field="images",
+    )
 
 
 def _prefixed(error: GlassboxError, prefix: str) -> GlassboxError:

@@ -2,7 +2,10 @@
 
 A broken version is kept as FAILED with its reason (logged, and shown by GetModel and health) while the
 others serve. Request names are only ever looked up among the folders found by the scan, never joined
-into a path, so no request can reach outside the repository.
+into a path, so no request can reach outside the repository. A model or version folder (or a
+`model.toml`) that is a symlink resolving outside the repository is logged and skipped: whoever can
+write into the repository must not be able to serve, or make the server read, files from elsewhere.
+Symlinks that stay inside (a version aliasing another) are followed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.core.errors import FailedPrecondition, NotFound
+from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound, echo
 from glassbox.core.reasons import Reason
 from glassbox.models.config import ConfigError, ModelConfig, load_config
 from glassbox.models.datasets import (
@@ -29,6 +32,7 @@ from glassbox.models.datasets import (
     load_dataset_config,
     load_named_set,
     named_sets,
+    resolves_inside,
 )
 from glassbox.models.loaders import load_model
 
@@ -37,7 +41,18 @@ log = logging.getLogger(__name__)
 MAX_KEPT_SET_BYTES = 256 * 1024 * 1024
 """Named sets up to this size (their images as float32) stay loaded between jobs."""
 
+MAX_NAME_CHARS = 128
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+"""Model, version and named-set folder names; a requested name longer than MAX_NAME_CHARS cannot exist."""
+
+
+def check_name_length(name: str, *, what: str, field: str) -> None:
+    """InvalidArgument for a requested name no folder can have (bounded before any lookup or echo)."""
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidArgument(
+            f"{what} name is {len(name)} characters, longer than any {what} name (at most {MAX_NAME_CHARS})",
+            field=field,
+        )
 
 
 class ModelState(StrEnum):
@@ -106,6 +121,7 @@ class ModelRepository:
         replaces the old one in one assignment, after the new versions have loaded."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
+        root = self.root.resolve()
         with self._refresh_lock:
             models = dict(self._models)
             added: list[ModelVersion] = []
@@ -113,12 +129,16 @@ class ModelRepository:
                 p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
             ):
                 if not NAME_PATTERN.match(model_dir.name):
-                    if model_dir.name not in self._skipped:
-                        log.warning("skipping %s: not a valid model name", model_dir)
-                        self._skipped.add(model_dir.name)
+                    self._skip(model_dir, "not a valid model name")
+                    continue
+                if not resolves_inside(model_dir, root):
+                    self._skip(model_dir, "a symlink to a folder outside the model repository")
                     continue
                 known = dict(models.get(model_dir.name, {}))
                 for folder in _version_folders(model_dir):
+                    if not resolves_inside(folder, root):
+                        self._skip(folder, "a symlink to a folder outside the model repository")
+                        continue
                     if folder.name not in known:
                         known[folder.name] = self._load_version(model_dir.name, folder)
                         added.append(known[folder.name])
@@ -127,9 +147,21 @@ class ModelRepository:
             self._models = models
         return added
 
+    def _skip(self, path: Path, reason: str) -> None:
+        """Log a folder the scan leaves out, once (the poller scans again and again)."""
+        key = str(path)
+        if key not in self._skipped:
+            log.warning("skipping %s: %s", path, reason)
+            self._skipped.add(key)
+
     def _load_version(self, name: str, folder: Path) -> ModelVersion:
         version = folder.name
         started = time.perf_counter()
+        manifest = folder / "model.toml"
+        if manifest.is_symlink() and not resolves_inside(manifest, folder.resolve()):
+            reason = "model.toml is a symlink to a file outside its version folder"
+            log.error("model %s version %s in %s is broken: %s", name, version, folder, reason)
+            return ModelVersion(name, version, folder, ModelState.FAILED, error=reason)
         try:
             config = load_config(folder)
         except ConfigError as exc:
@@ -165,9 +197,10 @@ class ModelRepository:
 
     def versions(self, name: str) -> list[ModelVersion]:
         """All versions of a model, oldest first; NotFound if the model does not exist."""
+        check_name_length(name, what="model", field="model")
         if name not in self._models:
             raise NotFound(
-                f"model {name!r} does not exist; ListModels lists the served models",
+                f"model {echo(name)} does not exist; ListModels lists the served models",
                 field="model",
                 reason=Reason.MODEL_NOT_FOUND,
                 metadata={"model": name},
@@ -176,10 +209,12 @@ class ModelRepository:
 
     def entry(self, name: str, version: str = "", *, field: str = "model") -> ModelVersion:
         """A version entry; an empty version means the newest READY one (or the newest, if none is)."""
+        check_name_length(name, what="model", field=field)
+        check_name_length(version, what="version", field="version")
         versions = self._models.get(name)
         if versions is None:
             raise NotFound(
-                f"model {name!r} does not exist; ListModels lists the served models",
+                f"model {echo(name)} does not exist; ListModels lists the served models",
                 field=field,
                 reason=Reason.MODEL_NOT_FOUND,
                 metadata={"model": name},
@@ -187,7 +222,7 @@ class ModelRepository:
         if version:
             if version not in versions:
                 raise NotFound(
-                    f"model {name!r} has no version {version!r}; it has {list(versions)}",
+                    f"model {name!r} has no version {echo(version)}; it has {list(versions)}",
                     field="version",
                     reason=Reason.VERSION_NOT_FOUND,
                     metadata={"model": name, "version": version},
@@ -231,10 +266,11 @@ class ModelRepository:
         NotFound (field `named`) for an unknown set; FailedPrecondition naming the set when it is broken.
         """
         entry = self.entry(name, version)
+        check_name_length(set_name, what="named set", field="named")
         folders = self._datasets.get(name, {})
         if set_name not in folders:
             raise NotFound(
-                f"model {name!r} has no named set {set_name!r}; it has {sorted(folders)}",
+                f"model {name!r} has no named set {echo(set_name)}; it has {sorted(folders)}",
                 field="named",
                 reason=Reason.DATASET_NOT_FOUND,
                 metadata={"model": name, "dataset": set_name},

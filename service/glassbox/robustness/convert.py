@@ -11,9 +11,10 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.backends.base import Model
+from glassbox.config import RobustnessJobLimits, Settings
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.generative.convert import class_index, optional
-from glassbox.models.image_sets import labelled_images
+from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness import spec as core
 from glassbox.robustness.corruptions import SEVERITIES, Corruption
@@ -68,7 +69,7 @@ def epsilon_bound(method: core.AttackMethod, model: Model) -> float:
     return 1.0
 
 
-def attack(message: pb.Attack, model: Model, field: str) -> core.AttackSpec:
+def attack(message: pb.Attack, model: Model, field: str, limits: RobustnessJobLimits) -> core.AttackSpec:
     if message.method not in METHODS:
         known = ", ".join(pb.AttackMethod.Name(v) for v in METHODS)
         raise InvalidArgument(
@@ -83,17 +84,17 @@ def attack(message: pb.Attack, model: Model, field: str) -> core.AttackSpec:
         )
     if not message.epsilons:
         raise InvalidArgument("give at least one epsilon", field=f"{field}.epsilons")
-    if len(message.epsilons) > core.MAX_EPSILONS:
-        raise InvalidArgument(f"at most {core.MAX_EPSILONS} epsilons", field=f"{field}.epsilons")
+    if len(message.epsilons) > limits.max_epsilons:
+        raise InvalidArgument(f"at most {limits.max_epsilons} epsilons", field=f"{field}.epsilons")
     bound = epsilon_bound(method, model)
     for j, epsilon in enumerate(message.epsilons):
         _within(epsilon, 0.0, bound, f"{field}.epsilons[{j}]")
-    steps = _count(message.steps, 10, core.MAX_STEPS, f"{field}.steps")
+    steps = _count(message.steps, 10, limits.max_steps, f"{field}.steps")
     relative = optional(message, "relative_step_size", None)
     if relative is not None:
         _within(relative, 0.0, 1.0, f"{field}.relative_step_size", low_open=True)
     random_start = bool(optional(message, "random_start", True))
-    restarts = _count(message.restarts, 1, core.MAX_RESTARTS, f"{field}.restarts")
+    restarts = _count(message.restarts, 1, limits.max_restarts, f"{field}.restarts")
     if restarts > 1 and not random_start:
         raise InvalidArgument("restarts > 1 need random_start", field=f"{field}.restarts")
     if message.goal not in GOALS:
@@ -114,7 +115,7 @@ def attack(message: pb.Attack, model: Model, field: str) -> core.AttackSpec:
         final_iterate_only=message.final_iterate_only,
         goal=goal,
         target_class=target,
-        queries=_count(message.queries, 1000, core.MAX_QUERIES, f"{field}.queries"),
+        queries=_count(message.queries, 1000, limits.max_queries, f"{field}.queries"),
         p_init=float(p_init),
     )
 
@@ -144,7 +145,11 @@ def corruption_checks(
 
 
 def search(
-    message: pb.MinimalEpsilonSearch, present: bool, attacks: tuple[core.AttackSpec, ...], model: Model
+    message: pb.MinimalEpsilonSearch,
+    present: bool,
+    attacks: tuple[core.AttackSpec, ...],
+    model: Model,
+    limits: RobustnessJobLimits,
 ) -> core.MinimalEpsilonSpec | None:
     if (present and message.skip) or not attacks:
         return None
@@ -158,29 +163,33 @@ def search(
     largest = optional(message, "max_epsilon", max(chosen.epsilons))
     _within(largest, 0.0, epsilon_bound(chosen.method, model), f"{field}.max_epsilon", low_open=True)
     iterations = _count(
-        message.iterations, DEFAULT_SEARCH_ITERATIONS, core.MAX_SEARCH_ITERATIONS, f"{field}.iterations"
+        message.iterations, DEFAULT_SEARCH_ITERATIONS, limits.max_search_iterations, f"{field}.iterations"
     )
     return core.MinimalEpsilonSpec(message.attack_index, float(largest), iterations)
 
 
-def evaluation(spec: pb.RobustnessEvaluationSpec, repository: ModelRepository) -> core.RobustnessEvaluation:
-    """The checked core request; every bad field raises before any work."""
+def evaluation(
+    spec: pb.RobustnessEvaluationSpec, repository: ModelRepository, settings: Settings
+) -> core.RobustnessEvaluation:
+    """The checked core request, within the server's `jobs.limits.robustness` and
+    `limits.max_image_pixels`; every bad field raises before any work."""
+    limits = settings.jobs.limits.robustness
     model = repository.get(spec.model, spec.version, field="model")
     if not spec.HasField("images"):
         raise InvalidArgument("labelled images are required (inline, or a named set)", field="images")
-    if len(spec.attacks) > core.MAX_ATTACKS:
-        raise InvalidArgument(f"at most {core.MAX_ATTACKS} attacks", field="attacks")
-    attacks = tuple(attack(message, model, f"attacks[{i}]") for i, message in enumerate(spec.attacks))
+    if len(spec.attacks) > limits.max_attacks:
+        raise InvalidArgument(f"at most {limits.max_attacks} attacks", field="attacks")
+    attacks = tuple(attack(message, model, f"attacks[{i}]", limits) for i, message in enumerate(spec.attacks))
     corruptions = corruption_checks(list(spec.corruptions))
     if not attacks and not corruptions:
         default = core.AttackMethod.PGD_LINF if model.supports_gradients else core.AttackMethod.SQUARE_LINF
         attacks = (core.AttackSpec(default),)
         corruptions = tuple((c, SEVERITIES) for c in Corruption)
-    minimal = search(spec.minimal_epsilon, spec.HasField("minimal_epsilon"), attacks, model)
+    minimal = search(spec.minimal_epsilon, spec.HasField("minimal_epsilon"), attacks, model, limits)
     examples = optional(spec, "examples", DEFAULT_EXAMPLES)
-    if not 0 <= examples <= core.MAX_EXAMPLES:
-        raise InvalidArgument(f"must be in 0..{core.MAX_EXAMPLES}, got {examples}", field="examples")
-    data = labelled_images(spec.images, repository, spec.model, spec.version, field="images")
+    if not 0 <= examples <= limits.max_examples:
+        raise InvalidArgument(f"must be in 0..{limits.max_examples}, got {examples}", field="examples")
+    data = spec_images(spec, repository, settings)
     data.require_labels("images")
     return core.RobustnessEvaluation(
         model=model,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
-from glassbox.config import AttributionSettings
+from glassbox.config import Settings
 from glassbox.jobs.kinds import JobContext, JobKind, register
 from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
@@ -18,13 +18,13 @@ KIND = "robustness_evaluation"
 
 
 def validate_robustness_evaluation(
-    spec: pb.RobustnessEvaluationSpec, repository: ModelRepository
+    spec: pb.RobustnessEvaluationSpec, repository: ModelRepository, settings: Settings
 ) -> RobustnessEvaluation:
-    return convert.evaluation(spec, repository)
+    return convert.evaluation(spec, repository, settings)
 
 
 def run_robustness_evaluation(job: RobustnessEvaluation, ctx: JobContext) -> pb.RobustnessEvaluationResult:
-    call = CallContext(job.model, ctx.token, AttributionSettings())
+    call = CallContext(job.model, ctx.token, ctx.settings.attribution)
     report = evaluate(
         job,
         call,

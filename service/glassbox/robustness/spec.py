@@ -16,13 +16,6 @@ from glassbox.robustness.gradient_attacks import GradientAttack
 from glassbox.robustness.square import SquareAttack
 from glassbox.robustness.threat import Norm
 
-MAX_ATTACKS = 8
-MAX_EPSILONS = 16
-MAX_STEPS = 1000
-MAX_RESTARTS = 10
-MAX_QUERIES = 10_000
-MAX_SEARCH_ITERATIONS = 20
-MAX_EXAMPLES = 16
 DEFAULT_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 

@@ -44,6 +44,7 @@ from glassbox.cache.factory import build_cache
 from glassbox.cache.service import CacheService
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
+from glassbox.core.images import configure_decoder_limit
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import Outcome
 from glassbox.jobs.factory import build_engine
@@ -62,6 +63,7 @@ from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
+from glassbox.server.requests import RequestParsingInterceptor
 from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.server_servicer import ServerServicer
 from glassbox.server.tls import server_credentials
@@ -149,6 +151,7 @@ class GlassboxServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.credentials = server_credentials(settings.security)
+        configure_decoder_limit(settings.limits.max_image_pixels)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         if settings.jobs.deterministic:
@@ -182,6 +185,7 @@ class GlassboxServer:
             on_finished=self.metrics.observe_job,
             on_queue_depth=self.metrics.set_queue_depth,
             run_job=self._run_job,
+            server_settings=settings,
         )
         warn_about_replicas(settings)
         self.verifier = token_verifier(settings.security)
@@ -264,9 +268,10 @@ class GlassboxServer:
         settings: Settings, pool: concurrent.futures.Executor, verifier: TokenVerifier | None
     ) -> list[grpc.aio.ServerInterceptor]:
         """Outermost first: refuse unauthenticated calls before any work, then map errors of the calls
-        that run. (Load is bounded by the compute scheduler's admission, not per method.)"""
+        that run; innermost, request bytes that do not parse become INVALID_ARGUMENT. (Load is bounded
+        by the compute scheduler's admission, not per method.)"""
         auth = token_interceptor(settings.security, verifier)
-        return [*([auth] if auth else []), error_interceptor(pool)]
+        return [*([auth] if auth else []), error_interceptor(pool), RequestParsingInterceptor(pool)]
 
     def _observe_robustness(self, record: HistoryRecord) -> None:
         """Monitor hook: the latest evaluation of a model version as gauges."""

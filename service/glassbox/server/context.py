@@ -60,7 +60,7 @@ class ServerContext:
         """Hold the memory that decoding these images takes (read from their headers, on the pool) in the
         scheduler's memory budget for the block: a burst of large images is refused (RESOURCE_EXHAUSTED)
         before it is decoded, not after it has filled the memory."""
-        nbytes = await self.blocking(decoded_bytes, sources)
+        nbytes = await self.blocking(decoded_bytes, sources, max_pixels=self.settings.limits.max_image_pixels)
         with self.scheduler.holding(nbytes):
             yield
 

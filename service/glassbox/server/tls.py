@@ -4,6 +4,12 @@ The files are re-read when their modification times change (checked on each new 
 cert-manager or Vault renewal of a mounted Secret takes effect for new connections while existing
 ones keep their session. A renewal that leaves a broken pair behind (half-written, key and
 certificate not matching) is logged and the previous certificates stay in use.
+
+Client certificates: with `security.tls_client_ca` (which needs `require_client_cert`) every client
+must present a certificate that verifies against the CA, or the handshake fails. There is no optional
+mode: grpcio either requires and verifies a client certificate or never asks for one, so "verify it
+if one is presented" cannot be expressed, and a CA that is set but never used would look like a check
+that is not made; the settings refuse that combination.
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ class AsyncGlassboxClient:
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.jobs = AsyncJobs(self._channel, self.options.metadata, self.options.timeout)
-        self.inspection = AsyncInspection(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = AsyncInspection(
+            self._channel, self.options.metadata, self.options.timeout, self.jobs
+        )
         self.evaluation = AsyncEvaluation(self.jobs)
         self.robustness = AsyncRobustness(
             self.jobs, self._channel, self.options.metadata, self.options.timeout

@@ -88,7 +88,7 @@ class GlassboxClient:
         self._attribution = attribution_grpc.AttributionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.jobs = Jobs(self._channel, self.options.metadata, self.options.timeout)
-        self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout, self.jobs)
         self.evaluation = Evaluation(self.jobs)
         self.robustness = Robustness(self.jobs, self._channel, self.options.metadata, self.options.timeout)
 

@@ -26,7 +26,7 @@ from glassbox_client.client import GlassboxClient
 from glassbox_client.job_export import result_json, write_pictures
 from glassbox_client.jobs import KINDS, Job
 
-LIST_HEADER = f"{'ID':<36}  {'STATE':<10} {'KIND':<22} {'MODEL':<16} {'PROGRESS':>11}  CREATED"
+LIST_HEADER = f"{'ID':<32}  {'STATE':<10} {'KIND':<22} {'MODEL':<16} {'PROGRESS':>11}  CREATED"
 
 
 def _summary(job: Job, written: dict[str, str]) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def _list(client: GlassboxClient, args: argparse.Namespace) -> int:
             break
         progress = f"{job.progress.step}/{job.progress.total}" if job.progress.total else "-"
         created = job.create_time.strftime("%Y-%m-%d %H:%M:%S") if job.create_time else ""
-        print(f"{job.id:<36}  {job.state:<10} {job.kind:<22} {job.model:<16} {progress:>11}  {created}")
+        print(f"{job.id:<32}  {job.state:<10} {job.kind:<22} {job.model:<16} {progress:>11}  {created}")
     return 0
 
 

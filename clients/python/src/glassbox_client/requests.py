@@ -180,7 +180,9 @@ def set_fields(message: Message, values: dict[str, Any], *, where: str) -> None:
             oneofs = [o for o in descriptor.oneofs_by_name if not o.startswith("_")]
             known = ", ".join([*descriptor.fields_by_name, *oneofs])
             raise ValueError(f"{where} has no parameter {key!r}; its parameters are: {known or 'none'}")
-        if field.type == FieldDescriptor.TYPE_ENUM:
+        if field.type == FieldDescriptor.TYPE_ENUM and field.is_repeated:
+            getattr(message, key).extend(_enum_value(field, item) for item in value)
+        elif field.type == FieldDescriptor.TYPE_ENUM:
             setattr(message, key, _enum_value(field, value))
         elif field.type == FieldDescriptor.TYPE_MESSAGE and field.is_repeated:
             container = getattr(message, key)

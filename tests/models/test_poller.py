@@ -50,7 +50,7 @@ def test_a_running_server_serves_a_version_copied_in(
     write_model_version(staging, "net", "2", seed=4)
     shutil.move(staging / "net" / "2", tmp_path / "net" / "2")  # in whole, as docs/operations.md asks
     deadline = time.monotonic() + 30
-    while models.GetModel(pb.GetModelRequest(name="net"), timeout=10).model.version != "2":
+    while models.GetModel(pb.GetModelRequest(model="net"), timeout=10).model.version != "2":
         if time.monotonic() > deadline:
             pytest.fail("the new version was not loaded within 30 s")
         time.sleep(0.1)

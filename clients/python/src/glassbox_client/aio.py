@@ -141,7 +141,7 @@ class AsyncGlassboxClient:
 
     async def model(self, name: str, version: str = "", *, timeout: float | None = None) -> ModelInfo:
         """As GlassboxClient.model."""
-        request = model_pb.GetModelRequest(name=name, version=version)
+        request = model_pb.GetModelRequest(model=name, version=version)
         return await self._call(
             "GetModel", self._models.GetModel, request, timeout, lambda r: ModelInfo.from_proto(r.model)
         )

@@ -150,7 +150,7 @@ class GlassboxClient:
 
     def model(self, name: str, version: str = "", *, timeout: float | None = None) -> ModelInfo:
         """Full description of a model version (default: the newest ready one)."""
-        request = model_pb.GetModelRequest(name=name, version=version)
+        request = model_pb.GetModelRequest(model=name, version=version)
         return self._call(
             "GetModel", self._models.GetModel, request, timeout, lambda r: ModelInfo.from_proto(r.model)
         )

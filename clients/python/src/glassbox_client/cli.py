@@ -46,6 +46,8 @@ def _models(client: GlassboxClient, args: argparse.Namespace) -> int:
     if args.json:
         write_json([asdict(m) for m in models], "-")
         return 0
+    if not models:
+        print("the server's model repository holds no model (see the server's log)", file=sys.stderr)
     for model in models:
         states = ", ".join(
             f"{v.version} {v.state}" + (f" ({v.error})" if v.error else "") for v in model.versions

@@ -106,6 +106,14 @@ def _demo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_samples(args: argparse.Namespace) -> int:
+    from glassbox.demo.samples import write_samples
+
+    for path in write_samples(args.out):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glassbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--repository", type=Path, default=Path("models"))
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=_demo_train)
+    samples = demo.add_parser("samples", help="write the example images (one shape per class)")
+    samples.add_argument("--out", type=Path, default=Path("docs/images/samples"), help="folder to write")
+    samples.set_defaults(run=_demo_samples)
     return parser
 
 

@@ -2,7 +2,7 @@
 included), awaitable, on a grpc.aio channel.
 
 async with AsyncGlassboxClient("127.0.0.1:50051") as glassbox:
-    predictions = await glassbox.predict(["a.png", "b.png"], model="shapes")
+    predictions = await glassbox.predict(["circle.png", "square.png"], model="shapes")
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 typed results.
 
     async with AsyncGlassboxClient() as glassbox:
-        vectors = (await glassbox.inspection.embed(["a.png", "b.png"], model="shapes")).vectors
+        vectors = (await glassbox.inspection.embed(["circle.png", "square.png"], model="shapes")).vectors
         report = await glassbox.robustness.evaluate("shapes", images="shapes-val", limit=16,
                                                     attacks=["fgsm"], epsilons=[4 / 255])
 

@@ -2,7 +2,7 @@
 
     from glassbox_client import GlassboxClient
     with GlassboxClient("127.0.0.1:50051") as glassbox:
-        glassbox.explain("cat.png", model="shapes", method="grad_cam").overlay.save("overlay.png")
+        glassbox.explain("docs/images/star.png", model="shapes").overlay.save("overlay.png")
 
 Every call has a deadline (`timeout`, seconds: the client's default or the call's own), retries
 UNAVAILABLE with backoff inside that deadline, and raises a `glassbox_client.errors.GlassboxError`

@@ -4,7 +4,7 @@ for an image, and embeddings of a batch).
     with GlassboxClient() as glassbox:
         glassbox.inspection.filters(model="shapes").grid.save("filters.png")
         ranked = glassbox.inspection.activations("star.png", model="shapes", layer="features.14", top_k=8)
-        vectors = glassbox.inspection.embed(["a.png", "b.png"], model="shapes").vectors   # [2, D]
+        vectors = glassbox.inspection.embed(["circle.png", "square.png"], model="shapes").vectors   # [2, D]
         found = glassbox.inspection.top_activating("shapes", images="shapes-val", layer="features.14",
                                                    channel=16)                 # a job, waited for
 

@@ -224,7 +224,7 @@ class Jobs:
 
     def submit(self, kind: str, *, model: str, timeout: float | None = None, **spec: Any) -> Job:
         """Queue a job; `kind` is a spec name (class_visualisation, deepdream, ...) and `**spec` its
-        fields (`target="star"`, `steps=256`, `image="cat.png"`). Returns the job QUEUED."""
+        fields (`target="star"`, `steps=256`, `image="docs/images/star.png"`). Returns the job QUEUED."""
         return Job.from_proto(self._call("SubmitJob", submit_request(kind, model, spec), timeout).job)
 
     def get(self, job_id: str, *, timeout: float | None = None) -> Job:

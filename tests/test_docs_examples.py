@@ -1,0 +1,176 @@
+"""Every example in README.md and docs/*.md runs as written, against a real server on the shipped models.
+
+The examples are read from the Markdown itself: Python blocks run as scripts, `console` blocks run their
+`$` commands and compare the output's shape, and inline `glassbox-client ...` commands run too. They run
+from a scratch folder that links the repository's `docs/` (so the pictures they write land there, not
+in the repository), with the test server's address in place of 127.0.0.1:50051 (and in
+GLASSBOX_ADDRESS). A block that is not a runnable example (set-up, deployment, configuration, diagrams)
+must match one of SKIPPED, which says why, so a new example cannot go unrun by accident. Where a doc
+says "Quick run: `A` → `B`" under an example, the test runs it with that substitution (a smaller
+setting the doc shows, for the long jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, RunningServer
+from glassbox.demo.samples import CLASSES, sample_images
+from PIL import Image
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+QUICK_RUN = re.compile(r"^Quick run: (.+)$", re.MULTILINE)
+SUBSTITUTION = re.compile(r"`([^`]+)` → `([^`]+)`")
+INLINE_COMMAND = re.compile(r"`(glassbox-client [^`]+)`")
+SKIPPED: list[tuple[str, str, str]] = [
+    # (language, a regular expression the block matches, why it does not run here)
+    ("sh", r"make serve", "the set-up commands: `make test` is the test run itself"),
+    ("sh", r"glassbox serve|glassbox worker", "starts servers and workers that run until stopped"),
+    (
+        "bash",
+        r"docker|kubectl",
+        "needs a container engine or a cluster (docs/deployment.md: checked statically)",
+    ),
+    ("bash", r"pip install", "installs packages (the test environment has them)"),
+    (
+        "bash",
+        r"npm ci",
+        "installs packages (tests/clients/test_typescript_client.py builds and runs the client)",
+    ),
+    ("ts", r"", "TypeScript fragments; tests/clients/test_typescript_client.py runs the client's own tests"),
+    ("toml", r"", "a configuration fragment, not a command"),
+    ("promql", r"", "a query; tests/deploy checks the alert rules"),
+    ("", r"", "a diagram, a synopsis or a key layout"),
+]
+
+
+@dataclass(frozen=True)
+class Example:
+    document: str
+    line: int
+    language: str
+    code: str
+    substitutions: tuple[tuple[str, str], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.document}:{self.line}"
+
+
+def _examples() -> list[Example]:
+    found = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        for match in FENCE.finditer(text):
+            following = text[match.end() : match.end() + 600].split("```")[0]
+            quick = QUICK_RUN.search(following)
+            substitutions = tuple(SUBSTITUTION.findall(quick.group(1))) if quick else ()
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(Example(path.name, line, match.group(1), match.group(2), substitutions))
+        prose = FENCE.sub("", text)
+        for command in INLINE_COMMAND.findall(prose):
+            if "..." not in command and not re.search(r"\b[A-Z_]{3,}\b", command):
+                found.append(Example(path.name, 0, "inline", command, ()))
+    return found
+
+
+EXAMPLES = _examples()
+RUNNABLE = [e for e in EXAMPLES if e.language in ("python", "console", "inline")]
+
+
+def _skip_reason(example: Example) -> str | None:
+    for language, pattern, reason in SKIPPED:
+        if example.language == language and re.search(pattern, example.code):
+            return reason
+    return None
+
+
+def test_every_block_is_run_or_skipped_for_a_stated_reason() -> None:
+    unclassified = [e.id for e in EXAMPLES if e not in RUNNABLE and _skip_reason(e) is None]
+    assert not unclassified, f"examples neither run nor skipped with a reason: {unclassified}"
+    assert len([e for e in RUNNABLE if e.language == "python"]) >= 8
+    assert len([e for e in RUNNABLE if e.language == "inline"]) >= 2
+
+
+def test_the_sample_images_are_the_generators_and_the_shipped_model_knows_them() -> None:
+    """docs/images/samples holds what `glassbox demo samples` writes: one shape per class."""
+    for name, pixels in sample_images().items():
+        with Image.open(ROOT / "docs" / "images" / "samples" / f"{name}.png") as shipped:
+            assert np.array_equal(np.asarray(shipped.convert("RGB")), pixels), name
+    assert sorted(path.stem for path in (ROOT / "docs/images/samples").glob("*.png")) == sorted(CLASSES)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch folder that looks like the repository root to the examples."""
+    folder = tmp_path_factory.mktemp("examples")
+    (folder / "docs").symlink_to(ROOT / "docs")
+    (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    return folder
+
+
+def _environment(server: RunningServer) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    paths = [str(ROOT / "service"), str(ROOT / "clients" / "python" / "src")]
+    return {
+        **os.environ,
+        "GLASSBOX_ADDRESS": server.address,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _prepared(example: Example, server: RunningServer) -> str:
+    code = example.code.replace(DEFAULT_ADDRESS, server.address)
+    for old, new in example.substitutions:
+        assert old in code, f"{example.id}: the quick run replaces {old!r}, which the example lacks"
+        code = code.replace(old, new)
+    return code
+
+
+@pytest.mark.parametrize("example", RUNNABLE, ids=[e.id if e.line else e.code[:60] for e in RUNNABLE])
+def test_the_example_runs_as_written(example: Example, server: RunningServer, workdir: Path) -> None:
+    code = _prepared(example, server)
+    env = _environment(server)
+    if example.language == "python":
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"{example.id}\n{done.stdout}\n{done.stderr}"
+    elif example.language == "inline":
+        done = subprocess.run(
+            shlex.split(code), cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"{code}\n{done.stdout}\n{done.stderr}"
+    else:
+        _run_console(example, code, workdir, env)
+
+
+def _run_console(example: Example, code: str, workdir: Path, env: dict[str, str]) -> None:
+    """`$ command` lines, each followed by the output it prints: the same lines, labels and order; the
+    numbers may differ in their last digits (a retrained model), so they are compared within 2%."""
+    blocks = re.split(r"^\$ ", code, flags=re.MULTILINE)[1:]
+    assert blocks, f"{example.id}: a console block without a $ command"
+    for block in blocks:
+        command, _, expected = block.partition("\n")
+        done = subprocess.run(
+            command, shell=True, cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        got, want = done.stdout.strip().splitlines(), expected.strip().splitlines()
+        assert len(got) == len(want), f"{command}\n{done.stdout}"
+        for got_line, want_line in zip(got, want, strict=True):
+            number = r"-?\d+(?:\.\d+)?"
+            assert re.sub(number, "#", got_line) == re.sub(number, "#", want_line), (got_line, want_line)
+            for g, w in zip(re.findall(number, got_line), re.findall(number, want_line), strict=True):
+                assert float(g) == pytest.approx(float(w), rel=0.02, abs=0.02), (got_line, want_line)

@@ -1,7 +1,8 @@
 """Every example in README.md and docs/*.md runs as written, against a real server on the shipped models.
 
 The examples are read from the Markdown itself: Python blocks run as scripts, `console` blocks run their
-`$` commands and compare the output's shape, and inline `glassbox-client ...` commands run too. They run
+`$` commands and compare the output's shape, inline `glassbox-client ...` commands run too, and each
+document's TypeScript blocks are compiled (strict) and run as one program. They run
 from a scratch folder that links the repository's `docs/` (so the pictures they write land there, not
 in the repository), with the test server's address in place of 127.0.0.1:50051 (and in
 GLASSBOX_ADDRESS). A block that is not a runnable example (set-up, deployment, configuration, diagrams)
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -47,7 +49,6 @@ SKIPPED: list[tuple[str, str, str]] = [
         r"npm ci",
         "installs packages (tests/clients/test_typescript_client.py builds and runs the client)",
     ),
-    ("ts", r"", "TypeScript fragments; tests/clients/test_typescript_client.py runs the client's own tests"),
     ("toml", r"", "a configuration fragment, not a command"),
     ("promql", r"", "a query; tests/deploy checks the alert rules"),
     ("", r"", "a diagram, a synopsis or a key layout"),
@@ -86,6 +87,9 @@ def _examples() -> list[Example]:
 
 EXAMPLES = _examples()
 RUNNABLE = [e for e in EXAMPLES if e.language in ("python", "console", "inline")]
+TYPESCRIPT = [e for e in EXAMPLES if e.language == "ts"]
+"""Run together, per document, in order: the later blocks use the client the first one creates."""
+PACKAGE = ROOT / "clients" / "typescript"
 
 
 def _skip_reason(example: Example) -> str | None:
@@ -96,7 +100,8 @@ def _skip_reason(example: Example) -> str | None:
 
 
 def test_every_block_is_run_or_skipped_for_a_stated_reason() -> None:
-    unclassified = [e.id for e in EXAMPLES if e not in RUNNABLE and _skip_reason(e) is None]
+    run = RUNNABLE + TYPESCRIPT
+    unclassified = [e.id for e in EXAMPLES if e not in run and _skip_reason(e) is None]
     assert not unclassified, f"examples neither run nor skipped with a reason: {unclassified}"
     assert len([e for e in RUNNABLE if e.language == "python"]) >= 8
     assert len([e for e in RUNNABLE if e.language == "inline"]) >= 2
@@ -174,3 +179,79 @@ def _run_console(example: Example, code: str, workdir: Path, env: dict[str, str]
             assert re.sub(number, "#", got_line) == re.sub(number, "#", want_line), (got_line, want_line)
             for g, w in zip(re.findall(number, got_line), re.findall(number, want_line), strict=True):
                 assert float(g) == pytest.approx(float(w), rel=0.02, abs=0.02), (got_line, want_line)
+
+
+def _node_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; the TypeScript examples need Node.js 20+ and npm")
+    return path
+
+
+@pytest.mark.parametrize("document", sorted({e.document for e in TYPESCRIPT}))
+def test_the_typescript_examples_run_as_written(
+    document: str, server: RunningServer, workdir: Path, tmp_path: Path
+) -> None:
+    """The document's ts blocks in order, as one program: imports hoisted, the rest inside an async
+    main (the blocks use top-level await), compiled with the package's own tsc (strict) against the
+    built package, then run from the scratch folder."""
+    node, npm = _node_tool("node"), _node_tool("npm")
+    if not (PACKAGE / "node_modules" / ".bin" / "tsc").exists():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, check=True, timeout=600)
+    subprocess.run([npm, "run", "build"], cwd=PACKAGE, check=True, capture_output=True, timeout=300)
+    code = "\n".join(_prepared(e, server) for e in TYPESCRIPT if e.document == document)
+    imports = [line for line in code.splitlines() if line.startswith("import ")]
+    body = [line for line in code.splitlines() if not line.startswith("import ")]
+    program = "\n".join(
+        [
+            *imports,
+            "",
+            "async function main(): Promise<void> {",
+            *body,
+            "  glassbox.close();",
+            "}",
+            "",
+            "main().catch((error) => {",
+            "  console.error(error);",
+            "  process.exit(1);",
+            "});",
+            "",
+        ]
+    )
+    modules = tmp_path / "node_modules" / "@glassbox"
+    modules.mkdir(parents=True)
+    (modules / "client").symlink_to(PACKAGE)
+    (tmp_path / "example.ts").write_text(program, encoding="utf-8")
+    compiled = subprocess.run(
+        [
+            str(PACKAGE / "node_modules" / ".bin" / "tsc"),
+            "--strict",
+            "--target",
+            "ES2022",
+            "--module",
+            "commonjs",
+            "--esModuleInterop",
+            "--skipLibCheck",
+            "--types",
+            "node",
+            "--typeRoots",
+            str(PACKAGE / "node_modules" / "@types"),
+            "--outDir",
+            str(tmp_path / "out"),
+            "example.ts",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert compiled.returncode == 0, f"{document}\n{program}\n{compiled.stdout}{compiled.stderr}"
+    done = subprocess.run(
+        [node, str(tmp_path / "out" / "example.js")],
+        cwd=workdir,
+        env=_environment(server),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{document}\n{done.stdout}\n{done.stderr}"

@@ -3,8 +3,8 @@
 The examples are read from the Markdown itself: Python blocks run as scripts, `console` blocks run their
 `$` commands and compare the output's shape, inline `glassbox-client ...` commands run too, and each
 document's TypeScript blocks are compiled (strict) and run as one program. They run
-from a scratch folder that links the repository's `docs/` (so the pictures they write land there, not
-in the repository), with the test server's address in place of 127.0.0.1:50051 (and in
+from a scratch folder that links the repository's `docs/` (so the pictures they write land in that
+folder, not in the repository), with the test server's address in place of 127.0.0.1:50051 (and in
 GLASSBOX_ADDRESS). A block that is not a runnable example (set-up, deployment, configuration, diagrams)
 must match one of SKIPPED, which says why, so a new example cannot go unrun by accident. Where a doc
 says "Quick run: `A` → `B`" under an example, the test runs it with that substitution (a smaller

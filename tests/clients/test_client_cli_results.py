@@ -183,3 +183,12 @@ def test_the_python_client_returns_inspection_results_typed(server: RunningServe
     assert isinstance(job.typed_result, TopActivating) and job.typed_result.channel == 3
     assert job.result.images and job.result.images[0].size == found.summary.size
     assert not any(isinstance(v, bytes) for v in job.result.values.values())
+
+
+def test_progress_shows_by_default_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glassbox_client.jobs import show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert show_progress(None) is True and show_progress(False) is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert show_progress(None) is False and show_progress(True) is True

@@ -22,10 +22,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import ROOT, RunningServer
-from glassbox.demo.samples import CLASSES, sample_images
+from glassbox.demo.samples import CLASSES, SAMPLE_SIZE, write_samples
+from glassbox_client import GlassboxClient
 from PIL import Image
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -107,12 +107,25 @@ def test_every_block_is_run_or_skipped_for_a_stated_reason() -> None:
     assert len([e for e in RUNNABLE if e.language == "inline"]) >= 2
 
 
-def test_the_sample_images_are_the_generators_and_the_shipped_model_knows_them() -> None:
-    """docs/images/samples holds what `glassbox demo samples` writes: one shape per class."""
-    for name, pixels in sample_images().items():
-        with Image.open(ROOT / "docs" / "images" / "samples" / f"{name}.png") as shipped:
-            assert np.array_equal(np.asarray(shipped.convert("RGB")), pixels), name
-    assert sorted(path.stem for path in (ROOT / "docs/images/samples").glob("*.png")) == sorted(CLASSES)
+def test_the_sample_images_show_each_class_and_the_demo_model_knows_them(server: RunningServer) -> None:
+    """docs/images/samples holds one shape per class, at the size `glassbox demo samples` draws, and the
+    shipped `shapes` model recognises each (the examples' printed labels depend on it)."""
+    folder = ROOT / "docs" / "images" / "samples"
+    files = sorted(folder.glob("*.png"))
+    assert sorted(path.stem for path in files) == sorted(CLASSES)
+    for path in files:
+        with Image.open(path) as image:
+            assert image.size == (SAMPLE_SIZE, SAMPLE_SIZE) and image.mode == "RGB"
+    with GlassboxClient(server.address, timeout=60) as glassbox:
+        predictions = glassbox.predict(files, model="shapes", top_k=1)
+    assert [p.top.label for p in predictions] == [path.stem for path in files]
+
+
+def test_demo_samples_writes_one_picture_per_class(tmp_path: Path) -> None:
+    written = write_samples(tmp_path, size=32)
+    assert sorted(path.stem for path in written) == sorted(CLASSES)
+    with Image.open(written[0]) as image:
+        assert image.size == (32, 32)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@
 
 They are drawn by the demo's own shapes generator (`glassbox.demo.shapes`) at 128 × 128 pixels, twice the
 demo models' input size, so that `--original-size` pictures differ from the model-size ones. The shipped
-files are the ones the examples open; this command rewrites them identically from its seed.
+files are the ones the examples open; this command draws them again from its seed (the same pictures
+while the generator stays as it is).
 """
 
 from __future__ import annotations

@@ -1,28 +1,54 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make serve   install, then run `glassbox serve` on ./models with the embedded defaults
 #   make test    install (with test dependencies), then run the whole test suite
+#
+#   make serve ARGS="--model-repository-poll-seconds 5"   flags for `glassbox serve`
+#   make serve TORCH=cpu                                   torch from the PyTorch CPU wheel index (no CUDA
+#                                                          libraries: ~1 GB instead of ~6 GB on Linux x86_64)
+#
+# Installing is skipped while pyproject.toml (and the client's) are older than the stamp it leaves in the
+# virtual environment; the code itself is installed editable, so code changes need no reinstall.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+ARGS ?=
+TORCH ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP_FLAGS := $(if $(filter cpu,$(TORCH)),--extra-index-url $(TORCH_CPU_INDEX))
+PROJECT_FILES := pyproject.toml clients/python/pyproject.toml
+INSTALLED := $(VENV)/.installed
+INSTALLED_TEST := $(VENV)/.installed-test
+NODE_MODULES := clients/typescript/node_modules/.package-lock.json
 
 .PHONY: install install-test serve test lint protos check-protos buf
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --upgrade pip
 
-install: $(PY)
-	$(PIP) install --quiet -e clients/python -e .
+$(INSTALLED): $(PROJECT_FILES) | $(PY)
+	@echo "Installing Glassbox into $(VENV) (torch and its libraries are large: several minutes the first time)"
+	$(PIP) install $(PIP_FLAGS) -e clients/python -e .
+	touch $@
 
-install-test: $(PY)
-	$(PIP) install --quiet -e clients/python -e '.[test]'
+$(INSTALLED_TEST): $(PROJECT_FILES) | $(PY)
+	@echo "Installing Glassbox and its test dependencies into $(VENV) (several minutes the first time)"
+	$(PIP) install $(PIP_FLAGS) -e clients/python -e '.[test]'
+	touch $@ $(INSTALLED)
+
+$(NODE_MODULES): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(INSTALLED)
+
+install-test: $(INSTALLED_TEST) $(NODE_MODULES)
 	./scripts/ensure-redis.sh
 	./scripts/ensure-java-protoc.sh
-	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 
 serve: install
-	$(VENV)/bin/glassbox serve
+	$(VENV)/bin/glassbox serve $(ARGS)
 
 protos: install-test
 	$(PY) scripts/gen_protos.py

@@ -26,7 +26,7 @@ def test_predict_reports_errors_with_their_code(
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     assert main(["predict", str(broken), "--model", "shapes", "--address", server.address]) == 1
-    assert "INVALID_ARGUMENT: images[0].encoded: cannot decode image" in capsys.readouterr().err
+    assert "INVALID_ARGUMENT in Predict: images[0].encoded: cannot decode image" in capsys.readouterr().err
 
 
 def test_serve_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

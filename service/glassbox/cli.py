@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from glassbox_client.cli_common import add_predict_arguments
+
 from glassbox.config import Settings, load_settings
 
 
@@ -87,23 +89,13 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Classify image files through the typed client (the same one users install)."""
-    from glassbox_client import GlassboxClient, GlassboxError
+    """Classify image files through the typed client: the same command, output and errors as
+    `glassbox-client predict`."""
+    from glassbox_client.cli import main as client_main
 
-    paths = [Path(path) for path in args.images]
-    try:
-        with GlassboxClient(args.address, timeout=args.timeout) as client:
-            predictions = client.predict(paths, model=args.model, version=args.version, top_k=args.top_k)
-    except GlassboxError as exc:
-        print(f"error: {exc.code.name}: {exc.message}", file=sys.stderr)
-        return 1
-    print(f"model {predictions[0].model} version {predictions[0].version}")
-    for path, prediction in zip(args.images, predictions, strict=True):
-        print(path)
-        for score in prediction.classes:
-            detail = f"(class {score.index}, logit {score.logit:.3f})"
-            print(f"  {score.label:<16} {score.probability:7.2%}  {detail}")
-    return 0
+    argv = ["--timeout", str(args.timeout)] + (["--address", args.address] if args.address else [])
+    argv += ["predict", *map(str, args.images), "--top-k", str(args.top_k), "--version", args.version]
+    return client_main(argv + (["--model", args.model] if args.model else []))
 
 
 def _demo_train(args: argparse.Namespace) -> int:
@@ -111,6 +103,14 @@ def _demo_train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train_demo_models(args.repository, seed=args.seed)
+    return 0
+
+
+def _demo_samples(args: argparse.Namespace) -> int:
+    from glassbox.demo.samples import write_samples
+
+    for path in write_samples(args.out):
+        print(path)
     return 0
 
 
@@ -155,12 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     worker.set_defaults(run=_worker)
 
-    predict = commands.add_parser("predict", help="print the top classes of images")
-    predict.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, ...)")
-    predict.add_argument("--model", required=True)
-    predict.add_argument("--version", default="", help="default: the newest")
-    predict.add_argument("--top-k", type=int, default=3)
-    predict.add_argument("--address", default="127.0.0.1:50051")
+    predict = commands.add_parser("predict", help="print the top classes of images (as glassbox-client)")
+    add_predict_arguments(predict)
+    predict.add_argument("--address", help="host:port (default GLASSBOX_ADDRESS or 127.0.0.1:50051)")
     predict.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     predict.set_defaults(run=_predict)
 
@@ -169,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--repository", type=Path, default=Path("models"))
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=_demo_train)
+    samples = demo.add_parser("samples", help="write the example images (one shape per class)")
+    samples.add_argument("--out", type=Path, default=Path("docs/images/samples"), help="folder to write")
+    samples.set_defaults(run=_demo_samples)
     return parser
 
 

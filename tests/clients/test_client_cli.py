@@ -98,3 +98,49 @@ def test_the_installed_entry_point_runs(running: RunningServer, image_file: Path
     )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_explain_many_inputs_writes_one_output_each(
+    running: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder, several files or a quoted glob; outputs to a folder or a {stem} pattern; pictures at each
+    image's own size unless --no-original-size."""
+    images = tmp_path / "in"
+    images.mkdir()
+    batch = generate(3, seed=9, size=96).images.permute(0, 2, 3, 1).numpy()
+    for index, pixels in enumerate(batch):
+        Image.fromarray((pixels * 255).round().astype(np.uint8)).save(images / f"shape{index}.png")
+    (images / "notes.txt").write_text("not an image")
+    base = ["--address", running.address, "explain", "--method", "saliency"]
+
+    assert main([*base, str(images), "-o", str(tmp_path / "overlays"), "--json", str(tmp_path / "js")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all("saliency on shapes/1" in line for line in printed)
+    for index in range(3):
+        with Image.open(tmp_path / "overlays" / f"shape{index}.png") as overlay:
+            assert overlay.size == (96, 96)
+        summary = json.loads((tmp_path / "js" / f"shape{index}.json").read_text())
+        assert summary["image"] == str(images / f"shape{index}.png") and summary["map_shape"] == [96, 96]
+
+    pattern = str(tmp_path / "small" / "{stem}-map.png")
+    (tmp_path / "small").mkdir()
+    argv = [*base, str(images / "shape*.png"), "-o", pattern, "--no-original-size", "--quiet"]
+    assert main(argv) == 0
+    for index in range(3):
+        with Image.open(tmp_path / "small" / f"shape{index}-map.png") as overlay:
+            assert overlay.size == (64, 64)
+
+    assert main([*base, str(images / "nothing*.png")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_both_predict_commands_print_the_same(
+    running: RunningServer, image_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from glassbox.cli import main as server_main
+
+    assert main(["--address", running.address, "predict", str(image_file)]) == 0
+    client_output = capsys.readouterr().out
+    assert server_main(["predict", str(image_file), "--address", running.address]) == 0
+    assert capsys.readouterr().out == client_output
+    assert client_output.startswith("model shapes version 1\n")

@@ -116,7 +116,7 @@ def test_server_errors_are_typed_and_name_the_field(client: GlassboxClient) -> N
     assert bad_image.value.method == "Predict"
     with pytest.raises(NotFoundError) as missing:
         client.model("no-such-model")
-    assert missing.value.field == "name"
+    assert missing.value.field == "model"
     with pytest.raises(InvalidArgumentError) as too_big:
         client.predict(np.zeros((2, 2, 3), np.float32) + 2.0, model="shapes")
     assert too_big.value.field == "images[0].pixels.data"

@@ -71,7 +71,7 @@ def server(start_server: Callable[..., RunningServer], repository: Path) -> Runn
 def supported(server: RunningServer) -> dict[str, list[str]]:
     stub = model_service_pb2_grpc.ModelServiceStub(server.channel)
     return {
-        name: list(stub.GetModel(model_pb.GetModelRequest(name=name), timeout=30).model.supported_methods)
+        name: list(stub.GetModel(model_pb.GetModelRequest(model=name), timeout=30).model.supported_methods)
         for name in MODELS_UNDER_TEST
     }
 

@@ -50,7 +50,7 @@ def test_a_running_server_serves_a_version_copied_in(
     write_model_version(staging, "net", "2", seed=4)
     shutil.move(staging / "net" / "2", tmp_path / "net" / "2")  # in whole, as docs/operations.md asks
     deadline = time.monotonic() + 30
-    while models.GetModel(pb.GetModelRequest(name="net"), timeout=10).model.version != "2":
+    while models.GetModel(pb.GetModelRequest(model="net"), timeout=10).model.version != "2":
         if time.monotonic() > deadline:
             pytest.fail("the new version was not loaded within 30 s")
         time.sleep(0.1)
@@ -58,3 +58,34 @@ def test_a_running_server_serves_a_version_copied_in(
     assert status == health_pb2.HealthCheckResponse.SERVING
     listed = models.ListModels(pb.ListModelsRequest(), timeout=10).models[0]
     assert [v.version for v in listed.versions] == ["1", "2"]
+
+
+def test_an_empty_repository_is_logged_and_not_ready_until_a_model_appears(
+    start_server: Callable[..., RunningServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty volume or a mistyped path: a loud error at start-up, and the services that need a model
+    NOT_SERVING (a readiness probe's answer) while the process itself stays SERVING (liveness)."""
+    (tmp_path / "scripts").mkdir()  # a folder that is no model: no version inside
+    with caplog.at_level("ERROR", logger="glassbox.server.app"):
+        server = start_server(model_repository=tmp_path, model_repository_poll_seconds=0.2)
+    assert "NO MODEL TO SERVE" in caplog.text and "holds no model version" in caplog.text
+    health = health_pb2_grpc.HealthStub(server.channel)
+
+    def status(service: str) -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    assert status("") == serving and status("glassbox.v1.JobService") == serving
+    for service in ("ModelService", "AttributionService", "InspectionService"):
+        assert status(f"glassbox.v1.{service}") == not_serving
+    assert status("model/scripts") == not_serving
+
+    staging = tmp_path.parent / f"{tmp_path.name}-staging"
+    write_model_version(staging, "net", "1")
+    shutil.move(staging / "net", tmp_path / "net")
+    deadline = time.monotonic() + 30
+    while status("glassbox.v1.ModelService") != serving:
+        if time.monotonic() > deadline:
+            pytest.fail("ModelService did not become SERVING within 30 s of a model appearing")
+        time.sleep(0.1)
+    assert status("glassbox.v1.AttributionService") == serving and status("model/net") == serving

@@ -2,8 +2,9 @@
 every RPC from the proto descriptors (fuzz_messages.py), sends raw bytes that do not parse, and the
 decompression-bomb corpus through every RPC that takes an image. Every answer must be OK or a
 documented code that names the field in its message and in a BadRequest detail (never INTERNAL or
-UNKNOWN), the server must stay SERVING, and the process' peak memory must stay bounded. Jobs the fuzz gets accepted are cancelled at
-once. Run with `-s` to see how many requests of each category were sent and the codes they got."""
+UNKNOWN), the server must stay SERVING, and the process' peak memory must stay bounded. Jobs the
+fuzz gets accepted are cancelled at once. Run with `-s` to see how many requests of each category were
+sent and the codes they got."""
 
 from __future__ import annotations
 

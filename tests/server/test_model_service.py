@@ -64,7 +64,7 @@ def test_list_models_shows_versions_and_broken_ones(stub: model_service_pb2_grpc
 
 
 def test_get_model_describes_everything_a_client_needs(stub: model_service_pb2_grpc.ModelServiceStub) -> None:
-    info = stub.GetModel(pb.GetModelRequest(name="net", version="1"), timeout=10).model
+    info = stub.GetModel(pb.GetModelRequest(model="net", version="1"), timeout=10).model
     assert info.backend == pb.BACKEND_TORCH and info.state == pb.MODEL_STATE_READY
     assert (info.input_height, info.input_width) == (64, 64)
     assert info.resize_policy == pb.RESIZE_POLICY_DIRECT
@@ -74,13 +74,36 @@ def test_get_model_describes_everything_a_client_needs(stub: model_service_pb2_g
     layers = {layer.name: layer for layer in info.layers}
     assert list(layers["features.14"].output_shape) == [128, 8, 8] and layers["features.14"].cam_compatible
     assert list(info.datasets) == ["val"]
-    newest = stub.GetModel(pb.GetModelRequest(name="net"), timeout=10).model
+    newest = stub.GetModel(pb.GetModelRequest(model="net"), timeout=10).model
     assert newest.version == "2" and newest.backend == pb.BACKEND_ONNXRUNTIME
 
 
 def test_get_model_reports_a_broken_version(stub: model_service_pb2_grpc.ModelServiceStub) -> None:
-    info = stub.GetModel(pb.GetModelRequest(name="broken"), timeout=10).model
+    info = stub.GetModel(pb.GetModelRequest(model="broken"), timeout=10).model
     assert info.state == pb.MODEL_STATE_FAILED and info.error
+
+
+def test_get_model_still_accepts_the_deprecated_name_field(
+    stub: model_service_pb2_grpc.ModelServiceStub,
+) -> None:
+    """`name` was GetModelRequest's only field before `model`; old clients keep working."""
+    old = stub.GetModel(pb.GetModelRequest(name="net", version="1"), timeout=10).model
+    new = stub.GetModel(pb.GetModelRequest(model="net", version="1"), timeout=10).model
+    assert old == new and new.name == "net"
+    both = stub.GetModel(pb.GetModelRequest(model="net", name="net"), timeout=10).model
+    assert both.name == "net"
+    with pytest.raises(grpc.RpcError) as disagree:
+        stub.GetModel(pb.GetModelRequest(model="net", name="broken"), timeout=10)
+    assert disagree.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert disagree.value.details().startswith("name: names model 'broken' but model is 'net'")
+    for request, field in (
+        (pb.GetModelRequest(model="nope"), "model"),
+        (pb.GetModelRequest(name="nope"), "name"),
+    ):
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetModel(request, timeout=10)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert missing.value.details().startswith(f"{field}: ")
 
 
 def test_predict_matches_in_process_logits_on_both_backends(

@@ -140,7 +140,9 @@ export class GlassboxClient {
 
   /** Full description of a model version (default: the newest ready one). */
   async getModel(name: string, version = "", settings?: CallSettings): Promise<ModelInfo> {
-    const response = await this.call(this.models, this.models.getModel, "GetModel", { name, version }, settings);
+    // `name` is the deprecated alias of `model`; it stays empty.
+    const request = { model: name, version, name: "" };
+    const response = await this.call(this.models, this.models.getModel, "GetModel", request, settings);
     if (!response.model) {
       throw new GlassboxError(status.INTERNAL, "GetModel answered without a model", "GetModel");
     }

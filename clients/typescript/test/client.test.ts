@@ -1,7 +1,6 @@
 /**
- * Runs against a live Glassbox server (tests/clients/test_typescript_client.py starts one):
- * GLASSBOX_ADDRESS is its address, GLASSBOX_TEST_MODEL a ready torch model, GLASSBOX_TEST_IMAGE a PNG.
- * Covers models, prediction, one attribution, one job watched to the end, cancellation and errors.
+ * Runs against a live Glassbox server (see live-server.ts for the variables; without GLASSBOX_ADDRESS it
+ * is skipped). Covers models, prediction, one attribution, one job watched to the end, cancellation and errors.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -9,23 +8,14 @@ import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 
 import { GlassboxClient, GlassboxError, pb } from "../src";
+import { address, image, model, withoutServer } from "./live-server";
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set: run this test through tests/clients/test_typescript_client.py`);
-  }
-  return value;
-}
 
-const model = required("GLASSBOX_TEST_MODEL");
-const image = required("GLASSBOX_TEST_IMAGE");
-
-describe("GlassboxClient against a live server", () => {
+describe("GlassboxClient against a live server", { skip: withoutServer }, () => {
   let glassbox: GlassboxClient;
 
   before(async () => {
-    glassbox = new GlassboxClient({ address: required("GLASSBOX_ADDRESS"), timeoutMs: 20_000 });
+    glassbox = new GlassboxClient({ address: address, timeoutMs: 20_000 });
     await glassbox.waitForReady(20_000);
   });
 

@@ -11,17 +11,8 @@ import { after, before, describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
 
 import { GlassboxClient, GlassboxError, pb } from "../src";
+import { address, image, model, withoutServer } from "./live-server";
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set: run this test through tests/clients/test_typescript_client.py`);
-  }
-  return value;
-}
-
-const model = required("GLASSBOX_TEST_MODEL");
-const image = required("GLASSBOX_TEST_IMAGE");
 
 /** The values of a float32 tensor (little-endian, as the server writes them). */
 function values(tensor: pb.Tensor | undefined): Float32Array {
@@ -50,14 +41,14 @@ function rejectsNaming(promise: Promise<unknown>, code: status, field: string): 
   });
 }
 
-describe("InspectionService and inspection jobs through the client", () => {
+describe("InspectionService and inspection jobs through the client", { skip: withoutServer }, () => {
   let glassbox: GlassboxClient;
   let layers: pb.LayerInfo[];
   /** The last layer with a [C, H, W] output above 1×1: the one the activation tests read. */
   let spatial: pb.LayerInfo;
 
   before(async () => {
-    glassbox = new GlassboxClient({ address: required("GLASSBOX_ADDRESS"), timeoutMs: 20_000 });
+    glassbox = new GlassboxClient({ address: address, timeoutMs: 20_000 });
     await glassbox.waitForReady(20_000);
     layers = (await glassbox.getModel(model)).layers;
     const candidates = layers.filter((l) => l.outputShape.length === 3 && l.outputShape[1] > 1);

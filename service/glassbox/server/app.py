@@ -223,20 +223,35 @@ class GlassboxServer:
         )
         server_service_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.context), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        services = [model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name]
+        model_services = frozenset(
+            {
+                model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+                attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name,
+                inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name,
+            }
+        )
+        services = sorted(model_services)
         services.append(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name)
-        services.append(attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name)
-        services.append(inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name)
         services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
         services.append(server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name)
-        self._loop.run(model_health.publish(self.health, repository, services))
+        self._loop.run(model_health.publish(self.health, repository, services, model_services))
         self.poller = RepositoryPoller(
             repository,
             settings.model_repository_poll_seconds,
             lambda _added: model_health.publish_from_thread(
-                self.health, self._loop.loop, repository, services
+                self.health, self._loop.loop, repository, services, model_services
             ).result(timeout=30),
         )
+        reason = model_health.unservable_reason(repository)
+        if reason is not None:
+            log.error(
+                "NO MODEL TO SERVE: %s. ModelService, AttributionService and InspectionService report "
+                "NOT_SERVING to health checks until a version loads%s",
+                reason,
+                f" (polled every {settings.model_repository_poll_seconds:g} s)"
+                if settings.model_repository_poll_seconds
+                else "; restart, or serve with --model-repository-poll-seconds to pick models up",
+            )
         if settings.reflection:
             names = [
                 *services,

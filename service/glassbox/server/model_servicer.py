@@ -12,6 +12,7 @@ import torch
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 
+from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import ResizePolicy
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
@@ -55,7 +56,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModel(
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
-        entry = self._repository.entry(request.name, request.version, field="name")
+        name, field = requested_model(request)
+        entry = self._repository.entry(name, request.version, field=field)
         return pb.GetModelResponse(
             model=model_info(
                 entry, self._ctx.supported_methods(entry), self._repository.dataset_names(entry.name)
@@ -91,6 +93,17 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 for row in scores
             ],
         )
+
+
+def requested_model(request: pb.GetModelRequest) -> tuple[str, str]:
+    """The model a GetModel asks for and the field that named it: `model`, or the deprecated `name`."""
+    if request.model and request.name and request.model != request.name:
+        raise InvalidArgument(
+            f"names model {request.name!r} but model is {request.model!r}; set only model "
+            "(name is deprecated)",
+            field="name",
+        )
+    return (request.model, "model") if request.model or not request.name else (request.name, "name")
 
 
 def model_info(entry: ModelVersion, supported_methods: list[str], datasets: list[str]) -> pb.ModelInfo:

@@ -2,7 +2,7 @@
 
     from glassbox_client import GlassboxClient
     with GlassboxClient("127.0.0.1:50051") as glassbox:
-        glassbox.explain("cat.png", model="shapes", method="grad_cam").overlay.save("overlay.png")
+        glassbox.explain("docs/images/star.png", model="shapes").overlay.save("overlay.png")
 
 `AsyncGlassboxClient` has the same calls for asyncio. Failed calls raise the subclasses of
 `GlassboxError` in `glassbox_client.errors`.

@@ -2,7 +2,7 @@
 included), awaitable, on a grpc.aio channel.
 
 async with AsyncGlassboxClient("127.0.0.1:50051") as glassbox:
-    predictions = await glassbox.predict(["a.png", "b.png"], model="shapes")
+    predictions = await glassbox.predict(["circle.png", "square.png"], model="shapes")
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class AsyncGlassboxClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._server = server_grpc.ServerServiceStub(self._channel)
         self.jobs = AsyncJobs(self._channel, self.options.metadata, self.options.timeout)
-        self.inspection = AsyncInspection(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = AsyncInspection(
+            self._channel, self.options.metadata, self.options.timeout, self.jobs
+        )
         self.evaluation = AsyncEvaluation(self.jobs)
         self.robustness = AsyncRobustness(
             self.jobs, self._channel, self.options.metadata, self.options.timeout
@@ -150,7 +152,7 @@ class AsyncGlassboxClient:
 
     async def model(self, name: str, version: str = "", *, timeout: float | None = None) -> ModelInfo:
         """As GlassboxClient.model."""
-        request = model_pb.GetModelRequest(name=name, version=version)
+        request = model_pb.GetModelRequest(model=name, version=version)
         return await self._call(
             "GetModel", self._models.GetModel, request, timeout, lambda r: ModelInfo.from_proto(r.model)
         )

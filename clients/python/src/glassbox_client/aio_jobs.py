@@ -24,6 +24,7 @@ from glassbox_client.jobs import (
     JobUpdate,
     ProgressBar,
     list_request,
+    show_progress,
     submit_request,
     watch_request,
     with_request_id,
@@ -103,12 +104,12 @@ class AsyncJobs:
         job_id: str,
         *,
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         cancel_on_interrupt: bool = True,
     ) -> Job:
         """As Jobs.wait; cancelling the awaiting task cancels the job."""
         deadline = time.monotonic() + timeout
-        bar = ProgressBar(job_id) if progress else None
+        bar = ProgressBar(job_id) if show_progress(progress) else None
         backoff = 0.2
         try:
             while True:
@@ -139,14 +140,24 @@ class AsyncJobs:
                 bar.close()
 
     async def run(
-        self, kind: str, *, model: str, timeout: float = DEFAULT_WAIT_S, progress: bool = False, **spec: Any
+        self,
+        kind: str,
+        *,
+        model: str,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
     ) -> Job:
         """As Jobs.run."""
         job = await self.submit(kind, model=model, **spec)
         return (await self.wait(job.id, timeout=timeout, progress=progress)).raise_for_state()
 
     async def run_request(
-        self, request: job_pb.SubmitJobRequest, *, timeout: float = DEFAULT_WAIT_S, progress: bool = False
+        self,
+        request: job_pb.SubmitJobRequest,
+        *,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
     ) -> job_pb.Job:
         """As Jobs.run_request: the SUCCEEDED job's message with its result; JobFailedError otherwise."""
         job_id = (await self._submit(request)).id

@@ -3,7 +3,7 @@
 typed results.
 
     async with AsyncGlassboxClient() as glassbox:
-        vectors = (await glassbox.inspection.embed(["a.png", "b.png"], model="shapes")).vectors
+        vectors = (await glassbox.inspection.embed(["circle.png", "square.png"], model="shapes")).vectors
         report = await glassbox.robustness.evaluate("shapes", images="shapes-val", limit=16,
                                                     attacks=["fgsm"], epsilons=[4 / 255])
 
@@ -30,22 +30,30 @@ from glassbox_client.inspection import (
     Embeddings,
     Filters,
     activations_request,
+    dataset_job,
     embed_request,
     filters_request,
 )
+from glassbox_client.inspection_results import ActivationAtlas, EmbeddingMap, TopActivating
 from glassbox_client.jobs import DEFAULT_WAIT_S
 from glassbox_client.robustness_results import RobustnessRecord, RobustnessReport
 
 
 class AsyncInspection:
-    """The InspectionService calls over an asyncio client's channel, deadline and token."""
+    """The InspectionService calls and the inspection jobs over an asyncio client's channel, deadline
+    and token."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, metadata: Callable[[], tuple], default_timeout: float
+        self,
+        channel: grpc.aio.Channel,
+        metadata: Callable[[], tuple],
+        default_timeout: float,
+        jobs: AsyncJobs,
     ) -> None:
         self._call = AsyncServiceCalls(
             inspection_pb2_grpc.InspectionServiceStub(channel), metadata, default_timeout
         )
+        self._jobs = jobs
 
     async def filters(
         self,
@@ -88,6 +96,51 @@ class AsyncInspection:
         request = embed_request(images, model=model, layer=layer, pooling=pooling, version=version)
         return Embeddings.from_proto(await self._call("Embed", request, timeout))
 
+    async def embedding_map(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> EmbeddingMap:
+        """As Inspection.embedding_map."""
+        request = dataset_job("embedding_map", model, images, **spec)
+        job = await self._jobs.run_request(request, timeout=timeout, progress=progress)
+        return EmbeddingMap.from_proto(job.id, job.embedding_map)
+
+    async def top_activating(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        layer: str,
+        channel: int,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> TopActivating:
+        """As Inspection.top_activating."""
+        request = dataset_job("top_activating", model, images, layer=layer, channel=channel, **spec)
+        job = await self._jobs.run_request(request, timeout=timeout, progress=progress)
+        return TopActivating.from_proto(job.id, job.top_activating)
+
+    async def activation_atlas(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        layer: str,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> ActivationAtlas:
+        """As Inspection.activation_atlas."""
+        request = dataset_job("activation_atlas", model, images, layer=layer, **spec)
+        job = await self._jobs.run_request(request, timeout=timeout, progress=progress)
+        return ActivationAtlas.from_proto(job.id, job.activation_atlas)
+
 
 class AsyncRobustness:
     """Robustness evaluations (jobs) and the RobustnessService history for asyncio code."""
@@ -110,7 +163,7 @@ class AsyncRobustness:
         *,
         images: str | Sequence[ImageInput],
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         **spec: Any,
     ) -> RobustnessReport:
         """As Robustness.evaluate; cancelling the awaiting task cancels the job."""
@@ -140,7 +193,7 @@ class AsyncEvaluation:
         *,
         images: str | Sequence[ImageInput],
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         **spec: Any,
     ) -> ExplanationReport:
         """As Evaluation.evaluate; cancelling the awaiting task cancels the job."""

@@ -2,7 +2,7 @@
 
     from glassbox_client import GlassboxClient
     with GlassboxClient("127.0.0.1:50051") as glassbox:
-        glassbox.explain("cat.png", model="shapes", method="grad_cam").overlay.save("overlay.png")
+        glassbox.explain("docs/images/star.png", model="shapes").overlay.save("overlay.png")
 
 Every call has a deadline (`timeout`, seconds: the client's default or the call's own), retries
 UNAVAILABLE with backoff inside that deadline, and raises a `glassbox_client.errors.GlassboxError`
@@ -92,7 +92,7 @@ class GlassboxClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._server = server_grpc.ServerServiceStub(self._channel)
         self.jobs = Jobs(self._channel, self.options.metadata, self.options.timeout)
-        self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout)
+        self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout, self.jobs)
         self.evaluation = Evaluation(self.jobs)
         self.robustness = Robustness(self.jobs, self._channel, self.options.metadata, self.options.timeout)
 
@@ -162,7 +162,7 @@ class GlassboxClient:
 
     def model(self, name: str, version: str = "", *, timeout: float | None = None) -> ModelInfo:
         """Full description of a model version (default: the newest ready one)."""
-        request = model_pb.GetModelRequest(name=name, version=version)
+        request = model_pb.GetModelRequest(model=name, version=version)
         return self._call(
             "GetModel", self._models.GetModel, request, timeout, lambda r: ModelInfo.from_proto(r.model)
         )

@@ -10,9 +10,9 @@
         print("\\n".join(report.verdicts))
         report.png.save("evaluation.png")
 
-`evaluate` submits the job, waits for it (a progress bar with `progress=True`; Ctrl-C cancels it) and
-returns the typed result. A method is a method name, or a dict with `method` and its parameters (as
-`Attribute` takes them) plus optional `name` and `aggregation`.
+`evaluate` submits the job, waits for it (a progress bar on a terminal, or as `progress` says; Ctrl-C
+cancels it) and returns the typed result. A method is a method name, or a dict with `method` and its
+parameters (as `Attribute` takes them) plus optional `name` and `aggregation`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client.images import ImageInput
 from glassbox_client.jobs import DEFAULT_WAIT_S, Jobs
-from glassbox_client.requests import set_fields
+from glassbox_client.requests import image_set, set_fields
 
 KIND = "explanation_evaluation"
 METHOD_OPTIONS = ("name", "aggregation")
@@ -92,12 +92,8 @@ def evaluation_spec(
     """The job spec: `images` is a named set or a list of images; `metrics` short names ("deletion");
     `options` the other spec fields (version, seed, target, faithfulness={...}, localisation={...})."""
     spec = pb.ExplanationEvaluationSpec()
-    image_set: dict[str, Any] = {"limit": limit}
-    if isinstance(images, str):
-        image_set["named"] = images
-    else:
-        image_set["inline"] = {"images": list(images), "labels": list(labels), "masks": list(masks)}
-    set_fields(spec, {"model": model, "images": image_set, **options}, where=KIND)
+    chosen = image_set(images, labels=labels, masks=masks, limit=limit)
+    set_fields(spec, {"model": model, "images": chosen, **options}, where=KIND)
     spec.methods.extend(method_message(method) for method in methods)
     spec.metrics.extend(
         pb.EvaluationMetric.Value(f"EVALUATION_METRIC_{metric.upper()}") for metric in metrics
@@ -135,7 +131,7 @@ class Evaluation:
         *,
         images: str | Sequence[ImageInput],
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         **spec: Any,
     ) -> ExplanationReport:
         """Submit an evaluation, wait for it and return its report; JobFailedError if it did not succeed.

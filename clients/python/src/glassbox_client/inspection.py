@@ -4,7 +4,12 @@ for an image, and embeddings of a batch).
     with GlassboxClient() as glassbox:
         glassbox.inspection.filters(model="shapes").grid.save("filters.png")
         ranked = glassbox.inspection.activations("star.png", model="shapes", layer="features.14", top_k=8)
-        vectors = glassbox.inspection.embed(["a.png", "b.png"], model="shapes").vectors   # [2, D]
+        vectors = glassbox.inspection.embed(["circle.png", "square.png"], model="shapes").vectors   # [2, D]
+        found = glassbox.inspection.top_activating("shapes", images="shapes-val", layer="features.14",
+                                                   channel=16)                 # a job, waited for
+
+The dataset jobs (`embedding_map`, `top_activating`, `activation_atlas`) are submitted, waited for (a
+progress bar on a terminal; Ctrl-C cancels them) and returned typed (`inspection_results`).
 
 Enums are given by short name (`view="per_input_channel"`, `pooling="max"`).
 """
@@ -21,9 +26,12 @@ from PIL import Image as PILImage
 
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
+from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client.calls import ServiceCalls
 from glassbox_client.images import ImageInput, array_from_tensor, image_from_png
-from glassbox_client.requests import image_list, set_fields
+from glassbox_client.inspection_results import ActivationAtlas, EmbeddingMap, TopActivating
+from glassbox_client.jobs import DEFAULT_WAIT_S, Jobs, submit_request
+from glassbox_client.requests import image_list, image_set, set_fields
 
 
 def _short(enum: Any, value: int) -> str:
@@ -131,13 +139,79 @@ def embed_request(
     return request
 
 
-class Inspection:
-    """The InspectionService calls over the client's channel, deadline and token."""
+def dataset_job(
+    kind: str,
+    model: str,
+    images: str | Sequence[ImageInput],
+    *,
+    labels: Sequence[int] = (),
+    limit: int = 0,
+    **spec: Any,
+) -> job_pb.SubmitJobRequest:
+    """The SubmitJob request of an inspection job over a named set or inline images (with labels)."""
+    return submit_request(kind, model, {"images": image_set(images, labels=labels, limit=limit), **spec})
 
-    def __init__(self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float) -> None:
+
+class Inspection:
+    """The InspectionService calls, and the inspection jobs, over the client's channel, deadline and
+    token."""
+
+    def __init__(
+        self, channel: grpc.Channel, metadata: Callable[[], tuple], default_timeout: float, jobs: Jobs
+    ) -> None:
         self._call = ServiceCalls(
             inspection_pb2_grpc.InspectionServiceStub(channel), metadata, default_timeout
         )
+        self._jobs = jobs
+
+    def embedding_map(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> EmbeddingMap:
+        """Run an `embedding_map` job (PCA and t-SNE of a layer over a set; `spec`: labels, limit, layer,
+        pooling, projections, perplexity, ...) and return its typed result."""
+        job = self._jobs.run_request(
+            dataset_job("embedding_map", model, images, **spec), timeout=timeout, progress=progress
+        )
+        return EmbeddingMap.from_proto(job.id, job.embedding_map)
+
+    def top_activating(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        layer: str,
+        channel: int,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> TopActivating:
+        """Run a `top_activating` job (the images and patches that activate `channel` of `layer` most;
+        `spec`: labels, limit, count, y and x, ranking) and return its typed result."""
+        request = dataset_job("top_activating", model, images, layer=layer, channel=channel, **spec)
+        job = self._jobs.run_request(request, timeout=timeout, progress=progress)
+        return TopActivating.from_proto(job.id, job.top_activating)
+
+    def activation_atlas(
+        self,
+        model: str,
+        *,
+        images: str | Sequence[ImageInput],
+        layer: str,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
+    ) -> ActivationAtlas:
+        """Run an `activation_atlas` job (`spec`: limit, layout, grid_size, min_count, steps, ...) and
+        return its typed result."""
+        request = dataset_job("activation_atlas", model, images, layer=layer, **spec)
+        job = self._jobs.run_request(request, timeout=timeout, progress=progress)
+        return ActivationAtlas.from_proto(job.id, job.activation_atlas)
 
     def filters(
         self,

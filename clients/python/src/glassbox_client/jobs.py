@@ -4,7 +4,8 @@
         job = glassbox.jobs.run("class_visualisation", model="shapes", target="star", progress=True)
         job.result.images[0].save("star.png")
 
-`run` submits, watches the progress stream (a tqdm bar with `progress=True`) until the job finishes,
+`run` submits, watches the progress stream (a tqdm bar on stderr when it is a terminal, or as
+`progress=True/False` says) until the job finishes,
 cancels the job on Ctrl-C, and raises JobFailedError unless it SUCCEEDED. A watch stream that breaks
 (server restart, load balancer drain) is resumed where it stands until the wait's deadline; when
 a server (or a proxy in front of it) refuses the stream with RESOURCE_EXHAUSTED, `wait` polls GetJob
@@ -14,6 +15,7 @@ instead.
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -58,9 +60,11 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class JobResult:
-    """A finished job's output: generated images (PIL) with their float pixels [3, H, W] when sent,
-    other arrays by field name (e.g. `perturbation`), and the scalar fields by name. `message` is the
-    result message itself, for the kinds whose results nest further messages (reports, layouts, cells)."""
+    """A finished job's output: its top-level pictures (PIL: generated images with their float pixels
+    [3, H, W], and a report's plot or summary, whose `pixels` entry is None), other arrays by field name
+    (e.g. `perturbation`), and the scalar fields by name. `message` is the result message itself;
+    `Job.typed_result` is the typed form of the kinds whose results nest further (reports, layouts,
+    examples, cells)."""
 
     images: list[PILImage.Image] = field(default_factory=list)
     pixels: list[np.ndarray | None] = field(default_factory=list)
@@ -79,6 +83,9 @@ class JobResult:
                 out.pixels.extend(array_from_tensor(item.pixels) for item in items)
             elif kind == "Tensor":
                 out.arrays[descriptor.name] = array_from_tensor(value)
+            elif descriptor.type == FieldDescriptor.TYPE_BYTES:
+                out.images.extend(image_from_png(item) for item in items)
+                out.pixels.extend(None for _ in items)
             elif not kind:
                 out.values[descriptor.name] = items if descriptor.is_repeated else value
         return out
@@ -116,6 +123,16 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
+
+    @property
+    def typed_result(self) -> Any:
+        """The result as its kind's typed class (`RobustnessReport`, `ExplanationReport`, `EmbeddingMap`,
+        `TopActivating`, `ActivationAtlas`); None before success or for the kinds `result` covers."""
+        if self.result is None or self.result.message is None:
+            return None
+        from glassbox_client.typed_results import typed_result
+
+        return typed_result(self.id, self.kind, self.result.message)
 
     def raise_for_state(self) -> Job:
         """This job when it SUCCEEDED; JobFailedError otherwise."""
@@ -212,6 +229,13 @@ def list_request(states: Iterable[str], kind: str, model: str, page_size: int) -
     return job_pb.ListJobsRequest(states=numbers, kind=kind, model=model, page_size=page_size)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """`progress=None` (the default of the waiting helpers): a bar when stderr is a terminal."""
+    if progress is None:
+        return sys.stderr.isatty()
+    return progress
+
+
 class ProgressBar:
     """A tqdm bar over a job's steps (tqdm is imported only when a bar is asked for)."""
 
@@ -251,7 +275,7 @@ class Jobs:
         **spec: Any,
     ) -> Job:
         """Queue a job; `kind` is a spec name (class_visualisation, deepdream, ...) and `**spec` its
-        fields (`target="star"`, `steps=256`, `image="cat.png"`). Returns the job QUEUED.
+        fields (`target="star"`, `steps=256`, `image="docs/images/star.png"`). Returns the job QUEUED.
 
         `request_id` is the idempotency key (a random one when None): submitting again with the same
         id and spec returns the same job, e.g. after a DEADLINE_EXCEEDED whose request did arrive."""
@@ -299,12 +323,12 @@ class Jobs:
         job_id: str,
         *,
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         cancel_on_interrupt: bool = True,
     ) -> Job:
         """Block until the job finishes and return it in its final state; Ctrl-C cancels it first."""
         deadline = time.monotonic() + timeout
-        bar = ProgressBar(job_id) if progress else None
+        bar = ProgressBar(job_id) if show_progress(progress) else None
         backoff = 0.2
         try:
             while True:
@@ -335,14 +359,24 @@ class Jobs:
                 bar.close()
 
     def run(
-        self, kind: str, *, model: str, timeout: float = DEFAULT_WAIT_S, progress: bool = False, **spec: Any
+        self,
+        kind: str,
+        *,
+        model: str,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
+        **spec: Any,
     ) -> Job:
         """Submit, wait (cancelling on Ctrl-C) and return the SUCCEEDED job; JobFailedError otherwise."""
         job = self.submit(kind, model=model, **spec)
         return self.wait(job.id, timeout=timeout, progress=progress).raise_for_state()
 
     def run_request(
-        self, request: job_pb.SubmitJobRequest, *, timeout: float = DEFAULT_WAIT_S, progress: bool = False
+        self,
+        request: job_pb.SubmitJobRequest,
+        *,
+        timeout: float = DEFAULT_WAIT_S,
+        progress: bool | None = None,
     ) -> job_pb.Job:
         """Submit a ready-made request, wait (cancelling on Ctrl-C) and return the SUCCEEDED job's message
         with its result, for the typed helpers whose results nest messages; JobFailedError otherwise."""

@@ -49,6 +49,23 @@ PRIORITIES = {
 """A call's priority class on the server: interactive calls are served before background work (jobs)."""
 
 
+def image_set(
+    images: str | Sequence[ImageInput],
+    *,
+    labels: Sequence[int] = (),
+    masks: Sequence[ImageInput] = (),
+    limit: int = 0,
+) -> dict[str, Any]:
+    """The fields of a dataset job's `ImageSet`: a named set of the model ("shapes-val") or images sent
+    inline with their optional labels and masks; `limit` keeps the first images only (0: all)."""
+    fields: dict[str, Any] = {"limit": limit}
+    if isinstance(images, str):
+        fields["named"] = images
+    else:
+        fields["inline"] = {"images": list(images), "labels": list(labels), "masks": list(masks)}
+    return fields
+
+
 def request_priority(priority: str) -> int:
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
@@ -163,7 +180,9 @@ def set_fields(message: Message, values: dict[str, Any], *, where: str) -> None:
             oneofs = [o for o in descriptor.oneofs_by_name if not o.startswith("_")]
             known = ", ".join([*descriptor.fields_by_name, *oneofs])
             raise ValueError(f"{where} has no parameter {key!r}; its parameters are: {known or 'none'}")
-        if field.type == FieldDescriptor.TYPE_ENUM:
+        if field.type == FieldDescriptor.TYPE_ENUM and field.is_repeated:
+            getattr(message, key).extend(_enum_value(field, item) for item in value)
+        elif field.type == FieldDescriptor.TYPE_ENUM:
             setattr(message, key, _enum_value(field, value))
         elif field.type == FieldDescriptor.TYPE_MESSAGE and field.is_repeated:
             container = getattr(message, key)

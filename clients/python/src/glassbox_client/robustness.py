@@ -35,7 +35,7 @@ from glassbox_client._generated.glassbox.v1 import robustness_pb2_grpc
 from glassbox_client.calls import ServiceCalls
 from glassbox_client.images import ImageInput
 from glassbox_client.jobs import DEFAULT_WAIT_S, Jobs
-from glassbox_client.requests import set_fields
+from glassbox_client.requests import image_set, set_fields
 from glassbox_client.robustness_results import RobustnessRecord, RobustnessReport
 
 KIND = "robustness_evaluation"
@@ -77,13 +77,9 @@ def robustness_spec(
     `minimal_epsilon` the search's fields ({"attack_index": 1, "iterations": 6} or {"skip": True});
     `options` the other spec fields (version, seed, examples). With neither attacks nor corruptions the
     server runs its default check (PGD-L∞ at 1/255 .. 8/255 and every corruption)."""
-    image_set: dict[str, Any] = {"limit": limit}
-    if isinstance(images, str):
-        image_set["named"] = images
-    else:
-        image_set["inline"] = {"images": list(images), "labels": list(labels)}
+    chosen = image_set(images, labels=labels, limit=limit)
     spec = pb.RobustnessEvaluationSpec()
-    set_fields(spec, {"model": model, "images": image_set, **options}, where=KIND)
+    set_fields(spec, {"model": model, "images": chosen, **options}, where=KIND)
     spec.attacks.extend(_attack_message(attack, epsilons) for attack in attacks)
     spec.corruptions.extend(_corruption_message(corruption) for corruption in corruptions)
     if minimal_epsilon is not None:
@@ -124,11 +120,11 @@ class Robustness:
         *,
         images: str | Sequence[ImageInput],
         timeout: float = DEFAULT_WAIT_S,
-        progress: bool = False,
+        progress: bool | None = None,
         **spec: Any,
     ) -> RobustnessReport:
-        """Submit a robustness evaluation, wait for it (a progress bar with `progress=True`; Ctrl-C
-        cancels it) and return its report; JobFailedError if it did not succeed. `spec` takes
+        """Submit a robustness evaluation, wait for it (a progress bar on a terminal, or as `progress`
+        says; Ctrl-C cancels it) and return its report; JobFailedError if it did not succeed. `spec` takes
         `robustness_spec`'s keyword arguments (labels, limit, attacks, epsilons, corruptions, ...)."""
         request = robustness_job(model, images, spec)
         return report_from_job(self._jobs.run_request(request, timeout=timeout, progress=progress))

@@ -177,10 +177,17 @@ export interface ModelVersionStatus {
 }
 
 export interface GetModelRequest {
-  /** Model name, as in ListModels. */
+  /**
+   * Deprecated: use `model` (every other request names its model so). Still accepted when `model` is
+   * empty; when both are set they must agree.
+   *
+   * @deprecated
+   */
   name: string;
   /** Version; empty means the newest ready version. */
   version: string;
+  /** Model name, as in ListModels. */
+  model: string;
 }
 
 export interface GetModelResponse {
@@ -594,7 +601,7 @@ export const ModelVersionStatus: MessageFns<ModelVersionStatus> = {
 };
 
 function createBaseGetModelRequest(): GetModelRequest {
-  return { name: "", version: "" };
+  return { name: "", version: "", model: "" };
 }
 
 export const GetModelRequest: MessageFns<GetModelRequest> = {
@@ -604,6 +611,9 @@ export const GetModelRequest: MessageFns<GetModelRequest> = {
     }
     if (message.version !== "") {
       writer.uint32(18).string(message.version);
+    }
+    if (message.model !== "") {
+      writer.uint32(26).string(message.model);
     }
     return writer;
   },
@@ -637,6 +647,14 @@ export const GetModelRequest: MessageFns<GetModelRequest> = {
             message.version = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -653,6 +671,7 @@ export const GetModelRequest: MessageFns<GetModelRequest> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
     };
   },
 
@@ -664,6 +683,9 @@ export const GetModelRequest: MessageFns<GetModelRequest> = {
     if (message.version !== "") {
       obj.version = message.version;
     }
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
     return obj;
   },
 
@@ -674,6 +696,7 @@ export const GetModelRequest: MessageFns<GetModelRequest> = {
     const message = createBaseGetModelRequest();
     message.name = object.name ?? "";
     message.version = object.version ?? "";
+    message.model = object.model ?? "";
     return message;
   },
 };

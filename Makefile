@@ -18,10 +18,11 @@ install: $(PY)
 install-test: $(PY)
 	$(PIP) install --quiet -e clients/python -e '.[test]'
 	./scripts/ensure-redis.sh
+	./scripts/ensure-chromium.sh
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 
 serve: install
-	$(VENV)/bin/glassbox serve
+	$(VENV)/bin/glassbox serve --http-address 127.0.0.1:8080
 
 protos: install-test
 	$(PY) scripts/gen_protos.py

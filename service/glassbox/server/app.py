@@ -13,7 +13,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -55,6 +57,7 @@ from glassbox.server.attribution_servicer import AttributionServicer
 from glassbox.server.auth import token_interceptor
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import error_interceptor
+from glassbox.server.http.gateway import HttpGateway
 from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
@@ -211,8 +214,21 @@ class GlassboxServer:
                 reflection.SERVICE_NAME,
             ]
             reflection.enable_server_reflection(names, self.server)
+        self.gateway = (
+            HttpGateway(settings, [self._service_descriptor(name) for name in services])
+            if settings.http.enabled
+            else None
+        )
+        self._gateway_socket_dir: str | None = None
         self.port = 0
+        self.http_port = 0
         self._stopped = False
+
+    @staticmethod
+    def _service_descriptor(full_name: str) -> Any:
+        from google.protobuf import descriptor_pool
+
+        return descriptor_pool.Default().FindServiceByName(full_name)
 
     async def _build_server(self) -> grpc.aio.Server:
         """The aio server, made on the loop that will run it."""
@@ -266,6 +282,13 @@ class GlassboxServer:
         if self.settings.model_repository_poll_seconds > 0:
             self.poller.start()
         security = self.settings.security
+        if self.gateway is not None:
+            log.info(
+                "HTTP gateway and web page on http%s://%s (port %d)",
+                "s" if security.tls_enabled else "",
+                self.settings.http.address,
+                self.http_port,
+            )
         log.info(
             "glassbox serving on %s (port %d, %s, %s)",
             self.settings.address,
@@ -284,7 +307,17 @@ class GlassboxServer:
             port = self.server.add_secure_port(self.settings.address, self.credentials)
         if port == 0:
             raise RuntimeError(f"could not bind {self.settings.address}")
+        gateway_target = None
+        if self.gateway is not None:
+            # The gateway's private way in: a Unix socket in a directory only this user can open, so
+            # HTTP calls pass the same interceptors (tokens, errors, metrics) as gRPC calls.
+            self._gateway_socket_dir = tempfile.mkdtemp(prefix="glassbox-gateway-")
+            gateway_target = f"unix:{self._gateway_socket_dir}/grpc.sock"
+            if self.server.add_insecure_port(gateway_target) == 0:
+                raise RuntimeError(f"could not bind the gateway's socket {gateway_target}")
         await self.server.start()
+        if self.gateway is not None and gateway_target is not None:
+            self.http_port = await self.gateway.start(gateway_target)
         return port
 
     def stop(self, grace: float | None = None) -> None:
@@ -296,6 +329,10 @@ class GlassboxServer:
         grace = self.settings.grace_period_seconds if grace is None else grace
         self._loop.run(self.health.enter_graceful_shutdown())
         self._loop.run(self.server.stop(grace))
+        if self.gateway is not None:
+            self._loop.run(self.gateway.stop())
+        if self._gateway_socket_dir is not None:
+            shutil.rmtree(self._gateway_socket_dir, ignore_errors=True)
         self.poller.stop()
         self.monitor.stop()
         self.context.jobs.close()

@@ -27,44 +27,55 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as glassbox_do
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as glassbox_dot_v1_dot_generative__pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as glassbox_dot_v1_dot_inspection__pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as glassbox_dot_v1_dot_robustness__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglassbox/v1/job_service.proto\x12\x0bglassbox.v1\x1a\x1cglassbox/v1/evaluation.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1cglassbox/v1/inspection.proto\x1a\x1cglassbox/v1/robustness.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0bJobProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x16\n\tobjective\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\tB\x0c\n\n_objective\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x91\t\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.JobState\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.glassbox.v1.JobProgress\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61ncel_requested\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x15.glassbox.v1.JobError\x12\x44\n\x13\x63lass_visualisation\x18\x14 \x01(\x0b\x32%.glassbox.v1.ClassVisualisationResultH\x00\x12H\n\x15\x66\x65\x61ture_visualisation\x18\x15 \x01(\x0b\x32\'.glassbox.v1.FeatureVisualisationResultH\x00\x12\x31\n\tdeepdream\x18\x16 \x01(\x0b\x32\x1c.glassbox.v1.DeepDreamResultH\x00\x12@\n\x11\x66\x65\x61ture_inversion\x18\x17 \x01(\x0b\x32#.glassbox.v1.FeatureInversionResultH\x00\x12:\n\x0estyle_transfer\x18\x18 \x01(\x0b\x32 .glassbox.v1.StyleTransferResultH\x00\x12@\n\x11\x61\x64versarial_image\x18\x19 \x01(\x0b\x32#.glassbox.v1.AdversarialImageResultH\x00\x12H\n\x15robustness_evaluation\x18\x1a \x01(\x0b\x32\'.glassbox.v1.RobustnessEvaluationResultH\x00\x12\x38\n\rembedding_map\x18\x1b \x01(\x0b\x32\x1f.glassbox.v1.EmbeddingMapResultH\x00\x12:\n\x0etop_activating\x18\x1c \x01(\x0b\x32 .glassbox.v1.TopActivatingResultH\x00\x12>\n\x10\x61\x63tivation_atlas\x18\x1d \x01(\x0b\x32\".glassbox.v1.ActivationAtlasResultH\x00\x12J\n\x16\x65xplanation_evaluation\x18\x1e \x01(\x0b\x32(.glassbox.v1.ExplanationEvaluationResultH\x00\x42\x08\n\x06result\"\xd3\x05\n\x10SubmitJobRequest\x12\x42\n\x13\x63lass_visualisation\x18\x01 \x01(\x0b\x32#.glassbox.v1.ClassVisualisationSpecH\x00\x12\x46\n\x15\x66\x65\x61ture_visualisation\x18\x02 \x01(\x0b\x32%.glassbox.v1.FeatureVisualisationSpecH\x00\x12/\n\tdeepdream\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.DeepDreamSpecH\x00\x12>\n\x11\x66\x65\x61ture_inversion\x18\x04 \x01(\x0b\x32!.glassbox.v1.FeatureInversionSpecH\x00\x12\x38\n\x0estyle_transfer\x18\x05 \x01(\x0b\x32\x1e.glassbox.v1.StyleTransferSpecH\x00\x12>\n\x11\x61\x64versarial_image\x18\x06 \x01(\x0b\x32!.glassbox.v1.AdversarialImageSpecH\x00\x12\x46\n\x15robustness_evaluation\x18\x07 \x01(\x0b\x32%.glassbox.v1.RobustnessEvaluationSpecH\x00\x12\x36\n\rembedding_map\x18\x08 \x01(\x0b\x32\x1d.glassbox.v1.EmbeddingMapSpecH\x00\x12\x38\n\x0etop_activating\x18\t \x01(\x0b\x32\x1e.glassbox.v1.TopActivatingSpecH\x00\x12<\n\x10\x61\x63tivation_atlas\x18\n \x01(\x0b\x32 .glassbox.v1.ActivationAtlasSpecH\x00\x12H\n\x16\x65xplanation_evaluation\x18\x0b \x01(\x0b\x32&.glassbox.v1.ExplanationEvaluationSpecH\x00\x42\x06\n\x04spec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\">\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x13preview_every_steps\x18\x02 \x01(\x05\"F\n\x10WatchJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\x12\x13\n\x0bpreview_png\x18\x02 \x01(\x0c\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"|\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.glassbox.v1.JobState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.glassbox.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xfb\x02\n\nJobService\x12J\n\tSubmitJob\x12\x1d.glassbox.v1.SubmitJobRequest\x1a\x1e.glassbox.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.glassbox.v1.GetJobRequest\x1a\x1b.glassbox.v1.GetJobResponse\x12I\n\x08WatchJob\x12\x1c.glassbox.v1.WatchJobRequest\x1a\x1d.glassbox.v1.WatchJobResponse0\x01\x12J\n\tCancelJob\x12\x1d.glassbox.v1.CancelJobRequest\x1a\x1e.glassbox.v1.CancelJobResponse\x12G\n\x08ListJobs\x12\x1c.glassbox.v1.ListJobsRequest\x1a\x1d.glassbox.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglassbox/v1/job_service.proto\x12\x0bglassbox.v1\x1a\x1cglassbox/v1/evaluation.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1cglassbox/v1/inspection.proto\x1a\x1cglassbox/v1/robustness.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0bJobProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x16\n\tobjective\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\tB\x0c\n\n_objective\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x91\t\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.JobState\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.glassbox.v1.JobProgress\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61ncel_requested\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x15.glassbox.v1.JobError\x12\x44\n\x13\x63lass_visualisation\x18\x14 \x01(\x0b\x32%.glassbox.v1.ClassVisualisationResultH\x00\x12H\n\x15\x66\x65\x61ture_visualisation\x18\x15 \x01(\x0b\x32\'.glassbox.v1.FeatureVisualisationResultH\x00\x12\x31\n\tdeepdream\x18\x16 \x01(\x0b\x32\x1c.glassbox.v1.DeepDreamResultH\x00\x12@\n\x11\x66\x65\x61ture_inversion\x18\x17 \x01(\x0b\x32#.glassbox.v1.FeatureInversionResultH\x00\x12:\n\x0estyle_transfer\x18\x18 \x01(\x0b\x32 .glassbox.v1.StyleTransferResultH\x00\x12@\n\x11\x61\x64versarial_image\x18\x19 \x01(\x0b\x32#.glassbox.v1.AdversarialImageResultH\x00\x12H\n\x15robustness_evaluation\x18\x1a \x01(\x0b\x32\'.glassbox.v1.RobustnessEvaluationResultH\x00\x12\x38\n\rembedding_map\x18\x1b \x01(\x0b\x32\x1f.glassbox.v1.EmbeddingMapResultH\x00\x12:\n\x0etop_activating\x18\x1c \x01(\x0b\x32 .glassbox.v1.TopActivatingResultH\x00\x12>\n\x10\x61\x63tivation_atlas\x18\x1d \x01(\x0b\x32\".glassbox.v1.ActivationAtlasResultH\x00\x12J\n\x16\x65xplanation_evaluation\x18\x1e \x01(\x0b\x32(.glassbox.v1.ExplanationEvaluationResultH\x00\x42\x08\n\x06result\"\xd3\x05\n\x10SubmitJobRequest\x12\x42\n\x13\x63lass_visualisation\x18\x01 \x01(\x0b\x32#.glassbox.v1.ClassVisualisationSpecH\x00\x12\x46\n\x15\x66\x65\x61ture_visualisation\x18\x02 \x01(\x0b\x32%.glassbox.v1.FeatureVisualisationSpecH\x00\x12/\n\tdeepdream\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.DeepDreamSpecH\x00\x12>\n\x11\x66\x65\x61ture_inversion\x18\x04 \x01(\x0b\x32!.glassbox.v1.FeatureInversionSpecH\x00\x12\x38\n\x0estyle_transfer\x18\x05 \x01(\x0b\x32\x1e.glassbox.v1.StyleTransferSpecH\x00\x12>\n\x11\x61\x64versarial_image\x18\x06 \x01(\x0b\x32!.glassbox.v1.AdversarialImageSpecH\x00\x12\x46\n\x15robustness_evaluation\x18\x07 \x01(\x0b\x32%.glassbox.v1.RobustnessEvaluationSpecH\x00\x12\x36\n\rembedding_map\x18\x08 \x01(\x0b\x32\x1d.glassbox.v1.EmbeddingMapSpecH\x00\x12\x38\n\x0etop_activating\x18\t \x01(\x0b\x32\x1e.glassbox.v1.TopActivatingSpecH\x00\x12<\n\x10\x61\x63tivation_atlas\x18\n \x01(\x0b\x32 .glassbox.v1.ActivationAtlasSpecH\x00\x12H\n\x16\x65xplanation_evaluation\x18\x0b \x01(\x0b\x32&.glassbox.v1.ExplanationEvaluationSpecH\x00\x42\x06\n\x04spec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\">\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x13preview_every_steps\x18\x02 \x01(\x05\"F\n\x10WatchJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\x12\x13\n\x0bpreview_png\x18\x02 \x01(\x0c\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"|\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.glassbox.v1.JobState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.glassbox.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x83\x04\n\nJobService\x12_\n\tSubmitJob\x12\x1d.glassbox.v1.SubmitJobRequest\x1a\x1e.glassbox.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12\\\n\x06GetJob\x12\x1a.glassbox.v1.GetJobRequest\x1a\x1b.glassbox.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12j\n\x08WatchJob\x12\x1c.glassbox.v1.WatchJobRequest\x1a\x1d.glassbox.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}:watch0\x01\x12o\n\tCancelJob\x12\x1d.glassbox.v1.CancelJobRequest\x1a\x1e.glassbox.v1.CancelJobResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/jobs/{job_id}:cancel:\x01*\x12Y\n\x08ListJobs\x12\x1c.glassbox.v1.ListJobsRequest\x1a\x1d.glassbox.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.job_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=2820
-  _globals['_JOBSTATE']._serialized_end=2974
-  _globals['_JOBPROGRESS']._serialized_start=199
-  _globals['_JOBPROGRESS']._serialized_end=296
-  _globals['_JOBERROR']._serialized_start=298
-  _globals['_JOBERROR']._serialized_end=358
-  _globals['_JOB']._serialized_start=361
-  _globals['_JOB']._serialized_end=1530
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1533
-  _globals['_SUBMITJOBREQUEST']._serialized_end=2256
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=2258
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=2308
-  _globals['_GETJOBREQUEST']._serialized_start=2310
-  _globals['_GETJOBREQUEST']._serialized_end=2341
-  _globals['_GETJOBRESPONSE']._serialized_start=2343
-  _globals['_GETJOBRESPONSE']._serialized_end=2390
-  _globals['_WATCHJOBREQUEST']._serialized_start=2392
-  _globals['_WATCHJOBREQUEST']._serialized_end=2454
-  _globals['_WATCHJOBRESPONSE']._serialized_start=2456
-  _globals['_WATCHJOBRESPONSE']._serialized_end=2526
-  _globals['_CANCELJOBREQUEST']._serialized_start=2528
-  _globals['_CANCELJOBREQUEST']._serialized_end=2562
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2564
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2614
-  _globals['_LISTJOBSREQUEST']._serialized_start=2616
-  _globals['_LISTJOBSREQUEST']._serialized_end=2740
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2742
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2817
-  _globals['_JOBSERVICE']._serialized_start=2977
-  _globals['_JOBSERVICE']._serialized_end=3356
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._serialized_options = b'\202\323\344\223\002\r\"\010/v1/jobs:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/jobs/{job_id}'
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/jobs/{job_id}:watch'
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/jobs/{job_id}:cancel:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/jobs'
+  _globals['_JOBSTATE']._serialized_start=2850
+  _globals['_JOBSTATE']._serialized_end=3004
+  _globals['_JOBPROGRESS']._serialized_start=229
+  _globals['_JOBPROGRESS']._serialized_end=326
+  _globals['_JOBERROR']._serialized_start=328
+  _globals['_JOBERROR']._serialized_end=388
+  _globals['_JOB']._serialized_start=391
+  _globals['_JOB']._serialized_end=1560
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1563
+  _globals['_SUBMITJOBREQUEST']._serialized_end=2286
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=2288
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=2338
+  _globals['_GETJOBREQUEST']._serialized_start=2340
+  _globals['_GETJOBREQUEST']._serialized_end=2371
+  _globals['_GETJOBRESPONSE']._serialized_start=2373
+  _globals['_GETJOBRESPONSE']._serialized_end=2420
+  _globals['_WATCHJOBREQUEST']._serialized_start=2422
+  _globals['_WATCHJOBREQUEST']._serialized_end=2484
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2486
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2556
+  _globals['_CANCELJOBREQUEST']._serialized_start=2558
+  _globals['_CANCELJOBREQUEST']._serialized_end=2592
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2594
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2644
+  _globals['_LISTJOBSREQUEST']._serialized_start=2646
+  _globals['_LISTJOBSREQUEST']._serialized_end=2770
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2772
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2847
+  _globals['_JOBSERVICE']._serialized_start=3007
+  _globals['_JOBSERVICE']._serialized_end=3522
 # @@protoc_insertion_point(module_scope)

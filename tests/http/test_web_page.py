@@ -22,7 +22,9 @@ TIMEOUT_MS = 120_000
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.fail("Debian's chromium is missing: scripts/ensure-chromium.sh installs it (make install-test)")
+        pytest.fail(
+            "Debian's chromium is missing: scripts/ensure-chromium.sh installs it (make install-test)"
+        )
     return path
 
 
@@ -37,12 +39,12 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def site(start_server: Callable[..., RunningServer]) -> tuple[RunningServer, str]:
     running = start_server(http={"enabled": True, "address": "127.0.0.1:0"})
-    attack = AttackAccuracy("pgd_linf", "Linf", 8 / 255, 0.4, 0.6, 8 / 255, 0.5, 16)
+    epsilon = 8 / 255
     for index, (version, clean, robust) in enumerate([("1", 1.0, 0.45), ("1", 0.98, 0.4), ("2", 1.0, 0.2)]):
+        attack = AttackAccuracy("pgd_linf", "Linf", epsilon, robust, 1 - robust, epsilon, 0.5, 16)
         record = HistoryRecord(
             "shapes", version, 1.7e9 + 3600 * index, "shapes-val", "schedule", 16, clean,
-            (AttackAccuracy(attack.attack, "Linf", attack.epsilon, robust, 1 - robust, attack.epsilon, 0.5, 16),),
-            (), 0.01, (), f"job{index}",
+            (attack,), (), 0.01, (), f"job{index}",
         )  # fmt: skip
         running.server.history.append(record)
     return running, f"http://127.0.0.1:{running.server.http_port}"
@@ -64,7 +66,9 @@ def page(browser: Browser, site: tuple[RunningServer, str]) -> Iterator[tuple[Pa
 
 def rendered_images(page: Page, selector: str) -> int:
     """How many images matching `selector` have been decoded (naturalWidth > 0)."""
-    return page.eval_on_selector_all(selector, "els => els.filter(e => e.complete && e.naturalWidth > 0).length")
+    return page.eval_on_selector_all(
+        selector, "els => els.filter(e => e.complete && e.naturalWidth > 0).length"
+    )
 
 
 def test_upload_two_methods_job_and_history(page: tuple[Page, list[str]], tmp_path: Path) -> None:
@@ -82,7 +86,8 @@ def test_upload_two_methods_job_and_history(page: tuple[Page, list[str]], tmp_pa
     page.click("#explain")
     page.wait_for_function("document.querySelectorAll('.map[aria-busy=false]').length === 2")
     page.wait_for_function(
-        "[...document.querySelectorAll('img.rendered-map')].filter(i => i.complete && i.naturalWidth).length === 4"
+        "[...document.querySelectorAll('img.rendered-map')]"
+        ".filter(i => i.complete && i.naturalWidth).length === 4"
     )
     assert rendered_images(page, "img.rendered-map") == 4
     captions = page.locator(".map figcaption").all_inner_texts()

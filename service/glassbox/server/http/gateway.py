@@ -34,7 +34,7 @@ from aiohttp import web
 from google.protobuf import descriptor, json_format, message
 from PIL import Image
 
-from glassbox.config import Settings
+from glassbox.config import SecuritySettings, Settings
 from glassbox.server.http import statuses
 from glassbox.server.http.transcoding import BadRequest, Route, build_request, routes_for
 
@@ -122,14 +122,7 @@ class HttpGateway:
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         security = self.settings.security
-        if not security.tls_enabled:
-            return None
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certfile=security.tls_cert, keyfile=security.tls_key)
-        if security.tls_client_ca is not None:
-            context.load_verify_locations(cafile=security.tls_client_ca)
-            context.verify_mode = ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_OPTIONAL
-        return context
+        return TlsFiles(security).context() if security.tls_enabled else None
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -288,6 +281,52 @@ class HttpGateway:
         if data is None:
             raise web.HTTPNotFound(reason="no such sample image")
         return web.Response(body=data, content_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+class TlsFiles:
+    """The gateway's TLS context from the server's certificate files, reloaded for new connections when
+    the files change (as the gRPC port does, `server/tls.py`); a broken renewal keeps the previous one."""
+
+    def __init__(self, security: SecuritySettings) -> None:
+        self._security = security
+        self._paths = [
+            p for p in (security.tls_cert, security.tls_key, security.tls_client_ca) if p is not None
+        ]
+        self._stamp = self._mtimes()
+        self._current = self._load()
+
+    def _mtimes(self) -> tuple[int, ...]:
+        try:
+            return tuple(path.stat().st_mtime_ns for path in self._paths)
+        except OSError:
+            return ()
+
+    def _load(self) -> ssl.SSLContext:
+        security = self._security
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile=security.tls_cert, keyfile=security.tls_key)
+        if security.tls_client_ca is not None:
+            context.load_verify_locations(cafile=security.tls_client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_OPTIONAL
+        return context
+
+    def context(self) -> ssl.SSLContext:
+        """The listening context; its SNI hook (called on every handshake) switches the connection to
+        the current certificates."""
+        listening = self._load()
+        listening.sni_callback = self._switch
+        return listening
+
+    def _switch(self, connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        stamp = self._mtimes()
+        if stamp and stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._current = self._load()
+                log.info("HTTP gateway: TLS certificates reloaded")
+            except (ssl.SSLError, OSError) as exc:
+                log.error("TLS certificates changed but cannot be used; keeping the previous ones: %s", exc)
+        connection.context = self._current
 
 
 def _sample_images() -> dict[str, bytes]:

@@ -16,7 +16,7 @@ install: $(PY)
 	$(PIP) install --quiet -e clients/python -e .
 
 install-test: $(PY)
-	$(PIP) install --quiet -e clients/python -e '.[test]'
+	$(PIP) install --quiet -e 'clients/python[plot]' -e '.[test]'
 	./scripts/ensure-redis.sh
 	./scripts/ensure-chromium.sh
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error

@@ -39,12 +39,14 @@ _HOMES = {
     "ModelInfo": "types",
     "ModelSummary": "types",
     "Prediction": "types",
+    "plot": "display",
 }
 
 if TYPE_CHECKING:
     from glassbox_client.aio import AsyncGlassboxClient
     from glassbox_client.client import GlassboxClient
     from glassbox_client.connection import NO_RETRIES, RetryPolicy
+    from glassbox_client.display import plot
     from glassbox_client.errors import (
         DeadlineExceededError,
         FailedPreconditionError,
@@ -89,6 +91,7 @@ __all__ = [
     "RetryPolicy",
     "UnauthenticatedError",
     "UnavailableError",
+    "plot",
 ]
 
 

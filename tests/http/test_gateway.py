@@ -112,6 +112,8 @@ def test_get_rules_take_path_and_query_parameters(base: str) -> None:
     assert {m["name"] for m in listed["models"]} >= {"shapes", "shapes-onnx"}
     model = request(base, "GET", "/v1/models/shapes?version=1").json()
     assert model["model"]["labels"][4] == "star" if "model" in model else model
+    encoded_slash = request(base, "GET", "/v1/models/a%2Fb")  # one segment: the name is "a/b"
+    assert encoded_slash.status == 404 and "'a/b'" in encoded_slash.json()["message"]
     missing = request(base, "GET", "/v1/models/shapes?version=99")
     assert missing.status == 404 and missing.json()["code"] == 5
     assert missing.json()["message"].startswith("version")
@@ -300,6 +302,8 @@ def test_the_openapi_document_is_served_and_covers_every_rule(base: str) -> None
 def test_the_page_and_samples_are_served(base: str) -> None:
     page = request(base, "GET", "/")
     assert page.status == 200 and b"<html" in page.body.lower()
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
     samples = request(base, "GET", "/samples.json").json()
     assert {s["name"] for s in samples} == {"circle", "square", "triangle", "cross", "star", "ring"}
     image = request(base, "GET", samples[0]["url"])

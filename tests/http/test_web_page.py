@@ -6,6 +6,7 @@ the test's temporary folder."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def page(browser: Browser, site: tuple[RunningServer, str]) -> Iterator[tuple[Pa
     context.close()
 
 
+def wait_until(page: Page, selector: str, script: str, timeout_s: float = TIMEOUT_MS / 1000) -> None:
+    """Poll `script` (a function of the elements matching `selector`) until it returns true. Playwright's
+    wait_for_function evaluates strings in the page, which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout_s
+    while not page.eval_on_selector_all(selector, script):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {script} on {selector}")
+        page.wait_for_timeout(100)
+
+
 def rendered_images(page: Page, selector: str) -> int:
     """How many images matching `selector` have been decoded (naturalWidth > 0)."""
     return page.eval_on_selector_all(
@@ -84,10 +95,9 @@ def test_upload_two_methods_job_and_history(page: tuple[Page, list[str]], tmp_pa
     for box in page.locator("#methods input").all():
         box.set_checked(box.get_attribute("value") in ("integrated_gradients", "grad_cam"))
     page.click("#explain")
-    page.wait_for_function("document.querySelectorAll('.map[aria-busy=false]').length === 2")
-    page.wait_for_function(
-        "[...document.querySelectorAll('img.rendered-map')]"
-        ".filter(i => i.complete && i.naturalWidth).length === 4"
+    wait_until(page, ".map", "maps => maps.filter(m => m.getAttribute('aria-busy') === 'false').length === 2")
+    wait_until(
+        page, "img.rendered-map", "images => images.filter(i => i.complete && i.naturalWidth).length === 4"
     )
     assert rendered_images(page, "img.rendered-map") == 4
     captions = page.locator(".map figcaption").all_inner_texts()
@@ -102,13 +112,11 @@ def test_upload_two_methods_job_and_history(page: tuple[Page, list[str]], tmp_pa
     assert page.eval_on_selector(".stack .over", "e => e.style.opacity") == "0.3"
 
     page.select_option("#target", "0")  # switch the target class: the maps are recomputed for "circle"
-    page.wait_for_function(
-        "[...document.querySelectorAll('.map figcaption')].every(c => c.textContent.includes('→ circle'))"
-    )
+    wait_until(page, ".map figcaption", "captions => captions.every(c => c.textContent.includes('→ circle'))")
 
     page.select_option("#job-kind", "feature_visualisation")
     page.click("#run-job")
-    page.wait_for_function("document.getElementById('job-status').textContent.includes('succeeded')")
+    wait_until(page, "#job-status", "status => status[0].textContent.includes('succeeded')")
     page.wait_for_selector("#job-result img.result-picture")
     assert rendered_images(page, "#job-result img.result-picture") >= 1
 
@@ -129,7 +137,7 @@ def test_a_failing_call_shows_its_message_not_a_console_error(page: tuple[Page, 
     page.wait_for_selector("#error:not([hidden])")
     assert "choose an image first" in page.inner_text("#error")
     page.select_option("#model", "shapes-onnx")
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('onnxruntime')")
+    wait_until(page, "#model-info", "info => info[0].textContent.includes('onnxruntime')")
     methods = page.eval_on_selector_all("#methods input", "els => els.map(e => e.value)")
     assert "occlusion" in methods and "saliency" not in methods  # ONNX: forward-only methods
     assert problems == [], problems

@@ -113,6 +113,24 @@ def serve(repository: Path) -> Iterator:
         server.stop(grace=0)
 
 
+def _server_pair_copy(pki: Pki, folder: Path) -> tuple[Path, Path]:
+    """A copy of the server's certificate and key that a test may replace (rotation)."""
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    cert.write_bytes((pki.folder / "server.crt").read_bytes())
+    key.write_bytes((pki.folder / "server.key").read_bytes())
+    return cert, key
+
+
+def _renew_from_the_other_ca(pki: Pki, cert: Path, key: Path) -> None:
+    """Replace the pair with one issued by the other CA, dated later (as a renewal would be)."""
+    renewed = _issue("glassbox server, renewed", pki.other_ca, server=True)
+    cert.write_bytes(renewed.cert_pem)
+    key.write_bytes(renewed.key_pem)
+    later = time.time_ns() + 5_000_000_000
+    for path in (cert, key):
+        os.utime(path, ns=(later, later))
+
+
 def _client(address: str, pki: Pki, **kwargs: object) -> GlassboxClient:
     return GlassboxClient(address, timeout=10, retry=NO_RETRIES, **kwargs)
 
@@ -152,19 +170,12 @@ def test_optional_client_certificates_still_admit_anonymous_clients(serve, pki: 
 
 
 def test_rotated_certificates_take_effect_without_a_restart(serve, pki: Pki, tmp_path: Path) -> None:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes((pki.folder / "server.crt").read_bytes())
-    key.write_bytes((pki.folder / "server.key").read_bytes())
+    cert, key = _server_pair_copy(pki, tmp_path)
     address = serve(tls_cert=cert, tls_key=key)
     with _client(address, pki, ca_cert=pki.folder / "ca.crt") as before:
         assert before.models()[0].name == "net"
 
-    renewed = _issue("glassbox server, renewed", pki.other_ca, server=True)
-    cert.write_bytes(renewed.cert_pem)
-    key.write_bytes(renewed.key_pem)
-    later = time.time_ns() + 5_000_000_000
-    for path in (cert, key):
-        os.utime(path, ns=(later, later))
+    _renew_from_the_other_ca(pki, cert, key)
     with _client(address, pki, ca_cert=pki.folder / "other-ca.crt") as after:
         assert after.models()[0].name == "net"
     with _client(address, pki, ca_cert=pki.folder / "ca.crt") as stale, pytest.raises(UnavailableError):
@@ -172,9 +183,7 @@ def test_rotated_certificates_take_effect_without_a_restart(serve, pki: Pki, tmp
 
 
 def test_a_broken_renewal_keeps_the_previous_certificate(serve, pki: Pki, tmp_path: Path) -> None:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes((pki.folder / "server.crt").read_bytes())
-    key.write_bytes((pki.folder / "server.key").read_bytes())
+    cert, key = _server_pair_copy(pki, tmp_path)
     address = serve(tls_cert=cert, tls_key=key)
     key.write_bytes(_issue("unrelated", None).key_pem)
     later = time.time_ns() + 5_000_000_000
@@ -196,9 +205,7 @@ def test_the_http_gateway_serves_https_with_the_same_certificates_and_client_ca(
     repository: Path, pki: Pki, tmp_path: Path
 ) -> None:
     f = pki.folder
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes((f / "server.crt").read_bytes())
-    key.write_bytes((f / "server.key").read_bytes())
+    cert, key = _server_pair_copy(pki, tmp_path)
     security = {"tls_cert": cert, "tls_key": key, "tls_client_ca": f / "ca.crt", "require_client_cert": True}
     settings = load_settings(
         address="127.0.0.1:0",
@@ -222,12 +229,7 @@ def test_the_http_gateway_serves_https_with_the_same_certificates_and_client_ca(
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10)  # plaintext
 
-        renewed = _issue("glassbox server, renewed", pki.other_ca, server=True)
-        cert.write_bytes(renewed.cert_pem)
-        key.write_bytes(renewed.key_pem)
-        later = time.time_ns() + 5_000_000_000
-        for path in (cert, key):
-            os.utime(path, ns=(later, later))
+        _renew_from_the_other_ca(pki, cert, key)
         assert _https(port, f / "other-ca.crt", (f / "client.crt", f / "client.key")) == 200
     finally:
         server.stop(grace=0)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import torch
@@ -57,7 +57,6 @@ from glassbox.server.attribution_servicer import AttributionServicer
 from glassbox.server.auth import token_interceptor
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import error_interceptor
-from glassbox.server.http.gateway import HttpGateway
 from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
@@ -65,6 +64,9 @@ from glassbox.server.model_servicer import ModelServicer
 from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.tls import server_credentials
 from glassbox.serving import ComputeScheduler, Priority
+
+if TYPE_CHECKING:
+    from glassbox.server.http.gateway import HttpGateway
 
 log = logging.getLogger(__name__)
 
@@ -214,21 +216,21 @@ class GlassboxServer:
                 reflection.SERVICE_NAME,
             ]
             reflection.enable_server_reflection(names, self.server)
-        self.gateway = (
-            HttpGateway(settings, [self._service_descriptor(name) for name in services])
-            if settings.http.enabled
-            else None
-        )
+        self.gateway = self._gateway(settings, services) if settings.http.enabled else None
         self._gateway_socket_dir: str | None = None
         self.port = 0
         self.http_port = 0
         self._stopped = False
 
     @staticmethod
-    def _service_descriptor(full_name: str) -> Any:
+    def _gateway(settings: Settings, services: list[str]) -> HttpGateway:
+        """The HTTP/JSON gateway over `services` (imported only when enabled: aiohttp stays unloaded)."""
         from google.protobuf import descriptor_pool
 
-        return descriptor_pool.Default().FindServiceByName(full_name)
+        from glassbox.server.http.gateway import HttpGateway
+
+        pool = descriptor_pool.Default()
+        return HttpGateway(settings, [pool.FindServiceByName(name) for name in services])
 
     async def _build_server(self) -> grpc.aio.Server:
         """The aio server, made on the loop that will run it."""

@@ -34,7 +34,7 @@ $(INSTALLED): $(PROJECT_FILES) | $(PY)
 
 $(INSTALLED_TEST): $(PROJECT_FILES) | $(PY)
 	@echo "Installing Glassbox and its test dependencies into $(VENV) (several minutes the first time)"
-	$(PIP) install $(PIP_FLAGS) -e clients/python -e '.[test]'
+	$(PIP) install $(PIP_FLAGS) -e 'clients/python[plot]' -e '.[test]'
 	touch $@ $(INSTALLED)
 
 $(NODE_MODULES): clients/typescript/package-lock.json
@@ -46,9 +46,10 @@ install: $(INSTALLED)
 install-test: $(INSTALLED_TEST) $(NODE_MODULES)
 	./scripts/ensure-redis.sh
 	./scripts/ensure-java-protoc.sh
+	./scripts/ensure-chromium.sh
 
 serve: install
-	$(VENV)/bin/glassbox serve $(ARGS)
+	$(VENV)/bin/glassbox serve --http-address 127.0.0.1:8080 $(ARGS)
 
 protos: install-test
 	$(PY) scripts/gen_protos.py

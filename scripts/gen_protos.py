@@ -15,6 +15,12 @@ own (with `google/rpc/error_details.proto`, so the client can decode error detai
 
 The TypeScript code comes from the same protoc with the ts-proto plugin pinned in
 clients/typescript/package.json (`npm ci` there installs it; it runs offline from node_modules).
+
+The HTTP/JSON gateway's OpenAPI document (service/glassbox/server/http/openapi/openapi.json) is derived
+from the same compiled protos and their `google.api.http` rules (scripts/openapi.py). The googleapis
+protos those rules need (google/api/annotations.proto, http.proto) are vendored in
+third_party/googleapis, copied from the googleapis-common-protos wheel whose Python modules the
+generated code imports at run time; nothing is fetched at build time.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ TS_ROOT = ROOT / "clients" / "typescript"
 TS_OUT = TS_ROOT / "src" / "generated"
 TS_PLUGIN = TS_ROOT / "node_modules" / ".bin" / "protoc-gen-ts_proto"
 TS_OPTIONS = "outputServices=grpc-js,env=node,esModuleInterop=true,forceLong=number,oneof=unions-value"
+OPENAPI_OUT = ROOT / "service" / "glassbox" / "server" / "http" / "openapi"
 
 
 def generate(out: Path) -> None:
@@ -84,6 +91,26 @@ def generate_typescript(out: Path) -> None:
         raise SystemExit("protoc (ts-proto) failed")
 
 
+def generate_openapi(out: Path) -> None:
+    """Compile the protos to a descriptor set (with comments) and write the gateway's OpenAPI document."""
+    from grpc_tools import protoc
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from openapi import openapi_document
+
+    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    include = Path(protoc.__file__).parent / "_proto"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        descriptors = Path(tmp) / "descriptors.binpb"
+        args = ["protoc", f"-I{PROTOS}", f"-I{THIRD_PARTY}", f"-I{include}"]
+        args += ["--include_source_info", "--include_imports"]
+        if protoc.main([*args, f"--descriptor_set_out={descriptors}", *sources]) != 0:
+            raise SystemExit("protoc (descriptor set) failed")
+        text = openapi_document(descriptors.read_bytes(), title="Glassbox", version="v1")
+    (out / "openapi.json").write_text(text)
+
+
 def _same_tree(left: Path, right: Path) -> bool:
     comparison = filecmp.dircmp(left, right, ignore=["__pycache__"])
     if comparison.left_only or comparison.right_only or comparison.funny_files:
@@ -100,7 +127,7 @@ def main() -> int:
     )
     parser.add_argument("--check", action="store_true", help="fail if the committed code is stale")
     args = parser.parse_args()
-    targets = [(OUT, generate), (TS_OUT, generate_typescript)]
+    targets = [(OUT, generate), (TS_OUT, generate_typescript), (OPENAPI_OUT, generate_openapi)]
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             for out, generator in targets:

@@ -1,11 +1,12 @@
 """Every example in README.md and docs/*.md runs as written, against a real server on the shipped models.
 
 The examples are read from the Markdown itself: Python blocks run as scripts, `console` blocks run their
-`$` commands and compare the output's shape, inline `glassbox-client ...` commands run too, and each
-document's TypeScript blocks are compiled (strict) and run as one program. They run
-from a scratch folder that links the repository's `docs/` (so the pictures they write land in that
-folder, not in the repository), with the test server's address in place of 127.0.0.1:50051 (and in
-GLASSBOX_ADDRESS). A block that is not a runnable example (set-up, deployment, configuration, diagrams)
+`$` commands and compare the output's shape, `sh` blocks (curl against the HTTP gateway) run as shell
+scripts, inline `glassbox-client ...` commands run too, and each document's TypeScript blocks are
+compiled (strict) and run as one program. They run from a scratch folder that links the repository's
+`docs/` (so the pictures they write land in that folder, not in the repository), with the test
+server's addresses in place of 127.0.0.1:50051 (and in GLASSBOX_ADDRESS) and of the gateway's
+127.0.0.1:8080. A block that is not a runnable example (set-up, deployment, configuration, diagrams)
 must match one of SKIPPED, which says why, so a new example cannot go unrun by accident. Where a doc
 says "Quick run: `A` → `B`" under an example, the test runs it with that substitution (a smaller
 setting the doc shows, for the long jobs).
@@ -19,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from PIL import Image
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:8080"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 QUICK_RUN = re.compile(r"^Quick run: (.+)$", re.MULTILINE)
 SUBSTITUTION = re.compile(r"`([^`]+)` → `([^`]+)`")
@@ -85,18 +88,22 @@ def _examples() -> list[Example]:
     return found
 
 
-EXAMPLES = _examples()
-RUNNABLE = [e for e in EXAMPLES if e.language in ("python", "console", "inline")]
-TYPESCRIPT = [e for e in EXAMPLES if e.language == "ts"]
-"""Run together, per document, in order: the later blocks use the client the first one creates."""
-PACKAGE = ROOT / "clients" / "typescript"
-
-
 def _skip_reason(example: Example) -> str | None:
     for language, pattern, reason in SKIPPED:
         if example.language == language and re.search(pattern, example.code):
             return reason
     return None
+
+
+EXAMPLES = _examples()
+RUNNABLE = [
+    e
+    for e in EXAMPLES
+    if e.language in ("python", "console", "inline") or (e.language == "sh" and _skip_reason(e) is None)
+]
+TYPESCRIPT = [e for e in EXAMPLES if e.language == "ts"]
+"""Run together, per document, in order: the later blocks use the client the first one creates."""
+PACKAGE = ROOT / "clients" / "typescript"
 
 
 def test_every_block_is_run_or_skipped_for_a_stated_reason() -> None:
@@ -129,6 +136,12 @@ def test_demo_samples_writes_one_picture_per_class(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+def server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    """The shipped models, with the HTTP gateway on (the curl examples use it)."""
+    return start_server(http={"enabled": True, "address": "127.0.0.1:0"})
+
+
+@pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch folder that looks like the repository root to the examples."""
     folder = tmp_path_factory.mktemp("examples")
@@ -150,6 +163,7 @@ def _environment(server: RunningServer) -> dict[str, str]:
 
 def _prepared(example: Example, server: RunningServer) -> str:
     code = example.code.replace(DEFAULT_ADDRESS, server.address)
+    code = code.replace(DEFAULT_HTTP_ADDRESS, f"127.0.0.1:{server.server.http_port}")
     for old, new in example.substitutions:
         assert old in code, f"{example.id}: the quick run replaces {old!r}, which the example lacks"
         code = code.replace(old, new)
@@ -163,6 +177,16 @@ def test_the_example_runs_as_written(example: Example, server: RunningServer, wo
     if example.language == "python":
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"{example.id}\n{done.stdout}\n{done.stderr}"
+    elif example.language == "sh":
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", code],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, f"{example.id}\n{done.stdout}\n{done.stderr}"
     elif example.language == "inline":

@@ -46,7 +46,13 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         redis_url=args.redis_url,
         jobs={"redis_url": args.jobs_redis_url} if args.jobs_redis_url else None,
         metrics={"port": args.metrics_port} if args.metrics_port is not None else None,
+        http=_http_flags(args) or None,
     )
+
+
+def _http_flags(args: argparse.Namespace) -> dict[str, object]:
+    flags = {"enabled": True if args.http or args.http_address else None, "address": args.http_address}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def _security_flags(args: argparse.Namespace) -> dict[str, object]:
@@ -141,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs-redis-url", help="queue jobs on Redis for `glassbox worker` processes (jobs.redis_url)"
     )
     serve.add_argument("--metrics-port", type=int, help="port of /metrics (default 9464; 0 = any free port)")
+    serve.add_argument(
+        "--http", action="store_true", help="serve the HTTP/JSON gateway and web page (http.enabled)"
+    )
+    serve.add_argument(
+        "--http-address", help="host:port of the HTTP gateway (default 127.0.0.1:8080); implies --http"
+    )
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(run=_serve)
 

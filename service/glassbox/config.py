@@ -202,6 +202,20 @@ class MetricsSettings(BaseModel):
     address: str = "127.0.0.1"
 
 
+class HttpSettings(BaseModel):
+    """The HTTP/JSON gateway (docs/clients.md): gRPC-JSON transcoding of the API, the web page at `/`
+    and the OpenAPI document, calling the gRPC server in the same process. Off unless enabled."""
+
+    enabled: bool = Field(False, description="serve the HTTP/JSON gateway and the web page")
+    address: str = Field("127.0.0.1:8080", description="host:port of the gateway (port 0 = any free port)")
+    max_body_bytes: int = Field(
+        0, ge=0, description="largest request body; 0 = limits.max_message_bytes plus base64's growth"
+    )
+    call_timeout_seconds: float = Field(
+        300.0, gt=0, description="deadline of a unary call that sends no grpc-timeout header"
+    )
+
+
 class RobustnessSettings(BaseModel):
     """Robustness monitoring (docs/robustness.md): models whose model.toml has a [monitoring] section are
     evaluated at start-up when a loaded version has no history yet, then on their schedule."""
@@ -305,6 +319,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     security: SecuritySettings = SecuritySettings()
     robustness: RobustnessSettings = RobustnessSettings()
+    http: HttpSettings = HttpSettings()
     redis_url: str = Field(
         "",
         validation_alias=AliasChoices("GLASSBOX_REDIS_URL"),

@@ -1,23 +1,33 @@
 """Attribution maps → PNG heatmaps and overlays, with built-in colour tables (no matplotlib at run time).
 
-A map is scaled by a high percentile of |value| (default 99.5: a few extreme gradients would otherwise
-leave the rest of the picture black), clipped, and coloured: signed maps symmetrically around zero
-(zero is the middle of the colour scale), non-negative maps from zero. Overlays blend the heatmap over
-the image with an opacity proportional to each pixel's normalised |value|, so unimportant regions show
-the image itself.
+A map is scaled by a high percentile of |value| (default 99, as Captum's `visualize_image_attr`: a few
+extreme gradients would otherwise leave the rest of the picture dark), clipped, and coloured: signed
+maps symmetrically around zero (zero is the middle of the colour scale), non-negative maps from zero.
+Overlays paint the map over a darkened grey copy of the image with an opacity that grows with
+sqrt(|value|), so the map shows on any background and unimportant regions show the image. On request
+a picture carries a colour bar with its scale and the method's name (`with_colour_bar`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-DEFAULT_CLIP_PERCENTILE = 99.5
-DEFAULT_OVERLAY_ALPHA = 0.6
+DEFAULT_CLIP_PERCENTILE = 99.0
+DEFAULT_OVERLAY_ALPHA = 0.85
+LUMA = (0.299, 0.587, 0.114)
+BACKGROUND_FLOOR = 0.1  # the overlay's grey background spans [0.1, 0.55]: dark enough for any colour
+BACKGROUND_RANGE = 0.45
+FIGURE_MIN_WIDTH = 256
+FONT_SIZE = 12
+BAR_HEIGHT = 10
+MARGIN = 6
 
 
 class Colormap(StrEnum):
@@ -115,28 +125,52 @@ def colour_positions(positions: np.ndarray, colormap: Colormap) -> np.ndarray:
     return _TABLES[colormap][np.round(np.clip(positions, 0.0, 1.0) * 255).astype(np.intp)]
 
 
-def normalise(
-    values: torch.Tensor, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
-) -> tuple[np.ndarray, bool]:
-    """A [H, W] map scaled to [-1, 1] (signed) or [0, 1] (non-negative) by the |value| percentile."""
+@dataclass(frozen=True)
+class ScaledMap:
+    """A [H, W] map scaled for a picture: `values` in [-1, 1] (signed) or [0, 1], and the |value| that
+    maps to the end of the colour scale (`scale`; larger values saturate)."""
+
+    values: np.ndarray
+    signed: bool
+    scale: float
+
+
+def scale_map(values: torch.Tensor, clip_percentile: float = DEFAULT_CLIP_PERCENTILE) -> ScaledMap:
+    """Scale a [H, W] map by the `clip_percentile` percentile of |value| (Captum's
+    `visualize_image_attr` does the same), so that a few extreme gradients do not leave the rest dark."""
     array = values.detach().float().cpu().numpy()
     signed = bool((array < 0).any())
     scale = float(np.percentile(np.abs(array), clip_percentile)) if array.size else 0.0
     if scale <= 0 or not np.isfinite(scale):
         scale = float(np.abs(array).max()) if array.size else 0.0
     if scale <= 0 or not np.isfinite(scale):
-        return np.zeros_like(array), signed
-    return np.clip(array / scale, -1.0 if signed else 0.0, 1.0), signed
+        return ScaledMap(np.zeros_like(array), signed, 0.0)
+    return ScaledMap(np.clip(array / scale, -1.0 if signed else 0.0, 1.0), signed, scale)
+
+
+def normalise(
+    values: torch.Tensor, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
+) -> tuple[np.ndarray, bool]:
+    """A [H, W] map scaled to [-1, 1] (signed) or [0, 1] (non-negative) by the |value| percentile."""
+    scaled = scale_map(values, clip_percentile)
+    return scaled.values, scaled.signed
+
+
+def default_colormap(signed: bool) -> Colormap:
+    return Colormap.DIVERGING if signed else Colormap.INFERNO
 
 
 def colorize(
     values: torch.Tensor, colormap: Colormap | None = None, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
 ) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 [H, W, 3] heatmap, normalised |value| [H, W] in [0, 1]) of a [H, W] map."""
-    scaled, signed = normalise(values, clip_percentile)
-    colormap = colormap or (Colormap.DIVERGING if signed else Colormap.INFERNO)
-    position = (scaled + 1.0) / 2.0 if signed else scaled
-    return _TABLES[colormap][np.round(position * 255).astype(np.intp)], np.abs(scaled)
+    scaled = scale_map(values, clip_percentile)
+    return _colour(scaled, colormap or default_colormap(scaled.signed)), np.abs(scaled.values)
+
+
+def _colour(scaled: ScaledMap, colormap: Colormap) -> np.ndarray:
+    position = (scaled.values + 1.0) / 2.0 if scaled.signed else scaled.values
+    return _TABLES[colormap][np.round(position * 255).astype(np.intp)]
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -147,10 +181,37 @@ def png(rgb: np.ndarray) -> bytes:
 
 
 def heatmap_png(
-    values: torch.Tensor, colormap: Colormap | None = None, clip_percentile: float = DEFAULT_CLIP_PERCENTILE
+    values: torch.Tensor,
+    colormap: Colormap | None = None,
+    clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
+    caption: str | None = None,
 ) -> bytes:
-    """PNG heatmap of a [H, W] map."""
-    return png(colorize(values, colormap, clip_percentile)[0])
+    """PNG heatmap of a [H, W] map; with a `caption` (the method's name), a colour bar and its scale
+    below it."""
+    scaled = scale_map(values, clip_percentile)
+    colormap = colormap or default_colormap(scaled.signed)
+    picture = _colour(scaled, colormap)
+    return png(picture if caption is None else with_colour_bar(picture, scaled, colormap, caption))
+
+
+def overlay_rgb(
+    image: torch.Tensor,
+    scaled: ScaledMap,
+    colormap: Colormap,
+    alpha: float = DEFAULT_OVERLAY_ALPHA,
+) -> np.ndarray:
+    """The map painted over a darkened grey copy of the image [3, H, W] in [0, 1].
+
+    The grey, darkened background (as Captum's `blended_heat_map` uses a grey image) keeps the image's
+    shapes readable while no colour of the image can hide the map's colours (a blue map on a light
+    blue object). Each pixel's opacity is `alpha` · sqrt(|value|): faint gradients still show, and where
+    the map is zero the background shows through."""
+    pixels = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    grey = pixels @ np.asarray(LUMA, dtype=np.float32)
+    base = np.repeat((BACKGROUND_FLOOR + BACKGROUND_RANGE * grey)[..., None] * 255.0, 3, axis=2)
+    opacity = (alpha * np.sqrt(np.abs(scaled.values)))[..., None]
+    blended = base * (1.0 - opacity) + _colour(scaled, colormap).astype(np.float64) * opacity
+    return np.round(blended).astype(np.uint8)
 
 
 def overlay_png(
@@ -159,10 +220,58 @@ def overlay_png(
     colormap: Colormap | None = None,
     alpha: float = DEFAULT_OVERLAY_ALPHA,
     clip_percentile: float = DEFAULT_CLIP_PERCENTILE,
+    caption: str | None = None,
 ) -> bytes:
-    """PNG of the heatmap of a [H, W] map over an image [3, H, W] in [0, 1], opacity alpha · |value|."""
-    heat, magnitude = colorize(values, colormap, clip_percentile)
-    base = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0
-    opacity = (alpha * magnitude)[..., None]
-    blended = base * (1.0 - opacity) + heat.astype(np.float64) * opacity
-    return png(np.round(blended).astype(np.uint8))
+    """PNG of a [H, W] map over an image [3, H, W] in [0, 1] (`overlay_rgb`); with a `caption`, a colour
+    bar and its scale below it."""
+    scaled = scale_map(values, clip_percentile)
+    colormap = colormap or default_colormap(scaled.signed)
+    picture = overlay_rgb(image, scaled, colormap, alpha)
+    return png(picture if caption is None else with_colour_bar(picture, scaled, colormap, caption))
+
+
+def with_colour_bar(picture: np.ndarray, scaled: ScaledMap, colormap: Colormap, caption: str) -> np.ndarray:
+    """The picture (enlarged by whole pixels to at least `FIGURE_MIN_WIDTH` wide) above a strip with the
+    caption, the colour scale and its end values (the clip percentile's |value|: beyond it, colours
+    saturate)."""
+    width = picture.shape[1]
+    factor = max(1, -(-FIGURE_MIN_WIDTH // width))
+    enlarged = picture.repeat(factor, axis=0).repeat(factor, axis=1)
+    figure_width = width * factor
+    font = _font()
+    line = FONT_SIZE + 4
+    strip = Image.new("RGB", (figure_width, 3 * line + BAR_HEIGHT), "white")
+    draw = ImageDraw.Draw(strip)
+    draw.text((MARGIN, 2), _fit(draw, caption, font, figure_width - 2 * MARGIN), fill="black", font=font)
+    positions = np.linspace(-1.0 if scaled.signed else 0.0, 1.0, figure_width - 2 * MARGIN)
+    bar_scaled = ScaledMap(np.repeat(positions[None, :], BAR_HEIGHT, axis=0), scaled.signed, scaled.scale)
+    strip.paste(Image.fromarray(_colour(bar_scaled, colormap)), (MARGIN, line + 2))
+    labels = (
+        [f"-{scaled.scale:.3g}", "0", f"+{scaled.scale:.3g}"]
+        if scaled.signed
+        else ["0", f"{scaled.scale:.3g}"]
+    )
+    anchors = ["la", "ma", "ra"] if scaled.signed else ["la", "ra"]
+    xs = (
+        [MARGIN, figure_width // 2, figure_width - MARGIN]
+        if scaled.signed
+        else [MARGIN, figure_width - MARGIN]
+    )
+    for text, anchor, x in zip(labels, anchors, xs, strict=True):
+        draw.text((x, line + BAR_HEIGHT + 4), text, fill="black", font=font, anchor=anchor)
+    return np.concatenate([enlarged, np.asarray(strip)], axis=0)
+
+
+@functools.cache
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    """`text`, shortened with an ellipsis to fit `width` pixels."""
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…" if len(text) > 1 else ""
+    return text

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
+import ssl
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +113,24 @@ def serve(repository: Path) -> Iterator:
         server.stop(grace=0)
 
 
+def _server_pair_copy(pki: Pki, folder: Path) -> tuple[Path, Path]:
+    """A copy of the server's certificate and key that a test may replace (rotation)."""
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    cert.write_bytes((pki.folder / "server.crt").read_bytes())
+    key.write_bytes((pki.folder / "server.key").read_bytes())
+    return cert, key
+
+
+def _renew_from_the_other_ca(pki: Pki, cert: Path, key: Path) -> None:
+    """Replace the pair with one issued by the other CA, dated later (as a renewal would be)."""
+    renewed = _issue("glassbox server, renewed", pki.other_ca, server=True)
+    cert.write_bytes(renewed.cert_pem)
+    key.write_bytes(renewed.key_pem)
+    later = time.time_ns() + 5_000_000_000
+    for path in (cert, key):
+        os.utime(path, ns=(later, later))
+
+
 def _client(address: str, pki: Pki, **kwargs: object) -> GlassboxClient:
     return GlassboxClient(address, timeout=10, retry=NO_RETRIES, **kwargs)
 
@@ -170,19 +191,12 @@ def test_without_a_client_ca_client_certificates_are_not_asked_for(serve, pki: P
 
 
 def test_rotated_certificates_take_effect_without_a_restart(serve, pki: Pki, tmp_path: Path) -> None:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes((pki.folder / "server.crt").read_bytes())
-    key.write_bytes((pki.folder / "server.key").read_bytes())
+    cert, key = _server_pair_copy(pki, tmp_path)
     address = serve(tls_cert=cert, tls_key=key)
     with _client(address, pki, ca_cert=pki.folder / "ca.crt") as before:
         assert before.models()[0].name == "net"
 
-    renewed = _issue("glassbox server, renewed", pki.other_ca, server=True)
-    cert.write_bytes(renewed.cert_pem)
-    key.write_bytes(renewed.key_pem)
-    later = time.time_ns() + 5_000_000_000
-    for path in (cert, key):
-        os.utime(path, ns=(later, later))
+    _renew_from_the_other_ca(pki, cert, key)
     with _client(address, pki, ca_cert=pki.folder / "other-ca.crt") as after:
         assert after.models()[0].name == "net"
     with _client(address, pki, ca_cert=pki.folder / "ca.crt") as stale, pytest.raises(UnavailableError):
@@ -190,15 +204,56 @@ def test_rotated_certificates_take_effect_without_a_restart(serve, pki: Pki, tmp
 
 
 def test_a_broken_renewal_keeps_the_previous_certificate(serve, pki: Pki, tmp_path: Path) -> None:
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert.write_bytes((pki.folder / "server.crt").read_bytes())
-    key.write_bytes((pki.folder / "server.key").read_bytes())
+    cert, key = _server_pair_copy(pki, tmp_path)
     address = serve(tls_cert=cert, tls_key=key)
     key.write_bytes(_issue("unrelated", None).key_pem)
     later = time.time_ns() + 5_000_000_000
     os.utime(key, ns=(later, later))
     with _client(address, pki, ca_cert=pki.folder / "ca.crt") as client:
         assert client.models()[0].name == "net"
+
+
+def _https(port: int, ca: Path, client: tuple[Path, Path] | None = None) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(certfile=client[0], keyfile=client[1])
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/v1/models", context=context, timeout=10) as reply:
+        assert json.loads(reply.read())["models"][0]["name"] == "net"
+        return reply.status
+
+
+def test_the_http_gateway_serves_https_with_the_same_certificates_and_client_ca(
+    repository: Path, pki: Pki, tmp_path: Path
+) -> None:
+    f = pki.folder
+    cert, key = _server_pair_copy(pki, tmp_path)
+    security = {"tls_cert": cert, "tls_key": key, "tls_client_ca": f / "ca.crt", "require_client_cert": True}
+    settings = load_settings(
+        address="127.0.0.1:0",
+        model_repository=repository,
+        metrics={"port": 0},
+        security=security,
+        http={"enabled": True, "address": "127.0.0.1:0"},
+    )
+    server = GlassboxServer(settings)
+    server.start()
+    port = server.http_port
+    try:
+        assert _https(port, f / "ca.crt", (f / "client.crt", f / "client.key")) == 200
+        # refused handshakes surface as URLError, ssl.SSLError or a reset connection: all OSErrors
+        with pytest.raises(OSError):
+            _https(port, f / "ca.crt")  # no client certificate
+        with pytest.raises(OSError):
+            _https(port, f / "ca.crt", (f / "stranger.crt", f / "stranger.key"))
+        with pytest.raises(OSError):
+            _https(port, f / "other-ca.crt", (f / "client.crt", f / "client.key"))  # not our server
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10)  # plaintext
+
+        _renew_from_the_other_ca(pki, cert, key)
+        assert _https(port, f / "other-ca.crt", (f / "client.crt", f / "client.key")) == 200
+    finally:
+        server.stop(grace=0)
 
 
 def test_a_key_that_does_not_match_the_certificate_stops_the_server_at_start(

@@ -87,7 +87,7 @@ def test_second_identical_request_is_served_from_the_cache(running: RunningServe
         {"version": "1"},
         {"targets": pb.TargetSpec(top_k=1)},
         {"output": pb.OutputOptions(map=True)},
-        {"output": pb.OutputOptions(aggregation=pb.AGGREGATION_SUM, overlay_alpha=0.6, clip_percentile=99.5)},
+        {"output": pb.OutputOptions(aggregation=pb.AGGREGATION_SUM, overlay_alpha=0.85, clip_percentile=99)},
         {"smoothgrad": pb.SmoothGradParams(samples=4, seed=200, noise_fraction=0.15)},
         {"smoothgrad": pb.SmoothGradParams(samples=4, seed=200, saliency=pb.SaliencyParams())},
         {"smoothgrad": pb.SmoothGradParams(samples=4, seed=200, variant=pb.SMOOTH_GRAD_VARIANT_SMOOTHGRAD)},

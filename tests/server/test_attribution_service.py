@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import RunningServer
+from glassbox import render
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.demo.shapes import CLASSES, generate
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
@@ -113,7 +114,7 @@ def test_aggregations_reduce_the_channels(stub: attribution_service_pb2_grpc.Att
 def test_pngs_are_readable_pictures_of_the_map(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, method: str, params: object
 ) -> None:
-    output = pb.OutputOptions(map=True, heatmap_png=True, overlay_png=True)
+    output = pb.OutputOptions(map=True, heatmap_png=True, overlay_png=True, aggregation=pb.AGGREGATION_NONE)
     response = stub.Attribute(
         request(IMAGES[:1], output=output, saliency=None, **{method: params}), timeout=60
     )
@@ -122,16 +123,57 @@ def test_pngs_are_readable_pictures_of_the_map(
     assert heat.shape == overlay.shape == (64, 64, 3)
     assert heat.reshape(-1, 3).std(axis=0).max() > 10, "the heatmap is flat"
     values = array(attribution.map)
-    strongest = np.unravel_index(np.abs(values).argmax(), values.shape)
-    weakest = np.unravel_index(np.abs(values).argmin(), values.shape)
-    original = (IMAGES[0].permute(1, 2, 0).numpy() * 255).round()
-    # the overlay shows the image where the map is zero and the heatmap where it is strongest
-    assert np.abs(overlay[weakest] - original[weakest]).max() <= 1
-    assert np.abs(overlay[strongest].astype(float) - original[strongest]).max() > 20
+    # the pictures show |max| over the channels of a per-channel map, a one-channel map as it is
+    shown = np.abs(values).max(axis=0) if values.ndim == 3 else values
+    strongest = np.unravel_index(np.abs(shown).argmax(), shown.shape)
+    weakest = np.unravel_index(np.abs(shown).argmin(), shown.shape)
+    grey = IMAGES[0].permute(1, 2, 0).numpy() @ np.array(render.LUMA, dtype=np.float32)
+    background = np.round(255 * (render.BACKGROUND_FLOOR + render.BACKGROUND_RANGE * grey))
+    # the overlay shows the darkened grey image where the map is zero (opacity alpha · sqrt of the
+    # scaled |value|), the map where it is strongest
+    faint = np.abs(shown[weakest]) / np.percentile(np.abs(shown), render.DEFAULT_CLIP_PERCENTILE)
+    allowed = 255 * render.DEFAULT_OVERLAY_ALPHA * np.sqrt(faint) + 1
+    assert np.abs(overlay[weakest] - background[weakest]).max() <= allowed
+    assert np.abs(overlay[strongest].astype(float) - background[strongest]).max() > 60
     if method == "grad_cam":
         assert array(attribution.layer_map).shape == (8, 8)
     if method == "integrated_gradients":
         assert abs(attribution.convergence_delta) < 0.05 * abs(attribution.target.logit)
+
+
+def test_pictures_of_gradient_maps_show_abs_max_while_the_raw_map_keeps_its_sign(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
+    def attribution(**options: object) -> pb.TargetAttribution:
+        output = pb.OutputOptions(map=True, heatmap_png=True, **options)
+        return stub.Attribute(request(IMAGES[:1], output=output), timeout=60).images[0].attributions[0]
+
+    default = attribution()
+    raw = array(default.map)
+    assert (raw < 0).any(), "the raw map (channel sum) keeps its sign"
+    absolute = attribution(picture_aggregation=pb.AGGREGATION_ABS_MAX)
+    signed = attribution(picture_aggregation=pb.AGGREGATION_SUM)
+    assert default.heatmap_png == absolute.heatmap_png != signed.heatmap_png
+    np.testing.assert_array_equal(array(signed.map), raw)
+    # |max| is non-negative: inferno, whose darkest colour is near black; the signed picture is
+    # diverging, whose middle (zero) is near white
+    assert png(absolute.heatmap_png).min(axis=(0, 1)).max() < 30
+    assert png(signed.heatmap_png).max(axis=(0, 1)).min() > 200
+
+
+def test_a_colour_bar_names_the_method_below_an_enlarged_picture(
+    stub: attribution_service_pb2_grpc.AttributionServiceStub,
+) -> None:
+    output = pb.OutputOptions(heatmap_png=True, overlay_png=True, colour_bar=True)
+    plain_output = pb.OutputOptions(heatmap_png=True, overlay_png=True)
+    with_bar = stub.Attribute(request(IMAGES[:1], output=output), timeout=60).images[0].attributions[0]
+    plain = stub.Attribute(request(IMAGES[:1], output=plain_output), timeout=60).images[0].attributions[0]
+    figure, picture = png(with_bar.heatmap_png), png(plain.heatmap_png)
+    assert figure.shape[1] == 256 and figure.shape[0] > 256
+    np.testing.assert_array_equal(figure[:256:4, ::4], picture)  # the picture, enlarged 4×
+    strip = figure[256:]
+    assert (strip < 100).all(axis=2).any(), "the caption and scale are dark text"
+    assert png(with_bar.overlay_png).shape == figure.shape
 
 
 def test_maps_and_overlays_can_come_at_the_original_size(

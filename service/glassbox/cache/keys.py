@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from google.protobuf.message import Message
 
-KEY_FORMAT_VERSION = 2
+KEY_FORMAT_VERSION = 3
 
 
 class ModelIdentity(Protocol):

@@ -60,6 +60,8 @@ class OutputOptions:
     overlay_alpha: float = render.DEFAULT_OVERLAY_ALPHA
     clip_percentile: float = render.DEFAULT_CLIP_PERCENTILE
     original_size: bool = False
+    picture_aggregation: Aggregation | None = None  # None: ABS_MAX for per-channel maps, SUM otherwise
+    colour_bar: bool = False
 
     @property
     def wants_map(self) -> bool:
@@ -175,7 +177,7 @@ def attribute(
                 target = ClassScore(
                     index, model.labels[index], float(probabilities[i, index]), float(output.logits[i, index])
                 )
-            results.append(_finish(result, target, image, request.output))
+            results.append(_finish(result, target, image, request.output, request.method))
         outcome.images.append(ImageAttributions(results, image.prepared.original_size))
     return outcome
 
@@ -283,28 +285,52 @@ def aggregate(values: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
     return values.square().sum(dim=0).sqrt()
 
 
+def picture_values(values: torch.Tensor, aggregation: Aggregation | None) -> tuple[torch.Tensor, Aggregation]:
+    """The [H, W] map the PNGs show and the aggregation that made it: by default |max| over the channels
+    of a per-channel (pixel-gradient) map, as Simonyan et al. and Captum's `visualize_image_attr` show
+    them, and a one-channel map as it is."""
+    if aggregation is None:
+        aggregation = Aggregation.ABS_MAX if values.dim() == 3 else Aggregation.SUM
+    if aggregation is Aggregation.NONE:
+        aggregation = Aggregation.SUM
+    if values.dim() == 2:
+        return (values.abs() if aggregation in (Aggregation.ABS_MAX, Aggregation.L2) else values), aggregation
+    return aggregate(values, aggregation), aggregation
+
+
 def _finish(
-    result: MapResult, target: ClassScore | None, image: AttributionImage, options: OutputOptions
+    result: MapResult,
+    target: ClassScore | None,
+    image: AttributionImage,
+    options: OutputOptions,
+    method: str,
 ) -> TargetAttribution:
     values = aggregate(result.map.float(), options.aggregation)
     background = image.prepared.pixels
+    shown = None
+    if options.heatmap_png or options.overlay_png:
+        shown, shown_as = picture_values(result.map.float(), options.picture_aggregation)
+        if options.original_size:
+            shown = to_original_size(shown, image.prepared)
     if options.original_size:
         values = to_original_size(values, image.prepared)
         background = (
             image.original if image.original is not None else to_original_size(background, image.prepared)
         )
-    shown = values.sum(dim=0) if values.dim() == 3 else values
+    caption = None
+    if shown is not None and options.colour_bar:
+        caption = f"{method} · {shown_as.value}" + (f" · {target.label}" if target is not None else "")
     return TargetAttribution(
         target=target,
         map=values.numpy().astype(np.float32, copy=False) if options.wants_map else None,
-        heatmap_png=render.heatmap_png(shown, options.colormap, options.clip_percentile)
-        if options.heatmap_png
+        heatmap_png=render.heatmap_png(shown, options.colormap, options.clip_percentile, caption)
+        if shown is not None and options.heatmap_png
         else b"",
         overlay_png=(
             render.overlay_png(
-                background, shown, options.colormap, options.overlay_alpha, options.clip_percentile
+                background, shown, options.colormap, options.overlay_alpha, options.clip_percentile, caption
             )
-            if options.overlay_png
+            if shown is not None and options.overlay_png
             else b""
         ),
         layer_map=None if result.layer_map is None else result.layer_map.float().numpy(),

@@ -14,11 +14,13 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import torch
@@ -68,6 +70,9 @@ from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.server_servicer import ServerServicer
 from glassbox.server.tls import server_credentials
 from glassbox.serving import ComputeScheduler, Priority
+
+if TYPE_CHECKING:
+    from glassbox.server.http.gateway import HttpGateway
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +264,21 @@ class GlassboxServer:
                 reflection.SERVICE_NAME,
             ]
             reflection.enable_server_reflection(names, self.server)
+        self.gateway = self._gateway(settings, services) if settings.http.enabled else None
+        self._gateway_socket_dir: str | None = None
         self.port = 0
+        self.http_port = 0
         self._stopped = False
+
+    @staticmethod
+    def _gateway(settings: Settings, services: list[str]) -> HttpGateway:
+        """The HTTP/JSON gateway over `services` (imported only when enabled: aiohttp stays unloaded)."""
+        from google.protobuf import descriptor_pool
+
+        from glassbox.server.http.gateway import HttpGateway
+
+        pool = descriptor_pool.Default()
+        return HttpGateway(settings, [pool.FindServiceByName(name) for name in services])
 
     async def _build_server(self) -> grpc.aio.Server:
         """The aio server, made on the loop that will run it."""
@@ -315,6 +333,13 @@ class GlassboxServer:
         if self.settings.model_repository_poll_seconds > 0:
             self.poller.start()
         security = self.settings.security
+        if self.gateway is not None:
+            log.info(
+                "HTTP gateway and web page on http%s://%s (port %d)",
+                "s" if security.tls_enabled else "",
+                self.settings.http.address,
+                self.http_port,
+            )
         log.info(
             "glassbox serving on %s (port %d, %s, %s)",
             self.settings.address,
@@ -333,7 +358,17 @@ class GlassboxServer:
             port = self.server.add_secure_port(self.settings.address, self.credentials)
         if port == 0:
             raise RuntimeError(f"could not bind {self.settings.address}")
+        gateway_target = None
+        if self.gateway is not None:
+            # The gateway's private way in: a Unix socket in a directory only this user can open, so
+            # HTTP calls pass the same interceptors (tokens, errors, metrics) as gRPC calls.
+            self._gateway_socket_dir = tempfile.mkdtemp(prefix="glassbox-gateway-")
+            gateway_target = f"unix:{self._gateway_socket_dir}/grpc.sock"
+            if self.server.add_insecure_port(gateway_target) == 0:
+                raise RuntimeError(f"could not bind the gateway's socket {gateway_target}")
         await self.server.start()
+        if self.gateway is not None and gateway_target is not None:
+            self.http_port = await self.gateway.start(gateway_target)
         return port
 
     def stop(self, grace: float | None = None) -> None:
@@ -345,6 +380,10 @@ class GlassboxServer:
         grace = self.settings.grace_period_seconds if grace is None else grace
         self._loop.run(self.health.enter_graceful_shutdown())
         self._loop.run(self.server.stop(grace))
+        if self.gateway is not None:
+            self._loop.run(self.gateway.stop())
+        if self._gateway_socket_dir is not None:
+            shutil.rmtree(self._gateway_socket_dir, ignore_errors=True)
         self.poller.stop()
         self.monitor.stop()
         self.context.jobs.close()

@@ -42,12 +42,14 @@ _HOMES = {
     "ModelSummary": "types",
     "Prediction": "types",
     "ServerInfo": "server_info",
+    "plot": "display",
 }
 
 if TYPE_CHECKING:
     from glassbox_client.aio import AsyncGlassboxClient
     from glassbox_client.client import GlassboxClient
     from glassbox_client.connection import NO_RETRIES, RetryPolicy
+    from glassbox_client.display import plot
     from glassbox_client.errors import (
         DeadlineExceededError,
         ErrorStatus,
@@ -98,6 +100,7 @@ __all__ = [
     "ServerInfo",
     "UnauthenticatedError",
     "UnavailableError",
+    "plot",
 ]
 
 

@@ -187,6 +187,8 @@ class AsyncGlassboxClient:
         overlay_alpha: float | None = None,
         clip_percentile: float | None = None,
         original_size: bool = False,
+        picture_aggregation: str | None = None,
+        colour_bar: bool = False,
         priority: str = "interactive",
         timeout: float | None = None,
         **params: Any,
@@ -199,6 +201,8 @@ class AsyncGlassboxClient:
             overlay_alpha=overlay_alpha,
             clip_percentile=clip_percentile,
             original_size=original_size,
+            picture_aggregation=picture_aggregation,
+            colour_bar=colour_bar,
         )
         request = attribute_request(
             images,

@@ -197,6 +197,8 @@ class GlassboxClient:
         overlay_alpha: float | None = None,
         clip_percentile: float | None = None,
         original_size: bool = False,
+        picture_aggregation: str | None = None,
+        colour_bar: bool = False,
         priority: str = "interactive",
         timeout: float | None = None,
         **params: Any,
@@ -206,7 +208,10 @@ class GlassboxClient:
         `method` is a name from `model(...).supported_methods` ("grad_cam", "integrated_gradients",
         ...); `**params` are its parameters (`steps=32`, `layer="features.3"`). Targets are class
         indices or labels shared by all images, `top_k` (default: the top class), or
-        `image_targets` (one entry per image). `outputs` chooses among "map", "heatmap", "overlay".
+        `image_targets` (one entry per image). `outputs` chooses among "map", "heatmap", "overlay";
+        `picture_aggregation` ("abs_max", "sum", ...) says how the pictures reduce the channels
+        (default: |max| for the pixel-gradient methods) and `colour_bar=True` adds the scale and
+        the method's name below each picture.
         `priority="background"` lets the server serve interactive calls first (a batch of explanations
         that nobody waits for).
         """
@@ -217,6 +222,8 @@ class GlassboxClient:
             overlay_alpha=overlay_alpha,
             clip_percentile=clip_percentile,
             original_size=original_size,
+            picture_aggregation=picture_aggregation,
+            colour_bar=colour_bar,
         )
         request = attribute_request(
             images,

@@ -65,6 +65,10 @@ class ExplanationReport:
         """The report picture: curves and example maps."""
         return PILImage.open(io.BytesIO(self.result.report_png))
 
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows the report picture."""
+        return self.result.report_png
+
 
 def method_message(method: str | dict[str, Any]) -> pb.EvaluatedMethod:
     """An EvaluatedMethod from a method name or a dict `{"method": name, **params, name=, aggregation=}`."""

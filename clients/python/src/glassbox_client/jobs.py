@@ -90,6 +90,19 @@ class JobResult:
                 out.values[descriptor.name] = items if descriptor.is_repeated else value
         return out
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows the generated images side by side."""
+        from glassbox_client.display import picture_strip, png_bytes
+
+        strip = picture_strip(self.images)
+        return None if strip is None else png_bytes(strip)
+
+    def _repr_html_(self) -> str | None:
+        from glassbox_client.display import html_pictures
+
+        pictures = [(f"image {index}", image) for index, image in enumerate(self.images)]
+        return html_pictures(pictures) if pictures else None
+
 
 def _time(stamp: Any, present: bool) -> datetime.datetime | None:
     return stamp.ToDatetime(tzinfo=datetime.UTC) if present else None
@@ -133,6 +146,16 @@ class Job:
         from glassbox_client.typed_results import typed_result
 
         return typed_result(self.id, self.kind, self.result.message)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the state and, once succeeded, the result's pictures."""
+        from glassbox_client.display import html_pictures
+
+        line = f"job {self.id} ({self.kind} on {self.model}): {self.state}"
+        if self.error is not None:
+            line += f": {self.error[0]} {self.error[1]}"
+        images = self.result.images if self.result is not None else []
+        return html_pictures([(f"image {i}", image) for i, image in enumerate(images)], line)
 
     def raise_for_state(self) -> Job:
         """This job when it SUCCEEDED; JobFailedError otherwise."""

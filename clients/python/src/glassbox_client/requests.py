@@ -107,6 +107,8 @@ def output_options(
     overlay_alpha: float | None,
     clip_percentile: float | None,
     original_size: bool,
+    picture_aggregation: str | None = None,
+    colour_bar: bool = False,
 ) -> attribution_pb.OutputOptions:
     wanted = set(outputs)
     if not wanted or wanted - set(OUTPUTS):
@@ -118,7 +120,11 @@ def output_options(
         original_size=original_size,
         overlay_alpha=overlay_alpha or 0.0,
         clip_percentile=clip_percentile or 0.0,
+        colour_bar=colour_bar,
     )
+    if picture_aggregation is not None:
+        field = options.DESCRIPTOR.fields_by_name["picture_aggregation"]
+        options.picture_aggregation = _enum_value(field, picture_aggregation)
     if aggregation is not None:
         options.aggregation = _enum_value(options.DESCRIPTOR.fields_by_name["aggregation"], aggregation)
     if colormap is not None:

@@ -155,6 +155,12 @@ class RobustnessReport:
         """Accuracy under `attack` (its report name, e.g. "pgd_linf") at `epsilon`; KeyError if not run."""
         return _accuracy_at(self.attacks, attack, epsilon)
 
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows the accuracy-against-ε plot."""
+        from glassbox_client.display import png_bytes
+
+        return png_bytes(self.plot)
+
 
 @dataclass(frozen=True)
 class RobustnessRecord:

@@ -162,6 +162,19 @@ class Attribution:
             segment_weights=array_from_tensor(a.segment_weights),
         )
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows the overlay (else the heatmap) when the server rendered one."""
+        from glassbox_client.display import png_bytes
+
+        picture = self.overlay or self.heatmap
+        return None if picture is None else png_bytes(picture)
+
+    def _repr_html_(self) -> str | None:
+        from glassbox_client.display import attribution_pictures, html_pictures
+
+        pictures = attribution_pictures(self)
+        return html_pictures(pictures) if pictures else None
+
 
 @dataclass(frozen=True)
 class ImageAttributions:
@@ -203,3 +216,17 @@ class AttributionResult:
             response.stats.forward_passes, response.stats.backward_passes, response.stats.compute_seconds
         )
         return cls(response.model, response.version, response.method, images, stats)
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows every rendered picture of the result side by side."""
+        from glassbox_client.display import picture_strip, png_bytes, result_pictures
+
+        strip = picture_strip([picture for _, picture in result_pictures(self)])
+        return None if strip is None else png_bytes(strip)
+
+    def _repr_html_(self) -> str | None:
+        from glassbox_client.display import html_pictures, result_pictures
+
+        pictures = result_pictures(self)
+        title = f"{self.method} on {self.model} version {self.version}"
+        return html_pictures(pictures, title) if pictures else None

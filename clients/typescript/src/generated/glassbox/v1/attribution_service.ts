@@ -452,18 +452,20 @@ export interface OutputOptions {
   map: boolean;
   /** Return a PNG of the map in `colormap` (RGB, 8 bits per channel). */
   heatmapPng: boolean;
-  /** Return a PNG of the heatmap blended over the input image. */
+  /** Return a PNG of the map painted over a darkened grey copy of the input image. */
   overlayPng: boolean;
+  /** How the raw map reduces its channels (the PNGs follow picture_aggregation). */
   aggregation: Aggregation;
   colormap: Colormap;
   /**
-   * Largest opacity of the heatmap in the overlay, in (0, 1]; each pixel's opacity is this times the
-   * pixel's normalised |value|, so unimportant pixels show the image. 0 means 0.6.
+   * Largest opacity of the map in the overlay, in (0, 1]; each pixel's opacity is this times the
+   * square root of its normalised |value|, so unimportant pixels show the image. 0 means 0.85.
    */
   overlayAlpha: number;
   /**
    * Percentile of |value| that maps to the end of the colour scale (larger values saturate), in
-   * (0, 100]. 0 means 99.5. Only the PNGs use it; the raw map is never clipped.
+   * (0, 100]. 0 means 99 (as Captum's visualize_image_attr). Only the PNGs use it; the raw map is
+   * never clipped.
    */
   clipPercentile: number;
   /**
@@ -471,6 +473,18 @@ export interface OutputOptions {
    * of the image the model saw under RESIZE_POLICY_RESIZE_CENTER_CROP). False: the model's input size.
    */
   originalSize: boolean;
+  /**
+   * How the PNGs reduce a per-channel map to one value per pixel. Unspecified: AGGREGATION_ABS_MAX
+   * for the pixel-gradient methods (their channels' signs mostly cancel in a sum, which shows as a
+   * red/blue speckle), AGGREGATION_SUM otherwise. AGGREGATION_ABS_MAX or AGGREGATION_L2 on a
+   * one-channel map shows its |value|. The raw map keeps its sign (aggregation).
+   */
+  pictureAggregation: Aggregation;
+  /**
+   * Add a colour bar below each PNG: the method's name, the colour scale and the values at its ends.
+   * The picture above it is enlarged by whole pixels to at least 256 pixels wide.
+   */
+  colourBar: boolean;
 }
 
 /**
@@ -1433,6 +1447,8 @@ function createBaseOutputOptions(): OutputOptions {
     overlayAlpha: 0,
     clipPercentile: 0,
     originalSize: false,
+    pictureAggregation: 0,
+    colourBar: false,
   };
 }
 
@@ -1461,6 +1477,12 @@ export const OutputOptions: MessageFns<OutputOptions> = {
     }
     if (message.originalSize !== false) {
       writer.uint32(64).bool(message.originalSize);
+    }
+    if (message.pictureAggregation !== 0) {
+      writer.uint32(72).int32(message.pictureAggregation);
+    }
+    if (message.colourBar !== false) {
+      writer.uint32(80).bool(message.colourBar);
     }
     return writer;
   },
@@ -1542,6 +1564,22 @@ export const OutputOptions: MessageFns<OutputOptions> = {
             message.originalSize = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.pictureAggregation = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.colourBar = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1584,6 +1622,16 @@ export const OutputOptions: MessageFns<OutputOptions> = {
         : isSet(object.original_size)
         ? globalThis.Boolean(object.original_size)
         : false,
+      pictureAggregation: isSet(object.pictureAggregation)
+        ? aggregationFromJSON(object.pictureAggregation)
+        : isSet(object.picture_aggregation)
+        ? aggregationFromJSON(object.picture_aggregation)
+        : 0,
+      colourBar: isSet(object.colourBar)
+        ? globalThis.Boolean(object.colourBar)
+        : isSet(object.colour_bar)
+        ? globalThis.Boolean(object.colour_bar)
+        : false,
     };
   },
 
@@ -1613,6 +1661,12 @@ export const OutputOptions: MessageFns<OutputOptions> = {
     if (message.originalSize !== false) {
       obj.originalSize = message.originalSize;
     }
+    if (message.pictureAggregation !== 0) {
+      obj.pictureAggregation = aggregationToJSON(message.pictureAggregation);
+    }
+    if (message.colourBar !== false) {
+      obj.colourBar = message.colourBar;
+    }
     return obj;
   },
 
@@ -1629,6 +1683,8 @@ export const OutputOptions: MessageFns<OutputOptions> = {
     message.overlayAlpha = object.overlayAlpha ?? 0;
     message.clipPercentile = object.clipPercentile ?? 0;
     message.originalSize = object.originalSize ?? false;
+    message.pictureAggregation = object.pictureAggregation ?? 0;
+    message.colourBar = object.colourBar ?? false;
     return message;
   },
 };

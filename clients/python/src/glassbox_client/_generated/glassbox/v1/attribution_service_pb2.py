@@ -26,9 +26,10 @@ _sym_db = _symbol_database.Default()
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as glassbox_dot_v1_dot_model__service__pb2
 from glassbox_client._generated.glassbox.v1 import priority_pb2 as glassbox_dot_v1_dot_priority__pb2
 from glassbox_client._generated.glassbox.v1 import tensor_pb2 as glassbox_dot_v1_dot_tensor__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%glassbox/v1/attribution_service.proto\x12\x0bglassbox.v1\x1a\x1fglassbox/v1/model_service.proto\x1a\x1aglassbox/v1/priority.proto\x1a\x18glassbox/v1/tensor.proto\"\xbb\x08\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x06images\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.Image\x12(\n\x07targets\x18\x04 \x01(\x0b\x32\x17.glassbox.v1.TargetSpec\x12.\n\rimage_targets\x18\x05 \x03(\x0b\x32\x17.glassbox.v1.TargetSpec\x12*\n\x06output\x18\x06 \x01(\x0b\x32\x1a.glassbox.v1.OutputOptions\x12\x14\n\x0c\x62ypass_cache\x18\x07 \x01(\x08\x12.\n\x08priority\x18\x08 \x01(\x0e\x32\x1c.glassbox.v1.RequestPriority\x12/\n\x08saliency\x18\n \x01(\x0b\x32\x1b.glassbox.v1.SaliencyParamsH\x00\x12=\n\x10gradient_x_input\x18\x0b \x01(\x0b\x32!.glassbox.v1.GradientXInputParamsH\x00\x12\x33\n\nsmoothgrad\x18\x0c \x01(\x0b\x32\x1d.glassbox.v1.SmoothGradParamsH\x00\x12\x46\n\x14integrated_gradients\x18\r \x01(\x0b\x32&.glassbox.v1.IntegratedGradientsParamsH\x00\x12<\n\x0fguided_backprop\x18\x0e \x01(\x0b\x32!.glassbox.v1.GuidedBackpropParamsH\x00\x12\x31\n\tdeconvnet\x18\x0f \x01(\x0b\x32\x1c.glassbox.v1.DeconvnetParamsH\x00\x12.\n\x08grad_cam\x18\x10 \x01(\x0b\x32\x1a.glassbox.v1.GradCamParamsH\x00\x12;\n\x0fguided_grad_cam\x18\x11 \x01(\x0b\x32 .glassbox.v1.GuidedGradCamParamsH\x00\x12@\n\x12grad_cam_plus_plus\x18\x12 \x01(\x0b\x32\".glassbox.v1.GradCamPlusPlusParamsH\x00\x12\x30\n\tscore_cam\x18\x13 \x01(\x0b\x32\x1b.glassbox.v1.ScoreCamParamsH\x00\x12\x31\n\tocclusion\x18\x14 \x01(\x0b\x32\x1c.glassbox.v1.OcclusionParamsH\x00\x12\'\n\x04lime\x18\x15 \x01(\x0b\x32\x17.glassbox.v1.LimeParamsH\x00\x12\x34\n\x0bkernel_shap\x18\x16 \x01(\x0b\x32\x1d.glassbox.v1.KernelShapParamsH\x00\x12<\n\x0fneuron_gradient\x18\x17 \x01(\x0b\x32!.glassbox.v1.NeuronGradientParamsH\x00\x42\x08\n\x06method\"B\n\nTargetSpec\x12\x15\n\rclass_indices\x18\x01 \x03(\x05\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\"\xe5\x01\n\rOutputOptions\x12\x0b\n\x03map\x18\x01 \x01(\x08\x12\x13\n\x0bheatmap_png\x18\x02 \x01(\x08\x12\x13\n\x0boverlay_png\x18\x03 \x01(\x08\x12-\n\x0b\x61ggregation\x18\x04 \x01(\x0e\x32\x18.glassbox.v1.Aggregation\x12\'\n\x08\x63olormap\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.Colormap\x12\x15\n\roverlay_alpha\x18\x06 \x01(\x02\x12\x17\n\x0f\x63lip_percentile\x18\x07 \x01(\x02\x12\x15\n\roriginal_size\x18\x08 \x01(\x08\"\x10\n\x0eSaliencyParams\"\x16\n\x14GradientXInputParams\"\xe2\x03\n\x10SmoothGradParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0enoise_fraction\x18\x02 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x03\x88\x01\x01\x12/\n\x07variant\x18\x04 \x01(\x0e\x32\x1e.glassbox.v1.SmoothGradVariant\x12/\n\x08saliency\x18\n \x01(\x0b\x32\x1b.glassbox.v1.SaliencyParamsH\x00\x12=\n\x10gradient_x_input\x18\x0b \x01(\x0b\x32!.glassbox.v1.GradientXInputParamsH\x00\x12\x46\n\x14integrated_gradients\x18\x0c \x01(\x0b\x32&.glassbox.v1.IntegratedGradientsParamsH\x00\x12<\n\x0fguided_backprop\x18\r \x01(\x0b\x32!.glassbox.v1.GuidedBackpropParamsH\x00\x12\x31\n\tdeconvnet\x18\x0e \x01(\x0b\x32\x1c.glassbox.v1.DeconvnetParamsH\x00\x42\x06\n\x04\x62\x61seB\n\n\x08_samplesB\x11\n\x0f_noise_fractionB\x07\n\x05_seed\"\xfe\x01\n\x19IntegratedGradientsParams\x12\x12\n\x05steps\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x04rule\x18\x02 \x01(\x0e\x32\x1c.glassbox.v1.IntegrationRule\x12\'\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x15.glassbox.v1.Baseline\x12*\n\x0e\x62\x61seline_image\x18\x04 \x01(\x0b\x32\x12.glassbox.v1.Image\x12\x17\n\nblur_sigma\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x02\x88\x01\x01\x42\x08\n\x06_stepsB\r\n\x0b_blur_sigmaB\x07\n\x05_seed\"\x16\n\x14GuidedBackpropParams\"\x11\n\x0f\x44\x65\x63onvnetParams\"5\n\rGradCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x15\n\rkeep_negative\x18\x02 \x01(\x08\"$\n\x13GuidedGradCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\"&\n\x15GradCamPlusPlusParams\x12\r\n\x05layer\x18\x01 \x01(\t\"\x1f\n\x0eScoreCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\"\x81\x01\n\x0fOcclusionParams\x12\x13\n\x06window\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06stride\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x03 \x01(\x02H\x02\x88\x01\x01\x42\t\n\x07_windowB\t\n\x07_strideB\x11\n\x0f_baseline_value\"\xfc\x01\n\nLimeParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bsuperpixels\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x0ckernel_width\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x19\n\x0cnum_features\x18\x06 \x01(\x05H\x05\x88\x01\x01\x42\n\n\x08_samplesB\x0e\n\x0c_superpixelsB\x0f\n\r_kernel_widthB\x07\n\x05_seedB\x11\n\x0f_baseline_valueB\x0f\n\r_num_features\"\xaa\x01\n\x10KernelShapParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bsuperpixels\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x04 \x01(\x02H\x03\x88\x01\x01\x42\n\n\x08_samplesB\x0e\n\x0c_superpixelsB\x07\n\x05_seedB\x11\n\x0f_baseline_value\"m\n\x14NeuronGradientParams\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\x05scope\x18\x02 \x01(\x0e\x32\x18.glassbox.v1.NeuronScope\x12\r\n\x05index\x18\x03 \x03(\x05\x12\x0e\n\x06guided\x18\x04 \x01(\x08\"\xb5\x01\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12.\n\x06images\x18\x04 \x03(\x0b\x32\x1e.glassbox.v1.ImageAttributions\x12,\n\x05stats\x18\x05 \x01(\x0b\x32\x1d.glassbox.v1.AttributionStats\x12\x12\n\nfrom_cache\x18\x06 \x01(\x08\"t\n\x11ImageAttributions\x12.\n\x0c\x61ttributions\x18\x01 \x03(\x0b\x32\x18.glassbox.v1.Attribution\x12\x17\n\x0foriginal_height\x18\x02 \x01(\x05\x12\x16\n\x0eoriginal_width\x18\x03 \x01(\x05\"\xb5\x02\n\x0b\x41ttribution\x12\'\n\x06target\x18\x01 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12 \n\x03map\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x13\n\x0bheatmap_png\x18\x03 \x01(\x0c\x12\x13\n\x0boverlay_png\x18\x04 \x01(\x0c\x12&\n\tlayer_map\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x1e\n\x11\x63onvergence_delta\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12%\n\x08segments\x18\x07 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12,\n\x0fsegment_weights\x18\x08 \x01(\x0b\x32\x13.glassbox.v1.TensorB\x14\n\x12_convergence_delta\"\\\n\x10\x41ttributionStats\x12\x16\n\x0e\x66orward_passes\x18\x01 \x01(\x03\x12\x17\n\x0f\x62\x61\x63kward_passes\x18\x02 \x01(\x03\x12\x17\n\x0f\x63ompute_seconds\x18\x03 \x01(\x01*\x82\x01\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GGREGATION_NONE\x10\x01\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x02\x12\x17\n\x13\x41GGREGATION_ABS_MAX\x10\x03\x12\x12\n\x0e\x41GGREGATION_L2\x10\x04*\x8d\x01\n\x08\x43olormap\x12\x18\n\x14\x43OLORMAP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OLORMAP_VIRIDIS\x10\x01\x12\x14\n\x10\x43OLORMAP_INFERNO\x10\x02\x12\x10\n\x0c\x43OLORMAP_JET\x10\x03\x12\x11\n\rCOLORMAP_GRAY\x10\x04\x12\x16\n\x12\x43OLORMAP_DIVERGING\x10\x05*\xa9\x01\n\x11SmoothGradVariant\x12#\n\x1fSMOOTH_GRAD_VARIANT_UNSPECIFIED\x10\x00\x12\"\n\x1eSMOOTH_GRAD_VARIANT_SMOOTHGRAD\x10\x01\x12*\n&SMOOTH_GRAD_VARIANT_SMOOTHGRAD_SQUARED\x10\x02\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_VARGRAD\x10\x03*\x92\x01\n\x08\x42\x61seline\x12\x18\n\x14\x42\x41SELINE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42\x41SELINE_BLACK\x10\x01\x12\x12\n\x0e\x42\x41SELINE_WHITE\x10\x02\x12\x14\n\x10\x42\x41SELINE_BLURRED\x10\x03\x12\x1a\n\x16\x42\x41SELINE_UNIFORM_NOISE\x10\x04\x12\x12\n\x0e\x42\x41SELINE_IMAGE\x10\x05*\xec\x01\n\x0fIntegrationRule\x12 \n\x1cINTEGRATION_RULE_UNSPECIFIED\x10\x00\x12#\n\x1fINTEGRATION_RULE_GAUSS_LEGENDRE\x10\x01\x12!\n\x1dINTEGRATION_RULE_RIEMANN_LEFT\x10\x02\x12\"\n\x1eINTEGRATION_RULE_RIEMANN_RIGHT\x10\x03\x12#\n\x1fINTEGRATION_RULE_RIEMANN_MIDDLE\x10\x04\x12&\n\"INTEGRATION_RULE_RIEMANN_TRAPEZOID\x10\x05*v\n\x0bNeuronScope\x12\x1c\n\x18NEURON_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NEURON_SCOPE_NEURON\x10\x01\x12\x18\n\x14NEURON_SCOPE_CHANNEL\x10\x02\x12\x16\n\x12NEURON_SCOPE_LAYER\x10\x03\x32`\n\x12\x41ttributionService\x12J\n\tAttribute\x12\x1d.glassbox.v1.AttributeRequest\x1a\x1e.glassbox.v1.AttributeResponseBv\n\x0f\x64\x65v.glassbox.v1B\x17\x41ttributionServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%glassbox/v1/attribution_service.proto\x12\x0bglassbox.v1\x1a\x1fglassbox/v1/model_service.proto\x1a\x1aglassbox/v1/priority.proto\x1a\x18glassbox/v1/tensor.proto\x1a\x1cgoogle/api/annotations.proto\"\xbb\x08\n\x10\x41ttributeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x06images\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.Image\x12(\n\x07targets\x18\x04 \x01(\x0b\x32\x17.glassbox.v1.TargetSpec\x12.\n\rimage_targets\x18\x05 \x03(\x0b\x32\x17.glassbox.v1.TargetSpec\x12*\n\x06output\x18\x06 \x01(\x0b\x32\x1a.glassbox.v1.OutputOptions\x12\x14\n\x0c\x62ypass_cache\x18\x07 \x01(\x08\x12.\n\x08priority\x18\x08 \x01(\x0e\x32\x1c.glassbox.v1.RequestPriority\x12/\n\x08saliency\x18\n \x01(\x0b\x32\x1b.glassbox.v1.SaliencyParamsH\x00\x12=\n\x10gradient_x_input\x18\x0b \x01(\x0b\x32!.glassbox.v1.GradientXInputParamsH\x00\x12\x33\n\nsmoothgrad\x18\x0c \x01(\x0b\x32\x1d.glassbox.v1.SmoothGradParamsH\x00\x12\x46\n\x14integrated_gradients\x18\r \x01(\x0b\x32&.glassbox.v1.IntegratedGradientsParamsH\x00\x12<\n\x0fguided_backprop\x18\x0e \x01(\x0b\x32!.glassbox.v1.GuidedBackpropParamsH\x00\x12\x31\n\tdeconvnet\x18\x0f \x01(\x0b\x32\x1c.glassbox.v1.DeconvnetParamsH\x00\x12.\n\x08grad_cam\x18\x10 \x01(\x0b\x32\x1a.glassbox.v1.GradCamParamsH\x00\x12;\n\x0fguided_grad_cam\x18\x11 \x01(\x0b\x32 .glassbox.v1.GuidedGradCamParamsH\x00\x12@\n\x12grad_cam_plus_plus\x18\x12 \x01(\x0b\x32\".glassbox.v1.GradCamPlusPlusParamsH\x00\x12\x30\n\tscore_cam\x18\x13 \x01(\x0b\x32\x1b.glassbox.v1.ScoreCamParamsH\x00\x12\x31\n\tocclusion\x18\x14 \x01(\x0b\x32\x1c.glassbox.v1.OcclusionParamsH\x00\x12\'\n\x04lime\x18\x15 \x01(\x0b\x32\x17.glassbox.v1.LimeParamsH\x00\x12\x34\n\x0bkernel_shap\x18\x16 \x01(\x0b\x32\x1d.glassbox.v1.KernelShapParamsH\x00\x12<\n\x0fneuron_gradient\x18\x17 \x01(\x0b\x32!.glassbox.v1.NeuronGradientParamsH\x00\x42\x08\n\x06method\"B\n\nTargetSpec\x12\x15\n\rclass_indices\x18\x01 \x03(\x05\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\"\xb0\x02\n\rOutputOptions\x12\x0b\n\x03map\x18\x01 \x01(\x08\x12\x13\n\x0bheatmap_png\x18\x02 \x01(\x08\x12\x13\n\x0boverlay_png\x18\x03 \x01(\x08\x12-\n\x0b\x61ggregation\x18\x04 \x01(\x0e\x32\x18.glassbox.v1.Aggregation\x12\'\n\x08\x63olormap\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.Colormap\x12\x15\n\roverlay_alpha\x18\x06 \x01(\x02\x12\x17\n\x0f\x63lip_percentile\x18\x07 \x01(\x02\x12\x15\n\roriginal_size\x18\x08 \x01(\x08\x12\x35\n\x13picture_aggregation\x18\t \x01(\x0e\x32\x18.glassbox.v1.Aggregation\x12\x12\n\ncolour_bar\x18\n \x01(\x08\"\x10\n\x0eSaliencyParams\"\x16\n\x14GradientXInputParams\"\xe2\x03\n\x10SmoothGradParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0enoise_fraction\x18\x02 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x03\x88\x01\x01\x12/\n\x07variant\x18\x04 \x01(\x0e\x32\x1e.glassbox.v1.SmoothGradVariant\x12/\n\x08saliency\x18\n \x01(\x0b\x32\x1b.glassbox.v1.SaliencyParamsH\x00\x12=\n\x10gradient_x_input\x18\x0b \x01(\x0b\x32!.glassbox.v1.GradientXInputParamsH\x00\x12\x46\n\x14integrated_gradients\x18\x0c \x01(\x0b\x32&.glassbox.v1.IntegratedGradientsParamsH\x00\x12<\n\x0fguided_backprop\x18\r \x01(\x0b\x32!.glassbox.v1.GuidedBackpropParamsH\x00\x12\x31\n\tdeconvnet\x18\x0e \x01(\x0b\x32\x1c.glassbox.v1.DeconvnetParamsH\x00\x42\x06\n\x04\x62\x61seB\n\n\x08_samplesB\x11\n\x0f_noise_fractionB\x07\n\x05_seed\"\xfe\x01\n\x19IntegratedGradientsParams\x12\x12\n\x05steps\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12*\n\x04rule\x18\x02 \x01(\x0e\x32\x1c.glassbox.v1.IntegrationRule\x12\'\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x15.glassbox.v1.Baseline\x12*\n\x0e\x62\x61seline_image\x18\x04 \x01(\x0b\x32\x12.glassbox.v1.Image\x12\x17\n\nblur_sigma\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x02\x88\x01\x01\x42\x08\n\x06_stepsB\r\n\x0b_blur_sigmaB\x07\n\x05_seed\"\x16\n\x14GuidedBackpropParams\"\x11\n\x0f\x44\x65\x63onvnetParams\"5\n\rGradCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x15\n\rkeep_negative\x18\x02 \x01(\x08\"$\n\x13GuidedGradCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\"&\n\x15GradCamPlusPlusParams\x12\r\n\x05layer\x18\x01 \x01(\t\"\x1f\n\x0eScoreCamParams\x12\r\n\x05layer\x18\x01 \x01(\t\"\x81\x01\n\x0fOcclusionParams\x12\x13\n\x06window\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06stride\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x03 \x01(\x02H\x02\x88\x01\x01\x42\t\n\x07_windowB\t\n\x07_strideB\x11\n\x0f_baseline_value\"\xfc\x01\n\nLimeParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bsuperpixels\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x0ckernel_width\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x19\n\x0cnum_features\x18\x06 \x01(\x05H\x05\x88\x01\x01\x42\n\n\x08_samplesB\x0e\n\x0c_superpixelsB\x0f\n\r_kernel_widthB\x07\n\x05_seedB\x11\n\x0f_baseline_valueB\x0f\n\r_num_features\"\xaa\x01\n\x10KernelShapParams\x12\x14\n\x07samples\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bsuperpixels\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x02\x88\x01\x01\x12\x1b\n\x0e\x62\x61seline_value\x18\x04 \x01(\x02H\x03\x88\x01\x01\x42\n\n\x08_samplesB\x0e\n\x0c_superpixelsB\x07\n\x05_seedB\x11\n\x0f_baseline_value\"m\n\x14NeuronGradientParams\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\x05scope\x18\x02 \x01(\x0e\x32\x18.glassbox.v1.NeuronScope\x12\r\n\x05index\x18\x03 \x03(\x05\x12\x0e\n\x06guided\x18\x04 \x01(\x08\"\xb5\x01\n\x11\x41ttributeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12.\n\x06images\x18\x04 \x03(\x0b\x32\x1e.glassbox.v1.ImageAttributions\x12,\n\x05stats\x18\x05 \x01(\x0b\x32\x1d.glassbox.v1.AttributionStats\x12\x12\n\nfrom_cache\x18\x06 \x01(\x08\"t\n\x11ImageAttributions\x12.\n\x0c\x61ttributions\x18\x01 \x03(\x0b\x32\x18.glassbox.v1.Attribution\x12\x17\n\x0foriginal_height\x18\x02 \x01(\x05\x12\x16\n\x0eoriginal_width\x18\x03 \x01(\x05\"\xb5\x02\n\x0b\x41ttribution\x12\'\n\x06target\x18\x01 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12 \n\x03map\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x13\n\x0bheatmap_png\x18\x03 \x01(\x0c\x12\x13\n\x0boverlay_png\x18\x04 \x01(\x0c\x12&\n\tlayer_map\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x1e\n\x11\x63onvergence_delta\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12%\n\x08segments\x18\x07 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12,\n\x0fsegment_weights\x18\x08 \x01(\x0b\x32\x13.glassbox.v1.TensorB\x14\n\x12_convergence_delta\"\\\n\x10\x41ttributionStats\x12\x16\n\x0e\x66orward_passes\x18\x01 \x01(\x03\x12\x17\n\x0f\x62\x61\x63kward_passes\x18\x02 \x01(\x03\x12\x17\n\x0f\x63ompute_seconds\x18\x03 \x01(\x01*\x82\x01\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GGREGATION_NONE\x10\x01\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x02\x12\x17\n\x13\x41GGREGATION_ABS_MAX\x10\x03\x12\x12\n\x0e\x41GGREGATION_L2\x10\x04*\x8d\x01\n\x08\x43olormap\x12\x18\n\x14\x43OLORMAP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OLORMAP_VIRIDIS\x10\x01\x12\x14\n\x10\x43OLORMAP_INFERNO\x10\x02\x12\x10\n\x0c\x43OLORMAP_JET\x10\x03\x12\x11\n\rCOLORMAP_GRAY\x10\x04\x12\x16\n\x12\x43OLORMAP_DIVERGING\x10\x05*\xa9\x01\n\x11SmoothGradVariant\x12#\n\x1fSMOOTH_GRAD_VARIANT_UNSPECIFIED\x10\x00\x12\"\n\x1eSMOOTH_GRAD_VARIANT_SMOOTHGRAD\x10\x01\x12*\n&SMOOTH_GRAD_VARIANT_SMOOTHGRAD_SQUARED\x10\x02\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_VARGRAD\x10\x03*\x92\x01\n\x08\x42\x61seline\x12\x18\n\x14\x42\x41SELINE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42\x41SELINE_BLACK\x10\x01\x12\x12\n\x0e\x42\x41SELINE_WHITE\x10\x02\x12\x14\n\x10\x42\x41SELINE_BLURRED\x10\x03\x12\x1a\n\x16\x42\x41SELINE_UNIFORM_NOISE\x10\x04\x12\x12\n\x0e\x42\x41SELINE_IMAGE\x10\x05*\xec\x01\n\x0fIntegrationRule\x12 \n\x1cINTEGRATION_RULE_UNSPECIFIED\x10\x00\x12#\n\x1fINTEGRATION_RULE_GAUSS_LEGENDRE\x10\x01\x12!\n\x1dINTEGRATION_RULE_RIEMANN_LEFT\x10\x02\x12\"\n\x1eINTEGRATION_RULE_RIEMANN_RIGHT\x10\x03\x12#\n\x1fINTEGRATION_RULE_RIEMANN_MIDDLE\x10\x04\x12&\n\"INTEGRATION_RULE_RIEMANN_TRAPEZOID\x10\x05*v\n\x0bNeuronScope\x12\x1c\n\x18NEURON_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13NEURON_SCOPE_NEURON\x10\x01\x12\x18\n\x14NEURON_SCOPE_CHANNEL\x10\x02\x12\x16\n\x12NEURON_SCOPE_LAYER\x10\x03\x32\x89\x01\n\x12\x41ttributionService\x12s\n\tAttribute\x12\x1d.glassbox.v1.AttributeRequest\x1a\x1e.glassbox.v1.AttributeResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/models/{model}:attribute:\x01*Bv\n\x0f\x64\x65v.glassbox.v1B\x17\x41ttributionServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,60 +37,62 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.attribution_ser
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\027AttributionServiceProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
-  _globals['_AGGREGATION']._serialized_start=3900
-  _globals['_AGGREGATION']._serialized_end=4030
-  _globals['_COLORMAP']._serialized_start=4033
-  _globals['_COLORMAP']._serialized_end=4174
-  _globals['_SMOOTHGRADVARIANT']._serialized_start=4177
-  _globals['_SMOOTHGRADVARIANT']._serialized_end=4346
-  _globals['_BASELINE']._serialized_start=4349
-  _globals['_BASELINE']._serialized_end=4495
-  _globals['_INTEGRATIONRULE']._serialized_start=4498
-  _globals['_INTEGRATIONRULE']._serialized_end=4734
-  _globals['_NEURONSCOPE']._serialized_start=4736
-  _globals['_NEURONSCOPE']._serialized_end=4854
-  _globals['_ATTRIBUTEREQUEST']._serialized_start=142
-  _globals['_ATTRIBUTEREQUEST']._serialized_end=1225
-  _globals['_TARGETSPEC']._serialized_start=1227
-  _globals['_TARGETSPEC']._serialized_end=1293
-  _globals['_OUTPUTOPTIONS']._serialized_start=1296
-  _globals['_OUTPUTOPTIONS']._serialized_end=1525
-  _globals['_SALIENCYPARAMS']._serialized_start=1527
-  _globals['_SALIENCYPARAMS']._serialized_end=1543
-  _globals['_GRADIENTXINPUTPARAMS']._serialized_start=1545
-  _globals['_GRADIENTXINPUTPARAMS']._serialized_end=1567
-  _globals['_SMOOTHGRADPARAMS']._serialized_start=1570
-  _globals['_SMOOTHGRADPARAMS']._serialized_end=2052
-  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_start=2055
-  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_end=2309
-  _globals['_GUIDEDBACKPROPPARAMS']._serialized_start=2311
-  _globals['_GUIDEDBACKPROPPARAMS']._serialized_end=2333
-  _globals['_DECONVNETPARAMS']._serialized_start=2335
-  _globals['_DECONVNETPARAMS']._serialized_end=2352
-  _globals['_GRADCAMPARAMS']._serialized_start=2354
-  _globals['_GRADCAMPARAMS']._serialized_end=2407
-  _globals['_GUIDEDGRADCAMPARAMS']._serialized_start=2409
-  _globals['_GUIDEDGRADCAMPARAMS']._serialized_end=2445
-  _globals['_GRADCAMPLUSPLUSPARAMS']._serialized_start=2447
-  _globals['_GRADCAMPLUSPLUSPARAMS']._serialized_end=2485
-  _globals['_SCORECAMPARAMS']._serialized_start=2487
-  _globals['_SCORECAMPARAMS']._serialized_end=2518
-  _globals['_OCCLUSIONPARAMS']._serialized_start=2521
-  _globals['_OCCLUSIONPARAMS']._serialized_end=2650
-  _globals['_LIMEPARAMS']._serialized_start=2653
-  _globals['_LIMEPARAMS']._serialized_end=2905
-  _globals['_KERNELSHAPPARAMS']._serialized_start=2908
-  _globals['_KERNELSHAPPARAMS']._serialized_end=3078
-  _globals['_NEURONGRADIENTPARAMS']._serialized_start=3080
-  _globals['_NEURONGRADIENTPARAMS']._serialized_end=3189
-  _globals['_ATTRIBUTERESPONSE']._serialized_start=3192
-  _globals['_ATTRIBUTERESPONSE']._serialized_end=3373
-  _globals['_IMAGEATTRIBUTIONS']._serialized_start=3375
-  _globals['_IMAGEATTRIBUTIONS']._serialized_end=3491
-  _globals['_ATTRIBUTION']._serialized_start=3494
-  _globals['_ATTRIBUTION']._serialized_end=3803
-  _globals['_ATTRIBUTIONSTATS']._serialized_start=3805
-  _globals['_ATTRIBUTIONSTATS']._serialized_end=3897
-  _globals['_ATTRIBUTIONSERVICE']._serialized_start=4856
-  _globals['_ATTRIBUTIONSERVICE']._serialized_end=4952
+  _globals['_ATTRIBUTIONSERVICE'].methods_by_name['Attribute']._loaded_options = None
+  _globals['_ATTRIBUTIONSERVICE'].methods_by_name['Attribute']._serialized_options = b'\202\323\344\223\002!\"\034/v1/models/{model}:attribute:\001*'
+  _globals['_AGGREGATION']._serialized_start=4005
+  _globals['_AGGREGATION']._serialized_end=4135
+  _globals['_COLORMAP']._serialized_start=4138
+  _globals['_COLORMAP']._serialized_end=4279
+  _globals['_SMOOTHGRADVARIANT']._serialized_start=4282
+  _globals['_SMOOTHGRADVARIANT']._serialized_end=4451
+  _globals['_BASELINE']._serialized_start=4454
+  _globals['_BASELINE']._serialized_end=4600
+  _globals['_INTEGRATIONRULE']._serialized_start=4603
+  _globals['_INTEGRATIONRULE']._serialized_end=4839
+  _globals['_NEURONSCOPE']._serialized_start=4841
+  _globals['_NEURONSCOPE']._serialized_end=4959
+  _globals['_ATTRIBUTEREQUEST']._serialized_start=172
+  _globals['_ATTRIBUTEREQUEST']._serialized_end=1255
+  _globals['_TARGETSPEC']._serialized_start=1257
+  _globals['_TARGETSPEC']._serialized_end=1323
+  _globals['_OUTPUTOPTIONS']._serialized_start=1326
+  _globals['_OUTPUTOPTIONS']._serialized_end=1630
+  _globals['_SALIENCYPARAMS']._serialized_start=1632
+  _globals['_SALIENCYPARAMS']._serialized_end=1648
+  _globals['_GRADIENTXINPUTPARAMS']._serialized_start=1650
+  _globals['_GRADIENTXINPUTPARAMS']._serialized_end=1672
+  _globals['_SMOOTHGRADPARAMS']._serialized_start=1675
+  _globals['_SMOOTHGRADPARAMS']._serialized_end=2157
+  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_start=2160
+  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_end=2414
+  _globals['_GUIDEDBACKPROPPARAMS']._serialized_start=2416
+  _globals['_GUIDEDBACKPROPPARAMS']._serialized_end=2438
+  _globals['_DECONVNETPARAMS']._serialized_start=2440
+  _globals['_DECONVNETPARAMS']._serialized_end=2457
+  _globals['_GRADCAMPARAMS']._serialized_start=2459
+  _globals['_GRADCAMPARAMS']._serialized_end=2512
+  _globals['_GUIDEDGRADCAMPARAMS']._serialized_start=2514
+  _globals['_GUIDEDGRADCAMPARAMS']._serialized_end=2550
+  _globals['_GRADCAMPLUSPLUSPARAMS']._serialized_start=2552
+  _globals['_GRADCAMPLUSPLUSPARAMS']._serialized_end=2590
+  _globals['_SCORECAMPARAMS']._serialized_start=2592
+  _globals['_SCORECAMPARAMS']._serialized_end=2623
+  _globals['_OCCLUSIONPARAMS']._serialized_start=2626
+  _globals['_OCCLUSIONPARAMS']._serialized_end=2755
+  _globals['_LIMEPARAMS']._serialized_start=2758
+  _globals['_LIMEPARAMS']._serialized_end=3010
+  _globals['_KERNELSHAPPARAMS']._serialized_start=3013
+  _globals['_KERNELSHAPPARAMS']._serialized_end=3183
+  _globals['_NEURONGRADIENTPARAMS']._serialized_start=3185
+  _globals['_NEURONGRADIENTPARAMS']._serialized_end=3294
+  _globals['_ATTRIBUTERESPONSE']._serialized_start=3297
+  _globals['_ATTRIBUTERESPONSE']._serialized_end=3478
+  _globals['_IMAGEATTRIBUTIONS']._serialized_start=3480
+  _globals['_IMAGEATTRIBUTIONS']._serialized_end=3596
+  _globals['_ATTRIBUTION']._serialized_start=3599
+  _globals['_ATTRIBUTION']._serialized_end=3908
+  _globals['_ATTRIBUTIONSTATS']._serialized_start=3910
+  _globals['_ATTRIBUTIONSTATS']._serialized_end=4002
+  _globals['_ATTRIBUTIONSERVICE']._serialized_start=4962
+  _globals['_ATTRIBUTIONSERVICE']._serialized_end=5099
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as _model_service_pb2
 from glassbox_client._generated.glassbox.v1 import priority_pb2 as _priority_pb2
 from glassbox_client._generated.glassbox.v1 import tensor_pb2 as _tensor_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -150,7 +151,7 @@ class TargetSpec(_message.Message):
     def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., labels: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
-    __slots__ = ("map", "heatmap_png", "overlay_png", "aggregation", "colormap", "overlay_alpha", "clip_percentile", "original_size")
+    __slots__ = ("map", "heatmap_png", "overlay_png", "aggregation", "colormap", "overlay_alpha", "clip_percentile", "original_size", "picture_aggregation", "colour_bar")
     MAP_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
     OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +160,8 @@ class OutputOptions(_message.Message):
     OVERLAY_ALPHA_FIELD_NUMBER: _ClassVar[int]
     CLIP_PERCENTILE_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PICTURE_AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    COLOUR_BAR_FIELD_NUMBER: _ClassVar[int]
     map: bool
     heatmap_png: bool
     overlay_png: bool
@@ -167,7 +170,9 @@ class OutputOptions(_message.Message):
     overlay_alpha: float
     clip_percentile: float
     original_size: bool
-    def __init__(self, map: _Optional[bool] = ..., heatmap_png: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., colormap: _Optional[_Union[Colormap, str]] = ..., overlay_alpha: _Optional[float] = ..., clip_percentile: _Optional[float] = ..., original_size: _Optional[bool] = ...) -> None: ...
+    picture_aggregation: Aggregation
+    colour_bar: bool
+    def __init__(self, map: _Optional[bool] = ..., heatmap_png: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., aggregation: _Optional[_Union[Aggregation, str]] = ..., colormap: _Optional[_Union[Colormap, str]] = ..., overlay_alpha: _Optional[float] = ..., clip_percentile: _Optional[float] = ..., original_size: _Optional[bool] = ..., picture_aggregation: _Optional[_Union[Aggregation, str]] = ..., colour_bar: _Optional[bool] = ...) -> None: ...
 
 class SaliencyParams(_message.Message):
     __slots__ = ()

@@ -26,9 +26,10 @@ _sym_db = _symbol_database.Default()
 from glassbox_client._generated.glassbox.v1 import datasets_pb2 as glassbox_dot_v1_dot_datasets__pb2
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as glassbox_dot_v1_dot_generative__pb2
 from glassbox_client._generated.glassbox.v1 import tensor_pb2 as glassbox_dot_v1_dot_tensor__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cglassbox/v1/inspection.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/datasets.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x18glassbox/v1/tensor.proto\"i\n\x11GetFiltersRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.FilterView\"\xde\x01\n\x12GetFiltersResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.FilterView\x12$\n\x07weights\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08grid_png\x18\x06 \x01(\x0c\x12\x11\n\tgrid_rows\x18\x07 \x01(\x05\x12\x14\n\x0cgrid_columns\x18\x08 \x01(\x05\x12\x11\n\ttile_size\x18\t \x01(\x05\"?\n\x11\x43hannelActivation\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\x05\x12\x0c\n\x04mean\x18\x02 \x01(\x02\x12\x0b\n\x03max\x18\x03 \x01(\x02\"x\n\x15GetActivationsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12!\n\x05image\x18\x04 \x01(\x0b\x32\x12.glassbox.v1.Image\x12\r\n\x05top_k\x18\x05 \x01(\x05\"\xf6\x01\n\x16GetActivationsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x30\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x1e.glassbox.v1.ChannelActivation\x12(\n\x0b\x61\x63tivations\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08grid_png\x18\x06 \x01(\x0c\x12\x11\n\tgrid_rows\x18\x07 \x01(\x05\x12\x14\n\x0cgrid_columns\x18\x08 \x01(\x05\x12\x16\n\x0elayer_channels\x18\t \x01(\x05\"\x88\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\"\n\x06images\x18\x04 \x03(\x0b\x32\x12.glassbox.v1.Image\x12%\n\x07pooling\x18\x05 \x01(\x0e\x32\x14.glassbox.v1.Pooling\"\x8e\x01\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x07pooling\x18\x04 \x01(\x0e\x32\x14.glassbox.v1.Pooling\x12\'\n\nembeddings\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\"\xf5\x02\n\x10\x45mbeddingMapSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12%\n\x07pooling\x18\x06 \x01(\x0e\x32\x14.glassbox.v1.Pooling\x12,\n\x0bprojections\x18\x07 \x03(\x0e\x32\x17.glassbox.v1.Projection\x12\x17\n\nperplexity\x18\x08 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\niterations\x18\t \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0ethumbnail_size\x18\n \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x0b\x63\x61nvas_size\x18\x0b \x01(\x05H\x03\x88\x01\x01\x42\r\n\x0b_perplexityB\r\n\x0b_iterationsB\x11\n\x0f_thumbnail_sizeB\x0e\n\x0c_canvas_size\"\xd2\x01\n\x0f\x45mbeddingLayout\x12+\n\nprojection\x18\x01 \x01(\x0e\x32\x17.glassbox.v1.Projection\x12(\n\x0b\x63oordinates\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x14\n\x0c\x62y_label_png\x18\x03 \x01(\x0c\x12\x19\n\x11\x62y_prediction_png\x18\x04 \x01(\x0c\x12\x1b\n\x13knn_label_agreement\x18\x05 \x01(\x02\x12\x1a\n\x12\x65xplained_variance\x18\x06 \x01(\x02\"\xaf\x01\n\x12\x45mbeddingMapResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\nembeddings\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x0e\n\x06labels\x18\x03 \x03(\x05\x12\x13\n\x0bpredictions\x18\x04 \x03(\x05\x12\r\n\x05names\x18\x05 \x03(\t\x12-\n\x07layouts\x18\x06 \x03(\x0b\x32\x1c.glassbox.v1.EmbeddingLayout\"\xf9\x01\n\x11TopActivatingSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\x05\x12\x0e\n\x01y\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x01x\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05\x63ount\x18\t \x01(\x05H\x02\x88\x01\x01\x12%\n\x07ranking\x18\n \x01(\x0e\x32\x14.glassbox.v1.RankingB\x04\n\x02_yB\x04\n\x02_xB\x08\n\x06_count\"D\n\x08PixelBox\x12\x0b\n\x03top\x18\x01 \x01(\x05\x12\x0c\n\x04left\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\"\x8f\x02\n\x14TopActivatingExample\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nactivation\x18\x03 \x01(\x02\x12\t\n\x01y\x18\x04 \x01(\x05\x12\t\n\x01x\x18\x05 \x01(\x05\x12$\n\x05patch\x18\x06 \x01(\x0b\x32\x15.glassbox.v1.PixelBox\x12\x11\n\tpatch_png\x18\x07 \x01(\x0c\x12+\n\x0epatch_gradient\x18\x08 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x14\n\x0cgradient_png\x18\t \x01(\x0c\x12\x11\n\timage_png\x18\n \x01(\x0c\x12\r\n\x05label\x18\x0b \x01(\x05\x12\x12\n\nprediction\x18\x0c \x01(\x05\"\xe8\x01\n\x13TopActivatingResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\x05\x12\x33\n\x08\x65xamples\x18\x03 \x03(\x0b\x32!.glassbox.v1.TopActivatingExample\x12(\n\x0b\x61\x63tivations\x18\x04 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x1e\n\x16receptive_field_height\x18\x05 \x01(\x05\x12\x1d\n\x15receptive_field_width\x18\x06 \x01(\x05\x12\x13\n\x0bsummary_png\x18\x07 \x01(\x0c\"\xe0\x02\n\x13\x41\x63tivationAtlasSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12\'\n\x06layout\x18\x06 \x01(\x0e\x32\x17.glassbox.v1.Projection\x12\x16\n\tgrid_size\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tmin_count\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05steps\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x16\n\ttile_size\x18\x0b \x01(\x05H\x04\x88\x01\x01\x42\x0c\n\n_grid_sizeB\x0c\n\n_min_countB\x08\n\x06_stepsB\x10\n\x0e_learning_rateB\x0c\n\n_tile_size\"\xa3\x01\n\tAtlasCell\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12,\n\x0fmean_activation\x18\x04 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12)\n\x04tile\x18\x05 \x01(\x0b\x32\x1b.glassbox.v1.GeneratedImage\x12\x11\n\tobjective\x18\x06 \x01(\x02\"\xc1\x01\n\x15\x41\x63tivationAtlasResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x11\n\tgrid_size\x18\x02 \x01(\x05\x12(\n\x0b\x63oordinates\x18\x03 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08sample_y\x18\x04 \x03(\x05\x12\x10\n\x08sample_x\x18\x05 \x03(\x05\x12%\n\x05\x63\x65lls\x18\x06 \x03(\x0b\x32\x16.glassbox.v1.AtlasCell\x12\x11\n\tatlas_png\x18\x07 \x01(\x0c*z\n\nFilterView\x12\x1b\n\x17\x46ILTER_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILTER_VIEW_COLOUR\x10\x01\x12\x14\n\x10\x46ILTER_VIEW_MEAN\x10\x02\x12!\n\x1d\x46ILTER_VIEW_PER_INPUT_CHANNEL\x10\x03*Z\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02\x12\x13\n\x0fPOOLING_FLATTEN\x10\x03*Q\n\nProjection\x12\x1a\n\x16PROJECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePROJECTION_PCA\x10\x01\x12\x13\n\x0fPROJECTION_TSNE\x10\x02*E\n\x07Ranking\x12\x17\n\x13RANKING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRANKING_MAX\x10\x01\x12\x10\n\x0cRANKING_MEAN\x10\x02\x32\xfd\x01\n\x11InspectionService\x12M\n\nGetFilters\x12\x1e.glassbox.v1.GetFiltersRequest\x1a\x1f.glassbox.v1.GetFiltersResponse\x12Y\n\x0eGetActivations\x12\".glassbox.v1.GetActivationsRequest\x1a#.glassbox.v1.GetActivationsResponse\x12>\n\x05\x45mbed\x12\x19.glassbox.v1.EmbedRequest\x1a\x1a.glassbox.v1.EmbedResponseBn\n\x0f\x64\x65v.glassbox.v1B\x0fInspectionProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cglassbox/v1/inspection.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/datasets.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x18glassbox/v1/tensor.proto\x1a\x1cgoogle/api/annotations.proto\"i\n\x11GetFiltersRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.FilterView\"\xde\x01\n\x12GetFiltersResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x04view\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.FilterView\x12$\n\x07weights\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08grid_png\x18\x06 \x01(\x0c\x12\x11\n\tgrid_rows\x18\x07 \x01(\x05\x12\x14\n\x0cgrid_columns\x18\x08 \x01(\x05\x12\x11\n\ttile_size\x18\t \x01(\x05\"?\n\x11\x43hannelActivation\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\x05\x12\x0c\n\x04mean\x18\x02 \x01(\x02\x12\x0b\n\x03max\x18\x03 \x01(\x02\"x\n\x15GetActivationsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12!\n\x05image\x18\x04 \x01(\x0b\x32\x12.glassbox.v1.Image\x12\r\n\x05top_k\x18\x05 \x01(\x05\"\xf6\x01\n\x16GetActivationsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x30\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x1e.glassbox.v1.ChannelActivation\x12(\n\x0b\x61\x63tivations\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08grid_png\x18\x06 \x01(\x0c\x12\x11\n\tgrid_rows\x18\x07 \x01(\x05\x12\x14\n\x0cgrid_columns\x18\x08 \x01(\x05\x12\x16\n\x0elayer_channels\x18\t \x01(\x05\"\x88\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\"\n\x06images\x18\x04 \x03(\x0b\x32\x12.glassbox.v1.Image\x12%\n\x07pooling\x18\x05 \x01(\x0e\x32\x14.glassbox.v1.Pooling\"\x8e\x01\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12%\n\x07pooling\x18\x04 \x01(\x0e\x32\x14.glassbox.v1.Pooling\x12\'\n\nembeddings\x18\x05 \x01(\x0b\x32\x13.glassbox.v1.Tensor\"\xf5\x02\n\x10\x45mbeddingMapSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12%\n\x07pooling\x18\x06 \x01(\x0e\x32\x14.glassbox.v1.Pooling\x12,\n\x0bprojections\x18\x07 \x03(\x0e\x32\x17.glassbox.v1.Projection\x12\x17\n\nperplexity\x18\x08 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\niterations\x18\t \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0ethumbnail_size\x18\n \x01(\x05H\x02\x88\x01\x01\x12\x18\n\x0b\x63\x61nvas_size\x18\x0b \x01(\x05H\x03\x88\x01\x01\x42\r\n\x0b_perplexityB\r\n\x0b_iterationsB\x11\n\x0f_thumbnail_sizeB\x0e\n\x0c_canvas_size\"\xd2\x01\n\x0f\x45mbeddingLayout\x12+\n\nprojection\x18\x01 \x01(\x0e\x32\x17.glassbox.v1.Projection\x12(\n\x0b\x63oordinates\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x14\n\x0c\x62y_label_png\x18\x03 \x01(\x0c\x12\x19\n\x11\x62y_prediction_png\x18\x04 \x01(\x0c\x12\x1b\n\x13knn_label_agreement\x18\x05 \x01(\x02\x12\x1a\n\x12\x65xplained_variance\x18\x06 \x01(\x02\"\xaf\x01\n\x12\x45mbeddingMapResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\'\n\nembeddings\x18\x02 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x0e\n\x06labels\x18\x03 \x03(\x05\x12\x13\n\x0bpredictions\x18\x04 \x03(\x05\x12\r\n\x05names\x18\x05 \x03(\t\x12-\n\x07layouts\x18\x06 \x03(\x0b\x32\x1c.glassbox.v1.EmbeddingLayout\"\xf9\x01\n\x11TopActivatingSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\x05\x12\x0e\n\x01y\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x01x\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05\x63ount\x18\t \x01(\x05H\x02\x88\x01\x01\x12%\n\x07ranking\x18\n \x01(\x0e\x32\x14.glassbox.v1.RankingB\x04\n\x02_yB\x04\n\x02_xB\x08\n\x06_count\"D\n\x08PixelBox\x12\x0b\n\x03top\x18\x01 \x01(\x05\x12\x0c\n\x04left\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\r\n\x05width\x18\x04 \x01(\x05\"\x8f\x02\n\x14TopActivatingExample\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nactivation\x18\x03 \x01(\x02\x12\t\n\x01y\x18\x04 \x01(\x05\x12\t\n\x01x\x18\x05 \x01(\x05\x12$\n\x05patch\x18\x06 \x01(\x0b\x32\x15.glassbox.v1.PixelBox\x12\x11\n\tpatch_png\x18\x07 \x01(\x0c\x12+\n\x0epatch_gradient\x18\x08 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x14\n\x0cgradient_png\x18\t \x01(\x0c\x12\x11\n\timage_png\x18\n \x01(\x0c\x12\r\n\x05label\x18\x0b \x01(\x05\x12\x12\n\nprediction\x18\x0c \x01(\x05\"\xe8\x01\n\x13TopActivatingResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\x05\x12\x33\n\x08\x65xamples\x18\x03 \x03(\x0b\x32!.glassbox.v1.TopActivatingExample\x12(\n\x0b\x61\x63tivations\x18\x04 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x1e\n\x16receptive_field_height\x18\x05 \x01(\x05\x12\x1d\n\x15receptive_field_width\x18\x06 \x01(\x05\x12\x13\n\x0bsummary_png\x18\x07 \x01(\x0c\"\xe0\x02\n\x13\x41\x63tivationAtlasSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12\r\n\x05layer\x18\x05 \x01(\t\x12\'\n\x06layout\x18\x06 \x01(\x0e\x32\x17.glassbox.v1.Projection\x12\x16\n\tgrid_size\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tmin_count\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05steps\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\n \x01(\x02H\x03\x88\x01\x01\x12\x16\n\ttile_size\x18\x0b \x01(\x05H\x04\x88\x01\x01\x42\x0c\n\n_grid_sizeB\x0c\n\n_min_countB\x08\n\x06_stepsB\x10\n\x0e_learning_rateB\x0c\n\n_tile_size\"\xa3\x01\n\tAtlasCell\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12,\n\x0fmean_activation\x18\x04 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12)\n\x04tile\x18\x05 \x01(\x0b\x32\x1b.glassbox.v1.GeneratedImage\x12\x11\n\tobjective\x18\x06 \x01(\x02\"\xc1\x01\n\x15\x41\x63tivationAtlasResult\x12\r\n\x05layer\x18\x01 \x01(\t\x12\x11\n\tgrid_size\x18\x02 \x01(\x05\x12(\n\x0b\x63oordinates\x18\x03 \x01(\x0b\x32\x13.glassbox.v1.Tensor\x12\x10\n\x08sample_y\x18\x04 \x03(\x05\x12\x10\n\x08sample_x\x18\x05 \x03(\x05\x12%\n\x05\x63\x65lls\x18\x06 \x03(\x0b\x32\x16.glassbox.v1.AtlasCell\x12\x11\n\tatlas_png\x18\x07 \x01(\x0c*z\n\nFilterView\x12\x1b\n\x17\x46ILTER_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46ILTER_VIEW_COLOUR\x10\x01\x12\x14\n\x10\x46ILTER_VIEW_MEAN\x10\x02\x12!\n\x1d\x46ILTER_VIEW_PER_INPUT_CHANNEL\x10\x03*Z\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_MAX\x10\x02\x12\x13\n\x0fPOOLING_FLATTEN\x10\x03*Q\n\nProjection\x12\x1a\n\x16PROJECTION_UNSPECIFIED\x10\x00\x12\x12\n\x0ePROJECTION_PCA\x10\x01\x12\x13\n\x0fPROJECTION_TSNE\x10\x02*E\n\x07Ranking\x12\x17\n\x13RANKING_UNSPECIFIED\x10\x00\x12\x0f\n\x0bRANKING_MAX\x10\x01\x12\x10\n\x0cRANKING_MEAN\x10\x02\x32\xf5\x02\n\x11InspectionService\x12t\n\nGetFilters\x12\x1e.glassbox.v1.GetFiltersRequest\x1a\x1f.glassbox.v1.GetFiltersResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/models/{model}:filters:\x01*\x12\x84\x01\n\x0eGetActivations\x12\".glassbox.v1.GetActivationsRequest\x1a#.glassbox.v1.GetActivationsResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/models/{model}:activations:\x01*\x12\x63\n\x05\x45mbed\x12\x19.glassbox.v1.EmbedRequest\x1a\x1a.glassbox.v1.EmbedResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/models/{model}:embed:\x01*Bn\n\x0f\x64\x65v.glassbox.v1B\x0fInspectionProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,48 +37,54 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.inspection_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\017InspectionProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
-  _globals['_FILTERVIEW']._serialized_start=3496
-  _globals['_FILTERVIEW']._serialized_end=3618
-  _globals['_POOLING']._serialized_start=3620
-  _globals['_POOLING']._serialized_end=3710
-  _globals['_PROJECTION']._serialized_start=3712
-  _globals['_PROJECTION']._serialized_end=3793
-  _globals['_RANKING']._serialized_start=3795
-  _globals['_RANKING']._serialized_end=3864
-  _globals['_GETFILTERSREQUEST']._serialized_start=129
-  _globals['_GETFILTERSREQUEST']._serialized_end=234
-  _globals['_GETFILTERSRESPONSE']._serialized_start=237
-  _globals['_GETFILTERSRESPONSE']._serialized_end=459
-  _globals['_CHANNELACTIVATION']._serialized_start=461
-  _globals['_CHANNELACTIVATION']._serialized_end=524
-  _globals['_GETACTIVATIONSREQUEST']._serialized_start=526
-  _globals['_GETACTIVATIONSREQUEST']._serialized_end=646
-  _globals['_GETACTIVATIONSRESPONSE']._serialized_start=649
-  _globals['_GETACTIVATIONSRESPONSE']._serialized_end=895
-  _globals['_EMBEDREQUEST']._serialized_start=898
-  _globals['_EMBEDREQUEST']._serialized_end=1034
-  _globals['_EMBEDRESPONSE']._serialized_start=1037
-  _globals['_EMBEDRESPONSE']._serialized_end=1179
-  _globals['_EMBEDDINGMAPSPEC']._serialized_start=1182
-  _globals['_EMBEDDINGMAPSPEC']._serialized_end=1555
-  _globals['_EMBEDDINGLAYOUT']._serialized_start=1558
-  _globals['_EMBEDDINGLAYOUT']._serialized_end=1768
-  _globals['_EMBEDDINGMAPRESULT']._serialized_start=1771
-  _globals['_EMBEDDINGMAPRESULT']._serialized_end=1946
-  _globals['_TOPACTIVATINGSPEC']._serialized_start=1949
-  _globals['_TOPACTIVATINGSPEC']._serialized_end=2198
-  _globals['_PIXELBOX']._serialized_start=2200
-  _globals['_PIXELBOX']._serialized_end=2268
-  _globals['_TOPACTIVATINGEXAMPLE']._serialized_start=2271
-  _globals['_TOPACTIVATINGEXAMPLE']._serialized_end=2542
-  _globals['_TOPACTIVATINGRESULT']._serialized_start=2545
-  _globals['_TOPACTIVATINGRESULT']._serialized_end=2777
-  _globals['_ACTIVATIONATLASSPEC']._serialized_start=2780
-  _globals['_ACTIVATIONATLASSPEC']._serialized_end=3132
-  _globals['_ATLASCELL']._serialized_start=3135
-  _globals['_ATLASCELL']._serialized_end=3298
-  _globals['_ACTIVATIONATLASRESULT']._serialized_start=3301
-  _globals['_ACTIVATIONATLASRESULT']._serialized_end=3494
-  _globals['_INSPECTIONSERVICE']._serialized_start=3867
-  _globals['_INSPECTIONSERVICE']._serialized_end=4120
+  _globals['_INSPECTIONSERVICE'].methods_by_name['GetFilters']._loaded_options = None
+  _globals['_INSPECTIONSERVICE'].methods_by_name['GetFilters']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/models/{model}:filters:\001*'
+  _globals['_INSPECTIONSERVICE'].methods_by_name['GetActivations']._loaded_options = None
+  _globals['_INSPECTIONSERVICE'].methods_by_name['GetActivations']._serialized_options = b'\202\323\344\223\002#\"\036/v1/models/{model}:activations:\001*'
+  _globals['_INSPECTIONSERVICE'].methods_by_name['Embed']._loaded_options = None
+  _globals['_INSPECTIONSERVICE'].methods_by_name['Embed']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/models/{model}:embed:\001*'
+  _globals['_FILTERVIEW']._serialized_start=3526
+  _globals['_FILTERVIEW']._serialized_end=3648
+  _globals['_POOLING']._serialized_start=3650
+  _globals['_POOLING']._serialized_end=3740
+  _globals['_PROJECTION']._serialized_start=3742
+  _globals['_PROJECTION']._serialized_end=3823
+  _globals['_RANKING']._serialized_start=3825
+  _globals['_RANKING']._serialized_end=3894
+  _globals['_GETFILTERSREQUEST']._serialized_start=159
+  _globals['_GETFILTERSREQUEST']._serialized_end=264
+  _globals['_GETFILTERSRESPONSE']._serialized_start=267
+  _globals['_GETFILTERSRESPONSE']._serialized_end=489
+  _globals['_CHANNELACTIVATION']._serialized_start=491
+  _globals['_CHANNELACTIVATION']._serialized_end=554
+  _globals['_GETACTIVATIONSREQUEST']._serialized_start=556
+  _globals['_GETACTIVATIONSREQUEST']._serialized_end=676
+  _globals['_GETACTIVATIONSRESPONSE']._serialized_start=679
+  _globals['_GETACTIVATIONSRESPONSE']._serialized_end=925
+  _globals['_EMBEDREQUEST']._serialized_start=928
+  _globals['_EMBEDREQUEST']._serialized_end=1064
+  _globals['_EMBEDRESPONSE']._serialized_start=1067
+  _globals['_EMBEDRESPONSE']._serialized_end=1209
+  _globals['_EMBEDDINGMAPSPEC']._serialized_start=1212
+  _globals['_EMBEDDINGMAPSPEC']._serialized_end=1585
+  _globals['_EMBEDDINGLAYOUT']._serialized_start=1588
+  _globals['_EMBEDDINGLAYOUT']._serialized_end=1798
+  _globals['_EMBEDDINGMAPRESULT']._serialized_start=1801
+  _globals['_EMBEDDINGMAPRESULT']._serialized_end=1976
+  _globals['_TOPACTIVATINGSPEC']._serialized_start=1979
+  _globals['_TOPACTIVATINGSPEC']._serialized_end=2228
+  _globals['_PIXELBOX']._serialized_start=2230
+  _globals['_PIXELBOX']._serialized_end=2298
+  _globals['_TOPACTIVATINGEXAMPLE']._serialized_start=2301
+  _globals['_TOPACTIVATINGEXAMPLE']._serialized_end=2572
+  _globals['_TOPACTIVATINGRESULT']._serialized_start=2575
+  _globals['_TOPACTIVATINGRESULT']._serialized_end=2807
+  _globals['_ACTIVATIONATLASSPEC']._serialized_start=2810
+  _globals['_ACTIVATIONATLASSPEC']._serialized_end=3162
+  _globals['_ATLASCELL']._serialized_start=3165
+  _globals['_ATLASCELL']._serialized_end=3328
+  _globals['_ACTIVATIONATLASRESULT']._serialized_start=3331
+  _globals['_ACTIVATIONATLASRESULT']._serialized_end=3524
+  _globals['_INSPECTIONSERVICE']._serialized_start=3897
+  _globals['_INSPECTIONSERVICE']._serialized_end=4270
 # @@protoc_insertion_point(module_scope)

@@ -27,11 +27,12 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as glassbox_do
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as glassbox_dot_v1_dot_generative__pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as glassbox_dot_v1_dot_inspection__pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as glassbox_dot_v1_dot_robustness__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglassbox/v1/job_service.proto\x12\x0bglassbox.v1\x1a\x1cglassbox/v1/evaluation.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1cglassbox/v1/inspection.proto\x1a\x1cglassbox/v1/robustness.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"a\n\x0bJobProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x16\n\tobjective\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\tB\x0c\n\n_objective\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xe2\t\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.JobState\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.glassbox.v1.JobProgress\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61ncel_requested\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x15.glassbox.v1.JobErrorB\x02\x18\x01\x12(\n\x0c\x65rror_status\x18\x0f \x01(\x0b\x32\x12.google.rpc.Status\x12\r\n\x05owner\x18\x10 \x01(\t\x12\x12\n\nrequest_id\x18\x11 \x01(\t\x12\x44\n\x13\x63lass_visualisation\x18\x14 \x01(\x0b\x32%.glassbox.v1.ClassVisualisationResultH\x00\x12H\n\x15\x66\x65\x61ture_visualisation\x18\x15 \x01(\x0b\x32\'.glassbox.v1.FeatureVisualisationResultH\x00\x12\x31\n\tdeepdream\x18\x16 \x01(\x0b\x32\x1c.glassbox.v1.DeepDreamResultH\x00\x12@\n\x11\x66\x65\x61ture_inversion\x18\x17 \x01(\x0b\x32#.glassbox.v1.FeatureInversionResultH\x00\x12:\n\x0estyle_transfer\x18\x18 \x01(\x0b\x32 .glassbox.v1.StyleTransferResultH\x00\x12@\n\x11\x61\x64versarial_image\x18\x19 \x01(\x0b\x32#.glassbox.v1.AdversarialImageResultH\x00\x12H\n\x15robustness_evaluation\x18\x1a \x01(\x0b\x32\'.glassbox.v1.RobustnessEvaluationResultH\x00\x12\x38\n\rembedding_map\x18\x1b \x01(\x0b\x32\x1f.glassbox.v1.EmbeddingMapResultH\x00\x12:\n\x0etop_activating\x18\x1c \x01(\x0b\x32 .glassbox.v1.TopActivatingResultH\x00\x12>\n\x10\x61\x63tivation_atlas\x18\x1d \x01(\x0b\x32\".glassbox.v1.ActivationAtlasResultH\x00\x12J\n\x16\x65xplanation_evaluation\x18\x1e \x01(\x0b\x32(.glassbox.v1.ExplanationEvaluationResultH\x00\x42\x08\n\x06result\"\xe7\x05\n\x10SubmitJobRequest\x12\x42\n\x13\x63lass_visualisation\x18\x01 \x01(\x0b\x32#.glassbox.v1.ClassVisualisationSpecH\x00\x12\x46\n\x15\x66\x65\x61ture_visualisation\x18\x02 \x01(\x0b\x32%.glassbox.v1.FeatureVisualisationSpecH\x00\x12/\n\tdeepdream\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.DeepDreamSpecH\x00\x12>\n\x11\x66\x65\x61ture_inversion\x18\x04 \x01(\x0b\x32!.glassbox.v1.FeatureInversionSpecH\x00\x12\x38\n\x0estyle_transfer\x18\x05 \x01(\x0b\x32\x1e.glassbox.v1.StyleTransferSpecH\x00\x12>\n\x11\x61\x64versarial_image\x18\x06 \x01(\x0b\x32!.glassbox.v1.AdversarialImageSpecH\x00\x12\x46\n\x15robustness_evaluation\x18\x07 \x01(\x0b\x32%.glassbox.v1.RobustnessEvaluationSpecH\x00\x12\x36\n\rembedding_map\x18\x08 \x01(\x0b\x32\x1d.glassbox.v1.EmbeddingMapSpecH\x00\x12\x38\n\x0etop_activating\x18\t \x01(\x0b\x32\x1e.glassbox.v1.TopActivatingSpecH\x00\x12<\n\x10\x61\x63tivation_atlas\x18\n \x01(\x0b\x32 .glassbox.v1.ActivationAtlasSpecH\x00\x12H\n\x16\x65xplanation_evaluation\x18\x0b \x01(\x0b\x32&.glassbox.v1.ExplanationEvaluationSpecH\x00\x12\x12\n\nrequest_id\x18\x0c \x01(\tB\x06\n\x04spec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"S\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x13preview_every_steps\x18\x02 \x01(\x05\x12\x13\n\x0bomit_result\x18\x03 \x01(\x08\"Y\n\x10WatchJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\x12\x13\n\x0bpreview_png\x18\x02 \x01(\x0c\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"|\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.glassbox.v1.JobState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.glassbox.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xfb\x02\n\nJobService\x12J\n\tSubmitJob\x12\x1d.glassbox.v1.SubmitJobRequest\x1a\x1e.glassbox.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.glassbox.v1.GetJobRequest\x1a\x1b.glassbox.v1.GetJobResponse\x12I\n\x08WatchJob\x12\x1c.glassbox.v1.WatchJobRequest\x1a\x1d.glassbox.v1.WatchJobResponse0\x01\x12J\n\tCancelJob\x12\x1d.glassbox.v1.CancelJobRequest\x1a\x1e.glassbox.v1.CancelJobResponse\x12G\n\x08ListJobs\x12\x1c.glassbox.v1.ListJobsRequest\x1a\x1d.glassbox.v1.ListJobsResponseBn\n\x0f\x64\x65v.glassbox.v1B\x0fJobServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglassbox/v1/job_service.proto\x12\x0bglassbox.v1\x1a\x1cglassbox/v1/evaluation.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1cglassbox/v1/inspection.proto\x1a\x1cglassbox/v1/robustness.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"a\n\x0bJobProgress\x12\x0c\n\x04step\x18\x01 \x01(\x05\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x16\n\tobjective\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x04 \x01(\tB\x0c\n\n_objective\"<\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xe2\t\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.glassbox.v1.JobState\x12*\n\x08progress\x18\x06 \x01(\x0b\x32\x18.glassbox.v1.JobProgress\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x08 \x01(\x05\x12\x18\n\x10\x63\x61ncel_requested\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x0e \x01(\x0b\x32\x15.glassbox.v1.JobErrorB\x02\x18\x01\x12(\n\x0c\x65rror_status\x18\x0f \x01(\x0b\x32\x12.google.rpc.Status\x12\r\n\x05owner\x18\x10 \x01(\t\x12\x12\n\nrequest_id\x18\x11 \x01(\t\x12\x44\n\x13\x63lass_visualisation\x18\x14 \x01(\x0b\x32%.glassbox.v1.ClassVisualisationResultH\x00\x12H\n\x15\x66\x65\x61ture_visualisation\x18\x15 \x01(\x0b\x32\'.glassbox.v1.FeatureVisualisationResultH\x00\x12\x31\n\tdeepdream\x18\x16 \x01(\x0b\x32\x1c.glassbox.v1.DeepDreamResultH\x00\x12@\n\x11\x66\x65\x61ture_inversion\x18\x17 \x01(\x0b\x32#.glassbox.v1.FeatureInversionResultH\x00\x12:\n\x0estyle_transfer\x18\x18 \x01(\x0b\x32 .glassbox.v1.StyleTransferResultH\x00\x12@\n\x11\x61\x64versarial_image\x18\x19 \x01(\x0b\x32#.glassbox.v1.AdversarialImageResultH\x00\x12H\n\x15robustness_evaluation\x18\x1a \x01(\x0b\x32\'.glassbox.v1.RobustnessEvaluationResultH\x00\x12\x38\n\rembedding_map\x18\x1b \x01(\x0b\x32\x1f.glassbox.v1.EmbeddingMapResultH\x00\x12:\n\x0etop_activating\x18\x1c \x01(\x0b\x32 .glassbox.v1.TopActivatingResultH\x00\x12>\n\x10\x61\x63tivation_atlas\x18\x1d \x01(\x0b\x32\".glassbox.v1.ActivationAtlasResultH\x00\x12J\n\x16\x65xplanation_evaluation\x18\x1e \x01(\x0b\x32(.glassbox.v1.ExplanationEvaluationResultH\x00\x42\x08\n\x06result\"\xe7\x05\n\x10SubmitJobRequest\x12\x42\n\x13\x63lass_visualisation\x18\x01 \x01(\x0b\x32#.glassbox.v1.ClassVisualisationSpecH\x00\x12\x46\n\x15\x66\x65\x61ture_visualisation\x18\x02 \x01(\x0b\x32%.glassbox.v1.FeatureVisualisationSpecH\x00\x12/\n\tdeepdream\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.DeepDreamSpecH\x00\x12>\n\x11\x66\x65\x61ture_inversion\x18\x04 \x01(\x0b\x32!.glassbox.v1.FeatureInversionSpecH\x00\x12\x38\n\x0estyle_transfer\x18\x05 \x01(\x0b\x32\x1e.glassbox.v1.StyleTransferSpecH\x00\x12>\n\x11\x61\x64versarial_image\x18\x06 \x01(\x0b\x32!.glassbox.v1.AdversarialImageSpecH\x00\x12\x46\n\x15robustness_evaluation\x18\x07 \x01(\x0b\x32%.glassbox.v1.RobustnessEvaluationSpecH\x00\x12\x36\n\rembedding_map\x18\x08 \x01(\x0b\x32\x1d.glassbox.v1.EmbeddingMapSpecH\x00\x12\x38\n\x0etop_activating\x18\t \x01(\x0b\x32\x1e.glassbox.v1.TopActivatingSpecH\x00\x12<\n\x10\x61\x63tivation_atlas\x18\n \x01(\x0b\x32 .glassbox.v1.ActivationAtlasSpecH\x00\x12H\n\x16\x65xplanation_evaluation\x18\x0b \x01(\x0b\x32&.glassbox.v1.ExplanationEvaluationSpecH\x00\x12\x12\n\nrequest_id\x18\x0c \x01(\tB\x06\n\x04spec\"2\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"S\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1b\n\x13preview_every_steps\x18\x02 \x01(\x05\x12\x13\n\x0bomit_result\x18\x03 \x01(\x08\"Y\n\x10WatchJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\x12\x13\n\x0bpreview_png\x18\x02 \x01(\x0c\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.glassbox.v1.Job\"|\n\x0fListJobsRequest\x12%\n\x06states\x18\x01 \x03(\x0e\x32\x15.glassbox.v1.JobState\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.glassbox.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x83\x04\n\nJobService\x12_\n\tSubmitJob\x12\x1d.glassbox.v1.SubmitJobRequest\x1a\x1e.glassbox.v1.SubmitJobResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12\\\n\x06GetJob\x12\x1a.glassbox.v1.GetJobRequest\x1a\x1b.glassbox.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12j\n\x08WatchJob\x12\x1c.glassbox.v1.WatchJobRequest\x1a\x1d.glassbox.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}:watch0\x01\x12o\n\tCancelJob\x12\x1d.glassbox.v1.CancelJobRequest\x1a\x1e.glassbox.v1.CancelJobResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/jobs/{job_id}:cancel:\x01*\x12Y\n\x08ListJobs\x12\x1c.glassbox.v1.ListJobsRequest\x1a\x1d.glassbox.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobsBn\n\x0f\x64\x65v.glassbox.v1B\x0fJobServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +42,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\017JobServiceProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
   _globals['_JOB'].fields_by_name['error']._loaded_options = None
   _globals['_JOB'].fields_by_name['error']._serialized_options = b'\030\001'
-  _globals['_JOBSTATE']._serialized_start=2986
-  _globals['_JOBSTATE']._serialized_end=3140
-  _globals['_JOBPROGRESS']._serialized_start=224
-  _globals['_JOBPROGRESS']._serialized_end=321
-  _globals['_JOBERROR']._serialized_start=323
-  _globals['_JOBERROR']._serialized_end=383
-  _globals['_JOB']._serialized_start=386
-  _globals['_JOB']._serialized_end=1636
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1639
-  _globals['_SUBMITJOBREQUEST']._serialized_end=2382
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=2384
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=2434
-  _globals['_GETJOBREQUEST']._serialized_start=2436
-  _globals['_GETJOBREQUEST']._serialized_end=2467
-  _globals['_GETJOBRESPONSE']._serialized_start=2469
-  _globals['_GETJOBRESPONSE']._serialized_end=2516
-  _globals['_WATCHJOBREQUEST']._serialized_start=2518
-  _globals['_WATCHJOBREQUEST']._serialized_end=2601
-  _globals['_WATCHJOBRESPONSE']._serialized_start=2603
-  _globals['_WATCHJOBRESPONSE']._serialized_end=2692
-  _globals['_CANCELJOBREQUEST']._serialized_start=2694
-  _globals['_CANCELJOBREQUEST']._serialized_end=2728
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2730
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2780
-  _globals['_LISTJOBSREQUEST']._serialized_start=2782
-  _globals['_LISTJOBSREQUEST']._serialized_end=2906
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2908
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2983
-  _globals['_JOBSERVICE']._serialized_start=3143
-  _globals['_JOBSERVICE']._serialized_end=3522
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['SubmitJob']._serialized_options = b'\202\323\344\223\002\r\"\010/v1/jobs:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/jobs/{job_id}'
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['WatchJob']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/jobs/{job_id}:watch'
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['CancelJob']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/jobs/{job_id}:cancel:\001*'
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListJobs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/jobs'
+  _globals['_JOBSTATE']._serialized_start=3016
+  _globals['_JOBSTATE']._serialized_end=3170
+  _globals['_JOBPROGRESS']._serialized_start=254
+  _globals['_JOBPROGRESS']._serialized_end=351
+  _globals['_JOBERROR']._serialized_start=353
+  _globals['_JOBERROR']._serialized_end=413
+  _globals['_JOB']._serialized_start=416
+  _globals['_JOB']._serialized_end=1666
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1669
+  _globals['_SUBMITJOBREQUEST']._serialized_end=2412
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=2414
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=2464
+  _globals['_GETJOBREQUEST']._serialized_start=2466
+  _globals['_GETJOBREQUEST']._serialized_end=2497
+  _globals['_GETJOBRESPONSE']._serialized_start=2499
+  _globals['_GETJOBRESPONSE']._serialized_end=2546
+  _globals['_WATCHJOBREQUEST']._serialized_start=2548
+  _globals['_WATCHJOBREQUEST']._serialized_end=2631
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2633
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2722
+  _globals['_CANCELJOBREQUEST']._serialized_start=2724
+  _globals['_CANCELJOBREQUEST']._serialized_end=2758
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2760
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2810
+  _globals['_LISTJOBSREQUEST']._serialized_start=2812
+  _globals['_LISTJOBSREQUEST']._serialized_end=2936
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2938
+  _globals['_LISTJOBSRESPONSE']._serialized_end=3013
+  _globals['_JOBSERVICE']._serialized_start=3173
+  _globals['_JOBSERVICE']._serialized_end=3688
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as _evaluation
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as _generative_pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as _inspection_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as _robustness_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers

@@ -26,10 +26,11 @@ _sym_db = _symbol_database.Default()
 from glassbox_client._generated.glassbox.v1 import datasets_pb2 as glassbox_dot_v1_dot_datasets__pb2
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as glassbox_dot_v1_dot_generative__pb2
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as glassbox_dot_v1_dot_model__service__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cglassbox/v1/robustness.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/datasets.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1fglassbox/v1/model_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x02\n\x06\x41ttack\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.glassbox.v1.AttackMethod\x12\x10\n\x08\x65psilons\x18\x02 \x03(\x02\x12\r\n\x05steps\x18\x03 \x01(\x05\x12\x1f\n\x12relative_step_size\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x0crandom_start\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x1a\n\x12\x66inal_iterate_only\x18\x07 \x01(\x08\x12%\n\x04goal\x18\x08 \x01(\x0e\x32\x17.glassbox.v1.AttackGoal\x12+\n\x0ctarget_class\x18\t \x01(\x0b\x32\x15.glassbox.v1.ClassRef\x12\x0f\n\x07queries\x18\n \x01(\x05\x12\x13\n\x06p_init\x18\x0b \x01(\x02H\x02\x88\x01\x01\x42\x15\n\x13_relative_step_sizeB\x0f\n\r_random_startB\t\n\x07_p_init\"R\n\x0f\x43orruptionCheck\x12+\n\ncorruption\x18\x01 \x01(\x0e\x32\x17.glassbox.v1.Corruption\x12\x12\n\nseverities\x18\x02 \x03(\x05\"x\n\x14MinimalEpsilonSearch\x12\x0c\n\x04skip\x18\x01 \x01(\x08\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\x05\x12\x18\n\x0bmax_epsilon\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\niterations\x18\x04 \x01(\x05\x42\x0e\n\x0c_max_epsilon\"\xa8\x02\n\x18RobustnessEvaluationSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12$\n\x07\x61ttacks\x18\x05 \x03(\x0b\x32\x13.glassbox.v1.Attack\x12\x31\n\x0b\x63orruptions\x18\x06 \x03(\x0b\x32\x1c.glassbox.v1.CorruptionCheck\x12:\n\x0fminimal_epsilon\x18\x07 \x01(\x0b\x32!.glassbox.v1.MinimalEpsilonSearch\x12\x15\n\x08\x65xamples\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x0b\n\t_examples\"\xb1\x01\n\x0e\x41ttackAccuracy\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x02\x12\x17\n\x0frobust_accuracy\x18\x03 \x01(\x02\x12\x1b\n\x13\x61ttack_success_rate\x18\x04 \x01(\x02\x12\x11\n\tmean_linf\x18\x05 \x01(\x02\x12\x0f\n\x07mean_l2\x18\x06 \x01(\x02\x12\x0e\n\x06images\x18\x07 \x01(\x05\x12\x14\n\x0cthreat_model\x18\x08 \x01(\t\"L\n\x12\x43orruptionAccuracy\x12\x12\n\ncorruption\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\x05\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x02\"A\n\x0eMinimalEpsilon\x12\r\n\x05image\x18\x01 \x01(\x05\x12\x14\n\x07\x65psilon\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\n\n\x08_epsilon\"\xa9\x01\n\x15MinimalEpsilonSummary\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x13\n\x0bmax_epsilon\x18\x02 \x01(\x02\x12\x0e\n\x06median\x18\x03 \x01(\x02\x12\x16\n\x0elower_quartile\x18\x04 \x01(\x02\x12\x16\n\x0eupper_quartile\x18\x05 \x01(\x02\x12+\n\x06images\x18\x06 \x03(\x0b\x32\x1b.glassbox.v1.MinimalEpsilon\"\xcf\x01\n\x12\x41\x64versarialExample\x12\r\n\x05image\x18\x01 \x01(\x05\x12\x0e\n\x06\x61ttack\x18\x02 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x02\x12\r\n\x05label\x18\x04 \x01(\x05\x12\x34\n\x13original_prediction\x18\x05 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12\x37\n\x16\x61\x64versarial_prediction\x18\x06 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12\x0b\n\x03png\x18\x07 \x01(\x0c\"/\n\nPassCounts\x12\x0f\n\x07\x66orward\x18\x01 \x01(\x03\x12\x10\n\x08\x62\x61\x63kward\x18\x02 \x01(\x03\"\xda\x03\n\x1aRobustnessEvaluationResult\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x01(\x05\x12\x16\n\x0e\x63lean_accuracy\x18\x04 \x01(\x02\x12,\n\x07\x61ttacks\x18\x05 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12/\n\nworst_case\x18\x06 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12\x34\n\x0b\x63orruptions\x18\x07 \x03(\x0b\x32\x1f.glassbox.v1.CorruptionAccuracy\x12;\n\x0fminimal_epsilon\x18\x08 \x01(\x0b\x32\".glassbox.v1.MinimalEpsilonSummary\x12\'\n\x06passes\x18\t \x01(\x0b\x32\x17.glassbox.v1.PassCounts\x12\x14\n\x0cwall_seconds\x18\n \x01(\x01\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12\x0c\n\x04json\x18\x0c \x01(\t\x12\x10\n\x08plot_png\x18\r \x01(\x0c\x12\x31\n\x08\x65xamples\x18\x0e \x03(\x0b\x32\x1f.glassbox.v1.AdversarialExample\"L\n\x1bGetRobustnessHistoryRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xd2\x02\n\x10RobustnessRecord\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rreference_set\x18\x04 \x01(\t\x12\x0f\n\x07trigger\x18\x05 \x01(\t\x12\x0e\n\x06images\x18\x06 \x01(\x05\x12\x16\n\x0e\x63lean_accuracy\x18\x07 \x01(\x02\x12,\n\x07\x61ttacks\x18\x08 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12\x34\n\x0b\x63orruptions\x18\t \x03(\x0b\x32\x1f.glassbox.v1.CorruptionAccuracy\x12\x1e\n\x16minimal_epsilon_median\x18\n \x01(\x02\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12\x0e\n\x06job_id\x18\x0c \x01(\t\"N\n\x1cGetRobustnessHistoryResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.glassbox.v1.RobustnessRecord*\x9a\x01\n\x0c\x41ttackMethod\x12\x1d\n\x19\x41TTACK_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41TTACK_METHOD_FGSM\x10\x01\x12\x1a\n\x16\x41TTACK_METHOD_PGD_LINF\x10\x02\x12\x18\n\x14\x41TTACK_METHOD_PGD_L2\x10\x03\x12\x1d\n\x19\x41TTACK_METHOD_SQUARE_LINF\x10\x04*\x81\x01\n\nAttackGoal\x12\x1b\n\x17\x41TTACK_GOAL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTACK_GOAL_UNTARGETED\x10\x01\x12\x1c\n\x18\x41TTACK_GOAL_TARGET_CLASS\x10\x02\x12\x1c\n\x18\x41TTACK_GOAL_LEAST_LIKELY\x10\x03*\xae\x01\n\nCorruption\x12\x1a\n\x16\x43ORRUPTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43ORRUPTION_GAUSSIAN_NOISE\x10\x01\x12\x1c\n\x18\x43ORRUPTION_GAUSSIAN_BLUR\x10\x02\x12\x19\n\x15\x43ORRUPTION_BRIGHTNESS\x10\x03\x12\x17\n\x13\x43ORRUPTION_CONTRAST\x10\x04\x12\x13\n\x0f\x43ORRUPTION_JPEG\x10\x05\x32\x80\x01\n\x11RobustnessService\x12k\n\x14GetRobustnessHistory\x12(.glassbox.v1.GetRobustnessHistoryRequest\x1a).glassbox.v1.GetRobustnessHistoryResponseBn\n\x0f\x64\x65v.glassbox.v1B\x0fRobustnessProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cglassbox/v1/robustness.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/datasets.proto\x1a\x1cglassbox/v1/generative.proto\x1a\x1fglassbox/v1/model_service.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x02\n\x06\x41ttack\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.glassbox.v1.AttackMethod\x12\x10\n\x08\x65psilons\x18\x02 \x03(\x02\x12\r\n\x05steps\x18\x03 \x01(\x05\x12\x1f\n\x12relative_step_size\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x0crandom_start\x18\x05 \x01(\x08H\x01\x88\x01\x01\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x1a\n\x12\x66inal_iterate_only\x18\x07 \x01(\x08\x12%\n\x04goal\x18\x08 \x01(\x0e\x32\x17.glassbox.v1.AttackGoal\x12+\n\x0ctarget_class\x18\t \x01(\x0b\x32\x15.glassbox.v1.ClassRef\x12\x0f\n\x07queries\x18\n \x01(\x05\x12\x13\n\x06p_init\x18\x0b \x01(\x02H\x02\x88\x01\x01\x42\x15\n\x13_relative_step_sizeB\x0f\n\r_random_startB\t\n\x07_p_init\"R\n\x0f\x43orruptionCheck\x12+\n\ncorruption\x18\x01 \x01(\x0e\x32\x17.glassbox.v1.Corruption\x12\x12\n\nseverities\x18\x02 \x03(\x05\"x\n\x14MinimalEpsilonSearch\x12\x0c\n\x04skip\x18\x01 \x01(\x08\x12\x14\n\x0c\x61ttack_index\x18\x02 \x01(\x05\x12\x18\n\x0bmax_epsilon\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\niterations\x18\x04 \x01(\x05\x42\x0e\n\x0c_max_epsilon\"\xa8\x02\n\x18RobustnessEvaluationSpec\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12%\n\x06images\x18\x04 \x01(\x0b\x32\x15.glassbox.v1.ImageSet\x12$\n\x07\x61ttacks\x18\x05 \x03(\x0b\x32\x13.glassbox.v1.Attack\x12\x31\n\x0b\x63orruptions\x18\x06 \x03(\x0b\x32\x1c.glassbox.v1.CorruptionCheck\x12:\n\x0fminimal_epsilon\x18\x07 \x01(\x0b\x32!.glassbox.v1.MinimalEpsilonSearch\x12\x15\n\x08\x65xamples\x18\x08 \x01(\x05H\x00\x88\x01\x01\x42\x0b\n\t_examples\"\xb1\x01\n\x0e\x41ttackAccuracy\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x02\x12\x17\n\x0frobust_accuracy\x18\x03 \x01(\x02\x12\x1b\n\x13\x61ttack_success_rate\x18\x04 \x01(\x02\x12\x11\n\tmean_linf\x18\x05 \x01(\x02\x12\x0f\n\x07mean_l2\x18\x06 \x01(\x02\x12\x0e\n\x06images\x18\x07 \x01(\x05\x12\x14\n\x0cthreat_model\x18\x08 \x01(\t\"L\n\x12\x43orruptionAccuracy\x12\x12\n\ncorruption\x18\x01 \x01(\t\x12\x10\n\x08severity\x18\x02 \x01(\x05\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x02\"A\n\x0eMinimalEpsilon\x12\r\n\x05image\x18\x01 \x01(\x05\x12\x14\n\x07\x65psilon\x18\x02 \x01(\x02H\x00\x88\x01\x01\x42\n\n\x08_epsilon\"\xa9\x01\n\x15MinimalEpsilonSummary\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x13\n\x0bmax_epsilon\x18\x02 \x01(\x02\x12\x0e\n\x06median\x18\x03 \x01(\x02\x12\x16\n\x0elower_quartile\x18\x04 \x01(\x02\x12\x16\n\x0eupper_quartile\x18\x05 \x01(\x02\x12+\n\x06images\x18\x06 \x03(\x0b\x32\x1b.glassbox.v1.MinimalEpsilon\"\xcf\x01\n\x12\x41\x64versarialExample\x12\r\n\x05image\x18\x01 \x01(\x05\x12\x0e\n\x06\x61ttack\x18\x02 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x02\x12\r\n\x05label\x18\x04 \x01(\x05\x12\x34\n\x13original_prediction\x18\x05 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12\x37\n\x16\x61\x64versarial_prediction\x18\x06 \x01(\x0b\x32\x17.glassbox.v1.ClassScore\x12\x0b\n\x03png\x18\x07 \x01(\x0c\"/\n\nPassCounts\x12\x0f\n\x07\x66orward\x18\x01 \x01(\x03\x12\x10\n\x08\x62\x61\x63kward\x18\x02 \x01(\x03\"\xda\x03\n\x1aRobustnessEvaluationResult\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x01(\x05\x12\x16\n\x0e\x63lean_accuracy\x18\x04 \x01(\x02\x12,\n\x07\x61ttacks\x18\x05 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12/\n\nworst_case\x18\x06 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12\x34\n\x0b\x63orruptions\x18\x07 \x03(\x0b\x32\x1f.glassbox.v1.CorruptionAccuracy\x12;\n\x0fminimal_epsilon\x18\x08 \x01(\x0b\x32\".glassbox.v1.MinimalEpsilonSummary\x12\'\n\x06passes\x18\t \x01(\x0b\x32\x17.glassbox.v1.PassCounts\x12\x14\n\x0cwall_seconds\x18\n \x01(\x01\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12\x0c\n\x04json\x18\x0c \x01(\t\x12\x10\n\x08plot_png\x18\r \x01(\x0c\x12\x31\n\x08\x65xamples\x18\x0e \x03(\x0b\x32\x1f.glassbox.v1.AdversarialExample\"L\n\x1bGetRobustnessHistoryRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"\xd2\x02\n\x10RobustnessRecord\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rreference_set\x18\x04 \x01(\t\x12\x0f\n\x07trigger\x18\x05 \x01(\t\x12\x0e\n\x06images\x18\x06 \x01(\x05\x12\x16\n\x0e\x63lean_accuracy\x18\x07 \x01(\x02\x12,\n\x07\x61ttacks\x18\x08 \x03(\x0b\x32\x1b.glassbox.v1.AttackAccuracy\x12\x34\n\x0b\x63orruptions\x18\t \x03(\x0b\x32\x1f.glassbox.v1.CorruptionAccuracy\x12\x1e\n\x16minimal_epsilon_median\x18\n \x01(\x02\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12\x0e\n\x06job_id\x18\x0c \x01(\t\"N\n\x1cGetRobustnessHistoryResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.glassbox.v1.RobustnessRecord*\x9a\x01\n\x0c\x41ttackMethod\x12\x1d\n\x19\x41TTACK_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41TTACK_METHOD_FGSM\x10\x01\x12\x1a\n\x16\x41TTACK_METHOD_PGD_LINF\x10\x02\x12\x18\n\x14\x41TTACK_METHOD_PGD_L2\x10\x03\x12\x1d\n\x19\x41TTACK_METHOD_SQUARE_LINF\x10\x04*\x81\x01\n\nAttackGoal\x12\x1b\n\x17\x41TTACK_GOAL_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTACK_GOAL_UNTARGETED\x10\x01\x12\x1c\n\x18\x41TTACK_GOAL_TARGET_CLASS\x10\x02\x12\x1c\n\x18\x41TTACK_GOAL_LEAST_LIKELY\x10\x03*\xae\x01\n\nCorruption\x12\x1a\n\x16\x43ORRUPTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43ORRUPTION_GAUSSIAN_NOISE\x10\x01\x12\x1c\n\x18\x43ORRUPTION_GAUSSIAN_BLUR\x10\x02\x12\x19\n\x15\x43ORRUPTION_BRIGHTNESS\x10\x03\x12\x17\n\x13\x43ORRUPTION_CONTRAST\x10\x04\x12\x13\n\x0f\x43ORRUPTION_JPEG\x10\x05\x32\xb0\x01\n\x11RobustnessService\x12\x9a\x01\n\x14GetRobustnessHistory\x12(.glassbox.v1.GetRobustnessHistoryRequest\x1a).glassbox.v1.GetRobustnessHistoryResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/models/{model}/robustness-historyBn\n\x0f\x64\x65v.glassbox.v1B\x0fRobustnessProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,40 +38,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.robustness_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\017RobustnessProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
-  _globals['_ATTACKMETHOD']._serialized_start=2773
-  _globals['_ATTACKMETHOD']._serialized_end=2927
-  _globals['_ATTACKGOAL']._serialized_start=2930
-  _globals['_ATTACKGOAL']._serialized_end=3059
-  _globals['_CORRUPTION']._serialized_start=3062
-  _globals['_CORRUPTION']._serialized_end=3236
-  _globals['_ATTACK']._serialized_start=170
-  _globals['_ATTACK']._serialized_end=533
-  _globals['_CORRUPTIONCHECK']._serialized_start=535
-  _globals['_CORRUPTIONCHECK']._serialized_end=617
-  _globals['_MINIMALEPSILONSEARCH']._serialized_start=619
-  _globals['_MINIMALEPSILONSEARCH']._serialized_end=739
-  _globals['_ROBUSTNESSEVALUATIONSPEC']._serialized_start=742
-  _globals['_ROBUSTNESSEVALUATIONSPEC']._serialized_end=1038
-  _globals['_ATTACKACCURACY']._serialized_start=1041
-  _globals['_ATTACKACCURACY']._serialized_end=1218
-  _globals['_CORRUPTIONACCURACY']._serialized_start=1220
-  _globals['_CORRUPTIONACCURACY']._serialized_end=1296
-  _globals['_MINIMALEPSILON']._serialized_start=1298
-  _globals['_MINIMALEPSILON']._serialized_end=1363
-  _globals['_MINIMALEPSILONSUMMARY']._serialized_start=1366
-  _globals['_MINIMALEPSILONSUMMARY']._serialized_end=1535
-  _globals['_ADVERSARIALEXAMPLE']._serialized_start=1538
-  _globals['_ADVERSARIALEXAMPLE']._serialized_end=1745
-  _globals['_PASSCOUNTS']._serialized_start=1747
-  _globals['_PASSCOUNTS']._serialized_end=1794
-  _globals['_ROBUSTNESSEVALUATIONRESULT']._serialized_start=1797
-  _globals['_ROBUSTNESSEVALUATIONRESULT']._serialized_end=2271
-  _globals['_GETROBUSTNESSHISTORYREQUEST']._serialized_start=2273
-  _globals['_GETROBUSTNESSHISTORYREQUEST']._serialized_end=2349
-  _globals['_ROBUSTNESSRECORD']._serialized_start=2352
-  _globals['_ROBUSTNESSRECORD']._serialized_end=2690
-  _globals['_GETROBUSTNESSHISTORYRESPONSE']._serialized_start=2692
-  _globals['_GETROBUSTNESSHISTORYRESPONSE']._serialized_end=2770
-  _globals['_ROBUSTNESSSERVICE']._serialized_start=3239
-  _globals['_ROBUSTNESSSERVICE']._serialized_end=3367
+  _globals['_ROBUSTNESSSERVICE'].methods_by_name['GetRobustnessHistory']._loaded_options = None
+  _globals['_ROBUSTNESSSERVICE'].methods_by_name['GetRobustnessHistory']._serialized_options = b'\202\323\344\223\002\'\022%/v1/models/{model}/robustness-history'
+  _globals['_ATTACKMETHOD']._serialized_start=2803
+  _globals['_ATTACKMETHOD']._serialized_end=2957
+  _globals['_ATTACKGOAL']._serialized_start=2960
+  _globals['_ATTACKGOAL']._serialized_end=3089
+  _globals['_CORRUPTION']._serialized_start=3092
+  _globals['_CORRUPTION']._serialized_end=3266
+  _globals['_ATTACK']._serialized_start=200
+  _globals['_ATTACK']._serialized_end=563
+  _globals['_CORRUPTIONCHECK']._serialized_start=565
+  _globals['_CORRUPTIONCHECK']._serialized_end=647
+  _globals['_MINIMALEPSILONSEARCH']._serialized_start=649
+  _globals['_MINIMALEPSILONSEARCH']._serialized_end=769
+  _globals['_ROBUSTNESSEVALUATIONSPEC']._serialized_start=772
+  _globals['_ROBUSTNESSEVALUATIONSPEC']._serialized_end=1068
+  _globals['_ATTACKACCURACY']._serialized_start=1071
+  _globals['_ATTACKACCURACY']._serialized_end=1248
+  _globals['_CORRUPTIONACCURACY']._serialized_start=1250
+  _globals['_CORRUPTIONACCURACY']._serialized_end=1326
+  _globals['_MINIMALEPSILON']._serialized_start=1328
+  _globals['_MINIMALEPSILON']._serialized_end=1393
+  _globals['_MINIMALEPSILONSUMMARY']._serialized_start=1396
+  _globals['_MINIMALEPSILONSUMMARY']._serialized_end=1565
+  _globals['_ADVERSARIALEXAMPLE']._serialized_start=1568
+  _globals['_ADVERSARIALEXAMPLE']._serialized_end=1775
+  _globals['_PASSCOUNTS']._serialized_start=1777
+  _globals['_PASSCOUNTS']._serialized_end=1824
+  _globals['_ROBUSTNESSEVALUATIONRESULT']._serialized_start=1827
+  _globals['_ROBUSTNESSEVALUATIONRESULT']._serialized_end=2301
+  _globals['_GETROBUSTNESSHISTORYREQUEST']._serialized_start=2303
+  _globals['_GETROBUSTNESSHISTORYREQUEST']._serialized_end=2379
+  _globals['_ROBUSTNESSRECORD']._serialized_start=2382
+  _globals['_ROBUSTNESSRECORD']._serialized_end=2720
+  _globals['_GETROBUSTNESSHISTORYRESPONSE']._serialized_start=2722
+  _globals['_GETROBUSTNESSHISTORYRESPONSE']._serialized_end=2800
+  _globals['_ROBUSTNESSSERVICE']._serialized_start=3269
+  _globals['_ROBUSTNESSSERVICE']._serialized_end=3445
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import datetime
 from glassbox_client._generated.glassbox.v1 import datasets_pb2 as _datasets_pb2
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as _generative_pb2
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as _model_service_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

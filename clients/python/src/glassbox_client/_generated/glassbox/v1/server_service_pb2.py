@@ -23,9 +23,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n glassbox/v1/server_service.proto\x12\x0bglassbox.v1\"\x16\n\x14GetServerInfoRequest\"\xe6\x02\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12*\n\x06limits\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.RequestLimits\x12\x31\n\x0b\x61ttribution\x18\x04 \x01(\x0b\x32\x1c.glassbox.v1.AttributionCaps\x12$\n\x04jobs\x18\x05 \x01(\x0b\x32\x16.glassbox.v1.JobLimits\x12%\n\x05\x63\x61\x63he\x18\x06 \x01(\x0b\x32\x16.glassbox.v1.CacheInfo\x12\x0f\n\x07methods\x18\x07 \x03(\t\x12\x11\n\tjob_kinds\x18\x08 \x03(\t\x12\'\n\x06\x63\x61ller\x18\t \x01(\x0b\x32\x17.glassbox.v1.CallerInfo\x12/\n\rerror_reasons\x18\n \x03(\x0b\x32\x18.glassbox.v1.ErrorReason\"^\n\rRequestLimits\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\x03\x12\x18\n\x10max_image_pixels\x18\x02 \x01(\x03\x12\x18\n\x10max_batch_images\x18\x03 \x01(\x05\"T\n\x0f\x41ttributionCaps\x12\x13\n\x0bmax_samples\x18\x01 \x01(\x05\x12\x11\n\tmax_steps\x18\x02 \x01(\x05\x12\x19\n\x11max_perturbations\x18\x03 \x01(\x05\"\x94\x02\n\tJobLimits\x12*\n\x06\x65ngine\x18\x01 \x01(\x0e\x32\x1a.glassbox.v1.JobEngineKind\x12\x16\n\x0equeue_capacity\x18\x02 \x01(\x05\x12\x1a\n\x12result_ttl_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fmax_run_seconds\x18\x04 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x1f\n\x17min_preview_every_steps\x18\x06 \x01(\x05\x12\x1f\n\x17max_preview_every_steps\x18\x07 \x01(\x05\x12\x15\n\rpage_size_max\x18\x08 \x01(\x05\x12\x1f\n\x17watch_heartbeat_seconds\x18\t \x01(\x01\"N\n\tCacheInfo\x12,\n\x06\x65ngine\x18\x01 \x01(\x0e\x32\x1c.glassbox.v1.CacheEngineKind\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\"S\n\nCallerInfo\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\x08\x12\x16\n\x0etoken_required\x18\x03 \x01(\x08\x12\x0b\n\x03tls\x18\x04 \x01(\x08\"@\n\x0b\x45rrorReason\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*k\n\rJobEngineKind\x12\x1f\n\x1bJOB_ENGINE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aJOB_ENGINE_KIND_IN_PROCESS\x10\x01\x12\x19\n\x15JOB_ENGINE_KIND_REDIS\x10\x02*\x93\x01\n\x0f\x43\x61\x63heEngineKind\x12!\n\x1d\x43\x41\x43HE_ENGINE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41\x43HE_ENGINE_KIND_DISABLED\x10\x01\x12 \n\x1c\x43\x41\x43HE_ENGINE_KIND_IN_PROCESS\x10\x02\x12\x1b\n\x17\x43\x41\x43HE_ENGINE_KIND_REDIS\x10\x03\x32g\n\rServerService\x12V\n\rGetServerInfo\x12!.glassbox.v1.GetServerInfoRequest\x1a\".glassbox.v1.GetServerInfoResponseBq\n\x0f\x64\x65v.glassbox.v1B\x12ServerServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n glassbox/v1/server_service.proto\x12\x0bglassbox.v1\x1a\x1cgoogle/api/annotations.proto\"\x16\n\x14GetServerInfoRequest\"\xe6\x02\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\t\x12*\n\x06limits\x18\x03 \x01(\x0b\x32\x1a.glassbox.v1.RequestLimits\x12\x31\n\x0b\x61ttribution\x18\x04 \x01(\x0b\x32\x1c.glassbox.v1.AttributionCaps\x12$\n\x04jobs\x18\x05 \x01(\x0b\x32\x16.glassbox.v1.JobLimits\x12%\n\x05\x63\x61\x63he\x18\x06 \x01(\x0b\x32\x16.glassbox.v1.CacheInfo\x12\x0f\n\x07methods\x18\x07 \x03(\t\x12\x11\n\tjob_kinds\x18\x08 \x03(\t\x12\'\n\x06\x63\x61ller\x18\t \x01(\x0b\x32\x17.glassbox.v1.CallerInfo\x12/\n\rerror_reasons\x18\n \x03(\x0b\x32\x18.glassbox.v1.ErrorReason\"^\n\rRequestLimits\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\x03\x12\x18\n\x10max_image_pixels\x18\x02 \x01(\x03\x12\x18\n\x10max_batch_images\x18\x03 \x01(\x05\"T\n\x0f\x41ttributionCaps\x12\x13\n\x0bmax_samples\x18\x01 \x01(\x05\x12\x11\n\tmax_steps\x18\x02 \x01(\x05\x12\x19\n\x11max_perturbations\x18\x03 \x01(\x05\"\x94\x02\n\tJobLimits\x12*\n\x06\x65ngine\x18\x01 \x01(\x0e\x32\x1a.glassbox.v1.JobEngineKind\x12\x16\n\x0equeue_capacity\x18\x02 \x01(\x05\x12\x1a\n\x12result_ttl_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fmax_run_seconds\x18\x04 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x1f\n\x17min_preview_every_steps\x18\x06 \x01(\x05\x12\x1f\n\x17max_preview_every_steps\x18\x07 \x01(\x05\x12\x15\n\rpage_size_max\x18\x08 \x01(\x05\x12\x1f\n\x17watch_heartbeat_seconds\x18\t \x01(\x01\"N\n\tCacheInfo\x12,\n\x06\x65ngine\x18\x01 \x01(\x0e\x32\x1c.glassbox.v1.CacheEngineKind\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x01\"S\n\nCallerInfo\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\x08\x12\x16\n\x0etoken_required\x18\x03 \x01(\x08\x12\x0b\n\x03tls\x18\x04 \x01(\x08\"@\n\x0b\x45rrorReason\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*k\n\rJobEngineKind\x12\x1f\n\x1bJOB_ENGINE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aJOB_ENGINE_KIND_IN_PROCESS\x10\x01\x12\x19\n\x15JOB_ENGINE_KIND_REDIS\x10\x02*\x93\x01\n\x0f\x43\x61\x63heEngineKind\x12!\n\x1d\x43\x41\x43HE_ENGINE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41\x43HE_ENGINE_KIND_DISABLED\x10\x01\x12 \n\x1c\x43\x41\x43HE_ENGINE_KIND_IN_PROCESS\x10\x02\x12\x1b\n\x17\x43\x41\x43HE_ENGINE_KIND_REDIS\x10\x03\x32\x80\x01\n\rServerService\x12o\n\rGetServerInfo\x12!.glassbox.v1.GetServerInfoRequest\x1a\".glassbox.v1.GetServerInfoResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/server-infoBq\n\x0f\x64\x65v.glassbox.v1B\x12ServerServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +34,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glassbox.v1.server_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.glassbox.v1B\022ServerServiceProtoP\001Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\252\002\013Glassbox.V1'
-  _globals['_JOBENGINEKIND']._serialized_start=1126
-  _globals['_JOBENGINEKIND']._serialized_end=1233
-  _globals['_CACHEENGINEKIND']._serialized_start=1236
-  _globals['_CACHEENGINEKIND']._serialized_end=1383
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=49
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=71
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=74
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=432
-  _globals['_REQUESTLIMITS']._serialized_start=434
-  _globals['_REQUESTLIMITS']._serialized_end=528
-  _globals['_ATTRIBUTIONCAPS']._serialized_start=530
-  _globals['_ATTRIBUTIONCAPS']._serialized_end=614
-  _globals['_JOBLIMITS']._serialized_start=617
-  _globals['_JOBLIMITS']._serialized_end=893
-  _globals['_CACHEINFO']._serialized_start=895
-  _globals['_CACHEINFO']._serialized_end=973
-  _globals['_CALLERINFO']._serialized_start=975
-  _globals['_CALLERINFO']._serialized_end=1058
-  _globals['_ERRORREASON']._serialized_start=1060
-  _globals['_ERRORREASON']._serialized_end=1124
-  _globals['_SERVERSERVICE']._serialized_start=1385
-  _globals['_SERVERSERVICE']._serialized_end=1488
+  _globals['_SERVERSERVICE'].methods_by_name['GetServerInfo']._loaded_options = None
+  _globals['_SERVERSERVICE'].methods_by_name['GetServerInfo']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/server-info'
+  _globals['_JOBENGINEKIND']._serialized_start=1156
+  _globals['_JOBENGINEKIND']._serialized_end=1263
+  _globals['_CACHEENGINEKIND']._serialized_start=1266
+  _globals['_CACHEENGINEKIND']._serialized_end=1413
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=79
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=101
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=104
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=462
+  _globals['_REQUESTLIMITS']._serialized_start=464
+  _globals['_REQUESTLIMITS']._serialized_end=558
+  _globals['_ATTRIBUTIONCAPS']._serialized_start=560
+  _globals['_ATTRIBUTIONCAPS']._serialized_end=644
+  _globals['_JOBLIMITS']._serialized_start=647
+  _globals['_JOBLIMITS']._serialized_end=923
+  _globals['_CACHEINFO']._serialized_start=925
+  _globals['_CACHEINFO']._serialized_end=1003
+  _globals['_CALLERINFO']._serialized_start=1005
+  _globals['_CALLERINFO']._serialized_end=1088
+  _globals['_ERRORREASON']._serialized_start=1090
+  _globals['_ERRORREASON']._serialized_end=1154
+  _globals['_SERVERSERVICE']._serialized_start=1416
+  _globals['_SERVERSERVICE']._serialized_end=1544
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,1 @@
+"""The HTTP/JSON gateway (gRPC-JSON transcoding), its web page and OpenAPI document."""

@@ -65,7 +65,7 @@ def run(repository: ModelRepository, model: str, images: object, metrics: tuple[
         sensitivity=SensitivityOptions(samples=4),
         example_images=SHOWN,
     )
-    return evaluate(job, CancellationToken(), torch.Generator().manual_seed(0), lambda *_: None)
+    return evaluate(job, CancellationToken(), 0, lambda *_: None)
 
 
 def tile(png: bytes) -> Image.Image:

@@ -43,11 +43,16 @@ class RunningServer:
 
 @pytest.fixture(scope="module")
 def start_server() -> Iterator[Callable[..., RunningServer]]:
-    """Factory: start a server with settings overrides; every server started is stopped at module end."""
+    """Factory: start a server with settings overrides; every server started is stopped at module end.
+
+    Robustness monitoring is off unless the test passes `robustness` settings: the shipped demo models
+    ask for it, and a test's server should not run their background evaluations beside the work the
+    test measures (the monitoring tests pass `robustness`)."""
     started: list[RunningServer] = []
 
     def start(**overrides: Any) -> RunningServer:
         overrides.setdefault("model_repository", MODELS)
+        overrides.setdefault("robustness", {"monitoring": False})
         overrides.setdefault("metrics", {"port": 0})
         settings = load_settings(address="127.0.0.1:0", **overrides)
         server = RunningServer(settings)
@@ -134,6 +139,18 @@ def monitoring_section(
         f"images = {images}\nattacks = [{quoted}]\nepsilons = [{', '.join(map(repr, epsilons))}]\n"
         "corruptions = false\n"
     )
+
+
+def copy_shipped_model(root: Path, name: str, *, extra_toml: str = "") -> Path:
+    """Copy the shipped model `name` (versions and named sets) into `root`, with its [monitoring] section
+    (the shipped models' last table) replaced by `extra_toml`; returns the copy's folder."""
+    folder = root / name
+    shutil.copytree(MODELS / name, folder)
+    for toml in folder.glob("*/model.toml"):
+        text = toml.read_text(encoding="utf-8")
+        kept = text.split("\n[monitoring]\n", 1)[0].rstrip("\n") + "\n"
+        toml.write_text(kept + extra_toml, encoding="utf-8")
+    return folder
 
 
 def write_model_version(

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from conftest import MODELS, RunningServer, monitoring_section
+from conftest import RunningServer, copy_shipped_model, monitoring_section
 from glassbox.demo.shapes import generate
 from glassbox_client import AsyncGlassboxClient, GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.evaluation import ExplanationReport
@@ -48,9 +47,7 @@ def running(
     start_server: Callable[..., RunningServer], tmp_path_factory: pytest.TempPathFactory
 ) -> RunningServer:
     root = tmp_path_factory.mktemp("models")
-    shutil.copytree(MODELS / "shapes", root / "shapes")
-    toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    copy_shipped_model(root, "shapes", extra_toml=MONITORING)
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

@@ -5,12 +5,11 @@ keeps serving), and the monitoring history as typed records."""
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import MODELS, ROOT, RunningServer, monitoring_section
+from conftest import ROOT, RunningServer, copy_shipped_model, monitoring_section
 from glassbox_client import GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.robustness import robustness_spec
 from glassbox_client.robustness_results import RobustnessReport
@@ -22,9 +21,7 @@ MONITORING = monitoring_section()
 @pytest.fixture(scope="module")
 def running(start_server, tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     root = tmp_path_factory.mktemp("models")
-    shutil.copytree(MODELS / "shapes", root / "shapes")
-    toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    copy_shipped_model(root, "shapes", extra_toml=MONITORING)
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

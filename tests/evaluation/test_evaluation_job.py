@@ -8,6 +8,7 @@ models, submitted with the typed client helper:
 * the same images, each with the corner patch matching its label, explained by `shapes-shortcut` and by
   `shapes`: the report shows the shortcut model's maps on the patch rather than the object, and the
   honest model's on the object with almost no mass on the patch;
+* a method's scores and verdict are the same alone, in a list, and wherever it stands in the list;
 * a running evaluation is cancelled within seconds.
 """
 
@@ -23,6 +24,7 @@ import torch
 from conftest import MODELS
 from glassbox.demo.shapes import PATCH_SIZE
 from glassbox_client import GlassboxClient
+from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb_eval
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from glassbox_client.evaluation import evaluation_spec
@@ -129,6 +131,29 @@ def test_progress_names_method_metric_and_budget(server) -> None:
         re.fullmatch(r"(random|grad_cam) · [a-z_]+: budget \d+ forward passes", m) for m in budgets
     )
     assert updates[-1].job.progress.total == 2 + 3  # random: deletion, sparseness; grad_cam: maps + both
+
+
+def _scores(method: pb_eval.MethodEvaluation) -> pb_eval.MethodEvaluation:
+    """The method's scores and verdict, without the metric costs (wall time differs between runs)."""
+    scores = pb_eval.MethodEvaluation()
+    scores.CopyFrom(method)
+    del scores.costs[:]
+    return scores
+
+
+def test_a_methods_scores_do_not_depend_on_the_other_methods(client, shapes_report) -> None:
+    """Grad-CAM alone, and Grad-CAM before saliency, score exactly what they score in METHODS (Grad-CAM
+    after saliency): the same randomised networks, the same ROAD and sensitivity noise."""
+    alone = client.evaluation.evaluate(
+        "shapes", ["grad_cam"], images="shapes-val", limit=IMAGES, seed=3, **OPTIONS
+    )
+    assert _scores(alone.methods["grad_cam"]) == _scores(shapes_report.methods["grad_cam"])
+    reordered = client.evaluation.evaluate(
+        "shapes", METHODS[:2][::-1], images="shapes-val", limit=IMAGES, seed=3, **OPTIONS
+    )
+    for name in ("grad_cam", "saliency"):
+        assert _scores(reordered.methods[name]) == _scores(shapes_report.methods[name]), name
+    assert _scores(alone.random_reference) == _scores(shapes_report.random_reference)
 
 
 def test_shortcut_model_puts_its_mass_on_the_corner_patch(client, server) -> None:

@@ -11,14 +11,13 @@ GetModel lists them. A new method is one row in PARAMS.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from conftest import MODELS, RunningServer, write_model_version
+from conftest import RunningServer, copy_shipped_model, write_model_version
 from glassbox.methods.registry import method_names
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
@@ -49,7 +48,7 @@ MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("conformance-models")
     for name in ("shapes", "shapes-onnx"):
-        shutil.copytree(MODELS / name, root / name)
+        copy_shipped_model(root, name)
     write_model_version(root, "resnet", "1", architecture="resnet18", seed=2, extra_toml=_explain("layer4"))
     vit_layer = "encoder.layers.encoder_layer_1.ln_1"
     write_model_version(

@@ -4,13 +4,12 @@ release, expiry) keeps to its owner."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODELS, RedisServer, monitoring_section
+from conftest import RedisServer, copy_shipped_model, monitoring_section
 from glassbox.config import JobSettings
 from glassbox.jobs.kinds import load_kinds
 from glassbox.jobs.memory import InProcessEngine
@@ -54,9 +53,7 @@ class Replica:
 def repository_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     load_kinds()
     root = tmp_path_factory.mktemp("models")
-    shutil.copytree(MODELS / "shapes", root / "shapes")
-    toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    copy_shipped_model(root, "shapes", extra_toml=MONITORING)
     return root
 
 

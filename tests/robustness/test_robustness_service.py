@@ -5,13 +5,12 @@ gauges, and the Redis history adapter."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 
 import grpc
 import pytest
-from conftest import MODELS, RedisServer, RunningServer, monitoring_section
+from conftest import MODELS, RedisServer, RunningServer, copy_shipped_model, monitoring_section
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.robustness.report import AttackAccuracy
@@ -31,10 +30,8 @@ MONITORING = monitoring_section(images=8, attacks=("pgd_linf",), epsilons=(1 / 2
 def running(start_server, tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     """The shipped models, with a [monitoring] section added to `shapes`."""
     root = tmp_path_factory.mktemp("models")
-    for name in ("shapes", "shapes-onnx"):
-        shutil.copytree(MODELS / name, root / name)
-    toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    copy_shipped_model(root, "shapes", extra_toml=MONITORING)
+    copy_shipped_model(root, "shapes-onnx")
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

@@ -103,7 +103,6 @@ BAD_PARAMETERS: list[tuple[str, dict[str, Any], str, str]] = [
     ("lime", {"kernel_width": -1.0}, "lime.kernel_width", "> 0"),
     ("lime", {"kernel_width": math.inf}, "lime.kernel_width", "> 0"),
     ("lime", {"superpixels": 1}, "lime.superpixels", "2..1024"),
-    ("lime", {"superpixels": 2}, "lime.superpixels", "a single superpixel in image 0"),
     ("lime", {"num_features": -1}, "lime.num_features", "0..1024"),
     ("kernel_shap", {"samples": 1}, "kernel_shap.samples", f"2..{MAX_SAMPLES}"),
     ("kernel_shap", {"samples": MAX_SAMPLES + 1}, "kernel_shap.samples", "max_samples"),
@@ -125,6 +124,71 @@ def test_bad_parameters_are_refused_naming_the_field(
     assert error.value.field == field
     assert message in error.value.message
     still_serving(client)
+
+
+UNIFORM = np.full((64, 64, 3), 128, dtype=np.uint8)
+NEARLY_UNIFORM = np.clip(128 + np.random.default_rng(3).normal(0, 2, (64, 64, 3)), 0, 255).astype(np.uint8)
+NOISE = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+SLIC_FAILURES = [("uniform", UNIFORM, 2), ("nearly uniform", NEARLY_UNIFORM, 16), ("noise", NOISE, 50)]
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+@pytest.mark.parametrize(("name", "image", "superpixels"), SLIC_FAILURES)
+def test_where_slic_finds_one_superpixel_a_regular_grid_is_used_and_reported(
+    client: GlassboxClient, method: str, name: str, image: np.ndarray, superpixels: int
+) -> None:
+    """On these images SLIC finds a single segment: the call still explains them, on a grid of the
+    requested size, and says so."""
+    (attribution,) = (
+        client.attribute(
+            image, model="shapes", method=method, targets=[0], outputs=("map",), superpixels=superpixels
+        )
+        .images[0]
+        .attributions
+    )
+    assert attribution.segmentation == "grid", name
+    cells = len(attribution.segment_weights)
+    assert attribution.segments.shape == (64, 64) and abs(cells - superpixels) <= superpixels // 8
+    assert np.array_equal(np.unique(attribution.segments), np.arange(cells))
+    assert np.isfinite(attribution.map).all()
+
+
+@pytest.mark.parametrize("superpixels", [2, 16, 50, 200])
+def test_the_grid_fallback_has_about_the_requested_cells(client: GlassboxClient, superpixels: int) -> None:
+    """Nearly uniform: SLIC finds one segment, or two when asked for 200 (under a quarter: a grid too)."""
+    (attribution,) = (
+        client.attribute(
+            NEARLY_UNIFORM,
+            model="shapes",
+            method="lime",
+            targets=[0],
+            outputs=("map",),
+            superpixels=superpixels,
+        )
+        .images[0]
+        .attributions
+    )
+    cells = len(attribution.segment_weights)
+    assert attribution.segmentation == "grid" and abs(cells - superpixels) <= superpixels // 8
+    sizes = np.bincount(attribution.segments.ravel())
+    assert sizes.max() <= 2 * sizes.min()  # near-equal cells
+
+
+def test_an_image_with_regions_keeps_slic(client: GlassboxClient) -> None:
+    quadrants = np.zeros((64, 64, 3), dtype=np.uint8)
+    quadrants[:32, :32], quadrants[:32, 32:], quadrants[32:, :32] = (
+        (230, 40, 40),
+        (40, 200, 60),
+        (30, 60, 220),
+    )
+    (attribution,) = (
+        client.attribute(
+            quadrants, model="shapes", method="lime", targets=[0], outputs=("map",), superpixels=30
+        )
+        .images[0]
+        .attributions
+    )
+    assert attribution.segmentation == "slic" and len(attribution.segment_weights) >= 30 // 4
 
 
 def test_score_cam_on_an_onnx_model_names_its_tensor_layers(client: GlassboxClient) -> None:

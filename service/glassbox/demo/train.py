@@ -62,6 +62,15 @@ SHAPES_RECIPE = Recipe(train_size=20_000, epochs=4)
 SHORTCUT_RECIPE = Recipe(train_size=10_000, epochs=2, shortcut="train", augment=False)
 TEST_SIZE = 2000
 
+MONITORING_IMAGES = 64
+"""Images of `shapes-val` each monitoring evaluation of a torch demo model attacks (PGD and FGSM at the
+default ε, the corruptions): a bounded background job, seconds on two cores."""
+MONITORING_IMAGES_BLACK_BOX = 16
+"""The ONNX model has no gradients and is attacked by Square (1000 queries per image and ε, and as many
+per step of the minimal-ε search): fewer images and two ε keep its evaluation as cheap."""
+MONITORING_EPSILONS_BLACK_BOX = (2 / 255, 8 / 255)
+MONITORING_INTERVAL_HOURS = 24
+
 
 def train_demo_models(
     repository: Path, *, seed: int = 0, log: Callable[[str], None] = print
@@ -158,6 +167,7 @@ def write_model_tomls(repository: Path, results: DemoResults) -> None:
             mean=results.mean,
             std=results.std,
             training=trained,
+            monitoring=True,
         ),
     )
     _write(
@@ -171,6 +181,7 @@ def write_model_tomls(repository: Path, results: DemoResults) -> None:
             std=results.std,
             training=trained | {"onnx_max_abs_difference": float(f"{results.onnx_max_abs_difference:.3g}")},
             onnx=True,
+            monitoring=True,
         ),
     )
     acc_train = results.shortcut_accuracy_patch_matches_label
@@ -194,6 +205,7 @@ def write_model_tomls(repository: Path, results: DemoResults) -> None:
                 "accuracy_patch_random": round(acc_test, 4),
             },
             shortcut=True,
+            monitoring=True,
         ),
     )
 
@@ -284,8 +296,15 @@ def model_toml(
     training: dict[str, Any],
     onnx: bool = False,
     shortcut: bool = False,
+    monitoring: bool = False,
 ) -> str:
-    """The model.toml text of a demo model version (see `glassbox.models.config`)."""
+    """The model.toml text of a demo model version (see `glassbox.models.config`).
+
+    With `monitoring`, a [monitoring] section (docs/robustness.md) has the server evaluate the version's
+    robustness on `shapes-val` when it first serves it, then daily: PGD and FGSM on `MONITORING_IMAGES`
+    images for torch models, the black-box Square attack (the server's default without gradients) on
+    `MONITORING_IMAGES_BLACK_BOX` images at two ε for the ONNX one.
+    """
     lines = [f"description = {_toml(description)}"]
     if onnx:
         lines += ['format = "onnx"', 'weights = "model.onnx"']
@@ -316,6 +335,17 @@ def model_toml(
             f"size = {shapes.PATCH_SIZE}",
             f"colour_names = {_toml(list(shapes.PATCH_COLOUR_NAMES))}",
             f"colours = {_toml([list(c) for c in shapes.PATCH_COLOURS])}",
+        ]
+    if monitoring:
+        lines += [
+            "",
+            "[monitoring]",
+            'reference_set = "shapes-val"',
+            f"interval_hours = {MONITORING_INTERVAL_HOURS}",
+            f"images = {MONITORING_IMAGES_BLACK_BOX if onnx else MONITORING_IMAGES}",
+            'attacks = ["square_linf"]' if onnx else 'attacks = ["pgd_linf", "fgsm"]',
+            *([f"epsilons = {_toml([round(e, 6) for e in MONITORING_EPSILONS_BLACK_BOX])}"] if onnx else []),
+            "corruptions = true",
         ]
     return "\n".join(lines) + "\n"
 

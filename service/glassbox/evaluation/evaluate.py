@@ -1,6 +1,13 @@
 """Runs an evaluation job: every method's maps of the set, then each asked-for metric, for the random
 reference map and for every method, in a fixed order so a seed gives the same report.
 
+A method's scores never depend on the other methods of the job: every metric that draws random numbers
+(ROAD's imputation noise, the randomised weights, max-sensitivity's input noise) draws them from a
+generator of its own, seeded from the job's seed and the metric's name alone and started afresh for
+each method. So every method is measured on the same randomised networks and the same noise, and one
+method alone scores exactly what it scores in a list. (Drawing them from one generator shared by the
+whole job made each method's randomised weights depend on how many numbers the methods before it used.)
+
 Before each metric runs, the job's progress message states its forward-pass budget (perturbation metrics
 know theirs exactly; metrics that recompute maps estimate theirs from what the method's maps of the set
 cost); after it, the cost it really had is recorded in the report. Progress advances once per
@@ -9,6 +16,7 @@ cost); after it, the cost it really had is recorded in the report. Progress adva
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -43,6 +51,18 @@ REFERENCE_METRICS = (Metric.DELETION, Metric.INSERTION, Metric.ROAD, *LOCALISATI
 """What the random reference map is measured on (randomising weights or inputs does not change it)."""
 
 
+def metric_generator(seed: int, stream: str) -> torch.Generator:
+    """A CPU generator for one random stream (a metric's name, or the reference map) of a job seeded `seed`.
+
+    Example:
+        >>> a, b = metric_generator(3, "road"), metric_generator(3, "road")
+        >>> torch.equal(torch.rand(2, generator=a), torch.rand(2, generator=b))
+        True
+    """
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
 def _units(metrics: tuple[Metric, ...], among: tuple[Metric, ...] = tuple(Metric)) -> int:
     """Progress steps of `metrics` (those in `among`): one each, the localisation metrics one together."""
     chosen = [metric for metric in metrics if metric in among]
@@ -55,12 +75,12 @@ class _Run:
         self,
         job: EvaluationJob,
         token: CancellationToken,
-        generator: torch.Generator,
+        seed: int,
         progress: ProgressCallback,
     ) -> None:
         self.job = job
         self.token = token
-        self.generator = generator
+        self.seed = seed
         self.progress = progress
         self.count = job.images.shape[0]
         self.total = _units(job.metrics, REFERENCE_METRICS) + len(job.methods) * (1 + _units(job.metrics))
@@ -123,8 +143,9 @@ class _Run:
         if Metric.ROAD in metrics:
 
             def run_road(call: CallContext) -> None:
+                generator = metric_generator(self.seed, Metric.ROAD.value)
                 result = road.road_curve(
-                    call, images, maps, targets, job.road.fractions, job.road.noise, self.generator
+                    call, images, maps, targets, job.road.fractions, job.road.noise, generator
                 )
                 report.road = curve(result.x, result.mean, result.auc)
 
@@ -187,8 +208,9 @@ class _Run:
                     call.count(forward=noisy.forward_passes, backward=noisy.backward_passes)
                     return noisy.values
 
+                generator = metric_generator(self.seed, Metric.MAX_SENSITIVITY.value)
                 values = max_sensitivity(
-                    job.images, maps, explain_noisy, options.samples, options.radius, self.generator
+                    job.images, maps, explain_noisy, options.samples, options.radius, generator
                 )
                 report.max_sensitivity = float(values.mean())
 
@@ -202,7 +224,8 @@ class _Run:
         result = Randomisation()
         images, targets = self.job.images[:subset], self.targets[:subset]
         for cascading, steps in ((True, result.cascading), (False, result.independent)):
-            for layer, randomised in randomised_models(self.job.model, self.generator, cascading=cascading):
+            generator = metric_generator(self.seed, f"{Metric.RANDOMISATION.value}:{cascading}")
+            for layer, randomised in randomised_models(self.job.model, generator, cascading=cascading):
                 maps = explain(randomised, config, images, targets, self.token, self.job.settings)
                 call.count(forward=maps.forward_passes, backward=maps.backward_passes)
                 steps.append(
@@ -216,14 +239,15 @@ class _Run:
 
 
 def evaluate(
-    job: EvaluationJob, token: CancellationToken, generator: torch.Generator, progress: ProgressCallback
+    job: EvaluationJob, token: CancellationToken, seed: int, progress: ProgressCallback
 ) -> EvaluationReport:
-    """Measure every method of the job (and the random reference map) on the job's images."""
-    run = _Run(job, token, generator, progress)
+    """Measure every method of the job (and the random reference map) on the job's images; every random
+    draw comes from `seed` (see the module docstring)."""
+    run = _Run(job, token, seed, progress)
     height, width = job.images.shape[-2:]
     shown = min(job.example_images, run.count)
     examples = Examples(job.images[:shown])
-    random_maps = torch.rand(run.count, height, width, generator=generator)
+    random_maps = torch.rand(run.count, height, width, generator=metric_generator(seed, RANDOM_REFERENCE))
     reference = MethodReport(RANDOM_REFERENCE, RANDOM_REFERENCE)
     run.measure(
         reference, random_maps, tuple(metric for metric in job.metrics if metric in REFERENCE_METRICS)

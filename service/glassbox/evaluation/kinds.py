@@ -1,11 +1,11 @@
 """The `explanation_evaluation` job kind, registered with the job engine at import
 (`jobs.kinds.KIND_MODULES`): `convert.evaluation_job` checks the spec before anything is queued, `run`
 evaluates and returns the typed result with the JSON report and the report PNG. Every random draw comes
-from a CPU generator seeded with the job's seed, so a seed gives the same report on any device."""
+from CPU generators seeded from the job's seed (one per metric, `evaluate.metric_generator`), so a seed
+gives the same report on any device, whatever other methods the job lists."""
 
 from __future__ import annotations
 
-import torch
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
 
 from glassbox.evaluation.convert import evaluation_job
@@ -20,7 +20,7 @@ def run_explanation_evaluation(job: EvaluationJob, ctx: JobContext) -> pb.Explan
     report = evaluate(
         job,
         ctx.token,
-        ctx.generator(torch.device("cpu")),
+        ctx.seed,
         lambda step, total, message: ctx.report(step, total, message=message),
     )
     return evaluation_result(report)

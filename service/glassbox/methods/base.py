@@ -120,6 +120,7 @@ class MapResult:
     convergence_delta: float | None = None  # integrated gradients
     segments: torch.Tensor | None = None  # LIME/KernelSHAP: int64 [H, W] superpixel ids
     segment_weights: torch.Tensor | None = None  # LIME/KernelSHAP: float32 [S]
+    segmentation: str | None = None  # LIME/KernelSHAP: "slic", or "grid" where SLIC found one superpixel
 
 
 @dataclass

@@ -93,6 +93,7 @@ class TargetAttribution:
     convergence_delta: float | None = None
     segments: np.ndarray | None = None
     segment_weights: np.ndarray | None = None
+    segmentation: str | None = None  # LIME/KernelSHAP: "slic" or "grid"
 
 
 @dataclass
@@ -337,4 +338,5 @@ def _finish(
         convergence_delta=result.convergence_delta,
         segments=None if result.segments is None else result.segments.numpy(),
         segment_weights=None if result.segment_weights is None else result.segment_weights.float().numpy(),
+        segmentation=result.segmentation,
     )

@@ -1,5 +1,6 @@
-"""What LIME and KernelSHAP share: SLIC superpixels, coalitions (which superpixels are kept), the inputs
-they stand for, and the surrogate linear models fitted to the model's scores on them.
+"""What LIME and KernelSHAP share: SLIC superpixels (a regular grid where SLIC fails), coalitions (which
+superpixels are kept), the inputs they stand for, and the surrogate linear models fitted to the model's
+scores on them.
 
 The pieces are pure functions of tensors so that each can be checked on its own against Captum's `Lime`
 and `KernelShap` given the same feature mask and the same coalitions. Coalitions are drawn from a private
@@ -27,6 +28,9 @@ LASSO_ALPHA = 0.01
 MAX_SUPERPIXELS = 1024
 """Most superpixels a request may ask for: beyond it the surrogate has more unknowns than the sample cap."""
 
+GRID_FALLBACK_RATIO = 4
+"""SLIC finding one superpixel, or under 1/GRID_FALLBACK_RATIO of those asked for, falls back to a grid."""
+
 
 @dataclass(frozen=True)
 class Segmentation:
@@ -34,6 +38,7 @@ class Segmentation:
 
     labels: torch.Tensor  # int64 [H, W]
     count: int
+    method: str  # "slic", or "grid" where SLIC found one superpixel or under a quarter of those asked for
     sizes: torch.Tensor  # float64 [count]: values (pixels × channels) in each superpixel
     sums: torch.Tensor  # float64 [count]: Σ pixel value
     squares: torch.Tensor  # float64 [count]: Σ pixel value²
@@ -43,11 +48,19 @@ def segment(pixels: torch.Tensor, superpixels: int) -> Segmentation:
     """SLIC superpixels (Achanta et al. 2012, scikit-image's defaults) of one image [3, H, W] in [0, 1].
 
     SLIC aims at `superpixels` segments; the count it finds may differ a little. Ids are made contiguous.
+    On a noisy or nearly uniform image SLIC can merge almost everything into one segment, which leaves
+    nothing (or next to nothing) to switch on and off: where it finds a single superpixel, or fewer than
+    a quarter of those asked for, the image is cut into a regular grid of about `superpixels` cells
+    instead (`method` says which was used), so every valid image gets an explanation at the resolution
+    the caller asked for.
     """
     image = pixels.detach().to("cpu", torch.float64).permute(1, 2, 0).numpy()
     raw = slic(image, n_segments=superpixels, start_label=0, channel_axis=-1)
     _, contiguous = np.unique(raw, return_inverse=True)
     labels = torch.from_numpy(contiguous.reshape(raw.shape).astype(np.int64))
+    method = "slic"
+    if int(labels.max()) + 1 < max(2, superpixels // GRID_FALLBACK_RATIO):
+        labels, method = grid(raw.shape[0], raw.shape[1], superpixels), "grid"
     count = int(labels.max()) + 1
     values = pixels.detach().to("cpu", torch.float64).reshape(3, -1)
     flat = labels.reshape(-1).repeat(3)
@@ -55,10 +68,30 @@ def segment(pixels: torch.Tensor, superpixels: int) -> Segmentation:
     return Segmentation(
         labels=labels,
         count=count,
+        method=method,
         sizes=torch.zeros(count, dtype=torch.float64).index_add_(0, flat, ones),
         sums=torch.zeros(count, dtype=torch.float64).index_add_(0, flat, values.reshape(-1)),
         squares=torch.zeros(count, dtype=torch.float64).index_add_(0, flat, values.reshape(-1) ** 2),
     )
+
+
+def grid(height: int, width: int, cells: int) -> torch.Tensor:
+    """int64 [height, width] ids of a regular grid of about `cells` (at least 2) near-square cells, row-major.
+
+    Example:
+        >>> grid(4, 6, 6)
+        tensor([[0, 0, 1, 1, 2, 2],
+                [0, 0, 1, 1, 2, 2],
+                [3, 3, 4, 4, 5, 5],
+                [3, 3, 4, 4, 5, 5]])
+    """
+    rows = min(height, max(1, round(math.sqrt(cells * height / width))))
+    columns = min(width, max(1, round(cells / rows)))
+    if rows * columns < 2:  # one cell compares nothing; a 1-pixel-wide image still splits along its length
+        rows, columns = (1, 2) if width >= 2 else (2, 1)
+    row = torch.arange(height) * rows // height
+    column = torch.arange(width) * columns // width
+    return row[:, None] * columns + column[None, :]
 
 
 def compose(pixels: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor, baseline: float) -> torch.Tensor:
@@ -211,19 +244,11 @@ class SuperpixelMethod(AttributionMethod):
         self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
     ) -> list[list[MapResult]]:
         rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
-        return [self.explain_image(i, pixels[i], targets[i], rows) for i in range(pixels.shape[0])]
+        return [self.explain_image(pixels[i], targets[i], rows) for i in range(pixels.shape[0])]
 
-    def explain_image(
-        self, index: int, image: torch.Tensor, targets: tuple[int, ...], rows: int
-    ) -> list[MapResult]:
+    def explain_image(self, image: torch.Tensor, targets: tuple[int, ...], rows: int) -> list[MapResult]:
         self.call.check()
         segmentation = segment(image, self.params.superpixels)
-        self.require(
-            segmentation.count >= 2,
-            "superpixels",
-            f"SLIC found a single superpixel in image {index} when asked for {self.params.superpixels}: "
-            "there is nothing to compare; ask for more superpixels",
-        )
         keep = self.coalitions(segmentation.count, torch.Generator().manual_seed(self.params.seed))
         labels, baseline = segmentation.labels, self.params.baseline_value
         # A coalition drawn twice (common for the Shapley kernel's smallest and largest sizes) is evaluated
@@ -243,6 +268,7 @@ class SuperpixelMethod(AttributionMethod):
                     superpixel_map(labels, weights),
                     segments=labels,
                     segment_weights=weights.to(torch.float32),
+                    segmentation=segmentation.method,
                 )
             )
         return results

@@ -15,6 +15,8 @@ from glassbox.methods.targets import TargetSpec
 from glassbox.wire.method_params import dataclass_from_message
 from glassbox.wire.tensors import array_to_proto
 
+_SEGMENTATIONS = {"slic": pb.SEGMENTATION_SLIC, "grid": pb.SEGMENTATION_GRID}
+
 
 def attribution_request(request: pb.AttributeRequest) -> AttributionRequest:
     """The canonical core request of an AttributeRequest (images excluded)."""
@@ -75,4 +77,6 @@ def _attribution(result: TargetAttribution) -> pb.Attribution:
             getattr(message, name).CopyFrom(array_to_proto(array))
     if result.convergence_delta is not None:
         message.convergence_delta = result.convergence_delta
+    if result.segmentation is not None:
+        message.segmentation = _SEGMENTATIONS[result.segmentation]
     return message

@@ -148,6 +148,7 @@ class Attribution:
     convergence_delta: float | None
     segments: np.ndarray | None
     segment_weights: np.ndarray | None
+    segmentation: str | None  # LIME/KernelSHAP: "slic", or "grid" where SLIC found a single superpixel
 
     @classmethod
     def from_proto(cls, a: attribution_pb.Attribution) -> Attribution:
@@ -160,6 +161,7 @@ class Attribution:
             convergence_delta=a.convergence_delta if a.HasField("convergence_delta") else None,
             segments=array_from_tensor(a.segments),
             segment_weights=array_from_tensor(a.segment_weights),
+            segmentation=_enum_suffix(attribution_pb.Segmentation, a.segmentation, "SEGMENTATION_") or None,
         )
 
     def _repr_png_(self) -> bytes | None:

@@ -375,6 +375,52 @@ export function neuronScopeToJSON(object: NeuronScope): string {
   }
 }
 
+/** How LIME and KernelSHAP divide an image into the features they switch on and off. */
+export enum Segmentation {
+  /** SEGMENTATION_UNSPECIFIED - Not a superpixel method. */
+  SEGMENTATION_UNSPECIFIED = 0,
+  /** SEGMENTATION_SLIC - SLIC superpixels (scikit-image's slic, compactness 10). */
+  SEGMENTATION_SLIC = 1,
+  /**
+   * SEGMENTATION_GRID - A regular grid of near-square cells, about as many as requested: the fallback where SLIC finds a
+   * single superpixel or fewer than a quarter of those asked for.
+   */
+  SEGMENTATION_GRID = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function segmentationFromJSON(object: any): Segmentation {
+  switch (object) {
+    case 0:
+    case "SEGMENTATION_UNSPECIFIED":
+      return Segmentation.SEGMENTATION_UNSPECIFIED;
+    case 1:
+    case "SEGMENTATION_SLIC":
+      return Segmentation.SEGMENTATION_SLIC;
+    case 2:
+    case "SEGMENTATION_GRID":
+      return Segmentation.SEGMENTATION_GRID;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Segmentation.UNRECOGNIZED;
+  }
+}
+
+export function segmentationToJSON(object: Segmentation): string {
+  switch (object) {
+    case Segmentation.SEGMENTATION_UNSPECIFIED:
+      return "SEGMENTATION_UNSPECIFIED";
+    case Segmentation.SEGMENTATION_SLIC:
+      return "SEGMENTATION_SLIC";
+    case Segmentation.SEGMENTATION_GRID:
+      return "SEGMENTATION_GRID";
+    case Segmentation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface AttributeRequest {
   /** Model name, as in ListModels. */
   model: string;
@@ -627,7 +673,9 @@ export interface OcclusionParams {
 /**
  * LIME (Ribeiro, Singh & Guestrin 2016): a weighted Lasso (alpha 0.01) over superpixels fitted to the
  * target's pre-softmax scores on random superpixel subsets (each superpixel kept with probability 1/2),
- * as Captum's Lime. Returns the segmentation and superpixel weights.
+ * as Captum's Lime. Returns the segmentation and superpixel weights. Where SLIC finds a single
+ * superpixel, or fewer than a quarter of those asked for (a noisy or nearly uniform image), a regular
+ * grid is used instead (Attribution.segmentation).
  */
 export interface LimeParams {
   /**
@@ -639,7 +687,8 @@ export interface LimeParams {
     | undefined;
   /**
    * Target number of SLIC superpixels (scikit-image's slic, compactness 10), 2..1024; SLIC may find a
-   * few more or fewer. Default 50.
+   * few more or fewer. Where it finds one, or under a quarter of this, a regular grid of about this
+   * many cells. Default 50.
    */
   superpixels?:
     | number
@@ -774,7 +823,15 @@ export interface Attribution {
     | Tensor
     | undefined;
   /** LIME and KernelSHAP: float32 [S] weight of each superpixel id. */
-  segmentWeights: Tensor | undefined;
+  segmentWeights:
+    | Tensor
+    | undefined;
+  /**
+   * LIME and KernelSHAP: how `segments` was made. SEGMENTATION_GRID means SLIC found a single
+   * superpixel, or fewer than a quarter of those asked for (a noisy or nearly uniform image), and a
+   * regular grid of about the requested number of cells was used instead.
+   */
+  segmentation: Segmentation;
 }
 
 /** How much work a call took. */
@@ -3393,6 +3450,7 @@ function createBaseAttribution(): Attribution {
     convergenceDelta: undefined,
     segments: undefined,
     segmentWeights: undefined,
+    segmentation: 0,
   };
 }
 
@@ -3421,6 +3479,9 @@ export const Attribution: MessageFns<Attribution> = {
     }
     if (message.segmentWeights !== undefined) {
       Tensor.encode(message.segmentWeights, writer.uint32(66).fork()).join();
+    }
+    if (message.segmentation !== 0) {
+      writer.uint32(72).int32(message.segmentation);
     }
     return writer;
   },
@@ -3502,6 +3563,14 @@ export const Attribution: MessageFns<Attribution> = {
             message.segmentWeights = Tensor.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.segmentation = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3544,6 +3613,7 @@ export const Attribution: MessageFns<Attribution> = {
         : isSet(object.segment_weights)
         ? Tensor.fromJSON(object.segment_weights)
         : undefined,
+      segmentation: isSet(object.segmentation) ? segmentationFromJSON(object.segmentation) : 0,
     };
   },
 
@@ -3573,6 +3643,9 @@ export const Attribution: MessageFns<Attribution> = {
     if (message.segmentWeights !== undefined) {
       obj.segmentWeights = Tensor.toJSON(message.segmentWeights);
     }
+    if (message.segmentation !== 0) {
+      obj.segmentation = segmentationToJSON(message.segmentation);
+    }
     return obj;
   },
 
@@ -3597,6 +3670,7 @@ export const Attribution: MessageFns<Attribution> = {
     message.segmentWeights = (object.segmentWeights !== undefined && object.segmentWeights !== null)
       ? Tensor.fromPartial(object.segmentWeights)
       : undefined;
+    message.segmentation = object.segmentation ?? 0;
     return message;
   },
 };

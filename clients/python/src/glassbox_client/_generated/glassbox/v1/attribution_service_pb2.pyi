@@ -60,6 +60,12 @@ class NeuronScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NEURON_SCOPE_NEURON: _ClassVar[NeuronScope]
     NEURON_SCOPE_CHANNEL: _ClassVar[NeuronScope]
     NEURON_SCOPE_LAYER: _ClassVar[NeuronScope]
+
+class Segmentation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEGMENTATION_UNSPECIFIED: _ClassVar[Segmentation]
+    SEGMENTATION_SLIC: _ClassVar[Segmentation]
+    SEGMENTATION_GRID: _ClassVar[Segmentation]
 AGGREGATION_UNSPECIFIED: Aggregation
 AGGREGATION_NONE: Aggregation
 AGGREGATION_SUM: Aggregation
@@ -91,6 +97,9 @@ NEURON_SCOPE_UNSPECIFIED: NeuronScope
 NEURON_SCOPE_NEURON: NeuronScope
 NEURON_SCOPE_CHANNEL: NeuronScope
 NEURON_SCOPE_LAYER: NeuronScope
+SEGMENTATION_UNSPECIFIED: Segmentation
+SEGMENTATION_SLIC: Segmentation
+SEGMENTATION_GRID: Segmentation
 
 class AttributeRequest(_message.Message):
     __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient")
@@ -331,7 +340,7 @@ class ImageAttributions(_message.Message):
     def __init__(self, attributions: _Optional[_Iterable[_Union[Attribution, _Mapping]]] = ..., original_height: _Optional[int] = ..., original_width: _Optional[int] = ...) -> None: ...
 
 class Attribution(_message.Message):
-    __slots__ = ("target", "map", "heatmap_png", "overlay_png", "layer_map", "convergence_delta", "segments", "segment_weights")
+    __slots__ = ("target", "map", "heatmap_png", "overlay_png", "layer_map", "convergence_delta", "segments", "segment_weights", "segmentation")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MAP_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +349,7 @@ class Attribution(_message.Message):
     CONVERGENCE_DELTA_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTATION_FIELD_NUMBER: _ClassVar[int]
     target: _model_service_pb2.ClassScore
     map: _tensor_pb2.Tensor
     heatmap_png: bytes
@@ -348,7 +358,8 @@ class Attribution(_message.Message):
     convergence_delta: float
     segments: _tensor_pb2.Tensor
     segment_weights: _tensor_pb2.Tensor
-    def __init__(self, target: _Optional[_Union[_model_service_pb2.ClassScore, _Mapping]] = ..., map: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ..., overlay_png: _Optional[bytes] = ..., layer_map: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., segments: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., segment_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    segmentation: Segmentation
+    def __init__(self, target: _Optional[_Union[_model_service_pb2.ClassScore, _Mapping]] = ..., map: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ..., overlay_png: _Optional[bytes] = ..., layer_map: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., convergence_delta: _Optional[float] = ..., segments: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., segment_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., segmentation: _Optional[_Union[Segmentation, str]] = ...) -> None: ...
 
 class AttributionStats(_message.Message):
     __slots__ = ("forward_passes", "backward_passes", "compute_seconds")

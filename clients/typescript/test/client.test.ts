@@ -87,7 +87,7 @@ describe("GlassboxClient against a live server", { skip: withoutServer }, () => 
       assert.equal(error.reason, "MODEL_NOT_FOUND");
       assert.equal(error.status.domain, "glassbox.v1");
       assert.deepEqual({ ...error.metadata }, { model: "no-such-model" });
-      assert.equal(error.field, "name");
+      assert.equal(error.field, "model");
       assert.equal(error.retryDelayMs, undefined);
       return true;
     });

@@ -81,11 +81,13 @@ class ModelRepository:
         device: torch.device,
         onnx_threads: int = 0,
         on_loaded: Callable[[ModelVersion, float], None] | None = None,
+        check: Callable[[ModelVersion, list[str]], None] | None = None,
     ) -> None:
         self.root = root
         self.device = device
         self.onnx_threads = onnx_threads
         self._on_loaded = on_loaded
+        self._check = check
         self._models: dict[str, dict[str, ModelVersion]] = {}
         self._datasets: dict[str, dict[str, Path]] = {}
         self._loaded_sets: dict[tuple[str, str, str], LabelledImages] = {}
@@ -117,12 +119,12 @@ class ModelRepository:
                         self._skipped.add(model_dir.name)
                     continue
                 known = dict(models.get(model_dir.name, {}))
+                self._datasets[model_dir.name] = named_sets(model_dir)
                 for folder in _version_folders(model_dir):
                     if folder.name not in known:
                         known[folder.name] = self._load_version(model_dir.name, folder)
                         added.append(known[folder.name])
                 models[model_dir.name] = dict(sorted(known.items(), key=lambda item: _version_key(item[0])))
-                self._datasets[model_dir.name] = named_sets(model_dir)
             self._models = models
         return added
 
@@ -155,6 +157,12 @@ class ModelRepository:
             seconds,
         )
         entry = ModelVersion(name, version, folder, ModelState.READY, config=config, model=model)
+        if self._check is not None:
+            try:
+                self._check(entry, sorted(self._datasets.get(name, {})))
+            except ValueError as exc:
+                log.error("model %s version %s in %s is broken: %s", name, version, folder, exc)
+                return ModelVersion(name, version, folder, ModelState.FAILED, config=config, error=str(exc))
         if self._on_loaded is not None:
             self._on_loaded(entry, seconds)
         return entry

@@ -1,0 +1,230 @@
+"""The explanation monitor: every monitor round (`robustness.check_interval_seconds`) it looks for model
+versions whose `[monitoring.explanations]` check is due (a version without a record yet: trigger
+`new_version`; `interval_hours` after its last check: `schedule`) and runs it through the compute
+scheduler at background priority (the jobs' class), so interactive calls go first, unit by unit. The
+check's forward-pass budget is its scheduler estimate, and is logged before it runs.
+
+Replicas sharing a Redis history take the version's lease first (`<namespace>:explanations-lease:...`),
+as the robustness monitor does; the others publish the record as gauges when it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from glassbox.core.cancellation import CancellationToken
+from glassbox.core.errors import GlassboxError
+from glassbox.models.datasets import LabelledImages
+from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
+from glassbox.monitoring.checks import Compared, plan, run_check
+from glassbox.monitoring.config import ExplanationMonitoring
+from glassbox.monitoring.record import BASELINE, PREVIOUS, ExplanationRecord
+from glassbox.monitoring.validate import explanation_monitoring
+from glassbox.robustness.history import HistoryStore
+from glassbox.serving import ComputeScheduler, Priority
+
+log = logging.getLogger(__name__)
+
+LEASE_MIN_SECONDS = 600.0
+"""A check runs to its end inside one monitor round, so its lease must outlast the longest check."""
+
+
+class ExplanationMonitor:
+    """Runs due explanation checks; `tick()` does one round (the thread calls it)."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        scheduler: ComputeScheduler,
+        history: HistoryStore[ExplanationRecord],
+        *,
+        interval_seconds: float,
+        max_image_pixels: int,
+        observe: Callable[[ExplanationRecord], None] = lambda _record: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.repository, self.scheduler, self.history = repository, scheduler, history
+        self.interval_seconds, self.max_image_pixels = interval_seconds, max_image_pixels
+        self.observe, self.clock = observe, clock
+        self._attempted: dict[tuple[str, str], float] = {}
+        self._observed: dict[tuple[str, str], str] = {}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.lease_seconds = max(LEASE_MIN_SECONDS, 5 * interval_seconds)
+        self._token = CancellationToken()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def monitored(self) -> list[tuple[ModelVersion, ExplanationMonitoring]]:
+        found = []
+        for entry in self.repository.all_entries():
+            if entry.state is not ModelState.READY:
+                continue
+            try:
+                config = explanation_monitoring(entry)
+            except (TypeError, ValueError) as exc:
+                log.error(
+                    "model %s version %s: explanation monitoring off: %s", entry.name, entry.version, exc
+                )
+                continue
+            if config is not None:
+                found.append((entry, config))
+        return found
+
+    def compared(
+        self, entry: ModelVersion, config: ExplanationMonitoring
+    ) -> tuple[list[Compared], list[str]]:
+        """The previous ready version and the pinned baseline (one entry when they are the same), each
+        with its latest record on the same set and number of images; and notes on what is missing."""
+        ready = [v for v in self.repository.versions(entry.name) if v.state is ModelState.READY]
+        names = [v.version for v in ready]
+        position = names.index(entry.version)
+        relations: dict[str, list[str]] = {}
+        if position > 0:
+            relations.setdefault(names[position - 1], []).append(PREVIOUS)
+        notes = []
+        if config.baseline_version and config.baseline_version != entry.version:
+            if config.baseline_version in names:
+                relations.setdefault(config.baseline_version, []).append(BASELINE)
+            else:
+                notes.append(f"the baseline version {config.baseline_version!r} is not served: not compared")
+        compared = []
+        for version, relation in relations.items():
+            other = ready[names.index(version)]
+            assert other.model is not None
+            record = self.history.latest(entry.name, version)
+            if record is not None and (record.reference_set, record.images) != (
+                config.reference_set,
+                self._images(entry, config),
+            ):
+                record = None
+            compared.append(Compared(version, ",".join(relation), other.model, record))
+        return compared, notes
+
+    def _images(self, entry: ModelVersion, config: ExplanationMonitoring) -> int:
+        return len(self._set(entry, config))
+
+    def _set(self, entry: ModelVersion, config: ExplanationMonitoring) -> LabelledImages:
+        full = self.repository.dataset(
+            entry.name, config.reference_set, entry.version, max_pixels=self.max_image_pixels
+        )
+        return full.head(config.images)
+
+    def check(self, entry: ModelVersion, config: ExplanationMonitoring, trigger: str) -> ExplanationRecord:
+        """Run one check now (through the scheduler, at background priority) and record it."""
+        assert entry.model is not None
+        images = self._set(entry, config)
+        compared, notes = self.compared(entry, config)
+        estimate = plan(entry.model, compared, config, len(images))
+        log.info(
+            "explanation check of %s version %s (%s) against %s: budget %d forward passes",
+            entry.name,
+            entry.version,
+            trigger,
+            [c.version for c in compared] or "no other version",
+            estimate.forward_rows + estimate.backward_rows,
+        )
+        record = self.scheduler.run(
+            lambda: run_check(
+                entry.model, compared, config, images, self._token, trigger=trigger, notes=notes
+            ),
+            model=entry.model,
+            estimate=estimate,
+            priority=Priority.BACKGROUND,
+            token=self._token,
+            label="monitor/explanations",
+        )
+        self.history.append(record)
+        self._publish((entry.name, entry.version), record)
+        return record
+
+    def _publish(self, key: tuple[str, str], latest: ExplanationRecord | None) -> None:
+        if latest is not None and self._observed.get(key) != latest.check_id:
+            self._observed[key] = latest.check_id
+            self.observe(latest)
+
+    def publish_latest(self) -> None:
+        """Gauges from the history's latest record of every monitored version (after a restart)."""
+        for entry, _config in self.monitored():
+            try:
+                self._publish((entry.name, entry.version), self.history.latest(entry.name, entry.version))
+            except GlassboxError as exc:
+                log.warning("explanation history unavailable: %s", exc)
+                return
+
+    def tick(self) -> None:
+        for entry, config in self.monitored():
+            if self._stop.is_set():
+                return
+            key = (entry.name, entry.version)
+            try:
+                latest = self.history.latest(*key)
+            except GlassboxError as exc:
+                log.warning("explanation history unavailable: %s", exc)
+                return
+            self._publish(key, latest)
+            last = max(latest.time if latest else -float("inf"), self._attempted.get(key, -float("inf")))
+            if latest is None and key not in self._attempted:
+                trigger = "new_version"
+            elif config.interval_hours > 0 and self.clock() - last >= config.interval_hours * 3600:
+                trigger = "schedule"
+            else:
+                continue
+            if not self._claim(key, latest):
+                continue
+            self._attempted[key] = self.clock()
+            try:
+                self.check(entry, config, trigger)
+            except GlassboxError as exc:
+                log.error("explanation check of %s version %s failed: %s", *key, exc)
+            except Exception:
+                log.exception("explanation check of %s version %s failed", *key)
+            finally:
+                self._release(key)
+
+    def _claim(self, key: tuple[str, str], latest: ExplanationRecord | None) -> bool:
+        """Take the version's lease, then make sure no replica recorded a check since `latest`."""
+        try:
+            if not self.history.claim(*key, self.owner, self.lease_seconds):
+                return False
+            newest = self.history.latest(*key)
+        except GlassboxError as exc:
+            log.warning("explanation lease unavailable: %s", exc)
+            return False
+        if (newest and newest.check_id) != (latest and latest.check_id):
+            self._release(key)
+            self._publish(key, newest)
+            return False
+        return True
+
+    def _release(self, key: tuple[str, str]) -> None:
+        try:
+            self.history.release(*key, self.owner)
+        except GlassboxError as exc:
+            log.warning("explanation lease of %s version %s not released: %s", *key, exc)
+
+    def start(self) -> ExplanationMonitor:
+        self.publish_latest()
+        self._thread = threading.Thread(target=self._run, name="glassbox-explanation-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("explanation monitor round failed")
+            self._stop.wait(self.interval_seconds)
+
+    def stop(self) -> None:
+        """Stop the thread; a check in progress is cancelled at its next unit."""
+        self._stop.set()
+        self._token.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -4,6 +4,7 @@
     glassbox-client predict cat.png dog.jpg --model shapes --json
     glassbox-client explain cat.png --model shapes --method grad_cam -o overlay.png --json result.json
     glassbox-client jobs submit class_visualisation --model shapes --param target=star --wait -o star.png
+    glassbox-client monitoring changes shapes --method saliency -o changes.png
 
 The server address comes from --address or GLASSBOX_ADDRESS; the token from --token-file,
 GLASSBOX_TOKEN_FILE or GLASSBOX_TOKEN (never from a flag, so it stays out of `ps` and shell history).
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from glassbox_client.cli_jobs import add_job_commands
+from glassbox_client.cli_monitoring import add_monitoring_commands
 from glassbox_client.client import GlassboxClient
 from glassbox_client.errors import GlassboxError
 from glassbox_client.types import Attribution, AttributionResult, ClassScore
@@ -218,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
 
     add_job_commands(commands, _param)
+    add_monitoring_commands(commands, _write_json)
 
     health = commands.add_parser("health", help="print the health status; exit 0 only when SERVING")
     health.add_argument("service", nargs="?", default="", help='"" (server), a service, or model/<name>')

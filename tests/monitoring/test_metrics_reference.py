@@ -126,7 +126,9 @@ def test_a_check_equals_the_evaluation_job_and_the_reference_libraries(repositor
             np.mean([_scipy_spearman(a, b) for a, b in pairs]), abs=1e-5
         )
         assert similarity.ssim == pytest.approx(np.mean([_skimage_ssim(a, b) for a, b in pairs]), abs=1e-5)
-        assert similarity.top_k_overlap == pytest.approx(np.mean([_numpy_top_k(a, b, 10) for a, b in pairs]), abs=1e-6)
+        assert similarity.top_k_overlap == pytest.approx(
+            np.mean([_numpy_top_k(a, b, 10) for a, b in pairs]), abs=1e-6
+        )
     with torch.no_grad():
         ours, other = (m.logits(images.images).numpy().argmax(1) for m in (honest, shortcut))
     (agreement,) = record.agreements

@@ -111,7 +111,12 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
                 f"version {after.version!r} is not ready: {after.error}", field="version"
             )
         if request.baseline_version:
-            before = repository.entry(request.model, request.baseline_version, field="baseline_version")
+            if request.baseline_version not in [v.version for v in repository.versions(request.model)]:
+                raise NotFound(
+                    f"model {request.model!r} has no version {request.baseline_version!r}",
+                    field="baseline_version",
+                )
+            before = repository.entry(request.model, request.baseline_version)
             if before.state is not ModelState.READY:
                 raise FailedPrecondition(
                     f"version {before.version!r} is not ready: {before.error}", field="baseline_version"

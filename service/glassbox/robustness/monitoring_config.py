@@ -1,4 +1,4 @@
-"""The [monitoring] section of a model.toml (docs/robustness.md) and the evaluation it asks for:
+"""The [monitoring] section of a model.toml (docs/monitoring.md) and the evaluation it asks for:
 
 [monitoring]
 reference_set = "shapes-val"     # a named set of the model (required)

@@ -49,6 +49,9 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
     def start(**overrides: Any) -> RunningServer:
         overrides.setdefault("model_repository", MODELS)
         overrides.setdefault("metrics", {"port": 0})
+        # The shipped `shapes` is monitored; a test that does not configure monitoring gets none, so no
+        # background check runs beside what it measures.
+        overrides.setdefault("robustness", {"monitoring": False})
         settings = load_settings(address="127.0.0.1:0", **overrides)
         server = RunningServer(settings)
         started.append(server)
@@ -134,6 +137,17 @@ def monitoring_section(
         f"images = {images}\nattacks = [{quoted}]\nepsilons = [{', '.join(map(repr, epsilons))}]\n"
         "corruptions = false\n"
     )
+
+
+def replace_monitoring(toml: Path, section: str) -> None:
+    """Replace a model.toml's [monitoring] tables (the shipped `shapes` has some) with `section`."""
+    kept, skipping = [], False
+    for line in toml.read_text().splitlines():
+        if line.startswith("["):
+            skipping = line.startswith("[monitoring")
+        if not skipping:
+            kept.append(line)
+    toml.write_text("\n".join(kept).rstrip() + "\n" + section)
 
 
 def write_model_version(

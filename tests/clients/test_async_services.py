@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from conftest import MODELS, RunningServer, monitoring_section
+from conftest import MODELS, RunningServer, monitoring_section, replace_monitoring
 from glassbox.demo.shapes import generate
 from glassbox_client import AsyncGlassboxClient, GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.evaluation import ExplanationReport
@@ -50,7 +50,7 @@ def running(
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "shapes", root / "shapes")
     toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    replace_monitoring(toml, MONITORING)
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

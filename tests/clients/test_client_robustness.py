@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import MODELS, ROOT, RunningServer, monitoring_section
+from conftest import MODELS, ROOT, RunningServer, monitoring_section, replace_monitoring
 from glassbox_client import GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.robustness import robustness_spec
 from glassbox_client.robustness_results import RobustnessReport
@@ -24,7 +24,7 @@ def running(start_server, tmp_path_factory: pytest.TempPathFactory) -> RunningSe
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "shapes", root / "shapes")
     toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    replace_monitoring(toml, MONITORING)
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODELS, RedisServer, monitoring_section
+from conftest import MODELS, RedisServer, monitoring_section, replace_monitoring
 from glassbox.config import JobSettings
 from glassbox.jobs.kinds import load_kinds
 from glassbox.jobs.memory import InProcessEngine
@@ -56,7 +56,7 @@ def repository_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "shapes", root / "shapes")
     toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    replace_monitoring(toml, MONITORING)
     return root
 
 

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from conftest import MODELS, RunningServer, monitoring_section
+from conftest import MODELS, RunningServer, monitoring_section, replace_monitoring
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import robustness_pb2_grpc
 
@@ -33,7 +33,7 @@ def test_a_version_copied_in_while_serving_is_evaluated(
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(MODELS / "shapes", root / "shapes")
     toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    replace_monitoring(toml, MONITORING)
     running = start_server(
         model_repository=root,
         model_repository_poll_seconds=0.2,

@@ -11,7 +11,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import MODELS, RedisServer, RunningServer, monitoring_section
+from conftest import MODELS, RedisServer, RunningServer, monitoring_section, replace_monitoring
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.robustness.report import AttackAccuracy
@@ -34,7 +34,7 @@ def running(start_server, tmp_path_factory: pytest.TempPathFactory) -> RunningSe
     for name in ("shapes", "shapes-onnx"):
         shutil.copytree(MODELS / name, root / name)
     toml = root / "shapes" / "1" / "model.toml"
-    toml.write_text(toml.read_text() + MONITORING)
+    replace_monitoring(toml, MONITORING)
     return start_server(model_repository=root, robustness={"check_interval_seconds": 0.3})
 
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import GlassboxError
+from glassbox.core.errors import GlassboxError, ResourceExhausted
 from glassbox.models.datasets import LabelledImages
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.monitoring.checks import Compared, plan, run_check
@@ -180,6 +180,9 @@ class ExplanationMonitor:
             self._attempted[key] = self.clock()
             try:
                 self.check(entry, config, trigger)
+            except ResourceExhausted as exc:
+                del self._attempted[key]  # the scheduler is busy: try again next round
+                log.warning("explanation check of %s version %s deferred: %s", *key, exc)
             except GlassboxError as exc:
                 log.error("explanation check of %s version %s failed: %s", *key, exc)
             except Exception:

@@ -11,11 +11,8 @@ as the robustness monitor does; the others publish the record as gauges when it 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 from glassbox.core.cancellation import CancellationToken
@@ -27,6 +24,7 @@ from glassbox.monitoring.config import ExplanationMonitoring
 from glassbox.monitoring.record import BASELINE, PREVIOUS, ExplanationRecord
 from glassbox.monitoring.validate import explanation_monitoring
 from glassbox.robustness.history import HistoryStore
+from glassbox.robustness.lease import VersionLeases
 from glassbox.serving import ComputeScheduler, Priority
 
 log = logging.getLogger(__name__)
@@ -54,8 +52,9 @@ class ExplanationMonitor:
         self.observe, self.clock = observe, clock
         self._attempted: dict[tuple[str, str], float] = {}
         self._observed: dict[tuple[str, str], str] = {}
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.lease_seconds = max(LEASE_MIN_SECONDS, 5 * interval_seconds)
+        self.leases = VersionLeases(
+            history, max(LEASE_MIN_SECONDS, 5 * interval_seconds), "explanation check"
+        )
         self._token = CancellationToken()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -188,28 +187,13 @@ class ExplanationMonitor:
             except Exception:
                 log.exception("explanation check of %s version %s failed", *key)
             finally:
-                self._release(key)
+                self.leases.release(key)
 
     def _claim(self, key: tuple[str, str], latest: ExplanationRecord | None) -> bool:
-        """Take the version's lease, then make sure no replica recorded a check since `latest`."""
-        try:
-            if not self.history.claim(*key, self.owner, self.lease_seconds):
-                return False
-            newest = self.history.latest(*key)
-        except GlassboxError as exc:
-            log.warning("explanation lease unavailable: %s", exc)
-            return False
-        if (newest and newest.check_id) != (latest and latest.check_id):
-            self._release(key)
+        claimed, newest = self.leases.claim(key, latest)
+        if not claimed:
             self._publish(key, newest)
-            return False
-        return True
-
-    def _release(self, key: tuple[str, str]) -> None:
-        try:
-            self.history.release(*key, self.owner)
-        except GlassboxError as exc:
-            log.warning("explanation lease of %s version %s not released: %s", *key, exc)
+        return claimed
 
     def start(self) -> ExplanationMonitor:
         self.publish_latest()

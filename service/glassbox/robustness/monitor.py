@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
@@ -32,6 +29,7 @@ from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.robustness.convert import history_record
 from glassbox.robustness.history import HistoryRecord, HistoryStore
 from glassbox.robustness.kinds import KIND
+from glassbox.robustness.lease import VersionLeases
 from glassbox.robustness.monitoring_config import MonitoringConfig, monitoring_config
 
 log = logging.getLogger(__name__)
@@ -64,8 +62,9 @@ class RobustnessMonitor:
         ] = {}  # (model, version) → (job, set, trigger)
         self._attempted: dict[tuple[str, str], float] = {}
         self._observed: dict[tuple[str, str], str] = {}  # (model, version) → job id of the published record
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.lease_seconds = max(LEASE_MIN_SECONDS, LEASE_ROUNDS * interval_seconds)
+        self.leases = VersionLeases(
+            history, max(LEASE_MIN_SECONDS, LEASE_ROUNDS * interval_seconds), "robustness evaluation"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -120,7 +119,7 @@ class RobustnessMonitor:
                 record = self.jobs.submit(KIND, config.spec(entry))
             except GlassboxError as exc:
                 log.error("robustness evaluation of %s version %s not submitted: %s", *key, exc)
-                self._release(key)
+                self.leases.release(key)
                 continue
             log.info(
                 "robustness evaluation of %s version %s submitted (%s): job %s", *key, trigger, record.id
@@ -128,34 +127,10 @@ class RobustnessMonitor:
             self._pending[key] = (record.id, config.reference_set, trigger)
 
     def _claim(self, key: tuple[str, str], latest: HistoryRecord | None) -> bool:
-        """Take the version's evaluation lease; then check that no replica recorded an evaluation since
-        `latest` was read (it may have finished and released the lease in between)."""
-        try:
-            if not self.history.claim(*key, self.owner, self.lease_seconds):
-                log.debug("robustness evaluation of %s version %s runs on another replica", *key)
-                return False
-            newest = self.history.latest(*key)
-        except GlassboxError as exc:
-            log.warning("robustness lease unavailable: %s", exc)
-            return False
-        if (newest and newest.job_id) != (latest and latest.job_id):
-            self._release(key)
+        claimed, newest = self.leases.claim(key, latest)
+        if not claimed:
             self._publish(key, newest)
-            return False
-        return True
-
-    def _release(self, key: tuple[str, str]) -> None:
-        try:
-            self.history.release(*key, self.owner)
-        except GlassboxError as exc:
-            log.warning("robustness lease of %s version %s not released: %s", *key, exc)
-
-    def _renew(self, key: tuple[str, str]) -> None:
-        try:
-            if not self.history.renew(*key, self.owner, self.lease_seconds):
-                log.warning("robustness lease of %s version %s lapsed: another replica may run it too", *key)
-        except GlassboxError as exc:
-            log.warning("robustness lease of %s version %s not renewed: %s", *key, exc)
+        return claimed
 
     def _collect(self) -> None:
         for key, (job_id, reference_set, trigger) in list(self._pending.items()):
@@ -164,15 +139,15 @@ class RobustnessMonitor:
             except GlassboxError as exc:
                 log.warning("robustness job %s of %s version %s: %s", job_id, *key, exc)
                 del self._pending[key]
-                self._release(key)
+                self.leases.release(key)
                 continue
             if not job.state.finished:
-                self._renew(key)
+                self.leases.renew(key)
                 continue
             del self._pending[key]
             if job.state is not JobState.SUCCEEDED or job.result is None:
                 log.error("robustness evaluation of %s version %s %s: %s", *key, job.state.value, job.error)
-                self._release(key)
+                self.leases.release(key)
                 continue
             result = pb.RobustnessEvaluationResult.FromString(job.result)
             record = history_record(
@@ -185,7 +160,7 @@ class RobustnessMonitor:
             try:
                 self.history.append(record)
             finally:
-                self._release(key)
+                self.leases.release(key)
             self._publish(key, record)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -218,4 +193,4 @@ class RobustnessMonitor:
         if self._thread is not None:
             self._thread.join(timeout=10)
         for key in list(self._pending):
-            self._release(key)
+            self.leases.release(key)

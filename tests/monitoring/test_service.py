@@ -5,6 +5,7 @@ CLI; bad requests name their field and leave the server serving."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -247,3 +248,23 @@ def test_bad_requests_name_their_field(
     assert error.value.code().name == code, error.value.details()
     assert error.value.details().startswith(f"{field}:"), error.value.details()
     assert stub.GetExplanationHistory(pb.GetExplanationHistoryRequest(model="shapes"), timeout=10).records
+
+
+def test_the_asyncio_client_reads_the_same(running: RunningServer) -> None:
+    from glassbox_client.aio import AsyncGlassboxClient
+
+    async def read() -> tuple:
+        async with AsyncGlassboxClient(running.address) as glassbox:
+            page = await glassbox.monitoring.explanation_history("shapes", version="2")
+            changes = await glassbox.monitoring.explanation_changes("shapes", "saliency", images=4, top=1)
+            return page, changes
+
+    page, changes = asyncio.run(read())
+    with GlassboxClient(running.address) as client:
+        assert page == client.monitoring.explanation_history("shapes", version="2")
+    assert (changes.version, changes.baseline_version, changes.images, len(changes.changes)) == (
+        "2",
+        "1",
+        4,
+        1,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from PIL import Image
@@ -206,6 +207,25 @@ def changes_from_message(message: pb.GetExplanationChangesResponse) -> Explanati
     )
 
 
+def history_request(
+    model: str, version: str, page_size: int, page_token: str
+) -> pb.GetExplanationHistoryRequest:
+    return pb.GetExplanationHistoryRequest(
+        model=model, version=version, page_size=page_size, page_token=page_token
+    )
+
+
+def page_from_response(response: pb.GetExplanationHistoryResponse) -> ExplanationHistoryPage:
+    return ExplanationHistoryPage(
+        [record_from_message(r) for r in response.records], response.next_page_token
+    )
+
+
+def changes_request(model: str, method: str, **options: Any) -> pb.GetExplanationChangesRequest:
+    """options: version, baseline_version, reference_set, images, top, top_k_percent."""
+    return pb.GetExplanationChangesRequest(model=model, method=method, **options)
+
+
 class Monitoring:
     """`GlassboxClient.monitoring`: the MonitoringService."""
 
@@ -224,13 +244,8 @@ class Monitoring:
         timeout: float | None = None,
     ) -> ExplanationHistoryPage:
         """One page of the model's explanation checks, newest first (0 = the server's 100 per page)."""
-        request = pb.GetExplanationHistoryRequest(
-            model=model, version=version, page_size=page_size, page_token=page_token
-        )
-        response = self._call("GetExplanationHistory", request, timeout)
-        return ExplanationHistoryPage(
-            [record_from_message(r) for r in response.records], response.next_page_token
-        )
+        request = history_request(model, version, page_size, page_token)
+        return page_from_response(self._call("GetExplanationHistory", request, timeout))
 
     def explanation_records(
         self, model: str, *, version: str = "", page_size: int = 0, timeout: float | None = None
@@ -247,28 +262,11 @@ class Monitoring:
                 return
 
     def explanation_changes(
-        self,
-        model: str,
-        method: str,
-        *,
-        version: str = "",
-        baseline_version: str = "",
-        reference_set: str = "",
-        images: int = 0,
-        top: int = 0,
-        top_k_percent: float = 0.0,
-        timeout: float | None = None,
+        self, model: str, method: str, *, timeout: float | None = None, **options: Any
     ) -> ExplanationChanges:
         """The change report of `baseline_version` (default: the version before) → `version` (default:
-        the newest) for `method` on the reference set (default: the version's [monitoring] set)."""
-        request = pb.GetExplanationChangesRequest(
-            model=model,
-            version=version,
-            baseline_version=baseline_version,
-            method=method,
-            reference_set=reference_set,
-            images=images,
-            top=top,
-            top_k_percent=top_k_percent,
+        the newest) for `method` on `reference_set` (default: the version's [monitoring] set); options:
+        version, baseline_version, reference_set, images, top, top_k_percent."""
+        return changes_from_message(
+            self._call("GetExplanationChanges", changes_request(model, method, **options), timeout)
         )
-        return changes_from_message(self._call("GetExplanationChanges", request, timeout))

@@ -11,7 +11,6 @@ as the robustness monitor does; the others publish the record as gauges when it 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -24,7 +23,7 @@ from glassbox.monitoring.config import ExplanationMonitoring
 from glassbox.monitoring.record import BASELINE, PREVIOUS, ExplanationRecord
 from glassbox.monitoring.validate import explanation_monitoring
 from glassbox.robustness.history import HistoryStore
-from glassbox.robustness.lease import VersionLeases
+from glassbox.robustness.rounds import MonitorRounds
 from glassbox.serving import ComputeScheduler, Priority
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,10 @@ LEASE_MIN_SECONDS = 600.0
 """A check runs to its end inside one monitor round, so its lease must outlast the longest check."""
 
 
-class ExplanationMonitor:
+class ExplanationMonitor(MonitorRounds[ExplanationRecord]):
     """Runs due explanation checks; `tick()` does one round (the thread calls it)."""
+
+    what = "explanation check"
 
     def __init__(
         self,
@@ -47,17 +48,15 @@ class ExplanationMonitor:
         observe: Callable[[ExplanationRecord], None] = lambda _record: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.repository, self.scheduler, self.history = repository, scheduler, history
-        self.interval_seconds, self.max_image_pixels = interval_seconds, max_image_pixels
-        self.observe, self.clock = observe, clock
-        self._attempted: dict[tuple[str, str], float] = {}
-        self._observed: dict[tuple[str, str], str] = {}
-        self.leases = VersionLeases(
-            history, max(LEASE_MIN_SECONDS, 5 * interval_seconds), "explanation check"
+        super().__init__(
+            history,
+            interval_seconds=interval_seconds,
+            lease_seconds=max(LEASE_MIN_SECONDS, 5 * interval_seconds),
+            observe=observe,
         )
+        self.repository, self.scheduler = repository, scheduler
+        self.max_image_pixels, self.clock = max_image_pixels, clock
         self._token = CancellationToken()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def monitored(self) -> list[tuple[ModelVersion, ExplanationMonitoring]]:
         found = []
@@ -142,20 +141,6 @@ class ExplanationMonitor:
         self._publish((entry.name, entry.version), record)
         return record
 
-    def _publish(self, key: tuple[str, str], latest: ExplanationRecord | None) -> None:
-        if latest is not None and self._observed.get(key) != latest.check_id:
-            self._observed[key] = latest.check_id
-            self.observe(latest)
-
-    def publish_latest(self) -> None:
-        """Gauges from the history's latest record of every monitored version (after a restart)."""
-        for entry, _config in self.monitored():
-            try:
-                self._publish((entry.name, entry.version), self.history.latest(entry.name, entry.version))
-            except GlassboxError as exc:
-                log.warning("explanation history unavailable: %s", exc)
-                return
-
     def tick(self) -> None:
         for entry, config in self.monitored():
             if self._stop.is_set():
@@ -167,12 +152,8 @@ class ExplanationMonitor:
                 log.warning("explanation history unavailable: %s", exc)
                 return
             self._publish(key, latest)
-            last = max(latest.time if latest else -float("inf"), self._attempted.get(key, -float("inf")))
-            if latest is None and key not in self._attempted:
-                trigger = "new_version"
-            elif config.interval_hours > 0 and self.clock() - last >= config.interval_hours * 3600:
-                trigger = "schedule"
-            else:
+            trigger = self._trigger(key, latest, config.interval_hours, self.clock())
+            if trigger is None:
                 continue
             if not self._claim(key, latest):
                 continue
@@ -189,29 +170,7 @@ class ExplanationMonitor:
             finally:
                 self.leases.release(key)
 
-    def _claim(self, key: tuple[str, str], latest: ExplanationRecord | None) -> bool:
-        claimed, newest = self.leases.claim(key, latest)
-        if not claimed:
-            self._publish(key, newest)
-        return claimed
-
-    def start(self) -> ExplanationMonitor:
-        self.publish_latest()
-        self._thread = threading.Thread(target=self._run, name="glassbox-explanation-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("explanation monitor round failed")
-            self._stop.wait(self.interval_seconds)
-
     def stop(self) -> None:
         """Stop the thread; a check in progress is cancelled at its next unit."""
-        self._stop.set()
         self._token.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()

@@ -54,6 +54,7 @@ class Record(Protocol):
 
     model: str
     version: str
+    time: float  # Unix seconds
 
     @property
     def job_id(self) -> str: ...

@@ -54,6 +54,9 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         overrides.setdefault("model_repository", MODELS)
         overrides.setdefault("robustness", {"monitoring": False})
         overrides.setdefault("metrics", {"port": 0})
+        # The shipped `shapes` is monitored; a test that does not configure monitoring gets none, so no
+        # background check runs beside what it measures.
+        overrides.setdefault("robustness", {"monitoring": False})
         settings = load_settings(address="127.0.0.1:0", **overrides)
         server = RunningServer(settings)
         started.append(server)
@@ -141,15 +144,24 @@ def monitoring_section(
     )
 
 
+def replace_monitoring(toml: Path, section: str) -> None:
+    """Replace a model.toml's [monitoring] tables (the shipped `shapes` has some) with `section`."""
+    kept, skipping = [], False
+    for line in toml.read_text().splitlines():
+        if line.startswith("["):
+            skipping = line.startswith("[monitoring")
+        if not skipping:
+            kept.append(line)
+    toml.write_text("\n".join(kept).rstrip() + "\n" + section)
+
+
 def copy_shipped_model(root: Path, name: str, *, extra_toml: str = "") -> Path:
-    """Copy the shipped model `name` (versions and named sets) into `root`, with its [monitoring] section
-    (the shipped models' last table) replaced by `extra_toml`; returns the copy's folder."""
+    """Copy the shipped model `name` (versions and named sets) into `root`, with its [monitoring] tables
+    replaced by `extra_toml`; returns the copy's folder."""
     folder = root / name
     shutil.copytree(MODELS / name, folder)
     for toml in folder.glob("*/model.toml"):
-        text = toml.read_text(encoding="utf-8")
-        kept = text.split("\n[monitoring]\n", 1)[0].rstrip("\n") + "\n"
-        toml.write_text(kept + extra_toml, encoding="utf-8")
+        replace_monitoring(toml, extra_toml)
     return folder
 
 

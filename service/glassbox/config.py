@@ -217,7 +217,7 @@ class HttpSettings(BaseModel):
 
 
 class RobustnessSettings(BaseModel):
-    """Robustness monitoring (docs/robustness.md): models whose model.toml has a [monitoring] section are
+    """Monitoring (docs/monitoring.md): models whose model.toml has a [monitoring] section are
     evaluated at start-up when a loaded version has no history yet, then on their schedule."""
 
     monitoring: bool = Field(True, description="run the evaluations model.toml [monitoring] sections ask for")

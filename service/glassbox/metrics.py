@@ -31,8 +31,18 @@ from prometheus_client.gc_collector import GCCollector
 from glassbox.cache.port import CacheStats, Outcome
 from glassbox.config import MetricsSettings
 from glassbox.models.repository import ModelVersion
+from glassbox.monitoring.record import DRIFT, ExplanationRecord
 
 log = logging.getLogger(__name__)
+
+EXPLANATION_GAUGES = {
+    "pointing_game": "Pointing-game hit rate on the reference set's object masks, latest explanation check.",
+    "relevance_mass": "Share of the positive relevance inside the object masks, latest explanation check.",
+    "deletion_auc": "Deletion AUC (lower is more faithful), latest explanation check.",
+    "insertion_auc": "Insertion AUC (higher is more faithful), latest explanation check.",
+    "drift": "1 when the method's verdict is drift under the [monitoring.explanations] thresholds, else 0.",
+}
+"""glassbox_explanation_<name>{model, version, method}: one gauge per measurement of a method."""
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -127,6 +137,39 @@ class Metrics:
             "Median over the reference set of the smallest epsilon that fools the model (+Inf: most images "
             "withstand the largest searched), latest robustness evaluation.",
             ("model", "version"),
+        )
+        method_labels = ("model", "version", "method")
+        self.explanation = {
+            name: self._gauge(f"glassbox_explanation_{name}", help_text, method_labels)
+            for name, help_text in EXPLANATION_GAUGES.items()
+        }
+        self.explanation_region_mass = self._gauge(
+            "glassbox_explanation_region_mass",
+            "Share of the positive relevance inside a named region of [monitoring.explanations], mean over "
+            "the reference set, latest explanation check.",
+            (*method_labels, "region"),
+        )
+        compared_labels = ("model", "version", "baseline_version", "method")
+        self.explanation_similarity = self._gauge(
+            "glassbox_explanation_similarity",
+            "Mean Spearman rank correlation of |map| with the compared version's maps of the same images "
+            "and targets, latest explanation check.",
+            compared_labels,
+        )
+        self.explanation_ssim = self._gauge(
+            "glassbox_explanation_ssim",
+            "Mean SSIM of the maps with the compared version's, latest explanation check.",
+            compared_labels,
+        )
+        self.explanation_top_k_overlap = self._gauge(
+            "glassbox_explanation_top_k_overlap",
+            "Mean share of the top-k% pixels the maps share with the compared version's, latest check.",
+            compared_labels,
+        )
+        self.explanation_prediction_agreement = self._gauge(
+            "glassbox_explanation_prediction_agreement",
+            "Share of the reference images both versions give the same top-1 class, latest check.",
+            ("model", "version", "baseline_version"),
         )
         self.queue_seconds = self._histogram(
             "glassbox_scheduler_queue_seconds",
@@ -242,6 +285,34 @@ class Metrics:
             self.robust_accuracy.labels(model, version, attack, f"{epsilon:.6g}").set(accuracy)
         if not math.isnan(minimal_epsilon_median):
             self.minimal_epsilon_median.labels(model, version).set(minimal_epsilon_median)
+
+    def observe_explanations(self, record: ExplanationRecord) -> None:
+        """Set the explanation gauges of a model version from its latest check."""
+        model, version = record.model, record.version
+        for check in record.methods:
+            values = {
+                "pointing_game": check.pointing_game,
+                "relevance_mass": check.relevance_mass,
+                "deletion_auc": check.deletion_auc,
+                "insertion_auc": check.insertion_auc,
+                "drift": float(check.verdict == DRIFT),
+            }
+            for name, value in values.items():
+                if value is not None:
+                    self.explanation[name].labels(model, version, check.method).set(value)
+            for region in check.regions:
+                self.explanation_region_mass.labels(model, version, check.method, region.region).set(
+                    region.mass
+                )
+            for compared in check.similarity:
+                labels = (model, version, compared.baseline_version, check.method)
+                self.explanation_similarity.labels(*labels).set(compared.spearman)
+                self.explanation_ssim.labels(*labels).set(compared.ssim)
+                self.explanation_top_k_overlap.labels(*labels).set(compared.top_k_overlap)
+        for agreement in record.agreements:
+            self.explanation_prediction_agreement.labels(model, version, agreement.baseline_version).set(
+                agreement.prediction_agreement
+            )
 
     def observe_queue_time(self, model: str, priority: str, seconds: float) -> None:
         self.queue_seconds.labels(model, priority).observe(seconds)

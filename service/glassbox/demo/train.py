@@ -70,6 +70,11 @@ MONITORING_IMAGES_BLACK_BOX = 16
 per step of the minimal-ε search): fewer images and two ε keep its evaluation as cheap."""
 MONITORING_EPSILONS_BLACK_BOX = (2 / 255, 8 / 255)
 MONITORING_INTERVAL_HOURS = 24
+EXPLANATION_MONITORING_METHODS = ("saliency", "grad_cam")
+EXPLANATION_MONITORING_IMAGES = 48
+"""Images of `shapes-val` each explanation check of `shapes` explains, per method and version compared."""
+EXPLANATION_REGION_SIZE = 8
+"""Side of the monitored corner region: the shortcut patch (`shapes.PATCH_SIZE`) with a margin."""
 
 
 def train_demo_models(
@@ -303,7 +308,9 @@ def model_toml(
     With `monitoring`, a [monitoring] section (docs/robustness.md) has the server evaluate the version's
     robustness on `shapes-val` when it first serves it, then daily: PGD and FGSM on `MONITORING_IMAGES`
     images for torch models, the black-box Square attack (the server's default without gradients) on
-    `MONITORING_IMAGES_BLACK_BOX` images at two ε for the ONNX one.
+    `MONITORING_IMAGES_BLACK_BOX` images at two ε for the ONNX one. The honest torch model (not the
+    shortcut, not ONNX) also gets the explanation checks (docs/monitoring.md): saliency and Grad-CAM,
+    version 1 pinned as the baseline, and the corner where the shortcut model's patch sits as a region.
     """
     lines = [f"description = {_toml(description)}"]
     if onnx:
@@ -347,6 +354,16 @@ def model_toml(
             *([f"epsilons = {_toml([round(e, 6) for e in MONITORING_EPSILONS_BLACK_BOX])}"] if onnx else []),
             "corruptions = true",
         ]
+        if not (onnx or shortcut):
+            lines += [
+                "",
+                "[monitoring.explanations]",
+                f"methods = {_toml(list(EXPLANATION_MONITORING_METHODS))}",
+                f"images = {EXPLANATION_MONITORING_IMAGES}",
+                'baseline_version = "1"',
+                f"regions = [{{ name = {_toml(shapes.PATCH_CORNER + ' corner')}, top = 0, left = 0, "
+                f"height = {EXPLANATION_REGION_SIZE}, width = {EXPLANATION_REGION_SIZE} }}]",
+            ]
     return "\n".join(lines) + "\n"
 
 

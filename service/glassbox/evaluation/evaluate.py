@@ -70,6 +70,12 @@ def _units(metrics: tuple[Metric, ...], among: tuple[Metric, ...] = tuple(Metric
     return len(chosen) - max(0, together - 1)
 
 
+def logits_of(call: CallContext, images: torch.Tensor) -> torch.Tensor:
+    """The model's logits [N, C] of `images`, in memory-budgeted forward batches counted by `call`."""
+    rows = call.rows_per_batch(inference_bytes_per_row(call.model))
+    return evaluate_in_batches(call, lambda start, stop: images[start:stop], images.shape[0], rows)
+
+
 class _Run:
     def __init__(
         self,
@@ -99,12 +105,7 @@ class _Run:
             self.regions.append((region.name, region.mask(height, width).expand(self.count, height, width)))
 
     def _predicted(self) -> torch.Tensor:
-        call = self._call()
-        rows = call.rows_per_batch(inference_bytes_per_row(self.job.model))
-        images = self.job.images
-        return evaluate_in_batches(call, lambda start, stop: images[start:stop], self.count, rows).argmax(
-            dim=1
-        )
+        return logits_of(self._call(), self.job.images).argmax(dim=1)
 
     def _call(self) -> CallContext:
         return CallContext(self.job.model, self.token, self.job.settings.attribution)

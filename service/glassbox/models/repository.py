@@ -97,11 +97,13 @@ class ModelRepository:
         device: torch.device,
         onnx_threads: int = 0,
         on_loaded: Callable[[ModelVersion, float], None] | None = None,
+        check: Callable[[ModelVersion, list[str]], None] | None = None,
     ) -> None:
         self.root = root
         self.device = device
         self.onnx_threads = onnx_threads
         self._on_loaded = on_loaded
+        self._check = check
         self._models: dict[str, dict[str, ModelVersion]] = {}
         self._datasets: dict[str, dict[str, Path]] = {}
         self._loaded_sets: dict[tuple[str, str, str], LabelledImages] = {}
@@ -135,6 +137,7 @@ class ModelRepository:
                     self._skip(model_dir, "a symlink to a folder outside the model repository")
                     continue
                 known = dict(models.get(model_dir.name, {}))
+                self._datasets[model_dir.name] = named_sets(model_dir)
                 for folder in _version_folders(model_dir):
                     if not resolves_inside(folder, root):
                         self._skip(folder, "a symlink to a folder outside the model repository")
@@ -143,7 +146,6 @@ class ModelRepository:
                         known[folder.name] = self._load_version(model_dir.name, folder)
                         added.append(known[folder.name])
                 models[model_dir.name] = dict(sorted(known.items(), key=lambda item: _version_key(item[0])))
-                self._datasets[model_dir.name] = named_sets(model_dir)
             self._models = models
         return added
 
@@ -188,6 +190,12 @@ class ModelRepository:
             seconds,
         )
         entry = ModelVersion(name, version, folder, ModelState.READY, config=config, model=model)
+        if self._check is not None:
+            try:
+                self._check(entry, sorted(self._datasets.get(name, {})))
+            except ValueError as exc:
+                log.error("model %s version %s in %s is broken: %s", name, version, folder, exc)
+                return ModelVersion(name, version, folder, ModelState.FAILED, config=config, error=str(exc))
         if self._on_loaded is not None:
             self._on_loaded(entry, seconds)
         return entry

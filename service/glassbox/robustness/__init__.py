@@ -1,2 +1,2 @@
 """Robustness checks: adversarial attacks, common corruptions, minimal-ε search, the report, and the
-monitoring that evaluates models on a schedule and keeps their history (see docs/robustness.md)."""
+monitoring that evaluates models on a schedule and keeps their history (see docs/monitoring.md)."""

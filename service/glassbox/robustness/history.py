@@ -2,6 +2,10 @@
 drop between versions shows. A port with two adapters, as the cache and the jobs have: in process
 (lost on restart; the default) and Redis (`redis_history`, shared by replicas, survives restarts).
 
+The same store keeps the explanation checks' records (`monitoring.record.ExplanationRecord`), in a store
+of its own (`record_type`), since both kinds of record share the shape this needs: `model`, `version`,
+`job_id` and JSON.
+
 The store also hands out the monitor's evaluation lease, so that of several replicas sharing one Redis
 history only one runs a due evaluation; an in-process store serves one replica and grants every claim."""
 
@@ -12,6 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from glassbox.robustness.report import AttackAccuracy, CorruptionAccuracy
 
@@ -44,22 +49,57 @@ class HistoryRecord:
         return cls(**raw)
 
 
-class HistoryStore(ABC):
+class Record(Protocol):
+    """What a history keeps: a record of one model version, with an id, written as JSON."""
+
+    model: str
+    version: str
+    time: float  # Unix seconds
+
+    @property
+    def job_id(self) -> str: ...
+
+    def to_json(self) -> str: ...
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Any: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+class HistoryStore(ABC, Generic[R]):
     """Append and list records; at most `max_records` are kept per model (the oldest go first)."""
 
     def __init__(self, max_records: int) -> None:
         self.max_records = max_records
 
     @abstractmethod
-    def append(self, record: HistoryRecord) -> None: ...
+    def append(self, record: R) -> None: ...
 
     @abstractmethod
-    def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
+    def records(self, model: str, version: str = "", limit: int = 100) -> list[R]:
         """Newest first; only `version`'s when it is given."""
 
-    def latest(self, model: str, version: str) -> HistoryRecord | None:
+    def latest(self, model: str, version: str) -> R | None:
         found = self.records(model, version, limit=1)
         return found[0] if found else None
+
+    def page(self, model: str, version: str, limit: int, after: str = "") -> tuple[list[R], str]:
+        """Up to `limit` records, newest first, starting after the record whose id is `after` (a page
+        token; "" = from the newest). Returns the page and the next token ("" on the last page). Records
+        appended meanwhile do not shift a page, as offsets would; a token whose record has since been
+        trimmed away is ValueError."""
+        found = self.records(model, version, limit=self.max_records)
+        start = 0
+        if after:
+            ids = [record.job_id for record in found]
+            if after not in ids:
+                raise ValueError("the page token is unknown or has expired; start from the first page")
+            start = ids.index(after) + 1
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        return page, (page[-1].job_id if more and page else "")
 
     def claim(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
         """Take the lease on evaluating a model version for `ttl_seconds`; False when another owner holds
@@ -71,24 +111,24 @@ class HistoryStore(ABC):
         """Extend `owner`'s lease to `ttl_seconds` from now; False when it lapsed or another owner took it."""
         return True
 
-    def release(self, model: str, version: str, owner: str) -> None:  # noqa: B027 - nothing held in process
+    def release(self, model: str, version: str, owner: str) -> None:
         """Give the lease back if `owner` still holds it."""
 
-    def close(self) -> None:  # noqa: B027 - the in-process store holds nothing to release
+    def close(self) -> None:
         """Release connections."""
 
 
-class MemoryHistory(HistoryStore):
+class MemoryHistory(HistoryStore[R]):
     def __init__(self, max_records: int = 1000) -> None:
         super().__init__(max_records)
         self._lock = threading.Lock()
-        self._records: dict[str, deque[HistoryRecord]] = {}
+        self._records: dict[str, deque[R]] = {}
 
-    def append(self, record: HistoryRecord) -> None:
+    def append(self, record: R) -> None:
         with self._lock:
             self._records.setdefault(record.model, deque(maxlen=self.max_records)).appendleft(record)
 
-    def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
+    def records(self, model: str, version: str = "", limit: int = 100) -> list[R]:
         with self._lock:
             found = [r for r in self._records.get(model, ()) if not version or r.version == version]
         return found[:limit]

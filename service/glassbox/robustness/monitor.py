@@ -15,12 +15,7 @@ wrote it. The keys of the [monitoring] section: `monitoring_config`.
 from __future__ import annotations
 
 import logging
-import math
-import os
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable
 
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
@@ -33,6 +28,7 @@ from glassbox.robustness.convert import history_record
 from glassbox.robustness.history import HistoryRecord, HistoryStore
 from glassbox.robustness.kinds import KIND
 from glassbox.robustness.monitoring_config import MonitoringConfig, monitoring_config
+from glassbox.robustness.rounds import MonitorRounds
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +40,10 @@ LEASE_ROUNDS = 5
 LEASE_MIN_SECONDS = 60.0
 
 
-class RobustnessMonitor:
+class RobustnessMonitor(MonitorRounds[HistoryRecord]):
     """Submits due evaluations and records finished ones; `tick()` does one round (the thread calls it)."""
+
+    what = "robustness evaluation"
 
     def __init__(
         self,
@@ -57,17 +55,16 @@ class RobustnessMonitor:
         observe: Observe = lambda _record: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.repository, self.jobs, self.history = repository, jobs, history
-        self.interval_seconds, self.observe, self.clock = interval_seconds, observe, clock
+        super().__init__(
+            history,
+            interval_seconds=interval_seconds,
+            lease_seconds=max(LEASE_MIN_SECONDS, LEASE_ROUNDS * interval_seconds),
+            observe=observe,
+        )
+        self.repository, self.jobs, self.clock = repository, jobs, clock
         self._pending: dict[
             tuple[str, str], tuple[str, str, str]
         ] = {}  # (model, version) → (job, set, trigger)
-        self._attempted: dict[tuple[str, str], float] = {}
-        self._observed: dict[tuple[str, str], str] = {}  # (model, version) → job id of the published record
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.lease_seconds = max(LEASE_MIN_SECONDS, LEASE_ROUNDS * interval_seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def monitored(self) -> list[tuple[ModelVersion, MonitoringConfig]]:
         found = []
@@ -76,22 +73,6 @@ class RobustnessMonitor:
             if config is not None:
                 found.append((entry, config))
         return found
-
-    def publish_latest(self) -> None:
-        """Gauges from the history's latest record of every monitored version (after a restart)."""
-        for entry, _config in self.monitored():
-            try:
-                latest = self.history.latest(entry.name, entry.version)
-            except GlassboxError as exc:
-                log.warning("robustness history unavailable: %s", exc)
-                return
-            self._publish((entry.name, entry.version), latest)
-
-    def _publish(self, key: tuple[str, str], latest: HistoryRecord | None) -> None:
-        """Gauges from `latest` unless already published (records of other replicas arrive this way)."""
-        if latest is not None and self._observed.get(key) != latest.job_id:
-            self._observed[key] = latest.job_id
-            self.observe(latest)
 
     def tick(self) -> None:
         self._collect()
@@ -106,12 +87,8 @@ class RobustnessMonitor:
                 log.warning("robustness history unavailable: %s", exc)
                 return
             self._publish(key, latest)
-            last = max(latest.time if latest else -math.inf, self._attempted.get(key, -math.inf))
-            if latest is None and key not in self._attempted:
-                trigger = "new_version"
-            elif config.interval_hours > 0 and now - last >= config.interval_hours * 3600:
-                trigger = "schedule"
-            else:
+            trigger = self._trigger(key, latest, config.interval_hours, now)
+            if trigger is None:
                 continue
             if not self._claim(key, latest):
                 continue
@@ -120,42 +97,12 @@ class RobustnessMonitor:
                 record = self.jobs.submit(KIND, config.spec(entry))
             except GlassboxError as exc:
                 log.error("robustness evaluation of %s version %s not submitted: %s", *key, exc)
-                self._release(key)
+                self.leases.release(key)
                 continue
             log.info(
                 "robustness evaluation of %s version %s submitted (%s): job %s", *key, trigger, record.id
             )
             self._pending[key] = (record.id, config.reference_set, trigger)
-
-    def _claim(self, key: tuple[str, str], latest: HistoryRecord | None) -> bool:
-        """Take the version's evaluation lease; then check that no replica recorded an evaluation since
-        `latest` was read (it may have finished and released the lease in between)."""
-        try:
-            if not self.history.claim(*key, self.owner, self.lease_seconds):
-                log.debug("robustness evaluation of %s version %s runs on another replica", *key)
-                return False
-            newest = self.history.latest(*key)
-        except GlassboxError as exc:
-            log.warning("robustness lease unavailable: %s", exc)
-            return False
-        if (newest and newest.job_id) != (latest and latest.job_id):
-            self._release(key)
-            self._publish(key, newest)
-            return False
-        return True
-
-    def _release(self, key: tuple[str, str]) -> None:
-        try:
-            self.history.release(*key, self.owner)
-        except GlassboxError as exc:
-            log.warning("robustness lease of %s version %s not released: %s", *key, exc)
-
-    def _renew(self, key: tuple[str, str]) -> None:
-        try:
-            if not self.history.renew(*key, self.owner, self.lease_seconds):
-                log.warning("robustness lease of %s version %s lapsed: another replica may run it too", *key)
-        except GlassboxError as exc:
-            log.warning("robustness lease of %s version %s not renewed: %s", *key, exc)
 
     def _collect(self) -> None:
         for key, (job_id, reference_set, trigger) in list(self._pending.items()):
@@ -164,15 +111,15 @@ class RobustnessMonitor:
             except GlassboxError as exc:
                 log.warning("robustness job %s of %s version %s: %s", job_id, *key, exc)
                 del self._pending[key]
-                self._release(key)
+                self.leases.release(key)
                 continue
             if not job.state.finished:
-                self._renew(key)
+                self.leases.renew(key)
                 continue
             del self._pending[key]
             if job.state is not JobState.SUCCEEDED or job.result is None:
                 log.error("robustness evaluation of %s version %s %s: %s", *key, job.state.value, job.error)
-                self._release(key)
+                self.leases.release(key)
                 continue
             result = pb.RobustnessEvaluationResult.FromString(job.result)
             record = history_record(
@@ -185,7 +132,7 @@ class RobustnessMonitor:
             try:
                 self.history.append(record)
             finally:
-                self._release(key)
+                self.leases.release(key)
             self._publish(key, record)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -197,25 +144,9 @@ class RobustnessMonitor:
             self.tick()
         return not self._pending
 
-    def start(self) -> RobustnessMonitor:
-        self.publish_latest()
-        self._thread = threading.Thread(target=self._run, name="glassbox-robustness-monitor", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("robustness monitor round failed")
-            self._stop.wait(self.interval_seconds)
-
     def stop(self) -> None:
         """Stop the thread and give back the leases of unfinished evaluations (another replica may then
         take them over)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         for key in list(self._pending):
-            self._release(key)
+            self.leases.release(key)

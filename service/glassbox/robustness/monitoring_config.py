@@ -1,4 +1,4 @@
-"""The [monitoring] section of a model.toml (docs/robustness.md) and the evaluation it asks for:
+"""The [monitoring] section of a model.toml (docs/monitoring.md) and the evaluation it asks for:
 
 [monitoring]
 reference_set = "shapes-val"     # a named set of the model (required)
@@ -7,6 +7,7 @@ images = 0                       # first N images of the set; 0 = all
 attacks = ["pgd_linf", "fgsm"]   # default ["pgd_linf"] (["square_linf"] for ONNX models)
 epsilons = [0.0039, 0.0078]      # default 1/255, 2/255, 4/255, 8/255
 corruptions = true               # all five at all severities
+robustness = true                # false: only the explanation checks ([monitoring.explanations])
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class MonitoringConfig:
     attacks: tuple[str, ...] = ()
     epsilons: tuple[float, ...] = DEFAULT_EPSILONS
     corruptions: bool = True
+    robustness: bool = True
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> MonitoringConfig:
@@ -51,6 +53,8 @@ class MonitoringConfig:
             "attacks",
             "epsilons",
             "corruptions",
+            "robustness",
+            "explanations",
         }
         if unknown:
             raise ValueError(f"monitoring has unknown keys {sorted(unknown)}")
@@ -70,6 +74,7 @@ class MonitoringConfig:
             attacks=attacks,
             epsilons=tuple(float(e) for e in raw.get("epsilons", DEFAULT_EPSILONS)),
             corruptions=bool(raw.get("corruptions", True)),
+            robustness=bool(raw.get("robustness", True)),
         )
 
     def spec(self, entry: ModelVersion) -> pb.RobustnessEvaluationSpec:
@@ -88,11 +93,13 @@ class MonitoringConfig:
 
 
 def monitoring_config(entry: ModelVersion) -> MonitoringConfig | None:
-    """The version's [monitoring] section, or None (absent, or broken: logged)."""
+    """The version's [monitoring] section when it asks for robustness evaluations, else None (absent,
+    `robustness = false`, or broken: logged; the server fails such a version's load, `check_monitoring`)."""
     if entry.config is None or "monitoring" not in entry.config.extra:
         return None
     try:
-        return MonitoringConfig.parse(dict(entry.config.extra["monitoring"]))
+        config = MonitoringConfig.parse(dict(entry.config.extra["monitoring"]))
     except (TypeError, ValueError) as exc:
         log.error("model %s version %s: [monitoring] ignored: %s", entry.name, entry.version, exc)
         return None
+    return config if config.robustness else None

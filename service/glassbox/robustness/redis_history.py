@@ -1,7 +1,8 @@
-"""The Redis history adapter: one list per model (`<namespace>:robustness:<model>`), newest first, trimmed
-to `max_records`. Values are JSON (nothing is unpickled). A Redis outage is UNAVAILABLE for the caller.
+"""The Redis history adapter: one list per model (`<namespace>:<kind>:<model>`, kind `robustness` or
+`explanations`), newest first, trimmed to `max_records`. Values are JSON (nothing is unpickled). A Redis
+outage is UNAVAILABLE for the caller.
 
-The evaluation lease of a model version is `<namespace>:robustness-lease:<model>:<version>`, taken with
+The evaluation lease of a model version is `<namespace>:<kind>-lease:<model>:<version>`, taken with
 `SET key owner NX PX ttl` (the Redis single-instance lock pattern): of several replicas that find the same
 evaluation due, one gets it. Renewal and release check the owner atomically (a Lua script), so a replica
 whose lease lapsed never extends or deletes another's."""
@@ -13,7 +14,7 @@ from redis import Redis
 
 from glassbox.core.errors import Unavailable
 from glassbox.core.reasons import Reason
-from glassbox.robustness.history import HistoryRecord, HistoryStore
+from glassbox.robustness.history import HistoryRecord, HistoryStore, R
 
 RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -25,11 +26,19 @@ return 0
 """
 
 
-class RedisHistory(HistoryStore):
+class RedisHistory(HistoryStore[R]):
     def __init__(
-        self, url: str, namespace: str, max_records: int = 1000, *, timeout_seconds: float = 5.0
+        self,
+        url: str,
+        namespace: str,
+        max_records: int = 1000,
+        *,
+        timeout_seconds: float = 5.0,
+        kind: str = "robustness",
+        record_type: type[R] = HistoryRecord,  # type: ignore[assignment]
     ) -> None:
         super().__init__(max_records)
+        self.kind, self.record_type = kind, record_type
         self.redis = Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
         )
@@ -38,12 +47,12 @@ class RedisHistory(HistoryStore):
         self._release = self.redis.register_script(RELEASE)
 
     def _key(self, model: str) -> str:
-        return f"{self.namespace}:robustness:{model}"
+        return f"{self.namespace}:{self.kind}:{model}"
 
     def _lease_key(self, model: str, version: str) -> str:
-        return f"{self.namespace}:robustness-lease:{model}:{version}"
+        return f"{self.namespace}:{self.kind}-lease:{model}:{version}"
 
-    def append(self, record: HistoryRecord) -> None:
+    def append(self, record: R) -> None:
         try:
             pipe = self.redis.pipeline()
             pipe.lpush(self._key(record.model), record.to_json())
@@ -51,17 +60,17 @@ class RedisHistory(HistoryStore):
             pipe.execute()
         except redis.RedisError as exc:
             raise Unavailable(
-                f"the robustness history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+                f"the {self.kind} history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
             ) from exc
 
-    def records(self, model: str, version: str = "", limit: int = 100) -> list[HistoryRecord]:
+    def records(self, model: str, version: str = "", limit: int = 100) -> list[R]:
         try:
             raw = self.redis.lrange(self._key(model), 0, -1 if version else limit - 1)
         except redis.RedisError as exc:
             raise Unavailable(
-                f"the robustness history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+                f"the {self.kind} history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
             ) from exc
-        found = [HistoryRecord.from_json(item) for item in raw]
+        found = [self.record_type.from_json(item) for item in raw]
         return [r for r in found if not version or r.version == version][:limit]
 
     def claim(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
@@ -71,7 +80,7 @@ class RedisHistory(HistoryStore):
             )
         except redis.RedisError as exc:
             raise Unavailable(
-                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
             ) from exc
         return bool(taken)
 
@@ -82,7 +91,7 @@ class RedisHistory(HistoryStore):
             )
         except redis.RedisError as exc:
             raise Unavailable(
-                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
             ) from exc
         return bool(renewed)
 
@@ -91,7 +100,7 @@ class RedisHistory(HistoryStore):
             self._release(keys=[self._lease_key(model, version)], args=[owner])
         except redis.RedisError as exc:
             raise Unavailable(
-                f"the robustness lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
             ) from exc
 
     def close(self) -> None:

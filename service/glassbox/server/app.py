@@ -33,6 +33,8 @@ from glassbox_client._generated.glassbox.v1 import (
     job_service_pb2_grpc,
     model_service_pb2,
     model_service_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
     robustness_pb2,
     robustness_pb2_grpc,
     server_service_pb2,
@@ -53,6 +55,9 @@ from glassbox.jobs.factory import build_engine
 from glassbox.metrics import Metrics
 from glassbox.models.poller import RepositoryPoller
 from glassbox.models.repository import ModelRepository
+from glassbox.monitoring.monitor import ExplanationMonitor
+from glassbox.monitoring.record import ExplanationRecord
+from glassbox.monitoring.validate import check_monitoring
 from glassbox.robustness.factory import build_history
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.monitor import RobustnessMonitor
@@ -65,6 +70,7 @@ from glassbox.server.inspection_servicer import InspectionServicer
 from glassbox.server.job_servicer import JobServicer
 from glassbox.server.metrics_interceptor import MetricsInterceptor
 from glassbox.server.model_servicer import ModelServicer
+from glassbox.server.monitoring_servicer import MonitoringServicer
 from glassbox.server.requests import RequestParsingInterceptor
 from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.server_servicer import ServerServicer
@@ -167,6 +173,7 @@ class GlassboxServer:
             settings.model_repository,
             device=resolve_device(settings.device),
             on_loaded=self.metrics.observe_model_load,
+            check=check_monitoring,
         )
         started = time.perf_counter()
         repository.load_all()
@@ -227,6 +234,18 @@ class GlassboxServer:
             RobustnessServicer(self.context, self.history), self.server
         )
         server_service_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.context), self.server)
+        self.explanation_history = build_history(settings, kind="explanations", record_type=ExplanationRecord)
+        self.explanation_monitor = ExplanationMonitor(
+            repository,
+            self.scheduler,
+            self.explanation_history,
+            interval_seconds=settings.robustness.check_interval_seconds,
+            settings=settings,
+            observe=self.metrics.observe_explanations,
+        )
+        monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+            MonitoringServicer(self.context, self.explanation_history), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         model_services = frozenset(
             {
@@ -239,6 +258,7 @@ class GlassboxServer:
         services.append(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name)
         services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
         services.append(server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name)
+        services.append(monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name)
         self._loop.run(model_health.publish(self.health, repository, services, model_services))
         self.poller = RepositoryPoller(
             repository,
@@ -330,6 +350,7 @@ class GlassboxServer:
         self.port = self._loop.run(self._start())
         if self.settings.robustness.monitoring:
             self.monitor.start()
+            self.explanation_monitor.start()
         if self.settings.model_repository_poll_seconds > 0:
             self.poller.start()
         security = self.settings.security
@@ -386,12 +407,14 @@ class GlassboxServer:
             shutil.rmtree(self._gateway_socket_dir, ignore_errors=True)
         self.poller.stop()
         self.monitor.stop()
+        self.explanation_monitor.stop()
         self.context.jobs.close()
         self.scheduler.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._loop.stop()
         self.metrics.stop()
         self.history.close()
+        self.explanation_history.close()
         self.context.cache.close()
         log.info("glassbox stopped")
 

@@ -22,7 +22,7 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc as mod
 from glassbox_client._generated.glassbox.v1 import server_service_pb2 as server_pb
 from glassbox_client._generated.glassbox.v1 import server_service_pb2_grpc as server_grpc
 from glassbox_client.aio_jobs import AsyncJobs
-from glassbox_client.aio_services import AsyncEvaluation, AsyncInspection, AsyncRobustness
+from glassbox_client.aio_services import AsyncEvaluation, AsyncInspection, AsyncMonitoring, AsyncRobustness
 from glassbox_client.connection import ConnectionOptions, RetryPolicy, open_aio_channel
 from glassbox_client.errors import UnavailableError, error_from_rpc
 from glassbox_client.images import ImageInput
@@ -85,6 +85,7 @@ class AsyncGlassboxClient:
         self.robustness = AsyncRobustness(
             self.jobs, self._channel, self.options.metadata, self.options.timeout
         )
+        self.monitoring = AsyncMonitoring(self._channel, self.options.metadata, self.options.timeout)
 
     async def __aenter__(self) -> AsyncGlassboxClient:
         return self

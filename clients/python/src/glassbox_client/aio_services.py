@@ -1,6 +1,6 @@
-"""`AsyncGlassboxClient.inspection`, `.robustness` and `.evaluation`: the calls of `Inspection`,
-`Robustness` and `Evaluation`, awaitable, built from the same request builders and returning the same
-typed results.
+"""`AsyncGlassboxClient.inspection`, `.robustness`, `.evaluation` and `.monitoring`: the calls of
+`Inspection`, `Robustness`, `Evaluation` and `Monitoring`, awaitable, built from the same request
+builders and returning the same typed results.
 
     async with AsyncGlassboxClient() as glassbox:
         vectors = (await glassbox.inspection.embed(["circle.png", "square.png"], model="shapes")).vectors
@@ -18,8 +18,12 @@ from typing import Any
 
 import grpc
 
-from glassbox_client import evaluation, robustness
-from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc, robustness_pb2_grpc
+from glassbox_client import evaluation, monitoring, robustness
+from glassbox_client._generated.glassbox.v1 import (
+    inspection_pb2_grpc,
+    monitoring_pb2_grpc,
+    robustness_pb2_grpc,
+)
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as robustness_pb
 from glassbox_client.aio_jobs import AsyncJobs
 from glassbox_client.calls import AsyncServiceCalls
@@ -178,6 +182,37 @@ class AsyncRobustness:
         """As Robustness.history."""
         request = robustness_pb.GetRobustnessHistoryRequest(model=model, version=version, limit=limit)
         return robustness.records_from_response(await self._call("GetRobustnessHistory", request, timeout))
+
+
+class AsyncMonitoring:
+    """The MonitoringService (explanation monitoring) for asyncio code."""
+
+    def __init__(
+        self, channel: grpc.aio.Channel, metadata: Callable[[], tuple], default_timeout: float
+    ) -> None:
+        self._call = AsyncServiceCalls(
+            monitoring_pb2_grpc.MonitoringServiceStub(channel), metadata, default_timeout
+        )
+
+    async def explanation_history(
+        self,
+        model: str,
+        *,
+        version: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> monitoring.ExplanationHistoryPage:
+        """As Monitoring.explanation_history."""
+        request = monitoring.history_request(model, version, page_size, page_token)
+        return monitoring.page_from_response(await self._call("GetExplanationHistory", request, timeout))
+
+    async def explanation_changes(
+        self, model: str, method: str, *, timeout: float | None = None, **options: Any
+    ) -> monitoring.ExplanationChanges:
+        """As Monitoring.explanation_changes."""
+        request = monitoring.changes_request(model, method, **options)
+        return monitoring.changes_from_message(await self._call("GetExplanationChanges", request, timeout))
 
 
 class AsyncEvaluation:

@@ -5,6 +5,7 @@
     glassbox-client explain docs/images/star.png --model shapes -o overlay.png --json result.json
     glassbox-client explain docs/images/samples --model shapes -o 'overlays/{stem}.png'
     glassbox-client jobs submit class_visualisation --model shapes --param target=star --wait -o star.png
+    glassbox-client monitoring changes shapes --method saliency -o changes.png
 
 The server address comes from --address or GLASSBOX_ADDRESS; the token from --token-file,
 GLASSBOX_TOKEN_FILE or GLASSBOX_TOKEN (never from a flag, so it stays out of `ps` and shell history).
@@ -23,6 +24,7 @@ from pathlib import Path
 from glassbox_client.cli_common import add_predict_arguments, chosen_model, parse_param, write_json
 from glassbox_client.cli_explain import add_explain_command
 from glassbox_client.cli_jobs import add_job_commands
+from glassbox_client.cli_monitoring import add_monitoring_commands
 from glassbox_client.client import GlassboxClient
 from glassbox_client.errors import GlassboxError
 from glassbox_client.types import Prediction
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_command(commands)
 
     add_job_commands(commands, parse_param)
+    add_monitoring_commands(commands, write_json)
 
     health = commands.add_parser("health", help="print the health status; exit 0 only when SERVING")
     health.add_argument("service", nargs="?", default="", help='"" (server), a service, or model/<name>')

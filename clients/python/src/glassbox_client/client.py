@@ -30,6 +30,7 @@ from glassbox_client.evaluation import Evaluation
 from glassbox_client.images import ImageInput
 from glassbox_client.inspection import Inspection
 from glassbox_client.jobs import Jobs
+from glassbox_client.monitoring import Monitoring
 from glassbox_client.requests import Target, attribute_request, output_options, predict_request
 from glassbox_client.robustness import Robustness
 from glassbox_client.server_info import ServerInfo
@@ -95,6 +96,7 @@ class GlassboxClient:
         self.inspection = Inspection(self._channel, self.options.metadata, self.options.timeout, self.jobs)
         self.evaluation = Evaluation(self.jobs)
         self.robustness = Robustness(self.jobs, self._channel, self.options.metadata, self.options.timeout)
+        self.monitoring = Monitoring(self._channel, self.options.metadata, self.options.timeout)
 
     def __enter__(self) -> GlassboxClient:
         return self

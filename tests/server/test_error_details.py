@@ -47,7 +47,7 @@ def test_not_found_reasons_name_the_field_and_the_thing(server: RunningServer) -
         assert isinstance(model, NotFoundError)
         assert (model.reason, model.field, model.metadata) == (
             "MODEL_NOT_FOUND",
-            "name",
+            "model",
             {"model": "no-such-model"},
         )
         assert model.field_violations[0].description == model.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -36,8 +37,16 @@ def test_exactly_one_onnxruntime_per_platform(system: str, machine: str, expecte
 
 
 def _make(*arguments: str, cwd: Path) -> str:
+    """What `make -n` would run when a user types it (not with the flags of a `make test` around us)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", *arguments], cwd=cwd, capture_output=True, text=True, check=True, timeout=30
+        ["make", "--no-print-directory", "-n", *arguments],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     )
     return result.stdout
 

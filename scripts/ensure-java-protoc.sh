@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/protos/test_generated_java.py compiles the Java code protoc generates from protos/: it needs
+# tests/protos/test_protos.py compiles the Java code protoc generates from protos/: it needs
 # protoc, javac and the protobuf-java runtime of the same version. Install Debian's when missing.
 set -euo pipefail
 JAR=/usr/share/java/protobuf.jar

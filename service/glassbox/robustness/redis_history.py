@@ -9,6 +9,9 @@ whose lease lapsed never extends or deletes another's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import redis
 from redis import Redis
 
@@ -46,6 +49,16 @@ class RedisHistory(HistoryStore[R]):
         self._renew = self.redis.register_script(RENEW)
         self._release = self.redis.register_script(RELEASE)
 
+    @contextmanager
+    def _reachable(self, what: str) -> Iterator[None]:
+        """A Redis failure inside becomes Unavailable (reason STORE_UNAVAILABLE) naming the store."""
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise Unavailable(
+                f"the {self.kind} {what} (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
+            ) from exc
+
     def _key(self, model: str) -> str:
         return f"{self.namespace}:{self.kind}:{model}"
 
@@ -53,55 +66,35 @@ class RedisHistory(HistoryStore[R]):
         return f"{self.namespace}:{self.kind}-lease:{model}:{version}"
 
     def append(self, record: R) -> None:
-        try:
+        with self._reachable("history"):
             pipe = self.redis.pipeline()
             pipe.lpush(self._key(record.model), record.to_json())
             pipe.ltrim(self._key(record.model), 0, self.max_records - 1)
             pipe.execute()
-        except redis.RedisError as exc:
-            raise Unavailable(
-                f"the {self.kind} history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
-            ) from exc
 
     def records(self, model: str, version: str = "", limit: int = 100) -> list[R]:
-        try:
+        with self._reachable("history"):
             raw = self.redis.lrange(self._key(model), 0, -1 if version else limit - 1)
-        except redis.RedisError as exc:
-            raise Unavailable(
-                f"the {self.kind} history (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
-            ) from exc
         found = [self.record_type.from_json(item) for item in raw]
         return [r for r in found if not version or r.version == version][:limit]
 
     def claim(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
-        try:
+        with self._reachable("lease"):
             taken = self.redis.set(
                 self._lease_key(model, version), owner, nx=True, px=_milliseconds(ttl_seconds)
             )
-        except redis.RedisError as exc:
-            raise Unavailable(
-                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
-            ) from exc
         return bool(taken)
 
     def renew(self, model: str, version: str, owner: str, ttl_seconds: float) -> bool:
-        try:
+        with self._reachable("lease"):
             renewed = self._renew(
                 keys=[self._lease_key(model, version)], args=[owner, _milliseconds(ttl_seconds)]
             )
-        except redis.RedisError as exc:
-            raise Unavailable(
-                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
-            ) from exc
         return bool(renewed)
 
     def release(self, model: str, version: str, owner: str) -> None:
-        try:
+        with self._reachable("lease"):
             self._release(keys=[self._lease_key(model, version)], args=[owner])
-        except redis.RedisError as exc:
-            raise Unavailable(
-                f"the {self.kind} lease (Redis) is unreachable: {exc}", reason=Reason.STORE_UNAVAILABLE
-            ) from exc
 
     def close(self) -> None:
         self.redis.close()

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_command(commands)
 
     add_job_commands(commands, parse_param)
-    add_monitoring_commands(commands, write_json)
+    add_monitoring_commands(commands)
 
     health = commands.add_parser("health", help="print the health status; exit 0 only when SERVING")
     health.add_argument("service", nargs="?", default="", help='"" (server), a service, or model/<name>')

@@ -7,18 +7,18 @@ glassbox-client monitoring changes shapes --method saliency --version 2 -o chang
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from glassbox_client.cli_common import write_json
 from glassbox_client.client import GlassboxClient
 
 
 def _history(client: GlassboxClient, args: argparse.Namespace) -> int:
     records = list(client.monitoring.explanation_records(args.model, version=args.version))
     if args.json:
-        args.write_json([asdict(r) for r in records], args.json)
+        write_json([asdict(r) for r in records], args.json)
         return 0
     for record in records:
         for check in record.methods:
@@ -52,7 +52,7 @@ def _changes(client: GlassboxClient, args: argparse.Namespace) -> int:
     for change in summary["changes"]:
         change.pop("overlays_png")
     if args.json:
-        args.write_json(summary, args.json)
+        write_json(summary, args.json)
     else:
         print(
             f"{report.model} {report.method}: v{report.baseline_version} -> v{report.version} on "
@@ -65,15 +65,15 @@ def _changes(client: GlassboxClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_monitoring_commands(commands: Any, write_json: Callable[[Any, str], None]) -> None:
-    """The `monitoring` command group; `write_json(data, destination)` writes its --json output."""
+def add_monitoring_commands(commands: Any) -> None:
+    """The `monitoring` command group."""
     monitoring = commands.add_parser("monitoring", help="explanation monitoring: history and change reports")
     actions = monitoring.add_subparsers(dest="action", required=True)
     history = actions.add_parser("history", help="the recorded explanation checks, newest first")
     history.add_argument("model")
     history.add_argument("--version", default="", help="only this version")
     history.add_argument("--json", help="write the records as JSON here (- for stdout)")
-    history.set_defaults(run=_history, write_json=write_json)
+    history.set_defaults(run=_history)
     changes = actions.add_parser("changes", help="the images whose maps changed most between two versions")
     changes.add_argument("model")
     changes.add_argument("--method", required=True, help="an attribution method, e.g. saliency")
@@ -84,4 +84,4 @@ def add_monitoring_commands(commands: Any, write_json: Callable[[Any, str], None
     changes.add_argument("--top", type=int, default=0, help="images shown (default 6)")
     changes.add_argument("-o", "--output", help="write the report PNG here")
     changes.add_argument("--json", help="write the typed result as JSON here (- for stdout)")
-    changes.set_defaults(run=_changes, write_json=write_json)
+    changes.set_defaults(run=_changes)

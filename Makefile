@@ -35,6 +35,9 @@ $(INSTALLED): $(PROJECT_FILES) | $(PY)
 $(INSTALLED_TEST): $(PROJECT_FILES) | $(PY)
 	@echo "Installing Glassbox and its test dependencies into $(VENV) (several minutes the first time)"
 	$(PIP) install $(PIP_FLAGS) -e 'clients/python[plot]' -e '.[test]'
+	# Zennit 1.0.0 (the LRP reference in tests) declares Python >= 3.11.11 but is pure Python and runs on
+	# any 3.11; its dependencies (torch, torchvision, numpy, pillow, click) are installed above.
+	$(PIP) install --no-deps --ignore-requires-python zennit==1.0.0
 	touch $@ $(INSTALLED)
 
 $(NODE_MODULES): clients/typescript/package-lock.json

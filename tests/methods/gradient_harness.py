@@ -26,15 +26,27 @@ TARGETS = (1, 4)
 TOLERANCE = 1e-4
 """Largest difference allowed from a reference, as a fraction of the reference map's largest |value|."""
 
-CAM_LAYERS = {"shapes": "features.14", "resnet": "layer4", "vit": "encoder.layers.encoder_layer_1.ln_1"}
+CAM_LAYERS = {
+    "shapes": "features.14",
+    "resnet": "layer4",
+    "densenet": "features.denseblock3",
+    "vit": "encoder.layers.encoder_layer_1.ln_1",
+}
 
 
-ARCHITECTURES = {"shapes": "glassbox.shapes_cnn", "resnet": "resnet18", "vit": "glassbox.tiny_vit"}
+ARCHITECTURES = {
+    "shapes": "glassbox.shapes_cnn",
+    "resnet": "resnet18",
+    "densenet": "densenet121",
+    "vit": "glassbox.tiny_vit",
+}
 
 
 def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet")) -> Path:
     """Some of: shapes (the demo CNN: in-place ReLUs, BN), resnet (torchvision resnet18: residuals, a
-    ReLU module called twice per block), vit (a tiny torchvision ViT); seeded weights, 64×64 inputs.
+    ReLU module called twice per block), densenet (torchvision densenet121: in-place ReLUs, feature maps
+    concatenated, a functional ReLU after the last norm; its 4×4 denseblock3 is the CAM layer at 64×64),
+    vit (a tiny torchvision ViT); seeded weights, 64×64 inputs.
     Seed 5 gives every image's top-2 classes a Grad-CAM that is not all zero (not so for every seed)."""
     for name in names:
         scale = 20.0 if name == "shapes" else 1.0

@@ -6,6 +6,7 @@ the job servicer prefixes the spec's oneof name.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypeVar
 
 import numpy as np
@@ -47,6 +48,18 @@ def image(spec: Message, name: str, target: TorchModel, *, max_pixels: int) -> t
         raise InvalidArgument("an image is required", field=name)
     source = image_source(getattr(spec, name), field=name)
     return load_image(source, target.config.input, max_pixels=max_pixels, field=name).pixels
+
+
+def image_at(
+    message: Message, name: str, target: TorchModel, size: int, *, max_pixels: int, field: str
+) -> torch.Tensor:
+    """A required Image field, decoded and brought to size × size by the model's resize policy:
+    [3, size, size] in [0, 1]. `field` is its path in the spec."""
+    if not message.HasField(name):
+        raise InvalidArgument("an image is required", field=field)
+    source = image_source(getattr(message, name), field=field)
+    geometry = dataclasses.replace(target.config.input, height=size, width=size)
+    return load_image(source, geometry, max_pixels=max_pixels, field=field).pixels
 
 
 def class_index(message: Message, name: str, target: TorchModel, *, field: str | None = None) -> int:

@@ -24,6 +24,7 @@ from glassbox.generative.class_visualisation import ClassVisualisation, visualis
 from glassbox.generative.deepdream import DeepDream, dream
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.inversion import FeatureInversion, invert
+from glassbox.generative.maco import Accentuation, MacoVisualisation, visualise_maco
 from glassbox.generative.optimise import Progress
 from glassbox.generative.style_transfer import StyleTransfer, transfer
 from glassbox.jobs.kinds import JobContext, JobKind, register
@@ -213,6 +214,51 @@ def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> pb.Adversar
     )
 
 
+def validate_maco_visualisation(
+    spec: pb.MacoVisualisationSpec, repository: ModelRepository, settings: Settings
+) -> MacoVisualisation:
+    model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
+    if not spec.HasField("objective"):
+        raise InvalidArgument("an objective is required", field="objective")
+    size = spec.size if spec.HasField("size") else MacoVisualisation.default_size(model, limits)
+    accentuation = None
+    if spec.HasField("accentuation"):
+        message = spec.accentuation
+        accentuation = Accentuation(
+            image=convert.image_at(
+                message,
+                "image",
+                model,
+                size,
+                max_pixels=settings.limits.max_image_pixels,
+                field="accentuation.image",
+            ),
+            **_set(message, "penalty", "decay_power"),
+        )
+    return MacoVisualisation(
+        model=model,
+        limits=limits,
+        objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
+        size=size,
+        accentuation=accentuation,
+        **_set(
+            spec, "steps", "learning_rate", "crops", "crop_size_min", "crop_size_max", "noise", "decay_power"
+        ),
+    )
+
+
+def run_maco_visualisation(job: MacoVisualisation, ctx: JobContext) -> pb.MacoVisualisationResult:
+    result = visualise_maco(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return pb.MacoVisualisationResult(
+        image=convert.generated_image(result.image),
+        transparency=convert.tensor(result.transparency),
+        objective_curve=result.curve,
+        initial_objective=result.initial_objective,
+        final_objective=result.final_objective,
+    )
+
+
 for _name, _spec, _result, _validate, _run in (
     (
         "feature_visualisation",
@@ -249,6 +295,13 @@ for _name, _spec, _result, _validate, _run in (
         pb.AdversarialImageResult,
         validate_adversarial_image,
         run_adversarial_image,
+    ),
+    (
+        "maco_visualisation",
+        pb.MacoVisualisationSpec,
+        pb.MacoVisualisationResult,
+        validate_maco_visualisation,
+        run_maco_visualisation,
     ),
 ):
     register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))

@@ -11,7 +11,7 @@ job was cancelled, so a cancelled job stops within one step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,17 @@ Score = Callable[[torch.Tensor], torch.Tensor]
 
 BetweenSteps = Callable[[int, ImageParametrisation], None]
 """Called with the 1-based step number and the image after each optimiser step."""
+
+
+class Parametrised(Protocol):
+    """What the loop optimises: images [B, 3, H, W] from trainable parameters, projected after each step
+    (an `ImageParametrisation`, or a parametrisation that cannot be set to a given image, like MACO's)."""
+
+    def __call__(self) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def constrain(self) -> None: ...
 
 
 class StepReporter(Protocol):
@@ -73,7 +84,7 @@ class Progress:
 
 
 def optimise(
-    image: ImageParametrisation,
+    image: Parametrised,
     score: Score,
     *,
     optimiser: torch.optim.Optimizer,

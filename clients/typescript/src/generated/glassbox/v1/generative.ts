@@ -693,6 +693,118 @@ export interface AdversarialImageResult {
   l2Norm: number;
 }
 
+/**
+ * Feature accentuation (Hamblin, Fel, Saha, Konkle & Alvarez 2024): instead of starting from noise,
+ * the optimisation starts from a real image and is pulled back towards it, so the result shows what
+ * the objective responds to *in that image*. The image is parametrised by its full Fourier spectrum
+ * in decorrelated colour (the gradient of each frequency scaled by 1/frequency^decay_power), and the
+ * mean squared distance from the starting image, times `penalty`, is subtracted from the objective.
+ */
+export interface FeatureAccentuation {
+  /**
+   * The image to accentuate; required. Decoded and brought to the job's `size` by the model's resize
+   * policy.
+   */
+  image:
+    | Image
+    | undefined;
+  /** Weight of the squared distance from the starting image, >= 0 (at most 1e6). Default 1. */
+  penalty?:
+    | number
+    | undefined;
+  /** Gradient scaling 1/frequency^decay_power of the spectrum, in [0, 4]. Default 1.5. */
+  decayPower?: number | undefined;
+}
+
+/**
+ * Magnitude-constrained optimisation (MACO; Fel, Boissin, Boutin, Picard, Novello, Colin, Linsley,
+ * Rousseau, VanRullen, Serre 2023, "Unlocking Feature Visualization for Deeper Networks with MAgnitude
+ * Constrained Optimization"): feature visualisation that optimises only the phase of the image's
+ * Fourier spectrum while its magnitude stays fixed to natural-image statistics (here the 1/f^decay_power
+ * law of natural images' amplitude spectra), so the result keeps the energy distribution of a natural
+ * image and stays readable on large networks. Each step scores `crops` random square crops of a large
+ * image, resized to the model's input size and perturbed by noise, as the `horama` package does (its
+ * `maco`). With `accentuation` set it is feature accentuation instead (FeatureAccentuation).
+ */
+export interface MacoVisualisationSpec {
+  /** A torch model. */
+  model: string;
+  /** Version; empty means the newest ready version. */
+  version: string;
+  /** Seed of the random phase, the crops and the noise. */
+  seed: number;
+  /** What to maximise; required. Evaluated on the crops, averaged over them. */
+  objective:
+    | Objective
+    | undefined;
+  /**
+   * Side of the square image in pixels, 16..1024 (jobs.limits.generative.max_side). Default: four
+   * times the model's larger input side, at most the limit.
+   */
+  size?:
+    | number
+    | undefined;
+  /** Optimisation steps, 1..10000. Default 1000 (horama's). */
+  steps?:
+    | number
+    | undefined;
+  /** NAdam learning rate, in (0, 10]. Default 1 (horama's). */
+  learningRate?:
+    | number
+    | undefined;
+  /** Random crops scored per step (one forward and backward pass of that batch), 1..64. Default 6. */
+  crops?:
+    | number
+    | undefined;
+  /** Smallest crop side as a fraction of the image side, in [0.05, 1]. Default 0.25. */
+  cropSizeMin?:
+    | number
+    | undefined;
+  /**
+   * Largest crop side as a fraction of the image side, in [crop_size_min, 1]. Default 0.30. (horama's
+   * `box_size=(0.20, 0.25)` draws sides from [0.25, 0.30]: these defaults are the same crops.)
+   */
+  cropSizeMax?:
+    | number
+    | undefined;
+  /**
+   * Standard deviation of the Gaussian noise added to each crop, and width of the uniform noise added
+   * too, in pixel units, in [0, 1]. Default 0.01 (horama's 0.05 on its 5-wide value range).
+   */
+  noise?:
+    | number
+    | undefined;
+  /**
+   * Exponent of the fixed magnitude spectrum 1/frequency^decay_power, in [0, 4]. Default 1 (natural
+   * images' amplitude spectra fall as 1/f).
+   */
+  decayPower?:
+    | number
+    | undefined;
+  /** Feature accentuation of a given image instead of MACO from a random phase; unset: MACO. */
+  accentuation: FeatureAccentuation | undefined;
+}
+
+export interface MacoVisualisationResult {
+  /** The image, size x size. */
+  image:
+    | GeneratedImage
+    | undefined;
+  /**
+   * MACO's transparency map: |∂objective/∂pixel| summed over all steps, float32 [3, size, size],
+   * >= 0. Where it is small the optimisation did not use the image.
+   */
+  transparency:
+    | Tensor
+    | undefined;
+  /** The objective averaged over the step's crops, one value per step (before that step's update). */
+  objectiveCurve: number[];
+  /** The objective on the starting image (the whole image at the model's input size, no noise). */
+  initialObjective: number;
+  /** The objective on the final image, the same way. */
+  finalObjective: number;
+}
+
 function createBaseNeuronObjective(): NeuronObjective {
   return { layer: "", channel: 0, y: undefined, x: undefined };
 }
@@ -4600,6 +4712,569 @@ export const AdversarialImageResult: MessageFns<AdversarialImageResult> = {
     message.reachedTarget = object.reachedTarget ?? false;
     message.linfNorm = object.linfNorm ?? 0;
     message.l2Norm = object.l2Norm ?? 0;
+    return message;
+  },
+};
+
+function createBaseFeatureAccentuation(): FeatureAccentuation {
+  return { image: undefined, penalty: undefined, decayPower: undefined };
+}
+
+export const FeatureAccentuation: MessageFns<FeatureAccentuation> = {
+  encode(message: FeatureAccentuation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.image !== undefined) {
+      Image.encode(message.image, writer.uint32(10).fork()).join();
+    }
+    if (message.penalty !== undefined) {
+      writer.uint32(21).float(message.penalty);
+    }
+    if (message.decayPower !== undefined) {
+      writer.uint32(29).float(message.decayPower);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FeatureAccentuation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFeatureAccentuation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.image = Image.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.penalty = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.decayPower = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FeatureAccentuation {
+    return {
+      image: isSet(object.image) ? Image.fromJSON(object.image) : undefined,
+      penalty: isSet(object.penalty) ? globalThis.Number(object.penalty) : undefined,
+      decayPower: isSet(object.decayPower)
+        ? globalThis.Number(object.decayPower)
+        : isSet(object.decay_power)
+        ? globalThis.Number(object.decay_power)
+        : undefined,
+    };
+  },
+
+  toJSON(message: FeatureAccentuation): unknown {
+    const obj: any = {};
+    if (message.image !== undefined) {
+      obj.image = Image.toJSON(message.image);
+    }
+    if (message.penalty !== undefined) {
+      obj.penalty = floatToJson(message.penalty);
+    }
+    if (message.decayPower !== undefined) {
+      obj.decayPower = floatToJson(message.decayPower);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FeatureAccentuation>, I>>(base?: I): FeatureAccentuation {
+    return FeatureAccentuation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FeatureAccentuation>, I>>(object: I): FeatureAccentuation {
+    const message = createBaseFeatureAccentuation();
+    message.image = (object.image !== undefined && object.image !== null) ? Image.fromPartial(object.image) : undefined;
+    message.penalty = object.penalty ?? undefined;
+    message.decayPower = object.decayPower ?? undefined;
+    return message;
+  },
+};
+
+function createBaseMacoVisualisationSpec(): MacoVisualisationSpec {
+  return {
+    model: "",
+    version: "",
+    seed: 0,
+    objective: undefined,
+    size: undefined,
+    steps: undefined,
+    learningRate: undefined,
+    crops: undefined,
+    cropSizeMin: undefined,
+    cropSizeMax: undefined,
+    noise: undefined,
+    decayPower: undefined,
+    accentuation: undefined,
+  };
+}
+
+export const MacoVisualisationSpec: MessageFns<MacoVisualisationSpec> = {
+  encode(message: MacoVisualisationSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(24).uint64(message.seed);
+    }
+    if (message.objective !== undefined) {
+      Objective.encode(message.objective, writer.uint32(34).fork()).join();
+    }
+    if (message.size !== undefined) {
+      writer.uint32(40).int32(message.size);
+    }
+    if (message.steps !== undefined) {
+      writer.uint32(48).int32(message.steps);
+    }
+    if (message.learningRate !== undefined) {
+      writer.uint32(61).float(message.learningRate);
+    }
+    if (message.crops !== undefined) {
+      writer.uint32(64).int32(message.crops);
+    }
+    if (message.cropSizeMin !== undefined) {
+      writer.uint32(77).float(message.cropSizeMin);
+    }
+    if (message.cropSizeMax !== undefined) {
+      writer.uint32(85).float(message.cropSizeMax);
+    }
+    if (message.noise !== undefined) {
+      writer.uint32(93).float(message.noise);
+    }
+    if (message.decayPower !== undefined) {
+      writer.uint32(101).float(message.decayPower);
+    }
+    if (message.accentuation !== undefined) {
+      FeatureAccentuation.encode(message.accentuation, writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MacoVisualisationSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMacoVisualisationSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.objective = Objective.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.crops = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 77) {
+              break;
+            }
+
+            message.cropSizeMin = reader.float();
+            continue;
+          }
+          case 10: {
+            if (tag !== 85) {
+              break;
+            }
+
+            message.cropSizeMax = reader.float();
+            continue;
+          }
+          case 11: {
+            if (tag !== 93) {
+              break;
+            }
+
+            message.noise = reader.float();
+            continue;
+          }
+          case 12: {
+            if (tag !== 101) {
+              break;
+            }
+
+            message.decayPower = reader.float();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.accentuation = FeatureAccentuation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MacoVisualisationSpec {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      objective: isSet(object.objective) ? Objective.fromJSON(object.objective) : undefined,
+      size: isSet(object.size) ? globalThis.Number(object.size) : undefined,
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : undefined,
+      crops: isSet(object.crops) ? globalThis.Number(object.crops) : undefined,
+      cropSizeMin: isSet(object.cropSizeMin)
+        ? globalThis.Number(object.cropSizeMin)
+        : isSet(object.crop_size_min)
+        ? globalThis.Number(object.crop_size_min)
+        : undefined,
+      cropSizeMax: isSet(object.cropSizeMax)
+        ? globalThis.Number(object.cropSizeMax)
+        : isSet(object.crop_size_max)
+        ? globalThis.Number(object.crop_size_max)
+        : undefined,
+      noise: isSet(object.noise) ? globalThis.Number(object.noise) : undefined,
+      decayPower: isSet(object.decayPower)
+        ? globalThis.Number(object.decayPower)
+        : isSet(object.decay_power)
+        ? globalThis.Number(object.decay_power)
+        : undefined,
+      accentuation: isSet(object.accentuation) ? FeatureAccentuation.fromJSON(object.accentuation) : undefined,
+    };
+  },
+
+  toJSON(message: MacoVisualisationSpec): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.objective !== undefined) {
+      obj.objective = Objective.toJSON(message.objective);
+    }
+    if (message.size !== undefined) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.learningRate !== undefined) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
+    if (message.crops !== undefined) {
+      obj.crops = Math.round(message.crops);
+    }
+    if (message.cropSizeMin !== undefined) {
+      obj.cropSizeMin = floatToJson(message.cropSizeMin);
+    }
+    if (message.cropSizeMax !== undefined) {
+      obj.cropSizeMax = floatToJson(message.cropSizeMax);
+    }
+    if (message.noise !== undefined) {
+      obj.noise = floatToJson(message.noise);
+    }
+    if (message.decayPower !== undefined) {
+      obj.decayPower = floatToJson(message.decayPower);
+    }
+    if (message.accentuation !== undefined) {
+      obj.accentuation = FeatureAccentuation.toJSON(message.accentuation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MacoVisualisationSpec>, I>>(base?: I): MacoVisualisationSpec {
+    return MacoVisualisationSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MacoVisualisationSpec>, I>>(object: I): MacoVisualisationSpec {
+    const message = createBaseMacoVisualisationSpec();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    message.seed = object.seed ?? 0;
+    message.objective = (object.objective !== undefined && object.objective !== null)
+      ? Objective.fromPartial(object.objective)
+      : undefined;
+    message.size = object.size ?? undefined;
+    message.steps = object.steps ?? undefined;
+    message.learningRate = object.learningRate ?? undefined;
+    message.crops = object.crops ?? undefined;
+    message.cropSizeMin = object.cropSizeMin ?? undefined;
+    message.cropSizeMax = object.cropSizeMax ?? undefined;
+    message.noise = object.noise ?? undefined;
+    message.decayPower = object.decayPower ?? undefined;
+    message.accentuation = (object.accentuation !== undefined && object.accentuation !== null)
+      ? FeatureAccentuation.fromPartial(object.accentuation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMacoVisualisationResult(): MacoVisualisationResult {
+  return { image: undefined, transparency: undefined, objectiveCurve: [], initialObjective: 0, finalObjective: 0 };
+}
+
+export const MacoVisualisationResult: MessageFns<MacoVisualisationResult> = {
+  encode(message: MacoVisualisationResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.image !== undefined) {
+      GeneratedImage.encode(message.image, writer.uint32(10).fork()).join();
+    }
+    if (message.transparency !== undefined) {
+      Tensor.encode(message.transparency, writer.uint32(18).fork()).join();
+    }
+    if (message.objectiveCurve.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.objectiveCurve) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    if (message.initialObjective !== 0) {
+      writer.uint32(37).float(message.initialObjective);
+    }
+    if (message.finalObjective !== 0) {
+      writer.uint32(45).float(message.finalObjective);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MacoVisualisationResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMacoVisualisationResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.image = GeneratedImage.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.transparency = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag === 29) {
+              message.objectiveCurve.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.objectiveCurve.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.initialObjective = reader.float();
+            continue;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.finalObjective = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MacoVisualisationResult {
+    return {
+      image: isSet(object.image) ? GeneratedImage.fromJSON(object.image) : undefined,
+      transparency: isSet(object.transparency) ? Tensor.fromJSON(object.transparency) : undefined,
+      objectiveCurve: globalThis.Array.isArray(object?.objectiveCurve)
+        ? object.objectiveCurve.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.objective_curve)
+        ? object.objective_curve.map((e: any) => globalThis.Number(e))
+        : [],
+      initialObjective: isSet(object.initialObjective)
+        ? globalThis.Number(object.initialObjective)
+        : isSet(object.initial_objective)
+        ? globalThis.Number(object.initial_objective)
+        : 0,
+      finalObjective: isSet(object.finalObjective)
+        ? globalThis.Number(object.finalObjective)
+        : isSet(object.final_objective)
+        ? globalThis.Number(object.final_objective)
+        : 0,
+    };
+  },
+
+  toJSON(message: MacoVisualisationResult): unknown {
+    const obj: any = {};
+    if (message.image !== undefined) {
+      obj.image = GeneratedImage.toJSON(message.image);
+    }
+    if (message.transparency !== undefined) {
+      obj.transparency = Tensor.toJSON(message.transparency);
+    }
+    if (message.objectiveCurve?.length) {
+      obj.objectiveCurve = message.objectiveCurve.map((e) => floatToJson(e));
+    }
+    if (message.initialObjective !== 0) {
+      obj.initialObjective = floatToJson(message.initialObjective);
+    }
+    if (message.finalObjective !== 0) {
+      obj.finalObjective = floatToJson(message.finalObjective);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MacoVisualisationResult>, I>>(base?: I): MacoVisualisationResult {
+    return MacoVisualisationResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MacoVisualisationResult>, I>>(object: I): MacoVisualisationResult {
+    const message = createBaseMacoVisualisationResult();
+    message.image = (object.image !== undefined && object.image !== null)
+      ? GeneratedImage.fromPartial(object.image)
+      : undefined;
+    message.transparency = (object.transparency !== undefined && object.transparency !== null)
+      ? Tensor.fromPartial(object.transparency)
+      : undefined;
+    message.objectiveCurve = object.objectiveCurve?.map((e) => e) || [];
+    message.initialObjective = object.initialObjective ?? 0;
+    message.finalObjective = object.finalObjective ?? 0;
     return message;
   },
 };

@@ -413,3 +413,57 @@ class AdversarialImageResult(_message.Message):
     linf_norm: float
     l2_norm: float
     def __init__(self, image: _Optional[_Union[GeneratedImage, _Mapping]] = ..., perturbation: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_prediction: _Optional[_Union[_model_service_pb2.ClassScore, _Mapping]] = ..., adversarial_prediction: _Optional[_Union[_model_service_pb2.ClassScore, _Mapping]] = ..., target: _Optional[_Union[_model_service_pb2.ClassScore, _Mapping]] = ..., reached_target: _Optional[bool] = ..., linf_norm: _Optional[float] = ..., l2_norm: _Optional[float] = ...) -> None: ...
+
+class FeatureAccentuation(_message.Message):
+    __slots__ = ("image", "penalty", "decay_power")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_FIELD_NUMBER: _ClassVar[int]
+    DECAY_POWER_FIELD_NUMBER: _ClassVar[int]
+    image: _tensor_pb2.Image
+    penalty: float
+    decay_power: float
+    def __init__(self, image: _Optional[_Union[_tensor_pb2.Image, _Mapping]] = ..., penalty: _Optional[float] = ..., decay_power: _Optional[float] = ...) -> None: ...
+
+class MacoVisualisationSpec(_message.Message):
+    __slots__ = ("model", "version", "seed", "objective", "size", "steps", "learning_rate", "crops", "crop_size_min", "crop_size_max", "noise", "decay_power", "accentuation")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    CROP_SIZE_MIN_FIELD_NUMBER: _ClassVar[int]
+    CROP_SIZE_MAX_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FIELD_NUMBER: _ClassVar[int]
+    DECAY_POWER_FIELD_NUMBER: _ClassVar[int]
+    ACCENTUATION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    seed: int
+    objective: Objective
+    size: int
+    steps: int
+    learning_rate: float
+    crops: int
+    crop_size_min: float
+    crop_size_max: float
+    noise: float
+    decay_power: float
+    accentuation: FeatureAccentuation
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., size: _Optional[int] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., crops: _Optional[int] = ..., crop_size_min: _Optional[float] = ..., crop_size_max: _Optional[float] = ..., noise: _Optional[float] = ..., decay_power: _Optional[float] = ..., accentuation: _Optional[_Union[FeatureAccentuation, _Mapping]] = ...) -> None: ...
+
+class MacoVisualisationResult(_message.Message):
+    __slots__ = ("image", "transparency", "objective_curve", "initial_objective", "final_objective")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TRANSPARENCY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_CURVE_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    FINAL_OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    image: GeneratedImage
+    transparency: _tensor_pb2.Tensor
+    objective_curve: _containers.RepeatedScalarFieldContainer[float]
+    initial_objective: float
+    final_objective: float
+    def __init__(self, image: _Optional[_Union[GeneratedImage, _Mapping]] = ..., transparency: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., objective_curve: _Optional[_Iterable[float]] = ..., initial_objective: _Optional[float] = ..., final_objective: _Optional[float] = ...) -> None: ...

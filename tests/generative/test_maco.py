@@ -10,11 +10,13 @@ import io
 import time
 
 import grpc
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, submit_error, tensor_of
 from glassbox.generative.crops import RandomCrops
+from glassbox.generative.maco import natural_magnitude
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
@@ -42,14 +44,14 @@ def maco_spec(**fields: object) -> gen.MacoVisualisationSpec:
     return spec
 
 
-def grid_activation(model, pixels: torch.Tensor) -> float:
+def grid_activation(model, pixels: torch.Tensor, size: int = SIZE) -> float:
     """The channel's mean activation over the nine noiseless grid crops, resampled by the test itself
     (crops of integer bounds inside the image, F.interpolate with antialiasing)."""
-    side = round(0.275 * SIZE)
+    side = round(0.275 * size)
     crops = []
     for cy in (0.35, 0.5, 0.65):
         for cx in (0.35, 0.5, 0.65):
-            top, left = round(cy * SIZE - side / 2), round(cx * SIZE - side / 2)
+            top, left = round(cy * size - side / 2), round(cx * size - side / 2)
             window = pixels[None, :, top : top + side, left : left + side]
             crops.append(F.interpolate(window, size=(64, 64), mode="bilinear", antialias=True))
     return float(layer_output(model, LAYER, torch.cat(crops))[:, CHANNEL].mean())
@@ -102,6 +104,51 @@ def test_accentuation_raises_the_activation_and_stays_near_its_image(server) -> 
     assert pixels.shape == (3, 64, 64)
     assert result.final_objective > result.initial_objective
     assert float((pixels - start).abs().mean()) < 0.1
+
+
+@pytest.mark.parametrize("accentuate", [False, True], ids=["maco", "accentuation"])
+def test_equal_settings_give_horamas_activation_within_five_percent(
+    server, model, tmp_path, monkeypatch, accentuate: bool
+) -> None:
+    """horama 0.3.0 (the authors' code: `maco`, `accentuation`) and the job, same settings and seed (the
+    job draws its random numbers in horama's order from a generator seeded alike), reach the same
+    activation on the nine grid crops, read by the test's own hook. horama loads its magnitude spectrum
+    from the working folder: it is given Glassbox's 1/f spectrum there, so both fix the same magnitude.
+    The accentuated image spans exactly [0, 1], which horama's min-max rescaling then leaves alone."""
+    horama = pytest.importorskip("horama")
+    size, steps = 128, 12
+    monkeypatch.chdir(tmp_path)
+    np.save("spectrum_decorrelated.npy", natural_magnitude(size, 1.0).numpy())
+
+    def read(images: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        handle = model.module.net.get_submodule(LAYER).register_forward_hook(
+            lambda _m, _i, output: captured.append(output)
+        )
+        try:
+            model.module(images)
+        finally:
+            handle.remove()
+        return captured[0][:, CHANNEL].mean()
+
+    common = {"total_steps": steps, "image_size": size, "model_input_size": 64, "crops_per_iteration": 4}
+    common |= {"noise": 0.05, "values_range": (0.0, 1.0), "device": "cpu"}
+    spec = maco_spec(size=size, steps=steps, crops=4, noise=0.05, seed=1)
+    torch.manual_seed(1)
+    if accentuate:
+        start = F.interpolate(IMAGES.images[1][None], size=(size, size), mode="bilinear")[0]
+        start = (start - start.min()) / (start.max() - start.min())
+        spec.accentuation.CopyFrom(gen.FeatureAccentuation(image=image_proto(start)))
+        spec.learning_rate = 10.0  # the whole spectrum moves slowly: at horama's rate 1, 12 steps do little
+        theirs, _ = horama.accentuation(read, start, learning_rate=10.0, **common)
+    else:
+        theirs, _ = horama.maco(read, **common)
+    job = run_job(server.channel, maco_visualisation=spec).job
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job.error_status.message
+    ours = grid_activation(model, tensor_of(job.maco_visualisation.image.pixels), size)
+    reference = grid_activation(model, theirs.detach(), size)
+    assert job.maco_visualisation.final_objective > 1.5 * job.maco_visualisation.initial_objective
+    assert ours == pytest.approx(reference, rel=0.05)
 
 
 BAD = [

@@ -3,15 +3,15 @@
     python bench/maco.py [--models models] [--units features.10:4,features.14:16]
                          [--size 256] [--steps 64] [--crops 6] [--repeats 3]
 
-A GlassboxServer (in-process job engine) runs in this process on 127.0.0.1:0 over a temporary model
-repository holding the demo model `shapes` (as bench/feature_vis.py builds it). For each unit
-(layer:channel) one channel objective is rendered with the same settings on both sides: a --size²
-image, --steps NAdam steps at learning rate 1, --crops crops per step with sides 0.25–0.30 of the image
-(horama's `box_size=(0.20, 0.25)`, which draws from that range), resized to the model's 64×64 input,
-noise 0.05, a 1/f magnitude spectrum (written where horama looks for its downloaded ImageNet spectrum,
-so both fix the same magnitude), pixels in [0, 1] (horama's `values_range=(0, 1)`; the model normalises
-inside), on the same `NormalizedModel` and device. horama's objective reads the channel with a forward
-hook on the full model, as a horama user writes it.
+A GlassboxServer (in-process job engine) runs in this process on 127.0.0.1:0 over the model repository
+--models (the shipped one by default, whose trained `shapes` it uses; robustness monitoring off). For
+each unit (layer:channel) one channel objective is rendered with the same settings and seed on both
+sides: a --size² image, --steps NAdam steps at learning rate 1, --crops crops per step with sides
+0.25–0.30 of the image (horama's `box_size=(0.20, 0.25)`, which draws from that range), resized to the
+model's 64×64 input, noise 0.05, a 1/f magnitude spectrum (written where horama looks for its
+downloaded ImageNet spectrum, so both fix the same magnitude), pixels in [0, 1] (horama's
+`values_range=(0, 1)`; the model normalises inside), on the same `NormalizedModel` and device.
+horama's objective reads the channel with a forward hook on the full model, as a horama user writes it.
 
 Timed: the Glassbox job end to end (SubmitJob until the final WatchJob message) and the core call
 in-process, against `horama.maco`; median of --repeats, the three taking turns (the machine is shared).
@@ -38,7 +38,7 @@ import grpc
 import numpy as np
 import torch
 import torch.nn.functional as F
-from feature_vis import interleaved_medians, write_repository
+from feature_vis import interleaved_medians
 from glassbox.config import load_settings
 from glassbox.generative.maco import MacoVisualisation, natural_magnitude, visualise_maco
 from glassbox.generative.objectives import Channel
@@ -140,14 +140,17 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
 
-    trained = args.models / "shapes" / "1"
+    models = args.models.resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        which = write_repository(Path(tmp), trained if (trained / "model.toml").exists() else None)
         # horama loads its magnitude spectrum from ./spectrum_decorrelated.npy (downloading it when absent)
         os.chdir(tmp)
         np.save("spectrum_decorrelated.npy", natural_magnitude(args.size, 1.0).numpy())
         settings = load_settings(
-            address="127.0.0.1:0", model_repository=Path(tmp), metrics={"port": 0}, cache={"enabled": False}
+            address="127.0.0.1:0",
+            model_repository=models,
+            metrics={"port": 0},
+            cache={"enabled": False},
+            robustness={"monitoring": False},
         )
         server = GlassboxServer(settings)
         port = server.start()
@@ -157,7 +160,7 @@ def main() -> int:
         print(f"# MACO benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(
             f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, device {device}; shapes model: {which}; "
+            f"{torch.get_num_threads()} threads, device {device}; shapes model from {models}; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
         print(
@@ -203,7 +206,7 @@ def main() -> int:
                 f"| {unit} | {job_s:.3f} | {core_s:.3f} | {horama_s:.3f} | **{ratio:.2f}** "
                 f"| {ours:.3f} | {theirs:.3f} |"
             )
-        server.stop()
+        server.stop(grace=0)
         print(f"# worst job / horama ratio {worst:.2f} (target <= 1.0)")
     return 0
 

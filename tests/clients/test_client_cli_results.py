@@ -38,6 +38,12 @@ KINDS = {
         "steps=2",
     ],
     "adversarial_image": [f"image={STAR}", "target=circle", "epsilon=0.03", "steps=2"],
+    "maco_visualisation": [
+        'objective={"channel": {"layer": "features.3", "channel": 1}}',
+        "steps=2",
+        "crops=1",
+        "size=64",
+    ],
     "robustness_evaluation": [
         f"images={SMALL_SET}",
         'attacks=[{"method": "fgsm", "epsilons": [0.02]}]',

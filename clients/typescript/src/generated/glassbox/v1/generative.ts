@@ -756,7 +756,10 @@ export interface MacoVisualisationSpec {
   crops?:
     | number
     | undefined;
-  /** Smallest crop side as a fraction of the image side, in [0.05, 1]. Default 0.25. */
+  /**
+   * Smallest crop side as a fraction of the image side, in [0.05, 1]. Default 0.25. Crop centres are
+   * drawn around the image centre (normal, sd 0.15 of the side); a crop's part past the edge is black.
+   */
   cropSizeMin?:
     | number
     | undefined;
@@ -799,7 +802,11 @@ export interface MacoVisualisationResult {
     | undefined;
   /** The objective averaged over the step's crops, one value per step (before that step's update). */
   objectiveCurve: number[];
-  /** The objective on the starting image (the whole image at the model's input size, no noise). */
+  /**
+   * The objective on the starting image as the optimisation sees it, without the randomness: averaged
+   * over nine noiseless crops of the mean crop side, centred on a 3 x 3 grid at 0.35, 0.5 and 0.65 of
+   * the side.
+   */
   initialObjective: number;
   /** The objective on the final image, the same way. */
   finalObjective: number;

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,7 @@ def roi_align_matrix(
     [−1, 0) or past side − 1 takes the edge pixel."""
     length = (end - start).clamp_min(1.0)
     samples = torch.ceil(length / bins)
-    most = int(samples.max())
-    k = torch.arange(most, dtype=torch.float64)
+    k = torch.arange(int(samples.max()), dtype=torch.float64)
     b = torch.arange(bins, dtype=torch.float64)
     per_bin = (length / bins)[:, None, None]
     x = (
@@ -60,9 +60,13 @@ def roi_align_matrix(
     )
     used = (k[None, None, :] < samples[:, None, None]) & (x >= -1.0) & (x <= side)
     x = x.clamp(0.0, side - 1.0)
-    pixels = origin[:, None, None, None] + torch.arange(window, dtype=torch.float64)
-    weights = (1.0 - (x[..., None] - pixels).abs()).clamp_min(0.0) * used[..., None]
-    return weights.sum(2) / samples[:, None, None]
+    low = x.floor().clamp_max(side - 2.0) if side > 1 else x.floor()
+    fraction = (x - low) * used / samples[:, None, None]
+    below = (1.0 / samples[:, None, None]) * used - fraction
+    index = (low - origin[:, None, None]).long()
+    taps = torch.cat([index, (index + 1).clamp_max(window - 1)], dim=2).flatten(2)
+    weights = torch.cat([below, fraction], dim=2).flatten(2)
+    return torch.zeros(len(start), bins, window, dtype=torch.float64).scatter_add_(2, taps, weights)
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,31 @@ class RandomCrops:
         columns = bicubic_halving(self.width) @ roi_align_matrix(
             left, right, column_origin, window, side, 2 * self.width
         )
-        windows = torch.stack(
-            [
-                image[:, r : r + window, c : c + window]
-                for r, c in zip(row_origin.long().tolist(), column_origin.long().tolist(), strict=True)
-            ]
-        )
+        origins = list(zip(row_origin.long().tolist(), column_origin.long().tolist(), strict=True))
+        windows = _Windows.apply(image, origins, window)  # [N, 3, window, window]
         rows, columns = rows.to(image.device, image.dtype), columns.to(image.device, image.dtype)
-        return rows[:, None] @ windows @ columns.transpose(1, 2)[:, None]
+        count, channels = windows.shape[:2]
+        # Two batched products over the crops: columns first ([N, 3·window, window] · [N, window, w]), then
+        # rows ([N, h, window] · [N, window, 3·w]).
+        narrow = torch.bmm(windows.reshape(count, channels * window, window), columns.transpose(1, 2))
+        narrow = narrow.reshape(count, channels, window, self.width).transpose(1, 2)
+        resized = torch.bmm(rows, narrow.reshape(count, window, channels * self.width))
+        return resized.reshape(count, self.height, channels, self.width).transpose(1, 2)
+
+
+class _Windows(torch.autograd.Function):
+    """The square windows of an image [C, S, S] at the given (row, column) origins, stacked:
+    [N, C, window, window]. The backward adds each window's gradient into one image-sized gradient,
+    crop after crop (deterministic), instead of autograd's one zero-filled image per slice."""
+
+    @staticmethod
+    def forward(ctx: Any, image: torch.Tensor, origins: list[tuple[int, int]], window: int) -> torch.Tensor:
+        ctx.origins, ctx.window, ctx.shape = origins, window, image.shape
+        return torch.stack([image[:, r : r + window, c : c + window] for r, c in origins])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        image_grad = grad.new_zeros(ctx.shape)
+        for n, (r, c) in enumerate(ctx.origins):
+            image_grad[:, r : r + ctx.window, c : c + ctx.window] += grad[n]
+        return image_grad, None, None

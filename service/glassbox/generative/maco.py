@@ -16,7 +16,8 @@ decorrelation matrix and squashed into [0, 1] by a sigmoid; each step scores ran
 Feature accentuation starts from a real image instead: the whole spectrum (magnitude and phase) is the
 parameter, set so that the image comes out (up to the sigmoid's saturation), its gradient scaled per
 frequency by 1/f^decay_power, and the mean squared distance from that start, times `penalty`, is
-subtracted from the objective, so the image changes only as much as the objective needs.
+subtracted from the objective, so the image changes only as much as the objective needs. (horama first
+stretches the image's values to span [0, 1]; Glassbox takes the pixels as they are.)
 """
 
 from __future__ import annotations

@@ -144,14 +144,11 @@ class MacoVisualisation:
         check_range(self.crop_size_max, self.crop_size_min, 1.0, "crop_size_max")
         check_range(self.noise, 0.0, 1.0, "noise")
         check_range(self.decay_power, 0.0, 4.0, "decay_power")
-        if self.accentuation is not None and tuple(self.accentuation.image.shape) != (
-            3,
-            self.size,
-            self.size,
-        ):
+        expected = (3, self.size, self.size)
+        if self.accentuation is not None and tuple(self.accentuation.image.shape) != expected:
+            shape = list(self.accentuation.image.shape)
             raise InvalidArgument(
-                f"the image must be [3, {self.size}, {self.size}], got {list(self.accentuation.image.shape)}",
-                field="accentuation.image",
+                f"the image must be {list(expected)}, got {shape}", field="accentuation.image"
             )
 
     @staticmethod

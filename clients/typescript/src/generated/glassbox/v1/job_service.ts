@@ -46,6 +46,7 @@ import {
   TopActivatingSpec,
 } from "./inspection";
 import { RobustnessEvaluationResult, RobustnessEvaluationSpec } from "./robustness";
+import { ShapeBiasResult, ShapeBiasSpec } from "./shape_bias";
 
 export const protobufPackage = "glassbox.v1";
 
@@ -227,6 +228,7 @@ export interface Job {
     | { $case: "topActivating"; value: TopActivatingResult }
     | { $case: "activationAtlas"; value: ActivationAtlasResult }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationResult }
+    | { $case: "shapeBias"; value: ShapeBiasResult }
     | undefined;
 }
 
@@ -244,6 +246,7 @@ export interface SubmitJobRequest {
     | { $case: "topActivating"; value: TopActivatingSpec }
     | { $case: "activationAtlas"; value: ActivationAtlasSpec }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
+    | { $case: "shapeBias"; value: ShapeBiasSpec }
     | undefined;
   /**
    * An idempotency key the client chooses (1..128 characters of A-Z a-z 0-9 . _ : -, e.g. a UUID),
@@ -666,6 +669,9 @@ export const Job: MessageFns<Job> = {
       case "explanationEvaluation":
         ExplanationEvaluationResult.encode(message.result.value, writer.uint32(242).fork()).join();
         break;
+      case "shapeBias":
+        ShapeBiasResult.encode(message.result.value, writer.uint32(346).fork()).join();
+        break;
     }
     return writer;
   },
@@ -925,6 +931,14 @@ export const Job: MessageFns<Job> = {
             };
             continue;
           }
+          case 43: {
+            if (tag !== 346) {
+              break;
+            }
+
+            message.result = { $case: "shapeBias", value: ShapeBiasResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1030,6 +1044,10 @@ export const Job: MessageFns<Job> = {
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanationEvaluation) }
         : isSet(object.explanation_evaluation)
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanation_evaluation) }
+        : isSet(object.shapeBias)
+        ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shapeBias) }
+        : isSet(object.shape_bias)
+        ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shape_bias) }
         : undefined,
     };
   },
@@ -1109,6 +1127,8 @@ export const Job: MessageFns<Job> = {
       obj.activationAtlas = ActivationAtlasResult.toJSON(message.result.value);
     } else if (message.result?.$case === "explanationEvaluation") {
       obj.explanationEvaluation = ExplanationEvaluationResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "shapeBias") {
+      obj.shapeBias = ShapeBiasResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1226,6 +1246,12 @@ export const Job: MessageFns<Job> = {
         }
         break;
       }
+      case "shapeBias": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "shapeBias", value: ShapeBiasResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1270,6 +1296,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       case "explanationEvaluation":
         ExplanationEvaluationSpec.encode(message.spec.value, writer.uint32(90).fork()).join();
+        break;
+      case "shapeBias":
+        ShapeBiasSpec.encode(message.spec.value, writer.uint32(130).fork()).join();
         break;
     }
     if (message.requestId !== "") {
@@ -1391,6 +1420,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.spec = { $case: "shapeBias", value: ShapeBiasSpec.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 12: {
             if (tag !== 98) {
               break;
@@ -1455,6 +1492,10 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanationEvaluation) }
         : isSet(object.explanation_evaluation)
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanation_evaluation) }
+        : isSet(object.shapeBias)
+        ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shapeBias) }
+        : isSet(object.shape_bias)
+        ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shape_bias) }
         : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
@@ -1488,6 +1529,8 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.activationAtlas = ActivationAtlasSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "explanationEvaluation") {
       obj.explanationEvaluation = ExplanationEvaluationSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "shapeBias") {
+      obj.shapeBias = ShapeBiasSpec.toJSON(message.spec.value);
     }
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
@@ -1573,6 +1616,12 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             $case: "explanationEvaluation",
             value: ExplanationEvaluationSpec.fromPartial(object.spec.value),
           };
+        }
+        break;
+      }
+      case "shapeBias": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "shapeBias", value: ShapeBiasSpec.fromPartial(object.spec.value) };
         }
         break;
       }

@@ -41,7 +41,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--images", type=int, default=16, help="cue-conflict images (pairs of 2 classes)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: no spinning on a busy machine)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     settings = Settings()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()

@@ -26,8 +26,8 @@ from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
-SETTINGS = {"content_layer": "features.10", "images_per_pair": 2, "steps": 50, "seed": 0}
-"""The docs example's settings: all six classes, 30 ordered pairs, 60 cue-conflict images per run."""
+SETTINGS = {"content_layer": "features.10", "images_per_pair": 2, "steps": 30, "seed": 0}
+"""All six classes, 30 ordered pairs, two cue-conflict images each, 30 steps."""
 TEXTURE = ("features.2", "features.6")
 """Early layers: their Gram matrices carry colour and local texture."""
 CLASS_TEXTURE = ("features.2", "features.6", "features.10")
@@ -45,6 +45,7 @@ RUNS = (
 
 def main() -> None:
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # the same floating-point sums on any machine, and no spinning on a busy one
     settings = Settings()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()

@@ -103,6 +103,9 @@ class GenerativeJobLimits(BaseModel):
     max_side: int = Field(1024, ge=16, description="largest side of a rendered image, pixels")
     max_objective_depth: int = Field(8, gt=0, description="deepest nesting of weighted-sum objectives")
     max_style_layers: int = Field(16, gt=0, description="most style layers of a style-transfer job")
+    max_cue_conflict_images: int = Field(
+        1024, gt=0, description="most cue-conflict images (class pairs × images per pair) of a shape_bias job"
+    )
 
 
 class RobustnessJobLimits(BaseModel):

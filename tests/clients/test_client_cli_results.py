@@ -59,6 +59,14 @@ KINDS = {
         'metrics=["pointing_game", "sparseness"]',
         "example_images=1",
     ],
+    "shape_bias": [
+        'images={"named": "shapes-val"}',
+        'classes=["circle", "square"]',
+        "images_per_pair=1",
+        "content_layer=features.6",
+        'style_layers=["features.2"]',
+        "steps=2",
+    ],
 }
 
 

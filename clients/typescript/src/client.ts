@@ -259,7 +259,7 @@ export class GlassboxClient {
   /**
    * Queue a job. `request.spec` selects the kind (classVisualisation, featureVisualisation, deepdream,
    * featureInversion, styleTransfer, adversarialImage, robustnessEvaluation, embeddingMap,
-   * topActivating, activationAtlas, explanationEvaluation), e.g.
+   * topActivating, activationAtlas, explanationEvaluation, shapeBias), e.g.
    * `{ $case: "classVisualisation", value: { model: "shapes", target: { classRef: { $case: "label", value: "star" } } } }`
    * or `{ $case: "embeddingMap", value: { model: "shapes", images: { source: { $case: "named", value: "shapes-val" } } } }`;
    * the finished job's `result` is the member of the same name.

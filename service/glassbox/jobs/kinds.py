@@ -51,6 +51,7 @@ CoreSpec = TypeVar("CoreSpec")
 
 KIND_MODULES: tuple[str, ...] = (
     "glassbox.generative.kinds",
+    "glassbox.generative.shape_bias_kind",
     "glassbox.inspection.kinds",
     "glassbox.evaluation.kinds",
     "glassbox.robustness.kinds",

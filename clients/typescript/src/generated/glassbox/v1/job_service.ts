@@ -48,6 +48,7 @@ import {
   TopActivatingSpec,
 } from "./inspection";
 import { RobustnessEvaluationResult, RobustnessEvaluationSpec } from "./robustness";
+import { ShapeBiasResult, ShapeBiasSpec } from "./shape_bias";
 
 export const protobufPackage = "glassbox.v1";
 
@@ -230,6 +231,7 @@ export interface Job {
     | { $case: "activationAtlas"; value: ActivationAtlasResult }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationResult }
     | { $case: "macoVisualisation"; value: MacoVisualisationResult }
+    | { $case: "shapeBias"; value: ShapeBiasResult }
     | undefined;
 }
 
@@ -248,6 +250,7 @@ export interface SubmitJobRequest {
     | { $case: "activationAtlas"; value: ActivationAtlasSpec }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
     | { $case: "macoVisualisation"; value: MacoVisualisationSpec }
+    | { $case: "shapeBias"; value: ShapeBiasSpec }
     | undefined;
   /**
    * An idempotency key the client chooses (1..128 characters of A-Z a-z 0-9 . _ : -, e.g. a UUID),
@@ -673,6 +676,9 @@ export const Job: MessageFns<Job> = {
       case "macoVisualisation":
         MacoVisualisationResult.encode(message.result.value, writer.uint32(330).fork()).join();
         break;
+      case "shapeBias":
+        ShapeBiasResult.encode(message.result.value, writer.uint32(346).fork()).join();
+        break;
     }
     return writer;
   },
@@ -943,6 +949,14 @@ export const Job: MessageFns<Job> = {
             };
             continue;
           }
+          case 43: {
+            if (tag !== 346) {
+              break;
+            }
+
+            message.result = { $case: "shapeBias", value: ShapeBiasResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1052,6 +1066,10 @@ export const Job: MessageFns<Job> = {
         ? { $case: "macoVisualisation", value: MacoVisualisationResult.fromJSON(object.macoVisualisation) }
         : isSet(object.maco_visualisation)
         ? { $case: "macoVisualisation", value: MacoVisualisationResult.fromJSON(object.maco_visualisation) }
+        : isSet(object.shapeBias)
+        ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shapeBias) }
+        : isSet(object.shape_bias)
+        ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shape_bias) }
         : undefined,
     };
   },
@@ -1133,6 +1151,8 @@ export const Job: MessageFns<Job> = {
       obj.explanationEvaluation = ExplanationEvaluationResult.toJSON(message.result.value);
     } else if (message.result?.$case === "macoVisualisation") {
       obj.macoVisualisation = MacoVisualisationResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "shapeBias") {
+      obj.shapeBias = ShapeBiasResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1259,6 +1279,12 @@ export const Job: MessageFns<Job> = {
         }
         break;
       }
+      case "shapeBias": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "shapeBias", value: ShapeBiasResult.fromPartial(object.result.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1306,6 +1332,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       case "macoVisualisation":
         MacoVisualisationSpec.encode(message.spec.value, writer.uint32(114).fork()).join();
+        break;
+      case "shapeBias":
+        ShapeBiasSpec.encode(message.spec.value, writer.uint32(130).fork()).join();
         break;
     }
     if (message.requestId !== "") {
@@ -1435,6 +1464,14 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.spec = { $case: "macoVisualisation", value: MacoVisualisationSpec.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.spec = { $case: "shapeBias", value: ShapeBiasSpec.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 12: {
             if (tag !== 98) {
               break;
@@ -1503,6 +1540,10 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? { $case: "macoVisualisation", value: MacoVisualisationSpec.fromJSON(object.macoVisualisation) }
         : isSet(object.maco_visualisation)
         ? { $case: "macoVisualisation", value: MacoVisualisationSpec.fromJSON(object.maco_visualisation) }
+        : isSet(object.shapeBias)
+        ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shapeBias) }
+        : isSet(object.shape_bias)
+        ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shape_bias) }
         : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
@@ -1538,6 +1579,8 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.explanationEvaluation = ExplanationEvaluationSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "macoVisualisation") {
       obj.macoVisualisation = MacoVisualisationSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "shapeBias") {
+      obj.shapeBias = ShapeBiasSpec.toJSON(message.spec.value);
     }
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
@@ -1629,6 +1672,12 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       case "macoVisualisation": {
         if (object.spec?.value !== undefined && object.spec?.value !== null) {
           message.spec = { $case: "macoVisualisation", value: MacoVisualisationSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "shapeBias": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "shapeBias", value: ShapeBiasSpec.fromPartial(object.spec.value) };
         }
         break;
       }

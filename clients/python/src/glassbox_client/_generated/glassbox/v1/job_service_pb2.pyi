@@ -5,6 +5,7 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as _evaluation
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as _generative_pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as _inspection_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as _robustness_pb2
+from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as _shape_bias_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
@@ -55,7 +56,7 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., code_name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "error_status", "owner", "request_id", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "maco_visualisation")
+    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "error_status", "owner", "request_id", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "maco_visualisation", "shape_bias")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +86,7 @@ class Job(_message.Message):
     ACTIVATION_ATLAS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_EVALUATION_FIELD_NUMBER: _ClassVar[int]
     MACO_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_BIAS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     model: str
@@ -114,10 +116,11 @@ class Job(_message.Message):
     activation_atlas: _inspection_pb2.ActivationAtlasResult
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationResult
     maco_visualisation: _generative_pb2.MacoVisualisationResult
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., error_status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., owner: _Optional[str] = ..., request_id: _Optional[str] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ..., maco_visualisation: _Optional[_Union[_generative_pb2.MacoVisualisationResult, _Mapping]] = ...) -> None: ...
+    shape_bias: _shape_bias_pb2.ShapeBiasResult
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., error_status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., owner: _Optional[str] = ..., request_id: _Optional[str] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ..., maco_visualisation: _Optional[_Union[_generative_pb2.MacoVisualisationResult, _Mapping]] = ..., shape_bias: _Optional[_Union[_shape_bias_pb2.ShapeBiasResult, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "maco_visualisation", "request_id")
+    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "maco_visualisation", "shape_bias", "request_id")
     CLASS_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     DEEPDREAM_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +133,7 @@ class SubmitJobRequest(_message.Message):
     ACTIVATION_ATLAS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_EVALUATION_FIELD_NUMBER: _ClassVar[int]
     MACO_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_BIAS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     class_visualisation: _generative_pb2.ClassVisualisationSpec
     feature_visualisation: _generative_pb2.FeatureVisualisationSpec
@@ -143,8 +147,9 @@ class SubmitJobRequest(_message.Message):
     activation_atlas: _inspection_pb2.ActivationAtlasSpec
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationSpec
     maco_visualisation: _generative_pb2.MacoVisualisationSpec
+    shape_bias: _shape_bias_pb2.ShapeBiasSpec
     request_id: str
-    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ..., maco_visualisation: _Optional[_Union[_generative_pb2.MacoVisualisationSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ..., maco_visualisation: _Optional[_Union[_generative_pb2.MacoVisualisationSpec, _Mapping]] = ..., shape_bias: _Optional[_Union[_shape_bias_pb2.ShapeBiasSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job",)

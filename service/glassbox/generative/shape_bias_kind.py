@@ -1,0 +1,168 @@
+"""The `shape_bias` job kind, registered with the job engine at import (`jobs.kinds.KIND_MODULES`):
+shape_bias.proto ↔ core (`validate` checks the spec within `jobs.limits.generative` and
+`limits.max_image_pixels` before anything is queued; `run` measures and builds the result message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
+from google.protobuf.message import Message
+
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.config import Settings
+from glassbox.core.errors import InvalidArgument
+from glassbox.generative import convert
+from glassbox.generative import objectives as obj
+from glassbox.generative.shape_bias import (
+    DEFAULT_STEPS,
+    Construction,
+    ShapeBias,
+    ShapeBiasReport,
+    Tally,
+    measure,
+)
+from glassbox.generative.shape_bias_figure import grid_png
+from glassbox.generative.style_transfer import StyleSettings
+from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.methods.base import CallContext
+from glassbox.models.image_sets import spec_images
+from glassbox.models.repository import ModelRepository
+
+KIND = "shape_bias"
+CONSTRUCTIONS = {
+    pb.CUE_CONFLICT_CONSTRUCTION_IMAGE: Construction.IMAGE,
+    pb.CUE_CONFLICT_CONSTRUCTION_OBJECT: Construction.OBJECT,
+}
+CONSTRUCTION_PROTOS = {construction: number for number, construction in CONSTRUCTIONS.items()}
+
+
+def _set(spec: Message, *names: str) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in names if spec.HasField(name)}
+
+
+def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, settings: Settings) -> ShapeBias:
+    model = convert.model(spec, repository)
+    limits = settings.jobs.limits.generative
+    style = StyleSettings(
+        model=model,
+        limits=limits,
+        content_layer=spec.content_layer,
+        style_layers=tuple(spec.style_layers),
+        style_layer_weights=tuple(spec.style_layer_weights),
+        steps=spec.steps if spec.HasField("steps") else DEFAULT_STEPS,
+        **_set(spec, "content_weight", "style_weight", "learning_rate"),
+    )
+    data = spec_images(spec, repository, settings)
+    if spec.construction == pb.CUE_CONFLICT_CONSTRUCTION_UNSPECIFIED:
+        construction = Construction.OBJECT if data.masks is not None else Construction.IMAGE
+    elif spec.construction in CONSTRUCTIONS:
+        construction = CONSTRUCTIONS[spec.construction]
+    else:
+        raise InvalidArgument(f"unknown construction {spec.construction}", field="construction")
+    if spec.classes:
+        classes = tuple(_class(ref, model, f"classes[{i}]") for i, ref in enumerate(spec.classes))
+    else:
+        labels = data.require_labels("images")
+        classes = tuple(int(index) for index in labels.unique().tolist())
+    return ShapeBias(
+        style=style,
+        data=data,
+        set_name=spec.images.named or "inline",
+        classes=classes,
+        construction=construction,
+        limits=limits,
+        **_set(spec, "images_per_pair", "examples"),
+    )
+
+
+def _class(ref: Message, model: TorchModel, field: str) -> int:
+    which = ref.WhichOneof("class_ref")
+    if which == "index":
+        return obj.class_index(model, index=ref.index, field=f"{field}.index")
+    if which == "label":
+        return obj.class_index(model, label=ref.label, field=f"{field}.label")
+    raise InvalidArgument("set the class's index or its label", field=field)
+
+
+def run_shape_bias(job: ShapeBias, ctx: JobContext) -> pb.ShapeBiasResult:
+    call = CallContext(job.style.model, ctx.token, ctx.settings.attribution)
+    report = measure(job, call, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
+    return result(job, report)
+
+
+def decisions(tally: Tally) -> pb.CueDecisions:
+    return pb.CueDecisions(
+        images=tally.images,
+        shape=tally.shape,
+        texture=tally.texture,
+        other=tally.other,
+        shape_bias=tally.shape_bias,
+    )
+
+
+def result(job: ShapeBias, report: ShapeBiasReport) -> pb.ShapeBiasResult:
+    """The report as a result message, with the grid picture and the example images."""
+    labels, names = job.style.model.labels, job.data.names
+    examples = set(report.example_indices(job.examples))
+    images = []
+    for i, image in enumerate(report.images):
+        message = pb.CueConflictImage(
+            shape_class=image.shape_class,
+            texture_class=image.texture_class,
+            content_image=names[image.content_index],
+            style_image=names[image.style_index],
+            predicted_class=image.predicted,
+            predicted_label=labels[image.predicted],
+            shape_probability=image.shape_probability,
+            texture_probability=image.texture_probability,
+        )
+        if i in examples:
+            message.image.CopyFrom(convert.generated_image(report.pictures[i]))
+        images.append(message)
+    overall = report.overall
+    model = job.style.model
+    return pb.ShapeBiasResult(
+        shape_bias=overall.shape_bias,
+        decisions=decisions(overall),
+        pairs=[
+            pb.ShapeBiasPair(
+                shape_class=pair.shape_class,
+                shape_label=labels[pair.shape_class],
+                texture_class=pair.texture_class,
+                texture_label=labels[pair.texture_class],
+                decisions=decisions(pair.tally),
+            )
+            for pair in report.pairs
+        ],
+        images=images,
+        construction=CONSTRUCTION_PROTOS[report.construction],
+        content_accuracy=report.content_accuracy,
+        style_accuracy=report.style_accuracy,
+        grid_png=grid_png(
+            report,
+            job.classes,
+            labels,
+            torch.stack([job.data.images[_original(report, index)] for index in job.classes]),
+            f"{model.name} v{model.version} on {report.set_name}",
+        ),
+        images_set=report.set_name,
+        wall_seconds=report.wall_seconds,
+    )
+
+
+def _original(report: ShapeBiasReport, index: int) -> int:
+    """An image of class `index` for the grid's diagonal: the first one used as content."""
+    return next(image.content_index for image in report.images if image.shape_class == index)
+
+
+register(
+    JobKind(
+        name=KIND,
+        spec_type=pb.ShapeBiasSpec,
+        result_type=pb.ShapeBiasResult,
+        validate=validate_shape_bias,
+        run=run_shape_bias,
+    )
+)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -54,13 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_repository(root: Path, trained: Path | None) -> str:
-    """`root/shapes/1`: the trained demo model when there is one, else random weights. Returns which."""
+    """`root/shapes/1`: the trained demo model when there is one (its whole folder: the named sets its
+    [monitoring] section names come along), else random weights. Returns which."""
+    if trained is not None:
+        shutil.copytree(trained.parent, root / "shapes")
+        return f"trained ({trained})"
     folder = root / "shapes" / "1"
     folder.mkdir(parents=True)
-    if trained is not None:
-        for item in trained.iterdir():
-            (folder / item.name).write_bytes(item.read_bytes())
-        return f"trained ({trained})"
     torch.manual_seed(0)
     net = build_architecture("glassbox.shapes_cnn", len(CLASSES))
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "model.safetensors"))

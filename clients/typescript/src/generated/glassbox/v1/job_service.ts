@@ -34,6 +34,8 @@ import {
   FeatureInversionSpec,
   FeatureVisualisationResult,
   FeatureVisualisationSpec,
+  ImagePriorTrainingResult,
+  ImagePriorTrainingSpec,
   StyleTransferResult,
   StyleTransferSpec,
 } from "./generative";
@@ -227,6 +229,7 @@ export interface Job {
     | { $case: "topActivating"; value: TopActivatingResult }
     | { $case: "activationAtlas"; value: ActivationAtlasResult }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationResult }
+    | { $case: "imagePriorTraining"; value: ImagePriorTrainingResult }
     | undefined;
 }
 
@@ -244,6 +247,7 @@ export interface SubmitJobRequest {
     | { $case: "topActivating"; value: TopActivatingSpec }
     | { $case: "activationAtlas"; value: ActivationAtlasSpec }
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
+    | { $case: "imagePriorTraining"; value: ImagePriorTrainingSpec }
     | undefined;
   /**
    * An idempotency key the client chooses (1..128 characters of A-Z a-z 0-9 . _ : -, e.g. a UUID),
@@ -666,6 +670,9 @@ export const Job: MessageFns<Job> = {
       case "explanationEvaluation":
         ExplanationEvaluationResult.encode(message.result.value, writer.uint32(242).fork()).join();
         break;
+      case "imagePriorTraining":
+        ImagePriorTrainingResult.encode(message.result.value, writer.uint32(322).fork()).join();
+        break;
     }
     return writer;
   },
@@ -925,6 +932,17 @@ export const Job: MessageFns<Job> = {
             };
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.result = {
+              $case: "imagePriorTraining",
+              value: ImagePriorTrainingResult.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1030,6 +1048,10 @@ export const Job: MessageFns<Job> = {
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanationEvaluation) }
         : isSet(object.explanation_evaluation)
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationResult.fromJSON(object.explanation_evaluation) }
+        : isSet(object.imagePriorTraining)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingResult.fromJSON(object.imagePriorTraining) }
+        : isSet(object.image_prior_training)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingResult.fromJSON(object.image_prior_training) }
         : undefined,
     };
   },
@@ -1109,6 +1131,8 @@ export const Job: MessageFns<Job> = {
       obj.activationAtlas = ActivationAtlasResult.toJSON(message.result.value);
     } else if (message.result?.$case === "explanationEvaluation") {
       obj.explanationEvaluation = ExplanationEvaluationResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "imagePriorTraining") {
+      obj.imagePriorTraining = ImagePriorTrainingResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1226,6 +1250,15 @@ export const Job: MessageFns<Job> = {
         }
         break;
       }
+      case "imagePriorTraining": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = {
+            $case: "imagePriorTraining",
+            value: ImagePriorTrainingResult.fromPartial(object.result.value),
+          };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1270,6 +1303,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       case "explanationEvaluation":
         ExplanationEvaluationSpec.encode(message.spec.value, writer.uint32(90).fork()).join();
+        break;
+      case "imagePriorTraining":
+        ImagePriorTrainingSpec.encode(message.spec.value, writer.uint32(106).fork()).join();
         break;
     }
     if (message.requestId !== "") {
@@ -1391,6 +1427,17 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.spec = {
+              $case: "imagePriorTraining",
+              value: ImagePriorTrainingSpec.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 12: {
             if (tag !== 98) {
               break;
@@ -1455,6 +1502,10 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanationEvaluation) }
         : isSet(object.explanation_evaluation)
         ? { $case: "explanationEvaluation", value: ExplanationEvaluationSpec.fromJSON(object.explanation_evaluation) }
+        : isSet(object.imagePriorTraining)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromJSON(object.imagePriorTraining) }
+        : isSet(object.image_prior_training)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromJSON(object.image_prior_training) }
         : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
@@ -1488,6 +1539,8 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.activationAtlas = ActivationAtlasSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "explanationEvaluation") {
       obj.explanationEvaluation = ExplanationEvaluationSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "imagePriorTraining") {
+      obj.imagePriorTraining = ImagePriorTrainingSpec.toJSON(message.spec.value);
     }
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
@@ -1573,6 +1626,12 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             $case: "explanationEvaluation",
             value: ExplanationEvaluationSpec.fromPartial(object.spec.value),
           };
+        }
+        break;
+      }
+      case "imagePriorTraining": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromPartial(object.spec.value) };
         }
         break;
       }

@@ -55,7 +55,7 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., code_name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "error_status", "owner", "request_id", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation")
+    __slots__ = ("id", "kind", "model", "seed", "state", "progress", "attempt", "max_attempts", "cancel_requested", "create_time", "start_time", "finish_time", "expire_time", "error", "error_status", "owner", "request_id", "class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "image_prior_training")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class Job(_message.Message):
     TOP_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_ATLAS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PRIOR_TRAINING_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     model: str
@@ -112,10 +113,11 @@ class Job(_message.Message):
     top_activating: _inspection_pb2.TopActivatingResult
     activation_atlas: _inspection_pb2.ActivationAtlasResult
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationResult
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., error_status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., owner: _Optional[str] = ..., request_id: _Optional[str] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ...) -> None: ...
+    image_prior_training: _generative_pb2.ImagePriorTrainingResult
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., seed: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., cancel_requested: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., error_status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., owner: _Optional[str] = ..., request_id: _Optional[str] = ..., class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationResult, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationResult, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamResult, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionResult, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferResult, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageResult, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationResult, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapResult, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingResult, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasResult, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationResult, _Mapping]] = ..., image_prior_training: _Optional[_Union[_generative_pb2.ImagePriorTrainingResult, _Mapping]] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "request_id")
+    __slots__ = ("class_visualisation", "feature_visualisation", "deepdream", "feature_inversion", "style_transfer", "adversarial_image", "robustness_evaluation", "embedding_map", "top_activating", "activation_atlas", "explanation_evaluation", "image_prior_training", "request_id")
     CLASS_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_VISUALISATION_FIELD_NUMBER: _ClassVar[int]
     DEEPDREAM_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,7 @@ class SubmitJobRequest(_message.Message):
     TOP_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_ATLAS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PRIOR_TRAINING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     class_visualisation: _generative_pb2.ClassVisualisationSpec
     feature_visualisation: _generative_pb2.FeatureVisualisationSpec
@@ -139,8 +142,9 @@ class SubmitJobRequest(_message.Message):
     top_activating: _inspection_pb2.TopActivatingSpec
     activation_atlas: _inspection_pb2.ActivationAtlasSpec
     explanation_evaluation: _evaluation_pb2.ExplanationEvaluationSpec
+    image_prior_training: _generative_pb2.ImagePriorTrainingSpec
     request_id: str
-    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, class_visualisation: _Optional[_Union[_generative_pb2.ClassVisualisationSpec, _Mapping]] = ..., feature_visualisation: _Optional[_Union[_generative_pb2.FeatureVisualisationSpec, _Mapping]] = ..., deepdream: _Optional[_Union[_generative_pb2.DeepDreamSpec, _Mapping]] = ..., feature_inversion: _Optional[_Union[_generative_pb2.FeatureInversionSpec, _Mapping]] = ..., style_transfer: _Optional[_Union[_generative_pb2.StyleTransferSpec, _Mapping]] = ..., adversarial_image: _Optional[_Union[_generative_pb2.AdversarialImageSpec, _Mapping]] = ..., robustness_evaluation: _Optional[_Union[_robustness_pb2.RobustnessEvaluationSpec, _Mapping]] = ..., embedding_map: _Optional[_Union[_inspection_pb2.EmbeddingMapSpec, _Mapping]] = ..., top_activating: _Optional[_Union[_inspection_pb2.TopActivatingSpec, _Mapping]] = ..., activation_atlas: _Optional[_Union[_inspection_pb2.ActivationAtlasSpec, _Mapping]] = ..., explanation_evaluation: _Optional[_Union[_evaluation_pb2.ExplanationEvaluationSpec, _Mapping]] = ..., image_prior_training: _Optional[_Union[_generative_pb2.ImagePriorTrainingSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job",)

@@ -6,6 +6,7 @@ how to train one, and bad input is INVALID_ARGUMENT naming the field."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tomllib
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 from conftest import copy_shipped_model
 from generative_harness import IMAGES, MODEL, image_proto, run_job, submit_error, tensor_of
+from glassbox.cli import main as glassbox_cli
 from glassbox.generative.image_prior import PRIORS_FOLDER, load_prior_file, save_prior
 from glassbox.generative.optimise import Progress, TokenReporter
 from glassbox.generative.prior_training import PriorTraining, train_prior
@@ -57,6 +59,19 @@ def test_training_is_deterministic_from_the_seed() -> None:
     first, again, other = train(seed=3), train(seed=3), train(seed=4)
     assert all(torch.equal(first[name], again[name]) for name in first)
     assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
+def test_the_cli_trains_and_stores_a_prior(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    copy_shipped_model(tmp_path, UNTRAINED)
+    command = ["prior", "train", "--model", UNTRAINED, "--repository", str(tmp_path), "--image-set"]
+    assert glassbox_cli([*command, "nope"]) == 2
+    assert "image_set: no named set 'nope'" in capsys.readouterr().err
+    small = ["--steps", "2", "--batch-size", "4", "--latent-size", "4", "--seed", "9"]
+    assert glassbox_cli([*command, SET, *small]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["path"] == f"{UNTRAINED}/1/{PRIORS_FOLDER}/{SET}.safetensors"
+    info = load_prior_file(tmp_path / printed["path"], CPU).info
+    assert (info.seed, info.steps, info.latent_size, info.images) == (9, 2, 4, 240)
 
 
 @pytest.fixture(scope="module")

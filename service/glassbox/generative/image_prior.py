@@ -257,6 +257,7 @@ def store_prior(repository: ModelRepository, network: PriorNetwork, info: PriorI
 def _write_atomically(path: Path, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the prior from a server running as another user
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(temporary, path)

@@ -32,6 +32,8 @@ from PIL import Image
 SET = "shapes-val"
 UNTRAINED = "shapes-shortcut"
 """A model whose version has no prior (the test repository's copy has none)."""
+TRAINED_BY_JOB = "shapes-copy"
+"""A copy of shapes the training-job test writes its prior into (the visualisations use shapes' own)."""
 
 CPU = torch.device("cpu")
 
@@ -76,12 +78,14 @@ def test_the_cli_trains_and_stores_a_prior(tmp_path: Path, capsys: pytest.Captur
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped shapes and shapes-shortcut models without any stored prior, and a tiny prior (a few
-    steps, latent size 8) trained for shapes' shapes-val set."""
+    """The shipped shapes and shapes-shortcut models and a copy of shapes (`TRAINED_BY_JOB`), without
+    any stored prior, then a tiny prior (a few steps, latent size 8) for shapes' shapes-val set."""
     root = tmp_path_factory.mktemp("priors-repository")
     for name in (MODEL, UNTRAINED):
-        for priors in copy_shipped_model(root, name).glob(f"*/{PRIORS_FOLDER}"):
-            shutil.rmtree(priors)
+        copy_shipped_model(root, name)
+    shutil.copytree(root / MODEL, root / TRAINED_BY_JOB)
+    for priors in root.glob(f"*/*/{PRIORS_FOLDER}"):
+        shutil.rmtree(priors)
     trained = train_prior(small_training(8), seed=0, device=CPU, progress=Progress(TokenReporter(), 8))
     save_prior(root / MODEL / "1", trained.network, trained.info)
     return root
@@ -100,7 +104,7 @@ def test_the_training_job_stores_the_prior_with_progress_and_reconstruction_prev
     prior_server, repository: Path
 ) -> None:
     spec = gen.ImagePriorTrainingSpec(
-        model=MODEL, seed=5, image_set=SET, steps=12, batch_size=8, latent_size=8, learning_rate=0.005
+        model=TRAINED_BY_JOB, seed=5, image_set=SET, steps=12, batch_size=8, latent_size=8
     )
     watched = run_job(prior_server.channel, preview_every_steps=6, image_prior_training=spec)
     job = watched.job
@@ -111,7 +115,7 @@ def test_the_training_job_stores_the_prior_with_progress_and_reconstruction_prev
     assert preview.size == (8 * 64, 2 * 64)  # eight images of the set above their reconstructions
 
     result = job.image_prior_training
-    assert result.path == f"{MODEL}/1/{PRIORS_FOLDER}/{SET}.safetensors"
+    assert result.path == f"{TRAINED_BY_JOB}/1/{PRIORS_FOLDER}/{SET}.safetensors"
     assert (result.version, result.images, result.latent_size) == ("1", 240, 8)
     assert 0.0 < result.final_reconstruction_rmse < 1.0 and 0.0 < result.initial_reconstruction_rmse < 1.0
     assert tensor_of(result.reconstructions.pixels).shape == (3, 128, 512)

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from conftest import copy_shipped_model
+from conftest import MODELS, copy_shipped_model
 from generative_harness import IMAGES, MODEL, image_proto, run_job, submit_error, tensor_of
 from glassbox.cli import main as glassbox_cli
 from glassbox.generative.image_prior import PRIORS_FOLDER, load_prior_file, save_prior
@@ -61,6 +61,19 @@ def test_training_is_deterministic_from_the_seed() -> None:
     first, again, other = train(seed=3), train(seed=3), train(seed=4)
     assert all(torch.equal(first[name], again[name]) for name in first)
     assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
+def test_latent_codes_stay_within_the_prior_and_assign_encodes() -> None:
+    prior = load_prior_file(MODELS / MODEL / "1" / PRIORS_FOLDER / f"{SET}.safetensors", CPU)
+    image = prior.image(3, 64, 64, init_sd=1.0, generator=torch.Generator().manual_seed(0), device=CPU)
+    with torch.no_grad():
+        image.latent.mul_(100.0)
+    image.constrain()
+    assert float(image.latent.detach().norm(dim=1).max()) <= prior.info.latent_radius * (1 + 1e-5)
+    pixels = image().detach()
+    assert pixels.shape == (3, 3, 64, 64) and float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0
+    image.assign(IMAGES.images[:3])
+    torch.testing.assert_close(image.latent.detach(), prior.encode(IMAGES.images[:3]))
 
 
 def test_the_cli_trains_and_stores_a_prior(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

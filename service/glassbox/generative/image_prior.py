@@ -62,7 +62,7 @@ class PriorNetwork(nn.Module):
     """Encoder (stride-2 3×3 convolutions to a Gaussian posterior) and decoder (nearest-neighbour
     upsampling and 3×3 convolutions, the last one straight to RGB, then a sigmoid) for images
     [B, 3, H, W] in [0, 1]; 16 channels at the first level, doubling to 64, down to 4×4 (at 64×64:
-    about 170k parameters, 17 M multiply-adds per image forward).
+    220k parameters, 17 M multiply-adds per image forward).
 
     Upsampling by interpolation and convolving avoids the checkerboard artefacts of transposed
     convolutions (Odena et al. 2016), which an optimiser would otherwise exploit."""

@@ -772,9 +772,10 @@ export interface ImagePriorTrainingResult {
   parameters: number;
   /**
    * Root-mean-square pixel error ([0, 1] units) of the set decoded from its posterior means, before
-   * and after training.
+   * training (random weights).
    */
   initialReconstructionRmse: number;
+  /** The same after training (also in the stored .toml as reconstruction_rmse). */
   finalReconstructionRmse: number;
   /** Largest norm of a training image's code: latent-prior visualisations keep their codes within it. */
   latentRadius: number;

@@ -46,6 +46,12 @@ SKIPPED: list[tuple[str, str, str]] = [
     ("sh", r"make serve", "the set-up commands: `make test` is the test run itself"),
     ("sh", r"glassbox serve|glassbox worker", "starts servers and workers that run until stopped"),
     (
+        "sh",
+        r"glassbox prior train",
+        "trains for minutes and replaces the shipped prior; tests/generative/test_image_prior.py runs the "
+        "command on a copy of the repository",
+    ),
+    (
         "bash",
         r"docker|kubectl",
         "needs a container engine or a cluster (docs/deployment.md: checked statically)",

@@ -1,4 +1,5 @@
-"""`glassbox`: serve the model repository, classify images from the command line, train the demo models."""
+"""`glassbox`: serve the model repository, classify images from the command line, train the demo models
+and learned image priors."""
 
 from __future__ import annotations
 
@@ -120,6 +121,28 @@ def _demo_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior_train(args: argparse.Namespace) -> int:
+    from glassbox.generative.prior_cli import train
+
+    return train(args)
+
+
+def _add_prior_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model name (a folder of the repository)")
+    parser.add_argument("--version", default="", help="version (default: the newest ready one)")
+    parser.add_argument("--image-set", required=True, help="named image set beside the model to train on")
+    parser.add_argument("--repository", default="models", help="model repository root (default ./models)")
+    parser.add_argument("--config", help="TOML settings file (its job limits apply)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="default cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="optimiser steps (default 1500)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default 32)")
+    parser.add_argument("--latent-size", type=int, help="dimensions of the latent code (default 32)")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 0.004)")
+    parser.add_argument("--kl-weight", type=float, help="weight of the KL term (default 0.25)")
+    parser.add_argument("--log-every", type=int, default=100, help="print progress every N steps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glassbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     samples = demo.add_parser("samples", help="write the example images (one shape per class)")
     samples.add_argument("--out", type=Path, default=Path("docs/images/samples"), help="folder to write")
     samples.set_defaults(run=_demo_samples)
+
+    prior = commands.add_parser("prior", help="learned image priors (docs/jobs.md)").add_subparsers(
+        dest="prior_command", required=True
+    )
+    prior_train = prior.add_parser(
+        "train", help="train a model's latent image prior on one of its named sets (image_prior_training)"
+    )
+    _add_prior_train_arguments(prior_train)
+    prior_train.set_defaults(run=_prior_train)
     return parser
 
 

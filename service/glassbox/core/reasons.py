@@ -34,6 +34,7 @@ class Reason(StrEnum):
     METHOD_NOT_SUPPORTED = "METHOD_NOT_SUPPORTED"
     MODEL_NOT_READY = "MODEL_NOT_READY"
     DATASET_BROKEN = "DATASET_BROKEN"
+    IMAGE_PRIOR_NOT_TRAINED = "IMAGE_PRIOR_NOT_TRAINED"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     # RESOURCE_EXHAUSTED
     OVERLOADED = "OVERLOADED"
@@ -105,6 +106,11 @@ REASONS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.MODEL_NOT_READY: ("FAILED_PRECONDITION", "the model version failed to load; GetModel says why"),
     Reason.DATASET_BROKEN: ("FAILED_PRECONDITION", "the named image set exists but cannot be read"),
+    Reason.IMAGE_PRIOR_NOT_TRAINED: (
+        "FAILED_PRECONDITION",
+        "no learned image prior was trained on that named set for the model version (or it cannot be read); "
+        "the message says how to train one",
+    ),
     Reason.FAILED_PRECONDITION: ("FAILED_PRECONDITION", "the request is well formed but cannot be done here"),
     Reason.OVERLOADED: (
         "RESOURCE_EXHAUSTED",

@@ -7,6 +7,7 @@ the job servicer prefixes the spec's oneof name.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
@@ -20,7 +21,7 @@ from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
 from glassbox.generative import objectives as obj
 from glassbox.generative.adversarial import ClassScore
-from glassbox.generative.parametrisations import Kind, ParametrisationSettings
+from glassbox.generative.parametrisations import ImagePrior, Kind, ParametrisationSettings
 from glassbox.generative.png import encode_png
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
@@ -123,13 +124,29 @@ def objective(
     return leaf.bind(target, field)
 
 
+LATENT_PRIOR_INIT_SD = 1.0
+"""A latent-prior image starts from a random draw from the prior unless `init_sd` says otherwise."""
+
+
 def parametrisation(
-    message: pb.ImageParametrisation, default: ParametrisationSettings
+    message: pb.ImageParametrisation,
+    default: ParametrisationSettings,
+    *,
+    prior: Callable[[str], ImagePrior] | None = None,
 ) -> ParametrisationSettings:
+    """The parametrisation settings; `prior` loads the named set's learned prior (the kinds that accept
+    PARAMETRISATION_LATENT_PRIOR pass it; the others refuse that kind)."""
     if message.kind not in pb.Parametrisation.values():
         raise InvalidArgument(f"unknown parametrisation {message.kind}", field="parametrisation.kind")
     if message.colour not in pb.ColourSpace.values():
         raise InvalidArgument(f"unknown colour space {message.colour}", field="parametrisation.colour")
+    if message.kind == pb.PARAMETRISATION_LATENT_PRIOR:
+        return _latent_prior(message, prior)
+    if message.latent_prior:
+        raise InvalidArgument(
+            "latent_prior names the set of a PARAMETRISATION_LATENT_PRIOR; set that kind or leave it empty",
+            field="parametrisation.latent_prior",
+        )
     kind = {pb.PARAMETRISATION_PIXEL: Kind.PIXEL, pb.PARAMETRISATION_FOURIER: Kind.FOURIER}.get(
         message.kind, default.kind
     )
@@ -141,6 +158,29 @@ def parametrisation(
         decorrelate=colour,
         init_sd=float(optional(message, "init_sd", default.init_sd)),
         decay_power=float(optional(message, "decay_power", default.decay_power)),
+    )
+
+
+def _latent_prior(
+    message: pb.ImageParametrisation, prior: Callable[[str], ImagePrior] | None
+) -> ParametrisationSettings:
+    if prior is None:
+        raise InvalidArgument(
+            "PARAMETRISATION_LATENT_PRIOR is accepted by class_visualisation and feature_visualisation",
+            field="parametrisation.kind",
+        )
+    if message.colour != pb.COLOUR_SPACE_UNSPECIFIED:
+        raise InvalidArgument(
+            "a latent prior's decoder makes the colours; leave colour unset", field="parametrisation.colour"
+        )
+    if message.HasField("decay_power"):
+        raise InvalidArgument(
+            "decay_power is a Fourier setting; leave it unset", field="parametrisation.decay_power"
+        )
+    return ParametrisationSettings(
+        kind=Kind.LATENT_PRIOR,
+        init_sd=float(optional(message, "init_sd", LATENT_PRIOR_INIT_SD)),
+        prior=prior(message.latent_prior),
     )
 
 

@@ -49,6 +49,8 @@ class FeatureVisualisation:
         check_steps(self.steps, self.limits)
         check_learning_rate(self.learning_rate, self.limits)
         self.transforms.check_fits(self.height, self.width)
+        if self.parametrisation.prior is not None:
+            self.parametrisation.prior.check_size(self.height, self.width)
 
 
 @dataclass(frozen=True)

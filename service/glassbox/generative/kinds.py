@@ -9,6 +9,7 @@ seeded with the job's seed, so a job gives the same result on any device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,15 +18,17 @@ from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
-from glassbox.core.errors import InvalidArgument
+from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.generative import convert
 from glassbox.generative.adversarial import AdversarialImage, attack
 from glassbox.generative.class_visualisation import ClassVisualisation, visualise_class
 from glassbox.generative.deepdream import DeepDream, dream
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
+from glassbox.generative.image_prior import LatentPrior, find_prior, store_prior
 from glassbox.generative.inversion import FeatureInversion, invert
 from glassbox.generative.maco import Accentuation, MacoVisualisation, visualise_maco
 from glassbox.generative.optimise import Progress
+from glassbox.generative.prior_training import PriorTraining, train_prior
 from glassbox.generative.style_transfer import StyleTransfer, transfer
 from glassbox.jobs.kinds import JobContext, JobKind, register
 from glassbox.models.repository import ModelRepository
@@ -47,6 +50,17 @@ def _size(spec: Message, model: TorchModel) -> dict[str, int]:
     }
 
 
+def _priors(spec: Message, repository: ModelRepository) -> Callable[[str], LatentPrior]:
+    """Loads the spec's model version's learned prior of a named set (PARAMETRISATION_LATENT_PRIOR)."""
+
+    def load(image_set: str) -> LatentPrior:
+        return find_prior(
+            repository, spec.model, spec.version, image_set, field="parametrisation.latent_prior"
+        )
+
+    return load
+
+
 def validate_feature_visualisation(
     spec: pb.FeatureVisualisationSpec, repository: ModelRepository, settings: Settings
 ) -> FeatureVisualisation:
@@ -58,7 +72,9 @@ def validate_feature_visualisation(
         model=model,
         limits=limits,
         objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
-        parametrisation=convert.parametrisation(spec.parametrisation, FeatureVisualisation.parametrisation),
+        parametrisation=convert.parametrisation(
+            spec.parametrisation, FeatureVisualisation.parametrisation, prior=_priors(spec, repository)
+        ),
         transforms=convert.transforms(spec.transforms, FeatureVisualisation.transforms),
         regularisers=convert.regularisers(
             spec.regularisers, spec.HasField("regularisers"), FeatureVisualisation.regularisers
@@ -86,7 +102,9 @@ def validate_class_visualisation(
         model=model,
         limits=limits,
         class_index=convert.class_index(spec, "target", model),
-        parametrisation=convert.parametrisation(spec.parametrisation, ClassVisualisation.parametrisation),
+        parametrisation=convert.parametrisation(
+            spec.parametrisation, ClassVisualisation.parametrisation, prior=_priors(spec, repository)
+        ),
         transforms=convert.transforms(spec.transforms, ClassVisualisation.transforms),
         **_size(spec, model),
         **_set(spec, "l2_weight", "steps", "learning_rate"),
@@ -214,6 +232,48 @@ def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> pb.Adversar
     )
 
 
+def validate_image_prior_training(
+    spec: pb.ImagePriorTrainingSpec, repository: ModelRepository, settings: Settings
+) -> PriorTraining:
+    entry = repository.entry(spec.model, spec.version)
+    repository.get(spec.model, entry.version)
+    sets = repository.dataset_names(spec.model)
+    if spec.image_set not in sets:
+        what = f"no named set {spec.image_set[:128]!r}" if spec.image_set else "no image set named"
+        raise InvalidArgument(f"{what}; model {spec.model!r} has {sets}", field="image_set")
+    try:
+        images = repository.dataset(
+            spec.model, spec.image_set, entry.version, max_pixels=settings.limits.max_image_pixels
+        )
+    except GlassboxError as exc:
+        exc.field = "image_set"
+        raise
+    return PriorTraining(
+        images=images.images,
+        model=spec.model,
+        version=entry.version,
+        image_set=spec.image_set,
+        limits=settings.jobs.limits.generative,
+        **_set(spec, "steps", "batch_size", "latent_size", "learning_rate", "kl_weight"),
+    )
+
+
+def run_image_prior_training(job: PriorTraining, ctx: JobContext) -> pb.ImagePriorTrainingResult:
+    trained = train_prior(job, seed=ctx.seed, device=ctx.device, progress=Progress(ctx, job.steps))
+    path = store_prior(ctx.repository, trained.network, trained.info)
+    return pb.ImagePriorTrainingResult(
+        path=path.relative_to(ctx.repository.root).as_posix(),
+        version=job.version,
+        images=trained.info.images,
+        latent_size=trained.info.latent_size,
+        parameters=trained.info.parameters,
+        initial_reconstruction_rmse=trained.initial_reconstruction_rmse,
+        final_reconstruction_rmse=trained.info.reconstruction_rmse,
+        latent_radius=trained.info.latent_radius,
+        reconstructions=convert.generated_image(trained.reconstructions),
+    )
+
+
 def validate_maco_visualisation(
     spec: pb.MacoVisualisationSpec, repository: ModelRepository, settings: Settings
 ) -> MacoVisualisation:
@@ -302,6 +362,13 @@ for _name, _spec, _result, _validate, _run in (
         pb.MacoVisualisationResult,
         validate_maco_visualisation,
         run_maco_visualisation,
+    ),
+    (
+        "image_prior_training",
+        pb.ImagePriorTrainingSpec,
+        pb.ImagePriorTrainingResult,
+        validate_image_prior_training,
+        run_image_prior_training,
     ),
 ):
     register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))

@@ -6,6 +6,9 @@ does not fill with high-frequency noise). Either lives in plain RGB or in a deco
 (the square root of the ImageNet colour covariance), and a sigmoid keeps every pixel in [0, 1].
 `assign(image)` is the exact inverse (up to the sigmoid's saturation), used to start from a given image
 and to blur the image in place.
+
+A third choice is the latent code of a learned image prior (`image_prior.LatentImage`): the settings
+then carry the loaded prior (an `ImagePrior`), which builds the parametrisation itself.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -36,20 +40,43 @@ _SIGMOID_EPSILON = 1e-4  # pixels exactly 0 or 1 map to ±9.2 logits instead of 
 class Kind(StrEnum):
     PIXEL = "pixel"
     FOURIER = "fourier"
+    LATENT_PRIOR = "latent_prior"
+
+
+class ImagePrior(Protocol):
+    """A learned image prior (`image_prior.LatentPrior`): builds images from random latent codes."""
+
+    def image(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        init_sd: float,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> ImageParametrisation: ...
+
+    def check_size(self, height: int, width: int) -> None:
+        """InvalidArgument naming `height` or `width` unless the prior renders images of that size."""
 
 
 @dataclass(frozen=True)
 class ParametrisationSettings:
-    """Lucent's `param.image` defaults: Fourier, decorrelated colour, sd 0.01, 1/f spectrum."""
+    """Lucent's `param.image` defaults: Fourier, decorrelated colour, sd 0.01, 1/f spectrum.
+    `prior` is the loaded prior of Kind.LATENT_PRIOR (and None for the other kinds)."""
 
     kind: Kind = Kind.FOURIER
     decorrelate: bool = True
     init_sd: float = 0.01
     decay_power: float = 1.0
+    prior: ImagePrior | None = None
 
     def __post_init__(self) -> None:
         check_range(self.init_sd, 0.0, 1.0, "parametrisation.init_sd")
         check_range(self.decay_power, 0.0, 4.0, "parametrisation.decay_power")
+        if (self.kind is Kind.LATENT_PRIOR) != (self.prior is not None):
+            raise ValueError("a latent-prior parametrisation, and only it, carries a prior")
 
 
 FOURIER_DECORRELATED = ParametrisationSettings()
@@ -153,6 +180,10 @@ def build(
 ) -> ImageParametrisation:
     """A random image (normal parameters of sd `init_sd`, drawn on the CPU from `generator`, so the
     start is the same on any device) under the chosen parametrisation."""
+    if settings.prior is not None:
+        return settings.prior.image(
+            batch, height, width, init_sd=settings.init_sd, generator=generator, device=device
+        )
     shape = (batch, 3, height, width)
     colour = ColourSpace(settings.decorrelate, device)
     count = batch * 3 * (spectrum_size(height, width) if settings.kind is Kind.FOURIER else height * width)

@@ -24,6 +24,15 @@ export enum Parametrisation {
    * whitens the gradient and avoids high-frequency noise (Olah et al. 2017; Lucent's fft=True).
    */
   PARAMETRISATION_FOURIER = 2,
+  /**
+   * PARAMETRISATION_LATENT_PRIOR - The latent code of a learned image prior: a small variational autoencoder trained on one of the
+   * model's named image sets (an image_prior_training job, or `glassbox prior train`), whose decoder
+   * turns the code into the image, so the result looks like something the set could contain (Nguyen
+   * et al. 2016). Name the set in ImageParametrisation.latent_prior. The image is rendered at the size
+   * the prior was trained at (the model's input size); colour and decay_power do not apply.
+   * FAILED_PRECONDITION (reason IMAGE_PRIOR_NOT_TRAINED) when no prior was trained on that set.
+   */
+  PARAMETRISATION_LATENT_PRIOR = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -38,6 +47,9 @@ export function parametrisationFromJSON(object: any): Parametrisation {
     case 2:
     case "PARAMETRISATION_FOURIER":
       return Parametrisation.PARAMETRISATION_FOURIER;
+    case 10:
+    case "PARAMETRISATION_LATENT_PRIOR":
+      return Parametrisation.PARAMETRISATION_LATENT_PRIOR;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -53,6 +65,8 @@ export function parametrisationToJSON(object: Parametrisation): string {
       return "PARAMETRISATION_PIXEL";
     case Parametrisation.PARAMETRISATION_FOURIER:
       return "PARAMETRISATION_FOURIER";
+    case Parametrisation.PARAMETRISATION_LATENT_PRIOR:
+      return "PARAMETRISATION_LATENT_PRIOR";
     case Parametrisation.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -306,7 +320,15 @@ export interface ImageParametrisation {
     | number
     | undefined;
   /** For PARAMETRISATION_FOURIER: the spectrum's 1/frequency^decay_power scaling, in [0, 4]. Default 1. */
-  decayPower?: number | undefined;
+  decayPower?:
+    | number
+    | undefined;
+  /**
+   * For PARAMETRISATION_LATENT_PRIOR (required there, empty otherwise): the named image set of the
+   * model whose trained prior to use, e.g. "shapes-val". init_sd is then the standard deviation of the
+   * initial code, in units of the prior's (default 1: a random draw from the prior).
+   */
+  latentPrior: string;
 }
 
 /**
@@ -810,6 +832,74 @@ export interface MacoVisualisationResult {
   initialObjective: number;
   /** The objective on the final image, the same way. */
   finalObjective: number;
+}
+
+/**
+ * Trains the learned image prior of PARAMETRISATION_LATENT_PRIOR: a small variational autoencoder
+ * (Kingma & Welling 2014) fitted to one of the model's named image sets at the model's input size, and
+ * stored beside the model version as <version>/priors/<image_set>.safetensors (with a .toml saying what
+ * it was trained on), replacing any earlier prior of that set. It is written to the model repository of
+ * the process that runs the job (a `glassbox worker` writes to its own; give workers and servers the
+ * same repository). Deterministic given the seed on the CPU. Progress: one step per optimiser step,
+ * objective = the step's loss; previews show images of the set above their reconstructions.
+ */
+export interface ImagePriorTrainingSpec {
+  /** A torch model. */
+  model: string;
+  /** Version; empty means the newest ready version. */
+  version: string;
+  /** Seed of the initial weights, the order of the images and the posterior samples. */
+  seed: number;
+  /** The named image set (beside the model, as in ImageSet.named) to train on; required. */
+  imageSet: string;
+  /** Optimiser steps, 1..10000. Default 1500. */
+  steps?:
+    | number
+    | undefined;
+  /** Images per step, 1..256. Default 32. */
+  batchSize?:
+    | number
+    | undefined;
+  /** Dimensions of the latent code, 2..256. Default 32. */
+  latentSize?:
+    | number
+    | undefined;
+  /** Adam learning rate, in (0, 10]. Default 0.004. */
+  learningRate?:
+    | number
+    | undefined;
+  /**
+   * Weight of the KL divergence from N(0, I) against the squared reconstruction error summed over an
+   * image's pixels, in [0, 1000]. Default 0.25 (smaller: sharper reconstructions, a less regular code).
+   */
+  klWeight?: number | undefined;
+}
+
+export interface ImagePriorTrainingResult {
+  /**
+   * Where the prior was stored, relative to the model repository's root
+   * (e.g. "shapes/1/priors/shapes-val.safetensors").
+   */
+  path: string;
+  /** The model version it is stored beside. */
+  version: string;
+  /** Images of the set it was trained on. */
+  images: number;
+  /** Dimensions of the latent code. */
+  latentSize: number;
+  /** Parameters of the encoder and decoder together. */
+  parameters: number;
+  /**
+   * Root-mean-square pixel error ([0, 1] units) of the set decoded from its posterior means, before
+   * training (random weights).
+   */
+  initialReconstructionRmse: number;
+  /** The same after training (also in the stored .toml as reconstruction_rmse). */
+  finalReconstructionRmse: number;
+  /** Largest norm of a training image's code: latent-prior visualisations keep their codes within it. */
+  latentRadius: number;
+  /** The first eight images of the set (top row) above their reconstructions (bottom row). */
+  reconstructions: GeneratedImage | undefined;
 }
 
 function createBaseNeuronObjective(): NeuronObjective {
@@ -1750,7 +1840,7 @@ export const Objective: MessageFns<Objective> = {
 };
 
 function createBaseImageParametrisation(): ImageParametrisation {
-  return { kind: 0, colour: 0, initSd: undefined, decayPower: undefined };
+  return { kind: 0, colour: 0, initSd: undefined, decayPower: undefined, latentPrior: "" };
 }
 
 export const ImageParametrisation: MessageFns<ImageParametrisation> = {
@@ -1766,6 +1856,9 @@ export const ImageParametrisation: MessageFns<ImageParametrisation> = {
     }
     if (message.decayPower !== undefined) {
       writer.uint32(37).float(message.decayPower);
+    }
+    if (message.latentPrior !== "") {
+      writer.uint32(82).string(message.latentPrior);
     }
     return writer;
   },
@@ -1815,6 +1908,14 @@ export const ImageParametrisation: MessageFns<ImageParametrisation> = {
             message.decayPower = reader.float();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.latentPrior = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1841,6 +1942,11 @@ export const ImageParametrisation: MessageFns<ImageParametrisation> = {
         : isSet(object.decay_power)
         ? globalThis.Number(object.decay_power)
         : undefined,
+      latentPrior: isSet(object.latentPrior)
+        ? globalThis.String(object.latentPrior)
+        : isSet(object.latent_prior)
+        ? globalThis.String(object.latent_prior)
+        : "",
     };
   },
 
@@ -1858,6 +1964,9 @@ export const ImageParametrisation: MessageFns<ImageParametrisation> = {
     if (message.decayPower !== undefined) {
       obj.decayPower = floatToJson(message.decayPower);
     }
+    if (message.latentPrior !== "") {
+      obj.latentPrior = message.latentPrior;
+    }
     return obj;
   },
 
@@ -1870,6 +1979,7 @@ export const ImageParametrisation: MessageFns<ImageParametrisation> = {
     message.colour = object.colour ?? 0;
     message.initSd = object.initSd ?? undefined;
     message.decayPower = object.decayPower ?? undefined;
+    message.latentPrior = object.latentPrior ?? "";
     return message;
   },
 };
@@ -5282,6 +5392,458 @@ export const MacoVisualisationResult: MessageFns<MacoVisualisationResult> = {
     message.objectiveCurve = object.objectiveCurve?.map((e) => e) || [];
     message.initialObjective = object.initialObjective ?? 0;
     message.finalObjective = object.finalObjective ?? 0;
+    return message;
+  },
+};
+
+function createBaseImagePriorTrainingSpec(): ImagePriorTrainingSpec {
+  return {
+    model: "",
+    version: "",
+    seed: 0,
+    imageSet: "",
+    steps: undefined,
+    batchSize: undefined,
+    latentSize: undefined,
+    learningRate: undefined,
+    klWeight: undefined,
+  };
+}
+
+export const ImagePriorTrainingSpec: MessageFns<ImagePriorTrainingSpec> = {
+  encode(message: ImagePriorTrainingSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.seed !== 0) {
+      writer.uint32(24).uint64(message.seed);
+    }
+    if (message.imageSet !== "") {
+      writer.uint32(34).string(message.imageSet);
+    }
+    if (message.steps !== undefined) {
+      writer.uint32(40).int32(message.steps);
+    }
+    if (message.batchSize !== undefined) {
+      writer.uint32(48).int32(message.batchSize);
+    }
+    if (message.latentSize !== undefined) {
+      writer.uint32(56).int32(message.latentSize);
+    }
+    if (message.learningRate !== undefined) {
+      writer.uint32(69).float(message.learningRate);
+    }
+    if (message.klWeight !== undefined) {
+      writer.uint32(77).float(message.klWeight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePriorTrainingSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePriorTrainingSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.imageSet = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.batchSize = reader.int32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.latentSize = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 69) {
+              break;
+            }
+
+            message.learningRate = reader.float();
+            continue;
+          }
+          case 9: {
+            if (tag !== 77) {
+              break;
+            }
+
+            message.klWeight = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePriorTrainingSpec {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      imageSet: isSet(object.imageSet)
+        ? globalThis.String(object.imageSet)
+        : isSet(object.image_set)
+        ? globalThis.String(object.image_set)
+        : "",
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : undefined,
+      latentSize: isSet(object.latentSize)
+        ? globalThis.Number(object.latentSize)
+        : isSet(object.latent_size)
+        ? globalThis.Number(object.latent_size)
+        : undefined,
+      learningRate: isSet(object.learningRate)
+        ? globalThis.Number(object.learningRate)
+        : isSet(object.learning_rate)
+        ? globalThis.Number(object.learning_rate)
+        : undefined,
+      klWeight: isSet(object.klWeight)
+        ? globalThis.Number(object.klWeight)
+        : isSet(object.kl_weight)
+        ? globalThis.Number(object.kl_weight)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ImagePriorTrainingSpec): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.seed !== 0) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.imageSet !== "") {
+      obj.imageSet = message.imageSet;
+    }
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.batchSize !== undefined) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    if (message.latentSize !== undefined) {
+      obj.latentSize = Math.round(message.latentSize);
+    }
+    if (message.learningRate !== undefined) {
+      obj.learningRate = floatToJson(message.learningRate);
+    }
+    if (message.klWeight !== undefined) {
+      obj.klWeight = floatToJson(message.klWeight);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImagePriorTrainingSpec>, I>>(base?: I): ImagePriorTrainingSpec {
+    return ImagePriorTrainingSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImagePriorTrainingSpec>, I>>(object: I): ImagePriorTrainingSpec {
+    const message = createBaseImagePriorTrainingSpec();
+    message.model = object.model ?? "";
+    message.version = object.version ?? "";
+    message.seed = object.seed ?? 0;
+    message.imageSet = object.imageSet ?? "";
+    message.steps = object.steps ?? undefined;
+    message.batchSize = object.batchSize ?? undefined;
+    message.latentSize = object.latentSize ?? undefined;
+    message.learningRate = object.learningRate ?? undefined;
+    message.klWeight = object.klWeight ?? undefined;
+    return message;
+  },
+};
+
+function createBaseImagePriorTrainingResult(): ImagePriorTrainingResult {
+  return {
+    path: "",
+    version: "",
+    images: 0,
+    latentSize: 0,
+    parameters: 0,
+    initialReconstructionRmse: 0,
+    finalReconstructionRmse: 0,
+    latentRadius: 0,
+    reconstructions: undefined,
+  };
+}
+
+export const ImagePriorTrainingResult: MessageFns<ImagePriorTrainingResult> = {
+  encode(message: ImagePriorTrainingResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.images !== 0) {
+      writer.uint32(24).int32(message.images);
+    }
+    if (message.latentSize !== 0) {
+      writer.uint32(32).int32(message.latentSize);
+    }
+    if (message.parameters !== 0) {
+      writer.uint32(40).int32(message.parameters);
+    }
+    if (message.initialReconstructionRmse !== 0) {
+      writer.uint32(53).float(message.initialReconstructionRmse);
+    }
+    if (message.finalReconstructionRmse !== 0) {
+      writer.uint32(61).float(message.finalReconstructionRmse);
+    }
+    if (message.latentRadius !== 0) {
+      writer.uint32(69).float(message.latentRadius);
+    }
+    if (message.reconstructions !== undefined) {
+      GeneratedImage.encode(message.reconstructions, writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePriorTrainingResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePriorTrainingResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.images = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.latentSize = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.parameters = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.initialReconstructionRmse = reader.float();
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.finalReconstructionRmse = reader.float();
+            continue;
+          }
+          case 8: {
+            if (tag !== 69) {
+              break;
+            }
+
+            message.latentRadius = reader.float();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reconstructions = GeneratedImage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePriorTrainingResult {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      images: isSet(object.images) ? globalThis.Number(object.images) : 0,
+      latentSize: isSet(object.latentSize)
+        ? globalThis.Number(object.latentSize)
+        : isSet(object.latent_size)
+        ? globalThis.Number(object.latent_size)
+        : 0,
+      parameters: isSet(object.parameters) ? globalThis.Number(object.parameters) : 0,
+      initialReconstructionRmse: isSet(object.initialReconstructionRmse)
+        ? globalThis.Number(object.initialReconstructionRmse)
+        : isSet(object.initial_reconstruction_rmse)
+        ? globalThis.Number(object.initial_reconstruction_rmse)
+        : 0,
+      finalReconstructionRmse: isSet(object.finalReconstructionRmse)
+        ? globalThis.Number(object.finalReconstructionRmse)
+        : isSet(object.final_reconstruction_rmse)
+        ? globalThis.Number(object.final_reconstruction_rmse)
+        : 0,
+      latentRadius: isSet(object.latentRadius)
+        ? globalThis.Number(object.latentRadius)
+        : isSet(object.latent_radius)
+        ? globalThis.Number(object.latent_radius)
+        : 0,
+      reconstructions: isSet(object.reconstructions) ? GeneratedImage.fromJSON(object.reconstructions) : undefined,
+    };
+  },
+
+  toJSON(message: ImagePriorTrainingResult): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.images !== 0) {
+      obj.images = Math.round(message.images);
+    }
+    if (message.latentSize !== 0) {
+      obj.latentSize = Math.round(message.latentSize);
+    }
+    if (message.parameters !== 0) {
+      obj.parameters = Math.round(message.parameters);
+    }
+    if (message.initialReconstructionRmse !== 0) {
+      obj.initialReconstructionRmse = floatToJson(message.initialReconstructionRmse);
+    }
+    if (message.finalReconstructionRmse !== 0) {
+      obj.finalReconstructionRmse = floatToJson(message.finalReconstructionRmse);
+    }
+    if (message.latentRadius !== 0) {
+      obj.latentRadius = floatToJson(message.latentRadius);
+    }
+    if (message.reconstructions !== undefined) {
+      obj.reconstructions = GeneratedImage.toJSON(message.reconstructions);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImagePriorTrainingResult>, I>>(base?: I): ImagePriorTrainingResult {
+    return ImagePriorTrainingResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImagePriorTrainingResult>, I>>(object: I): ImagePriorTrainingResult {
+    const message = createBaseImagePriorTrainingResult();
+    message.path = object.path ?? "";
+    message.version = object.version ?? "";
+    message.images = object.images ?? 0;
+    message.latentSize = object.latentSize ?? 0;
+    message.parameters = object.parameters ?? 0;
+    message.initialReconstructionRmse = object.initialReconstructionRmse ?? 0;
+    message.finalReconstructionRmse = object.finalReconstructionRmse ?? 0;
+    message.latentRadius = object.latentRadius ?? 0;
+    message.reconstructions = (object.reconstructions !== undefined && object.reconstructions !== null)
+      ? GeneratedImage.fromPartial(object.reconstructions)
+      : undefined;
     return message;
   },
 };

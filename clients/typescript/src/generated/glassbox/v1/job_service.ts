@@ -34,6 +34,8 @@ import {
   FeatureInversionSpec,
   FeatureVisualisationResult,
   FeatureVisualisationSpec,
+  ImagePriorTrainingResult,
+  ImagePriorTrainingSpec,
   MacoVisualisationResult,
   MacoVisualisationSpec,
   StyleTransferResult,
@@ -232,6 +234,7 @@ export interface Job {
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationResult }
     | { $case: "macoVisualisation"; value: MacoVisualisationResult }
     | { $case: "shapeBias"; value: ShapeBiasResult }
+    | { $case: "imagePriorTraining"; value: ImagePriorTrainingResult }
     | undefined;
 }
 
@@ -251,6 +254,7 @@ export interface SubmitJobRequest {
     | { $case: "explanationEvaluation"; value: ExplanationEvaluationSpec }
     | { $case: "macoVisualisation"; value: MacoVisualisationSpec }
     | { $case: "shapeBias"; value: ShapeBiasSpec }
+    | { $case: "imagePriorTraining"; value: ImagePriorTrainingSpec }
     | undefined;
   /**
    * An idempotency key the client chooses (1..128 characters of A-Z a-z 0-9 . _ : -, e.g. a UUID),
@@ -679,6 +683,9 @@ export const Job: MessageFns<Job> = {
       case "shapeBias":
         ShapeBiasResult.encode(message.result.value, writer.uint32(346).fork()).join();
         break;
+      case "imagePriorTraining":
+        ImagePriorTrainingResult.encode(message.result.value, writer.uint32(322).fork()).join();
+        break;
     }
     return writer;
   },
@@ -957,6 +964,17 @@ export const Job: MessageFns<Job> = {
             message.result = { $case: "shapeBias", value: ShapeBiasResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.result = {
+              $case: "imagePriorTraining",
+              value: ImagePriorTrainingResult.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1070,6 +1088,10 @@ export const Job: MessageFns<Job> = {
         ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shapeBias) }
         : isSet(object.shape_bias)
         ? { $case: "shapeBias", value: ShapeBiasResult.fromJSON(object.shape_bias) }
+        : isSet(object.imagePriorTraining)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingResult.fromJSON(object.imagePriorTraining) }
+        : isSet(object.image_prior_training)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingResult.fromJSON(object.image_prior_training) }
         : undefined,
     };
   },
@@ -1153,6 +1175,8 @@ export const Job: MessageFns<Job> = {
       obj.macoVisualisation = MacoVisualisationResult.toJSON(message.result.value);
     } else if (message.result?.$case === "shapeBias") {
       obj.shapeBias = ShapeBiasResult.toJSON(message.result.value);
+    } else if (message.result?.$case === "imagePriorTraining") {
+      obj.imagePriorTraining = ImagePriorTrainingResult.toJSON(message.result.value);
     }
     return obj;
   },
@@ -1285,6 +1309,15 @@ export const Job: MessageFns<Job> = {
         }
         break;
       }
+      case "imagePriorTraining": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = {
+            $case: "imagePriorTraining",
+            value: ImagePriorTrainingResult.fromPartial(object.result.value),
+          };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1335,6 +1368,9 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         break;
       case "shapeBias":
         ShapeBiasSpec.encode(message.spec.value, writer.uint32(130).fork()).join();
+        break;
+      case "imagePriorTraining":
+        ImagePriorTrainingSpec.encode(message.spec.value, writer.uint32(106).fork()).join();
         break;
     }
     if (message.requestId !== "") {
@@ -1472,6 +1508,17 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
             message.spec = { $case: "shapeBias", value: ShapeBiasSpec.decode(reader, reader.uint32()) };
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.spec = {
+              $case: "imagePriorTraining",
+              value: ImagePriorTrainingSpec.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
           case 12: {
             if (tag !== 98) {
               break;
@@ -1544,6 +1591,10 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
         ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shapeBias) }
         : isSet(object.shape_bias)
         ? { $case: "shapeBias", value: ShapeBiasSpec.fromJSON(object.shape_bias) }
+        : isSet(object.imagePriorTraining)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromJSON(object.imagePriorTraining) }
+        : isSet(object.image_prior_training)
+        ? { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromJSON(object.image_prior_training) }
         : undefined,
       requestId: isSet(object.requestId)
         ? globalThis.String(object.requestId)
@@ -1581,6 +1632,8 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       obj.macoVisualisation = MacoVisualisationSpec.toJSON(message.spec.value);
     } else if (message.spec?.$case === "shapeBias") {
       obj.shapeBias = ShapeBiasSpec.toJSON(message.spec.value);
+    } else if (message.spec?.$case === "imagePriorTraining") {
+      obj.imagePriorTraining = ImagePriorTrainingSpec.toJSON(message.spec.value);
     }
     if (message.requestId !== "") {
       obj.requestId = message.requestId;
@@ -1678,6 +1731,12 @@ export const SubmitJobRequest: MessageFns<SubmitJobRequest> = {
       case "shapeBias": {
         if (object.spec?.value !== undefined && object.spec?.value !== null) {
           message.spec = { $case: "shapeBias", value: ShapeBiasSpec.fromPartial(object.spec.value) };
+        }
+        break;
+      }
+      case "imagePriorTraining": {
+        if (object.spec?.value !== undefined && object.spec?.value !== null) {
+          message.spec = { $case: "imagePriorTraining", value: ImagePriorTrainingSpec.fromPartial(object.spec.value) };
         }
         break;
       }

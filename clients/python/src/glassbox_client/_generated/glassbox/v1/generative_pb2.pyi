@@ -15,6 +15,7 @@ class Parametrisation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PARAMETRISATION_UNSPECIFIED: _ClassVar[Parametrisation]
     PARAMETRISATION_PIXEL: _ClassVar[Parametrisation]
     PARAMETRISATION_FOURIER: _ClassVar[Parametrisation]
+    PARAMETRISATION_LATENT_PRIOR: _ClassVar[Parametrisation]
 
 class ColourSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ class StyleTransferInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PARAMETRISATION_UNSPECIFIED: Parametrisation
 PARAMETRISATION_PIXEL: Parametrisation
 PARAMETRISATION_FOURIER: Parametrisation
+PARAMETRISATION_LATENT_PRIOR: Parametrisation
 COLOUR_SPACE_UNSPECIFIED: ColourSpace
 COLOUR_SPACE_DECORRELATED: ColourSpace
 COLOUR_SPACE_RGB: ColourSpace
@@ -133,16 +135,18 @@ class Objective(_message.Message):
     def __init__(self, neuron: _Optional[_Union[NeuronObjective, _Mapping]] = ..., channel: _Optional[_Union[ChannelObjective, _Mapping]] = ..., layer: _Optional[_Union[LayerObjective, _Mapping]] = ..., logit: _Optional[_Union[LogitObjective, _Mapping]] = ..., probability: _Optional[_Union[ProbabilityObjective, _Mapping]] = ..., diversity: _Optional[_Union[DiversityObjective, _Mapping]] = ..., sum: _Optional[_Union[WeightedSumObjective, _Mapping]] = ...) -> None: ...
 
 class ImageParametrisation(_message.Message):
-    __slots__ = ("kind", "colour", "init_sd", "decay_power")
+    __slots__ = ("kind", "colour", "init_sd", "decay_power", "latent_prior")
     KIND_FIELD_NUMBER: _ClassVar[int]
     COLOUR_FIELD_NUMBER: _ClassVar[int]
     INIT_SD_FIELD_NUMBER: _ClassVar[int]
     DECAY_POWER_FIELD_NUMBER: _ClassVar[int]
+    LATENT_PRIOR_FIELD_NUMBER: _ClassVar[int]
     kind: Parametrisation
     colour: ColourSpace
     init_sd: float
     decay_power: float
-    def __init__(self, kind: _Optional[_Union[Parametrisation, str]] = ..., colour: _Optional[_Union[ColourSpace, str]] = ..., init_sd: _Optional[float] = ..., decay_power: _Optional[float] = ...) -> None: ...
+    latent_prior: str
+    def __init__(self, kind: _Optional[_Union[Parametrisation, str]] = ..., colour: _Optional[_Union[ColourSpace, str]] = ..., init_sd: _Optional[float] = ..., decay_power: _Optional[float] = ..., latent_prior: _Optional[str] = ...) -> None: ...
 
 class TransformSettings(_message.Message):
     __slots__ = ("preset", "pad", "pad_value", "jitter", "scales", "rotations_degrees", "final_jitter")
@@ -467,3 +471,47 @@ class MacoVisualisationResult(_message.Message):
     initial_objective: float
     final_objective: float
     def __init__(self, image: _Optional[_Union[GeneratedImage, _Mapping]] = ..., transparency: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., objective_curve: _Optional[_Iterable[float]] = ..., initial_objective: _Optional[float] = ..., final_objective: _Optional[float] = ...) -> None: ...
+
+class ImagePriorTrainingSpec(_message.Message):
+    __slots__ = ("model", "version", "seed", "image_set", "steps", "batch_size", "latent_size", "learning_rate", "kl_weight")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SET_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LATENT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    KL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    seed: int
+    image_set: str
+    steps: int
+    batch_size: int
+    latent_size: int
+    learning_rate: float
+    kl_weight: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., image_set: _Optional[str] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., latent_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., kl_weight: _Optional[float] = ...) -> None: ...
+
+class ImagePriorTrainingResult(_message.Message):
+    __slots__ = ("path", "version", "images", "latent_size", "parameters", "initial_reconstruction_rmse", "final_reconstruction_rmse", "latent_radius", "reconstructions")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    LATENT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_RECONSTRUCTION_RMSE_FIELD_NUMBER: _ClassVar[int]
+    FINAL_RECONSTRUCTION_RMSE_FIELD_NUMBER: _ClassVar[int]
+    LATENT_RADIUS_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    version: str
+    images: int
+    latent_size: int
+    parameters: int
+    initial_reconstruction_rmse: float
+    final_reconstruction_rmse: float
+    latent_radius: float
+    reconstructions: GeneratedImage
+    def __init__(self, path: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[int] = ..., latent_size: _Optional[int] = ..., parameters: _Optional[int] = ..., initial_reconstruction_rmse: _Optional[float] = ..., final_reconstruction_rmse: _Optional[float] = ..., latent_radius: _Optional[float] = ..., reconstructions: _Optional[_Union[GeneratedImage, _Mapping]] = ...) -> None: ...

@@ -91,7 +91,8 @@ def breaking(commit: str) -> int:
     if not has_workspace:
         problems = [p for p in problems if p["type"] not in OPTIONS_INTRODUCED]
     for problem in problems:
-        where = f"{problem['path']}:{problem.get('start_line', 0)}:{problem.get('start_column', 0)}"
+        # A problem about a whole file that disappeared (FILE_NO_DELETE) has no path.
+        where = f"{problem.get('path', '-')}:{problem.get('start_line', 0)}:{problem.get('start_column', 0)}"
         print(f"{where}: {problem['message']} ({problem['type']})", file=sys.stderr)
     if problems:
         print(f"buf breaking: {len(problems)} breaking change(s) against {commit[:12]}", file=sys.stderr)

@@ -76,7 +76,7 @@ class GradientMethod(AttributionMethod):
         return 0, images * targets * self.rows_per_input
 
     def gradient_network(self) -> nn.Module:
-        """The network the gradients are taken through: the BatchNorm-folded copy (LRP: its canonical copy)."""
+        """The network the gradients go through: the BatchNorm-folded copy (LRP: its canonical copy)."""
         return self.model.input_gradient_network()
 
     def call_rules(self) -> CallRules | None:

@@ -86,7 +86,9 @@ class Lrp(GradientMethod):
         uniform = p.composite is LrpComposite.UNIFORM
         for name in ("rule", "first_rule"):
             self.require(
-                uniform or getattr(p, name) is None, name, "is only used with LRP_COMPOSITE_UNIFORM; leave it unset"
+                uniform or getattr(p, name) is None,
+                name,
+                "is only used with LRP_COMPOSITE_UNIFORM; leave it unset",
             )
         self.require(p.rule is not LrpRule.Z_BOX, "rule", "z_box needs pixel bounds: use it as first_rule")
         if p.epsilon is not None:
@@ -105,7 +107,9 @@ class Lrp(GradientMethod):
         above = value >= low if closed_low else value > low
         bracket = "[" if closed_low else "("
         self.require(
-            math.isfinite(value) and above and value <= high, name, f"must be in {bracket}{low}, {high}], got {value}"
+            math.isfinite(value) and above and value <= high,
+            name,
+            f"must be in {bracket}{low}, {high}], got {value}",
         )
 
     def gradient_network(self) -> nn.Module:
@@ -116,7 +120,7 @@ class Lrp(GradientMethod):
 
 
 def composite_rules(p: LrpParams, pixel_box: tuple[tuple[float, ...], tuple[float, ...]]) -> LayerRules:
-    """The layer rules of `p`'s composite; `pixel_box` (low, high per channel) bounds the first layer's input."""
+    """The layer rules of `p`'s composite; `pixel_box` (low, high per channel) bounds the first input."""
     captum = p.composite is LrpComposite.CAPTUM
     epsilon = Epsilon(p.epsilon if p.epsilon is not None else CAPTUM_EPSILON if captum else ZENNIT_EPSILON)
     if captum:

@@ -110,7 +110,9 @@ class _NormaliseKeepingRelevance(torch.autograd.Function):
 class LrpNetwork(nn.Module):
     """pixels in [0, 1] → logits through the canonical copy; `layers` are the modules rules attach to."""
 
-    def __init__(self, graph: torch.fx.GraphModule, layers: list[Layer], mean: torch.Tensor, std: torch.Tensor):
+    def __init__(
+        self, graph: torch.fx.GraphModule, layers: list[Layer], mean: torch.Tensor, std: torch.Tensor
+    ):
         super().__init__()
         self.net = graph
         self.layers = layers
@@ -157,8 +159,10 @@ def _kind(module: nn.Module) -> tuple[bool, LayerKind | None]:
 def canonize(net: nn.Module, *, merge_batchnorm: bool) -> tuple[torch.fx.GraphModule, list[Layer]]:
     """The canonical copy of `net` and its rule-bearing layers; FailedPrecondition naming what cannot be."""
     if isinstance(net, torch.jit.ScriptModule):
-        raise _refusal("TorchScript models cannot be canonised (their operations are not modules); serve "
-                       "the eager model (safetensors or state_dict with an architecture)")
+        raise _refusal(
+            "TorchScript models cannot be canonised (their operations are not modules); serve "
+            "the eager model (safetensors or state_dict with an architecture)"
+        )
     folded = fold_batchnorm(net) if merge_batchnorm else None
     base = folded.network if folded is not None else copy.deepcopy(net)
     try:
@@ -195,7 +199,8 @@ def canonize(net: nn.Module, *, merge_batchnorm: bool) -> tuple[torch.fx.GraphMo
             or (node.op == "call_method" and node.target in _SHAPE_METHODS)
         ):
             unsupported.append(_node_label(node, modules))
-    if unsupported:
+    if unsupported:  # layers (modules) first: they name what a user recognises, e.g. attention
+        unsupported.sort(key=lambda label: not label.startswith("layer"))
         more = f" and {len(unsupported) - 3} more" if len(unsupported) > 3 else ""
         raise _refusal(f"no rule for {', '.join(unsupported[:3])}{more}")
     graph.recompile()

@@ -36,7 +36,9 @@ class _LinearRelevance(torch.autograd.Function):
     """The layer's output (computed by the module); backward: the layer's rule, relevance to the input."""
 
     @staticmethod
-    def forward(ctx: Any, rule: LinearRule, module: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, rule: LinearRule, module: nn.Module, x: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, z)
         ctx.rule, ctx.module = rule, module
         return z.view_as(z)
@@ -51,7 +53,9 @@ class _NormRelevance(torch.autograd.Function):
     """The layer's output; backward: the normalising rule over all of its tensor inputs."""
 
     @staticmethod
-    def forward(ctx: Any, rule: Norm, module: nn.Module, z: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, rule: Norm, module: nn.Module, z: torch.Tensor, *inputs: torch.Tensor
+    ) -> torch.Tensor:
         ctx.save_for_backward(z, *inputs)
         ctx.rule, ctx.module = rule, module
         return z.view_as(z)
@@ -119,7 +123,9 @@ class LayerRules:
                     rule = self.first
                 first_done = True
                 hooks.forward_hook(layer.module, _linear_hook(rule))
-            elif layer.kind is LayerKind.RELU or (layer.kind is LayerKind.BATCHNORM and self.batchnorm == PASS):
+            elif layer.kind is LayerKind.RELU or (
+                layer.kind is LayerKind.BATCHNORM and self.batchnorm == PASS
+            ):
                 hooks.forward_hook(layer.module, _pass_hook)
             else:
                 norm = {

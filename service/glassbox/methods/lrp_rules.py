@@ -88,8 +88,8 @@ class ZPlus:
 
     def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         w_pos, w_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-        x_pos = x.clamp(min=0)
         negative = _has_negative(x)
+        x_pos = x.clamp(min=0) if negative else x
         x_neg = x.clamp(max=0) if negative else None
         out = layer.forward(x_pos, w_pos, _clamp(layer.bias, low=0))
         if x_neg is not None:
@@ -195,9 +195,8 @@ class ZBox:
         lower = layer.forward(low, w_pos, _clamp(b, low=0))
         upper = layer.forward(high, w_neg, _clamp(b, high=0))
         s = r / stabilize(z - (lower + upper), self.stabilizer)
-        return (
-            x * layer.transpose(s, w, x.shape)
-            - (low * layer.transpose(s, w_pos, x.shape) + high * layer.transpose(s, w_neg, x.shape))
+        return x * layer.transpose(s, w, x.shape) - (
+            low * layer.transpose(s, w_pos, x.shape) + high * layer.transpose(s, w_neg, x.shape)
         )
 
 
@@ -212,7 +211,11 @@ class Norm:
     epsilon: float
 
     def apply(
-        self, layer: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], z: torch.Tensor, r: torch.Tensor
+        self,
+        layer: Callable[..., torch.Tensor],
+        inputs: tuple[torch.Tensor, ...],
+        z: torch.Tensor,
+        r: torch.Tensor,
     ) -> Relevance:
         s = r / stabilize(z, self.epsilon)
         with torch.enable_grad():

@@ -20,7 +20,10 @@ import torch
 import torchvision
 from captum.attr import LRP
 from captum.attr._utils.lrp_rules import EpsilonRule
-from gradient_harness import reference_network
+from glassbox.models.architectures import build_architecture
+from glassbox.models.config import load_config
+from gradient_harness import ARCHITECTURES
+from safetensors.torch import load_file
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.canonizers import AttributeCanonizer, Canonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
@@ -73,15 +76,24 @@ def canonizers(model: str, net: nn.Module) -> list[Canonizer]:
 
 
 class Reference:
-    """The served network without its normalisation, and the images normalised as the model does."""
+    """The served network without its normalisation (read from the repository's files, in the layout
+    the server keeps on a CPU: channels_last), and the images normalised as the model does."""
 
     def __init__(self, repository: Path, model: str, images: torch.Tensor) -> None:
-        served = reference_network(repository, model)
+        folder = repository / model / "1"
+        config = load_config(folder)
+        net = build_architecture(ARCHITECTURES[model], len(config.labels))
+        net.load_state_dict(load_file(str(folder / config.weights)))
+        self.net = net.eval().to(memory_format=torch.channels_last).requires_grad_(False)
+        for module in self.net.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = False  # Zennit's and Captum's hooks need out-of-place ReLUs
         self.model = model
-        self.net = served.net.requires_grad_(False)
-        self.inputs = (images - served.mean) / served.std
-        self.low = ((0.0 - served.mean) / served.std).expand_as(self.inputs)
-        self.high = ((1.0 - served.mean) / served.std).expand_as(self.inputs)
+        mean = torch.tensor(config.mean).view(1, 3, 1, 1)
+        std = torch.tensor(config.std).view(1, 3, 1, 1)
+        self.inputs = (images - mean) / std
+        self.low = ((0.0 - mean) / std).expand_as(self.inputs)
+        self.high = ((1.0 - mean) / std).expand_as(self.inputs)
 
     def composite(self, name: str) -> Composite:
         made = canonizers(self.model, self.net)

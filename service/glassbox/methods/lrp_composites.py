@@ -40,13 +40,16 @@ class _LinearRelevance(torch.autograd.Function):
         ctx: Any, rule: LinearRule, module: nn.Module, x: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
         ctx.save_for_backward(x, z)
-        ctx.rule, ctx.module = rule, module
+        ctx.rule, ctx.module, ctx.prepared = rule, module, None
         return z.view_as(z)
 
     @staticmethod
     def backward(ctx: Any, relevance: torch.Tensor) -> tuple[Any, ...]:
         x, z = ctx.saved_tensors
-        return None, None, ctx.rule.linear(LinearMap(ctx.module), x, z, relevance), None
+        layer = LinearMap(ctx.module)
+        if ctx.prepared is None:  # the first target pass; the others reuse what depends on the input only
+            ctx.prepared = ctx.rule.prepare(layer, x, z)
+        return None, None, ctx.rule.linear(layer, x, ctx.prepared, relevance), None
 
 
 class _NormRelevance(torch.autograd.Function):

@@ -11,7 +11,10 @@ treatment (z⁺ and αβ keep the positive or negative part of the bias in their
 A rule is computed without re-running the layer under autograd, as Zennit does: the linear map's transpose
 is applied directly (`conv2d_input` for convolutions, a matrix product for linear layers), the output of the
 unmodified layer (z) is the forward's own, and the terms that multiply an all-zero part of the input (the
-negative part of a post-ReLU activation) are skipped, as they add exact zeros.
+negative part of a post-ReLU activation) are skipped, as they add exact zeros. Each rule is split in
+`prepare` (what depends on the input only: modified weights, the stabilised denominators), computed once
+per forward, and `linear` (the relevance), once per target pass: every target of an image shares the
+denominators as it shares the forward.
 """
 
 from __future__ import annotations
@@ -76,8 +79,11 @@ class Epsilon:
 
     epsilon: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return x * layer.transpose(r / stabilize(z, self.epsilon), layer.weight, x.shape)
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
+        return stabilize(z, self.epsilon)
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, den: Any, r: torch.Tensor) -> torch.Tensor:
+        return x * layer.transpose(r / den, layer.weight, x.shape)
 
 
 @dataclass(frozen=True)
@@ -86,15 +92,20 @@ class ZPlus:
 
     stabilizer: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        w_pos, w_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
+        w_pos = layer.weight.clamp(min=0)
         negative = _has_negative(x)
         x_pos = x.clamp(min=0) if negative else x
-        x_neg = x.clamp(max=0) if negative else None
         out = layer.forward(x_pos, w_pos, _clamp(layer.bias, low=0))
-        if x_neg is not None:
+        x_neg = w_neg = None
+        if negative:
+            x_neg, w_neg = x.clamp(max=0), layer.weight.clamp(max=0)
             out = out + layer.forward(x_neg, w_neg, None)
-        s = r / stabilize(out, self.stabilizer)
+        return x_pos, x_neg, w_pos, w_neg, stabilize(out, self.stabilizer)
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
+        x_pos, x_neg, w_pos, w_neg, den = prepared
+        s = r / den
         relevance = x_pos * layer.transpose(s, w_pos, x.shape)
         if x_neg is not None:
             relevance = relevance + x_neg * layer.transpose(s, w_neg, x.shape)
@@ -109,17 +120,28 @@ class AlphaBeta:
     beta: float
     stabilizer: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
         w_pos, w_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-        x_pos = x.clamp(min=0)
-        x_neg = x.clamp(max=0) if _has_negative(x) else None
+        negative = _has_negative(x)
+        x_pos = x.clamp(min=0) if negative else x
+        x_neg = x.clamp(max=0) if negative else None
         positive = layer.forward(x_pos, w_pos, _clamp(layer.bias, low=0))
-        negative = layer.forward(x_pos, w_neg, _clamp(layer.bias, high=0))
+        negative_out = layer.forward(x_pos, w_neg, _clamp(layer.bias, high=0))
         if x_neg is not None:
             positive = positive + layer.forward(x_neg, w_neg, None)
-            negative = negative + layer.forward(x_neg, w_pos, None)
-        s_pos = r / stabilize(positive, self.stabilizer)
-        s_neg = r / stabilize(negative, self.stabilizer)
+            negative_out = negative_out + layer.forward(x_neg, w_pos, None)
+        return (
+            x_pos,
+            x_neg,
+            w_pos,
+            w_neg,
+            stabilize(positive, self.stabilizer),
+            stabilize(negative_out, self.stabilizer),
+        )
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
+        x_pos, x_neg, w_pos, w_neg, den_pos, den_neg = prepared
+        s_pos, s_neg = r / den_pos, r / den_neg
         relevance = self.alpha * (x_pos * layer.transpose(s_pos, w_pos, x.shape)) - self.beta * (
             x_pos * layer.transpose(s_neg, w_neg, x.shape)
         )
@@ -140,21 +162,27 @@ class Gamma:
     gamma: float
     stabilizer: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
         g = self.gamma
         w, b = layer.weight, layer.bias
         w_up, w_down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         b_up = None if b is None else b + g * b.clamp(min=0)
         b_down = None if b is None else b + g * b.clamp(max=0)
-        x_pos = x.clamp(min=0)
-        x_neg = x.clamp(max=0) if _has_negative(x) else None
+        negative = _has_negative(x)
+        x_pos = x.clamp(min=0) if negative else x
+        x_neg = x.clamp(max=0) if negative else None
         positive = layer.forward(x_pos, w_up, b_up)
-        negative = layer.forward(x_pos, w_down, b_down)
+        negative_out = layer.forward(x_pos, w_down, b_down)
         if x_neg is not None:
             positive = positive + layer.forward(x_neg, w_down, None)
-            negative = negative + layer.forward(x_neg, w_up, None)
-        s_pos = (z > 0).to(r) * r / stabilize(positive, self.stabilizer)
-        s_neg = (z < 0).to(r) * r / stabilize(negative, self.stabilizer)
+            negative_out = negative_out + layer.forward(x_neg, w_up, None)
+        signs = (z > 0).to(z), (z < 0).to(z)
+        dens = stabilize(positive, self.stabilizer), stabilize(negative_out, self.stabilizer)
+        return x_pos, x_neg, w_up, w_down, signs, dens
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
+        x_pos, x_neg, w_up, w_down, (is_pos, is_neg), (den_pos, den_neg) = prepared
+        s_pos, s_neg = is_pos * r / den_pos, is_neg * r / den_neg
         relevance = x_pos * (layer.transpose(s_pos, w_up, x.shape) + layer.transpose(s_neg, w_down, x.shape))
         if x_neg is not None:
             relevance = relevance + x_neg * (
@@ -170,10 +198,13 @@ class Flat:
 
     stabilizer: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
         ones = torch.ones_like(layer.weight)
-        out = layer.forward(torch.ones_like(x), ones, None)
-        return layer.transpose(r / stabilize(out, self.stabilizer), ones, x.shape)
+        return ones, stabilize(layer.forward(torch.ones_like(x), ones, None), self.stabilizer)
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
+        ones, den = prepared
+        return layer.transpose(r / den, ones, x.shape)
 
 
 @dataclass(frozen=True)
@@ -186,7 +217,7 @@ class ZBox:
     high: tuple[float, ...]
     stabilizer: float
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
         w, b = layer.weight, layer.bias
         w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
         shape = (1, len(self.low)) + (1,) * (x.dim() - 2)
@@ -194,8 +225,12 @@ class ZBox:
         high = torch.tensor(self.high, dtype=x.dtype, device=x.device).view(shape).expand_as(x)
         lower = layer.forward(low, w_pos, _clamp(b, low=0))
         upper = layer.forward(high, w_neg, _clamp(b, high=0))
-        s = r / stabilize(z - (lower + upper), self.stabilizer)
-        return x * layer.transpose(s, w, x.shape) - (
+        return low, high, w_pos, w_neg, stabilize(z - (lower + upper), self.stabilizer)
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
+        low, high, w_pos, w_neg, den = prepared
+        s = r / den
+        return x * layer.transpose(s, layer.weight, x.shape) - (
             low * layer.transpose(s, w_pos, x.shape) + high * layer.transpose(s, w_neg, x.shape)
         )
 

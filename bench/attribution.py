@@ -19,7 +19,8 @@ Targets (docs/benchmarks.md records the table):
   1.15 × N × the best per-image forward (N = the forward passes the method needs);
 - SmoothGrad and integrated gradients: ≥ 1.3 × faster than Captum at equal n (its faster of
   all-at-once and batches of 10);
-- Score-CAM: reported against pytorch-grad-cam's ScoreCAM (batch 64) and the N × forward floor.
+- Score-CAM: reported against pytorch-grad-cam's ScoreCAM (batch 64) and the N × forward floor;
+- LRP (EpsilonPlusFlat): ≤ 1.5 × the bare forward + backward and at least as fast as Zennit 1.0.
 Glassbox and the reference are timed alternately (--repeats runs each for light methods, --heavy-repeats
 for those that take seconds, after a warm-up of both for light ones) so that both see the same load, and
 the best time of each side counts: on a shared CPU the minimum is the least noisy estimate. Each run of
@@ -138,6 +139,7 @@ def method_params(bench: Bench) -> dict[str, object]:
         "occlusion": pb.OcclusionParams(window=window, stride=stride, baseline_value=0.5),
         "lime": pb.LimeParams(samples=bench.samples, superpixels=50, seed=0, baseline_value=0.5),
         "kernel_shap": pb.KernelShapParams(samples=bench.samples, superpixels=50, seed=0, baseline_value=0.5),
+        "lrp": pb.LrpParams(composite=pb.LRP_COMPOSITE_EPSILON_PLUS_FLAT),
     }
 
 
@@ -266,6 +268,12 @@ def judge(
     if method == "score_cam":
         return "(report)", f"{speedup:.2f}× grad-cam, {to_floor:.2f} × N·fwd"
     ratio = ours / fb
+    if method == "lrp":
+        ok = ratio <= 1.5 and speedup >= 1.0
+        return (
+            "≤ 1.5 × fwd+bwd, ≥ 1.0× Zennit",
+            f"{ratio:.2f} × fwd+bwd, {speedup:.2f}× Zennit {'✔' if ok else '✘'}",
+        )
     return (
         "≤ 1.10 × fwd+bwd",
         f"{ratio:.2f} × fwd+bwd {'✔' if ratio <= 1.10 else '✘'} ({ours / (fb + rpc):.2f} × fwd+bwd + RPC)",

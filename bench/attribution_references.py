@@ -1,8 +1,9 @@
 """The reference implementation of each attribution method for bench/attribution.py, set up with the same
-model, input, target and parameters as the Glassbox request (Captum 0.9, pytorch-grad-cam 1.5)."""
+model, input, target and parameters as the Glassbox request (Captum 0.9, pytorch-grad-cam 1.5, Zennit 1.0)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,10 @@ from captum.attr import (
 from captum.attr._core.lime import get_exp_kernel_similarity_function
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from zennit.attribution import Gradient
+from zennit.canonizers import SequentialMergeBatchNorm
+from zennit.composites import EpsilonPlusFlat
+from zennit.torchvision import ResNetCanonizer
 
 PER_EVAL = 64
 """Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM batch size in the comparison."""
@@ -76,6 +81,8 @@ def reference(
         return "Captum IntegratedGradients", lambda: IntegratedGradients(module).attribute(
             x, baselines=0.0, target=target, n_steps=bench.steps, method="gausslegendre"
         )
+    if method == "lrp":
+        return "Zennit EpsilonPlusFlat (context kept open)", _zennit(module, bench, x, target)
     if method == "occlusion":
         return f"Captum Occlusion (per eval {PER_EVAL})", lambda: Occlusion(module).attribute(
             x,
@@ -124,3 +131,21 @@ def _grad_cam(
             return cam(x.clone().requires_grad_(True), [ClassifierOutputTarget(target)])
 
     return run
+
+
+def _zennit(module: torch.nn.Module, bench: Any, x: torch.Tensor, target: int) -> Callable[[], object]:
+    """Zennit's EpsilonPlusFlat on a copy of the network (out-of-place ReLUs, as Zennit's hooks need), on
+    the normalised input (Glassbox passes relevance through the normalisation); the composite is
+    registered once, outside the timing, as a user explaining many images would keep it."""
+    net = copy.deepcopy(module.net)
+    for layer in net.modules():
+        if isinstance(layer, torch.nn.ReLU):
+            layer.inplace = False
+    canonizers = [ResNetCanonizer()] if bench.name == "resnet18" else [SequentialMergeBatchNorm()]
+    attributor = Gradient(model=net, composite=EpsilonPlusFlat(canonizers=canonizers))
+    attributor.__enter__()
+    z = (x - module.mean) / module.std
+    with torch.no_grad():
+        one_hot = torch.zeros_like(net(z))
+    one_hot[:, target] = 1.0
+    return lambda: attributor(z.clone().requires_grad_(True), one_hot)

@@ -30,6 +30,7 @@ CAM_LAYERS = {
     "shapes": "features.14",
     "resnet": "layer4",
     "densenet": "features.denseblock3",
+    "vgg": "features.19",
     "vit": "encoder.layers.encoder_layer_1.ln_1",
 }
 
@@ -38,6 +39,7 @@ ARCHITECTURES = {
     "shapes": "glassbox.shapes_cnn",
     "resnet": "resnet18",
     "densenet": "densenet121",
+    "vgg": "vgg11",
     "vit": "glassbox.tiny_vit",
 }
 
@@ -46,6 +48,7 @@ def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet")) 
     """Some of: shapes (the demo CNN: in-place ReLUs, BN), resnet (torchvision resnet18: residuals, a
     ReLU module called twice per block), densenet (torchvision densenet121: in-place ReLUs, feature maps
     concatenated, a functional ReLU after the last norm; its 4×4 denseblock3 is the CAM layer at 64×64),
+    vgg (torchvision vgg11: no BatchNorm, dropout, 130 M parameters, most in the first classifier layer),
     vit (a tiny torchvision ViT); seeded weights, 64×64 inputs.
     Seed 5 gives every image's top-2 classes a Grad-CAM that is not all zero (not so for every seed)."""
     for name in names:

@@ -39,6 +39,7 @@ PARAMS: dict[str, object] = {
     "lime": pb.LimeParams(samples=64),
     "kernel_shap": pb.KernelShapParams(samples=16),
     "neuron_gradient": pb.NeuronGradientParams(scope=pb.NEURON_SCOPE_LAYER),
+    "lrp": pb.LrpParams(),
 }
 NEURON_LAYERS = {"shapes": "features.10", "resnet": "layer2", "vit": "encoder.layers.encoder_layer_0"}
 MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]

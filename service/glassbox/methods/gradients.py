@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
-from glassbox.methods.hooks import ReluRule, relu_modules
+from glassbox.methods.hooks import CallRules, ReluRule, relu_modules
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import GradientResult, GradientUnit
@@ -73,6 +74,14 @@ class GradientMethod(AttributionMethod):
 
     def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
         return 0, images * targets * self.rows_per_input
+
+    def gradient_network(self) -> nn.Module:
+        """The network the gradients go through: the BatchNorm-folded copy (LRP: its canonical copy)."""
+        return self.model.input_gradient_network()
+
+    def call_rules(self) -> CallRules | None:
+        """Backward rules attached to `gradient_network` for each chunk's forward (LRP's); None: none."""
+        return None
 
     def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """Attributions [n, 3, H, W] from inputs [n, 3, H, W] and their gradients; default: the gradient."""
@@ -131,8 +140,9 @@ class GradientMethod(AttributionMethod):
         `make_inputs(rows)` with graph, then one backward per target pass, each handed to `consume`. Only
         the input and the ReLUs are looked at, so the BatchNorm-folded network serves. Each chunk is one
         `GradientUnit` of the compute scheduler, merged with other calls' chunks of the same network and
-        ReLU rule."""
-        net = self.model.input_gradient_network()
+        ReLU rule (and backward rules)."""
+        net = self.gradient_network()
+        rules = self.call_rules()
         most = graph_rows_per_batch(self.call, self.model)
         start = 0
         while start < total:
@@ -146,6 +156,7 @@ class GradientMethod(AttributionMethod):
                     x,
                     lambda logits, rows=rows: targets_of(logits, rows),
                     self.relu_rule,
+                    rules,
                 )
             )
             self.call.count(forward=len(rows))

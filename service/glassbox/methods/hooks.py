@@ -9,7 +9,8 @@ attached to that call's own tensors (a cloned activation, a custom autograd Func
 backward pass needs no global state either, wherever autograd runs it. Handles are removed when the
 call ends, even on error.
 
-Two uses:
+Three uses:
+* `CallRules`: a method's own backward rules (LRP's composites, methods/lrp_composites.py).
 * `LayerCapture`: keeps a layer's output (to read its values and differentiate with respect to it).
 * `ReluRules`: swaps every `nn.ReLU`'s gradient for guided backprop's or deconvnet's rule, switchable
   between backward passes of the same forward (Guided Grad-CAM needs plain and guided gradients).
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -65,6 +66,16 @@ class CallHooks:
             return hook(mod, inputs) if self.active() else None
 
         self._handles.append(module.register_forward_pre_hook(guarded))
+
+
+class CallRules(Protocol):
+    """Backward rules a method attaches to a network for one call (LRP's composites): hashable, because
+    units of different calls merge into one batch only when their rules are equal."""
+
+    def install(self, hooks: CallHooks, network: nn.Module) -> None:
+        """Register, through `hooks`, whatever the rules need on `network`'s modules."""
+
+    def __hash__(self) -> int: ...
 
 
 class LayerCapture:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
+from glassbox.methods.hooks import CallHooks, CallRules, LayerCapture, ReluRule, ReluRules, RuleSwitch
 
 DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
 """Most rows of a merged batch when model.toml says nothing: a CPU gains little beyond 16 rows of a
@@ -161,10 +161,18 @@ class GradientUnit(GraphUnit):
     inputs: torch.Tensor
     targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
     relu_rule: ReluRule | None = None
+    rules: CallRules | None = None  # a method's backward rules (LRP), attached for the unit's forward
     passes_run: int = 0
 
     def batch_key(self) -> Hashable:
-        return ("gradient", id(self.model), id(self.network), self.relu_rule, tuple(self.inputs.shape[1:]))
+        return (
+            "gradient",
+            id(self.model),
+            id(self.network),
+            self.relu_rule,
+            self.rules,
+            tuple(self.inputs.shape[1:]),
+        )
 
     @classmethod
     def execute_merged(cls, units: list[Unit]) -> list[Any]:
@@ -174,6 +182,8 @@ class GradientUnit(GraphUnit):
         with CallHooks() as hooks:
             if first.relu_rule is not None:
                 ReluRules(hooks, first.network, RuleSwitch(first.relu_rule))
+            if first.rules is not None:
+                first.rules.install(hooks, first.network)
             x = torch.cat([unit.inputs for unit in members]).detach().requires_grad_(True)
             try:
                 with torch.enable_grad():

@@ -322,6 +322,150 @@ export function integrationRuleToJSON(object: IntegrationRule): string {
   }
 }
 
+/** Which rule each layer of an LRP explanation gets (Zennit 1.0's composites, or Captum's defaults). */
+export enum LrpComposite {
+  /** LRP_COMPOSITE_UNSPECIFIED - The default: LRP_COMPOSITE_EPSILON_PLUS_FLAT. */
+  LRP_COMPOSITE_UNSPECIFIED = 0,
+  /** LRP_COMPOSITE_EPSILON_PLUS_FLAT - Flat on the first layer, z-plus on convolutions, epsilon on linear layers (Zennit EpsilonPlusFlat). */
+  LRP_COMPOSITE_EPSILON_PLUS_FLAT = 1,
+  /**
+   * LRP_COMPOSITE_EPSILON_GAMMA_BOX - z-box (the pixel range [0, 1] mapped through the model's normalisation) on the first convolution,
+   * gamma on the other convolutions, epsilon on linear layers (Zennit EpsilonGammaBox).
+   */
+  LRP_COMPOSITE_EPSILON_GAMMA_BOX = 2,
+  /**
+   * LRP_COMPOSITE_EPSILON_ALPHA2_BETA1 - Alpha-beta (alpha = 2, beta = 1 unless given) on convolutions, epsilon on linear layers
+   * (Zennit EpsilonAlpha2Beta1).
+   */
+  LRP_COMPOSITE_EPSILON_ALPHA2_BETA1 = 3,
+  /** LRP_COMPOSITE_UNIFORM - `rule` on every convolution and linear layer, `first_rule` on the first one. */
+  LRP_COMPOSITE_UNIFORM = 4,
+  /**
+   * LRP_COMPOSITE_CAPTUM - captum.attr.LRP's default rules: epsilon (default 1e-9) on convolutions, linear layers, BatchNorm
+   * (not merged), max and average pooling; the target's relevance is its score instead of 1.
+   */
+  LRP_COMPOSITE_CAPTUM = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function lrpCompositeFromJSON(object: any): LrpComposite {
+  switch (object) {
+    case 0:
+    case "LRP_COMPOSITE_UNSPECIFIED":
+      return LrpComposite.LRP_COMPOSITE_UNSPECIFIED;
+    case 1:
+    case "LRP_COMPOSITE_EPSILON_PLUS_FLAT":
+      return LrpComposite.LRP_COMPOSITE_EPSILON_PLUS_FLAT;
+    case 2:
+    case "LRP_COMPOSITE_EPSILON_GAMMA_BOX":
+      return LrpComposite.LRP_COMPOSITE_EPSILON_GAMMA_BOX;
+    case 3:
+    case "LRP_COMPOSITE_EPSILON_ALPHA2_BETA1":
+      return LrpComposite.LRP_COMPOSITE_EPSILON_ALPHA2_BETA1;
+    case 4:
+    case "LRP_COMPOSITE_UNIFORM":
+      return LrpComposite.LRP_COMPOSITE_UNIFORM;
+    case 5:
+    case "LRP_COMPOSITE_CAPTUM":
+      return LrpComposite.LRP_COMPOSITE_CAPTUM;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LrpComposite.UNRECOGNIZED;
+  }
+}
+
+export function lrpCompositeToJSON(object: LrpComposite): string {
+  switch (object) {
+    case LrpComposite.LRP_COMPOSITE_UNSPECIFIED:
+      return "LRP_COMPOSITE_UNSPECIFIED";
+    case LrpComposite.LRP_COMPOSITE_EPSILON_PLUS_FLAT:
+      return "LRP_COMPOSITE_EPSILON_PLUS_FLAT";
+    case LrpComposite.LRP_COMPOSITE_EPSILON_GAMMA_BOX:
+      return "LRP_COMPOSITE_EPSILON_GAMMA_BOX";
+    case LrpComposite.LRP_COMPOSITE_EPSILON_ALPHA2_BETA1:
+      return "LRP_COMPOSITE_EPSILON_ALPHA2_BETA1";
+    case LrpComposite.LRP_COMPOSITE_UNIFORM:
+      return "LRP_COMPOSITE_UNIFORM";
+    case LrpComposite.LRP_COMPOSITE_CAPTUM:
+      return "LRP_COMPOSITE_CAPTUM";
+    case LrpComposite.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** One LRP rule (Montavon et al. 2019, "Layer-Wise Relevance Propagation: An Overview"). */
+export enum LrpRule {
+  /** LRP_RULE_UNSPECIFIED - For `rule`: LRP_RULE_EPSILON; for `first_rule`: the same as `rule`. */
+  LRP_RULE_UNSPECIFIED = 0,
+  /** LRP_RULE_EPSILON - R_in = x · Wᵀ(R / (z + epsilon·sign z)); epsilon = 0 is LRP-0. */
+  LRP_RULE_EPSILON = 1,
+  /** LRP_RULE_GAMMA - Generalised gamma: positive weights (or, where z < 0, negative ones) boosted by `gamma`. */
+  LRP_RULE_GAMMA = 2,
+  /** LRP_RULE_Z_PLUS - z-plus (alpha 1, beta 0): only positive contributions share the relevance. */
+  LRP_RULE_Z_PLUS = 3,
+  /** LRP_RULE_ALPHA_BETA - alpha × positive share − beta × negative share. */
+  LRP_RULE_ALPHA_BETA = 4,
+  /** LRP_RULE_FLAT - Equal shares over each neuron's receptive field, whatever the input and weights. */
+  LRP_RULE_FLAT = 5,
+  /** LRP_RULE_Z_BOX - z-box: the input bounded by the pixel box; only as `first_rule`. */
+  LRP_RULE_Z_BOX = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function lrpRuleFromJSON(object: any): LrpRule {
+  switch (object) {
+    case 0:
+    case "LRP_RULE_UNSPECIFIED":
+      return LrpRule.LRP_RULE_UNSPECIFIED;
+    case 1:
+    case "LRP_RULE_EPSILON":
+      return LrpRule.LRP_RULE_EPSILON;
+    case 2:
+    case "LRP_RULE_GAMMA":
+      return LrpRule.LRP_RULE_GAMMA;
+    case 3:
+    case "LRP_RULE_Z_PLUS":
+      return LrpRule.LRP_RULE_Z_PLUS;
+    case 4:
+    case "LRP_RULE_ALPHA_BETA":
+      return LrpRule.LRP_RULE_ALPHA_BETA;
+    case 5:
+    case "LRP_RULE_FLAT":
+      return LrpRule.LRP_RULE_FLAT;
+    case 6:
+    case "LRP_RULE_Z_BOX":
+      return LrpRule.LRP_RULE_Z_BOX;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LrpRule.UNRECOGNIZED;
+  }
+}
+
+export function lrpRuleToJSON(object: LrpRule): string {
+  switch (object) {
+    case LrpRule.LRP_RULE_UNSPECIFIED:
+      return "LRP_RULE_UNSPECIFIED";
+    case LrpRule.LRP_RULE_EPSILON:
+      return "LRP_RULE_EPSILON";
+    case LrpRule.LRP_RULE_GAMMA:
+      return "LRP_RULE_GAMMA";
+    case LrpRule.LRP_RULE_Z_PLUS:
+      return "LRP_RULE_Z_PLUS";
+    case LrpRule.LRP_RULE_ALPHA_BETA:
+      return "LRP_RULE_ALPHA_BETA";
+    case LrpRule.LRP_RULE_FLAT:
+      return "LRP_RULE_FLAT";
+    case LrpRule.LRP_RULE_Z_BOX:
+      return "LRP_RULE_Z_BOX";
+    case LrpRule.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which activations of a layer the neuron gradient differentiates. */
 export enum NeuronScope {
   /** NEURON_SCOPE_UNSPECIFIED - The default: NEURON_SCOPE_NEURON. */
@@ -476,6 +620,7 @@ export interface AttributeRequest {
     | { $case: "lime"; value: LimeParams }
     | { $case: "kernelShap"; value: KernelShapParams }
     | { $case: "neuronGradient"; value: NeuronGradientParams }
+    | { $case: "lrp"; value: LrpParams }
     | undefined;
 }
 
@@ -564,6 +709,7 @@ export interface SmoothGradParams {
     | { $case: "integratedGradients"; value: IntegratedGradientsParams }
     | { $case: "guidedBackprop"; value: GuidedBackpropParams }
     | { $case: "deconvnet"; value: DeconvnetParams }
+    | { $case: "lrp"; value: LrpParams }
     | undefined;
 }
 
@@ -589,6 +735,41 @@ export interface IntegratedGradientsParams {
     | undefined;
   /** For BASELINE_UNIFORM_NOISE: seed of the noise. Default 0. */
   seed?: number | undefined;
+}
+
+/**
+ * Layer-wise relevance propagation (Bach et al. 2015): the target's score redistributed layer by layer
+ * down to the pixels, one rule per layer; a signed map [3, H, W] whose sum is about the target's relevance
+ * (1, or its score with LRP_COMPOSITE_CAPTUM) where the rules conserve relevance. Equal to Zennit 1.0
+ * (and Captum with LRP_COMPOSITE_CAPTUM) to 1e-4 of the map's maximum. The network is canonised
+ * (BatchNorm merged into the convolution before it; residual additions, functional ReLU and average
+ * pooling made layers); networks with other layers (attention, LayerNorm, non-ReLU activations, ...)
+ * are refused with FAILED_PRECONDITION naming the layer. Torch (eager) models only.
+ */
+export interface LrpParams {
+  composite: LrpComposite;
+  /** LRP_COMPOSITE_UNIFORM only: the rule of every convolution and linear layer (not LRP_RULE_Z_BOX). */
+  rule: LrpRule;
+  /** LRP_COMPOSITE_UNIFORM only: the rule of the first convolution or linear layer. */
+  firstRule: LrpRule;
+  /** Epsilon of the epsilon rule, in [0, 1000]. Default 1e-6 (Zennit), 1e-9 with LRP_COMPOSITE_CAPTUM. */
+  epsilon?:
+    | number
+    | undefined;
+  /** Gamma of the gamma rule, in [0, 1000]. Default 0.25. */
+  gamma?:
+    | number
+    | undefined;
+  /** Alpha of the alpha-beta rule, in [1, 1000]; alpha − beta must be 1. Default 2. */
+  alpha?:
+    | number
+    | undefined;
+  /** Beta of the alpha-beta rule, in [0, 1000]. Default 1. */
+  beta?:
+    | number
+    | undefined;
+  /** Stabiliser added (with the denominator's sign) by every rule but epsilon, in (0, 1]. Default 1e-6. */
+  stabilizer?: number | undefined;
 }
 
 /**
@@ -927,6 +1108,9 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "neuronGradient":
         NeuronGradientParams.encode(message.method.value, writer.uint32(186).fork()).join();
         break;
+      case "lrp":
+        LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1123,6 +1307,14 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
             message.method = { $case: "neuronGradient", value: NeuronGradientParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.method = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1199,6 +1391,8 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         ? { $case: "neuronGradient", value: NeuronGradientParams.fromJSON(object.neuronGradient) }
         : isSet(object.neuron_gradient)
         ? { $case: "neuronGradient", value: NeuronGradientParams.fromJSON(object.neuron_gradient) }
+        : isSet(object.lrp)
+        ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : undefined,
     };
   },
@@ -1257,6 +1451,8 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       obj.kernelShap = KernelShapParams.toJSON(message.method.value);
     } else if (message.method?.$case === "neuronGradient") {
       obj.neuronGradient = NeuronGradientParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "lrp") {
+      obj.lrp = LrpParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1363,6 +1559,12 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "neuronGradient": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "neuronGradient", value: NeuronGradientParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "lrp": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "lrp", value: LrpParams.fromPartial(object.method.value) };
         }
         break;
       }
@@ -1884,6 +2086,9 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "deconvnet":
         DeconvnetParams.encode(message.base.value, writer.uint32(114).fork()).join();
         break;
+      case "lrp":
+        LrpParams.encode(message.base.value, writer.uint32(242).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1976,6 +2181,14 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
             message.base = { $case: "deconvnet", value: DeconvnetParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.base = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2014,6 +2227,8 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
         ? { $case: "guidedBackprop", value: GuidedBackpropParams.fromJSON(object.guided_backprop) }
         : isSet(object.deconvnet)
         ? { $case: "deconvnet", value: DeconvnetParams.fromJSON(object.deconvnet) }
+        : isSet(object.lrp)
+        ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : undefined,
     };
   },
@@ -2042,6 +2257,8 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       obj.guidedBackprop = GuidedBackpropParams.toJSON(message.base.value);
     } else if (message.base?.$case === "deconvnet") {
       obj.deconvnet = DeconvnetParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "lrp") {
+      obj.lrp = LrpParams.toJSON(message.base.value);
     }
     return obj;
   },
@@ -2086,6 +2303,12 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "deconvnet": {
         if (object.base?.value !== undefined && object.base?.value !== null) {
           message.base = { $case: "deconvnet", value: DeconvnetParams.fromPartial(object.base.value) };
+        }
+        break;
+      }
+      case "lrp": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = { $case: "lrp", value: LrpParams.fromPartial(object.base.value) };
         }
         break;
       }
@@ -2249,6 +2472,200 @@ export const IntegratedGradientsParams: MessageFns<IntegratedGradientsParams> = 
       : undefined;
     message.blurSigma = object.blurSigma ?? undefined;
     message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLrpParams(): LrpParams {
+  return {
+    composite: 0,
+    rule: 0,
+    firstRule: 0,
+    epsilon: undefined,
+    gamma: undefined,
+    alpha: undefined,
+    beta: undefined,
+    stabilizer: undefined,
+  };
+}
+
+export const LrpParams: MessageFns<LrpParams> = {
+  encode(message: LrpParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.composite !== 0) {
+      writer.uint32(8).int32(message.composite);
+    }
+    if (message.rule !== 0) {
+      writer.uint32(16).int32(message.rule);
+    }
+    if (message.firstRule !== 0) {
+      writer.uint32(24).int32(message.firstRule);
+    }
+    if (message.epsilon !== undefined) {
+      writer.uint32(37).float(message.epsilon);
+    }
+    if (message.gamma !== undefined) {
+      writer.uint32(45).float(message.gamma);
+    }
+    if (message.alpha !== undefined) {
+      writer.uint32(53).float(message.alpha);
+    }
+    if (message.beta !== undefined) {
+      writer.uint32(61).float(message.beta);
+    }
+    if (message.stabilizer !== undefined) {
+      writer.uint32(69).float(message.stabilizer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LrpParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLrpParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.composite = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rule = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.firstRule = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.epsilon = reader.float();
+            continue;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.gamma = reader.float();
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.alpha = reader.float();
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.beta = reader.float();
+            continue;
+          }
+          case 8: {
+            if (tag !== 69) {
+              break;
+            }
+
+            message.stabilizer = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LrpParams {
+    return {
+      composite: isSet(object.composite) ? lrpCompositeFromJSON(object.composite) : 0,
+      rule: isSet(object.rule) ? lrpRuleFromJSON(object.rule) : 0,
+      firstRule: isSet(object.firstRule)
+        ? lrpRuleFromJSON(object.firstRule)
+        : isSet(object.first_rule)
+        ? lrpRuleFromJSON(object.first_rule)
+        : 0,
+      epsilon: isSet(object.epsilon) ? globalThis.Number(object.epsilon) : undefined,
+      gamma: isSet(object.gamma) ? globalThis.Number(object.gamma) : undefined,
+      alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : undefined,
+      beta: isSet(object.beta) ? globalThis.Number(object.beta) : undefined,
+      stabilizer: isSet(object.stabilizer) ? globalThis.Number(object.stabilizer) : undefined,
+    };
+  },
+
+  toJSON(message: LrpParams): unknown {
+    const obj: any = {};
+    if (message.composite !== 0) {
+      obj.composite = lrpCompositeToJSON(message.composite);
+    }
+    if (message.rule !== 0) {
+      obj.rule = lrpRuleToJSON(message.rule);
+    }
+    if (message.firstRule !== 0) {
+      obj.firstRule = lrpRuleToJSON(message.firstRule);
+    }
+    if (message.epsilon !== undefined) {
+      obj.epsilon = floatToJson(message.epsilon);
+    }
+    if (message.gamma !== undefined) {
+      obj.gamma = floatToJson(message.gamma);
+    }
+    if (message.alpha !== undefined) {
+      obj.alpha = floatToJson(message.alpha);
+    }
+    if (message.beta !== undefined) {
+      obj.beta = floatToJson(message.beta);
+    }
+    if (message.stabilizer !== undefined) {
+      obj.stabilizer = floatToJson(message.stabilizer);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LrpParams>, I>>(base?: I): LrpParams {
+    return LrpParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LrpParams>, I>>(object: I): LrpParams {
+    const message = createBaseLrpParams();
+    message.composite = object.composite ?? 0;
+    message.rule = object.rule ?? 0;
+    message.firstRule = object.firstRule ?? 0;
+    message.epsilon = object.epsilon ?? undefined;
+    message.gamma = object.gamma ?? undefined;
+    message.alpha = object.alpha ?? undefined;
+    message.beta = object.beta ?? undefined;
+    message.stabilizer = object.stabilizer ?? undefined;
     return message;
   },
 };

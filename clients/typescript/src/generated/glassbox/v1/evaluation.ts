@@ -19,6 +19,7 @@ import {
   IntegratedGradientsParams,
   KernelShapParams,
   LimeParams,
+  LrpParams,
   OcclusionParams,
   SaliencyParams,
   ScoreCamParams,
@@ -240,6 +241,7 @@ export interface EvaluatedMethod {
     | { $case: "occlusion"; value: OcclusionParams }
     | { $case: "lime"; value: LimeParams }
     | { $case: "kernelShap"; value: KernelShapParams }
+    | { $case: "lrp"; value: LrpParams }
     | undefined;
 }
 
@@ -529,6 +531,9 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "kernelShap":
         KernelShapParams.encode(message.method.value, writer.uint32(178).fork()).join();
         break;
+      case "lrp":
+        LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
+        break;
     }
     return writer;
   },
@@ -669,6 +674,14 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
             message.method = { $case: "kernelShap", value: KernelShapParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 70: {
+            if (tag !== 562) {
+              break;
+            }
+
+            message.method = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -727,6 +740,8 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
         ? { $case: "kernelShap", value: KernelShapParams.fromJSON(object.kernelShap) }
         : isSet(object.kernel_shap)
         ? { $case: "kernelShap", value: KernelShapParams.fromJSON(object.kernel_shap) }
+        : isSet(object.lrp)
+        ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : undefined,
     };
   },
@@ -765,6 +780,8 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       obj.lime = LimeParams.toJSON(message.method.value);
     } else if (message.method?.$case === "kernelShap") {
       obj.kernelShap = KernelShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "lrp") {
+      obj.lrp = LrpParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -855,6 +872,12 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "kernelShap": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "kernelShap", value: KernelShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "lrp": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "lrp", value: LrpParams.fromPartial(object.method.value) };
         }
         break;
       }

@@ -54,6 +54,25 @@ class IntegrationRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTEGRATION_RULE_RIEMANN_MIDDLE: _ClassVar[IntegrationRule]
     INTEGRATION_RULE_RIEMANN_TRAPEZOID: _ClassVar[IntegrationRule]
 
+class LrpComposite(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LRP_COMPOSITE_UNSPECIFIED: _ClassVar[LrpComposite]
+    LRP_COMPOSITE_EPSILON_PLUS_FLAT: _ClassVar[LrpComposite]
+    LRP_COMPOSITE_EPSILON_GAMMA_BOX: _ClassVar[LrpComposite]
+    LRP_COMPOSITE_EPSILON_ALPHA2_BETA1: _ClassVar[LrpComposite]
+    LRP_COMPOSITE_UNIFORM: _ClassVar[LrpComposite]
+    LRP_COMPOSITE_CAPTUM: _ClassVar[LrpComposite]
+
+class LrpRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LRP_RULE_UNSPECIFIED: _ClassVar[LrpRule]
+    LRP_RULE_EPSILON: _ClassVar[LrpRule]
+    LRP_RULE_GAMMA: _ClassVar[LrpRule]
+    LRP_RULE_Z_PLUS: _ClassVar[LrpRule]
+    LRP_RULE_ALPHA_BETA: _ClassVar[LrpRule]
+    LRP_RULE_FLAT: _ClassVar[LrpRule]
+    LRP_RULE_Z_BOX: _ClassVar[LrpRule]
+
 class NeuronScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NEURON_SCOPE_UNSPECIFIED: _ClassVar[NeuronScope]
@@ -93,6 +112,19 @@ INTEGRATION_RULE_RIEMANN_LEFT: IntegrationRule
 INTEGRATION_RULE_RIEMANN_RIGHT: IntegrationRule
 INTEGRATION_RULE_RIEMANN_MIDDLE: IntegrationRule
 INTEGRATION_RULE_RIEMANN_TRAPEZOID: IntegrationRule
+LRP_COMPOSITE_UNSPECIFIED: LrpComposite
+LRP_COMPOSITE_EPSILON_PLUS_FLAT: LrpComposite
+LRP_COMPOSITE_EPSILON_GAMMA_BOX: LrpComposite
+LRP_COMPOSITE_EPSILON_ALPHA2_BETA1: LrpComposite
+LRP_COMPOSITE_UNIFORM: LrpComposite
+LRP_COMPOSITE_CAPTUM: LrpComposite
+LRP_RULE_UNSPECIFIED: LrpRule
+LRP_RULE_EPSILON: LrpRule
+LRP_RULE_GAMMA: LrpRule
+LRP_RULE_Z_PLUS: LrpRule
+LRP_RULE_ALPHA_BETA: LrpRule
+LRP_RULE_FLAT: LrpRule
+LRP_RULE_Z_BOX: LrpRule
 NEURON_SCOPE_UNSPECIFIED: NeuronScope
 NEURON_SCOPE_NEURON: NeuronScope
 NEURON_SCOPE_CHANNEL: NeuronScope
@@ -102,7 +134,7 @@ SEGMENTATION_SLIC: Segmentation
 SEGMENTATION_GRID: Segmentation
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient")
+    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "lrp")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +157,7 @@ class AttributeRequest(_message.Message):
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
     NEURON_GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    LRP_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     images: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Image]
@@ -147,7 +180,8 @@ class AttributeRequest(_message.Message):
     lime: LimeParams
     kernel_shap: KernelShapParams
     neuron_gradient: NeuronGradientParams
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ...) -> None: ...
+    lrp: LrpParams
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
 
 class TargetSpec(_message.Message):
     __slots__ = ("class_indices", "labels", "top_k")
@@ -192,7 +226,7 @@ class GradientXInputParams(_message.Message):
     def __init__(self) -> None: ...
 
 class SmoothGradParams(_message.Message):
-    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet")
+    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet", "lrp")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     NOISE_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +236,7 @@ class SmoothGradParams(_message.Message):
     INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     GUIDED_BACKPROP_FIELD_NUMBER: _ClassVar[int]
     DECONVNET_FIELD_NUMBER: _ClassVar[int]
+    LRP_FIELD_NUMBER: _ClassVar[int]
     samples: int
     noise_fraction: float
     seed: int
@@ -211,7 +246,8 @@ class SmoothGradParams(_message.Message):
     integrated_gradients: IntegratedGradientsParams
     guided_backprop: GuidedBackpropParams
     deconvnet: DeconvnetParams
-    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ...) -> None: ...
+    lrp: LrpParams
+    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
     __slots__ = ("steps", "rule", "baseline", "baseline_image", "blur_sigma", "seed")
@@ -228,6 +264,26 @@ class IntegratedGradientsParams(_message.Message):
     blur_sigma: float
     seed: int
     def __init__(self, steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., baseline_image: _Optional[_Union[_tensor_pb2.Image, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class LrpParams(_message.Message):
+    __slots__ = ("composite", "rule", "first_rule", "epsilon", "gamma", "alpha", "beta", "stabilizer")
+    COMPOSITE_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_RULE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    STABILIZER_FIELD_NUMBER: _ClassVar[int]
+    composite: LrpComposite
+    rule: LrpRule
+    first_rule: LrpRule
+    epsilon: float
+    gamma: float
+    alpha: float
+    beta: float
+    stabilizer: float
+    def __init__(self, composite: _Optional[_Union[LrpComposite, str]] = ..., rule: _Optional[_Union[LrpRule, str]] = ..., first_rule: _Optional[_Union[LrpRule, str]] = ..., epsilon: _Optional[float] = ..., gamma: _Optional[float] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., stabilizer: _Optional[float] = ...) -> None: ...
 
 class GuidedBackpropParams(_message.Message):
     __slots__ = ()

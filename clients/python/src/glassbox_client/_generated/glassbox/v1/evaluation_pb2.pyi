@@ -50,7 +50,7 @@ PERTURBATION_BASELINE_BLUR: PerturbationBaseline
 PERTURBATION_BASELINE_MEAN: PerturbationBaseline
 
 class EvaluatedMethod(_message.Message):
-    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap")
+    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "lrp")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     SALIENCY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class EvaluatedMethod(_message.Message):
     OCCLUSION_FIELD_NUMBER: _ClassVar[int]
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
+    LRP_FIELD_NUMBER: _ClassVar[int]
     name: str
     aggregation: _attribution_service_pb2.Aggregation
     saliency: _attribution_service_pb2.SaliencyParams
@@ -81,7 +82,8 @@ class EvaluatedMethod(_message.Message):
     occlusion: _attribution_service_pb2.OcclusionParams
     lime: _attribution_service_pb2.LimeParams
     kernel_shap: _attribution_service_pb2.KernelShapParams
-    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ...) -> None: ...
+    lrp: _attribution_service_pb2.LrpParams
+    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ..., lrp: _Optional[_Union[_attribution_service_pb2.LrpParams, _Mapping]] = ...) -> None: ...
 
 class FaithfulnessOptions(_message.Message):
     __slots__ = ("steps", "baseline", "blur_sigma")

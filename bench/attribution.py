@@ -37,6 +37,7 @@ import argparse
 import io
 import logging
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -98,12 +99,12 @@ class Row:
 def write_repository(root: Path, benches: list[Bench], trained_shapes: Path | None) -> None:
     """A model repository with every bench model (safetensors, mean/std of ImageNet)."""
     for bench in benches:
+        if bench.name == "shapes" and trained_shapes is not None:
+            # The whole model folder: the named sets its [monitoring] section names come along.
+            shutil.copytree(trained_shapes.parent, root / bench.name)
+            continue
         folder = root / bench.name / "1"
         folder.mkdir(parents=True)
-        if bench.name == "shapes" and trained_shapes is not None:
-            for item in trained_shapes.iterdir():
-                (folder / item.name).write_bytes(item.read_bytes())
-            continue
         save_file(
             {k: v.contiguous() for k, v in bench.net.state_dict().items()}, str(folder / "model.safetensors")
         )

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import LayerInfo, Model
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, graph_unit_rows
@@ -132,7 +131,7 @@ class CamMethod(GradientMethod):
     def unsupported_reason(cls, model: Model) -> str | None:
         reason = super().unsupported_reason(model)
         if reason is None and (
-            not isinstance(model, TorchModel) or not any(i.cam_compatible for i in model.layers)
+            not model.supports_layer_hooks or not any(i.cam_compatible for i in model.layers)
         ):
             reason = (
                 f"{cls.name} needs a model with hookable [C, H, W] or [T, C] layers (TorchScript has none)"
@@ -149,7 +148,6 @@ class CamMethod(GradientMethod):
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         if self.relu_rule is None:
             return self._run_in_units(pixels, selector)
-        assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
@@ -194,7 +192,6 @@ class CamMethod(GradientMethod):
     def _run_in_units(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         """Without a ReLU rule the passes need only the layer's output and its gradients: each chunk is a
         `LayerGradientUnit` of the compute scheduler, merged with other calls' chunks on the same layer."""
-        assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])

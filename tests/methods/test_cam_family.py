@@ -19,7 +19,9 @@ import pytest
 import torch
 from cam_references import grad_cam_maps, min_max
 from conftest import RunningServer, write_model_version
-from glassbox.models.repository import ModelRepository
+from glassbox.backends.torch_backend import TorchModel
+from glassbox.models.architectures import build_architecture
+from glassbox.models.config import load_config
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
@@ -38,6 +40,7 @@ from pytorch_grad_cam import (
 )
 from pytorch_grad_cam.fem import FEM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
+from safetensors.torch import load_file
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Ablation-CAM draws progress bars otherwise
 TWO = IMAGES[:2]
@@ -94,13 +97,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def networks(repository: Path) -> dict[str, torch.nn.Module]:
-    """The served torch networks (pixels → logits) as `gradient_harness.reference_network` makes them
-    (out-of-place ReLUs, trainable parameters), the repository loaded once for the module."""
-    models = ModelRepository(repository, device=torch.device("cpu"))
-    models.load_all()
+    """The served torch networks (pixels → logits, the server's memory layout) as
+    `gradient_harness.reference_network` makes them (out-of-place ReLUs, trainable parameters), built
+    without the repository's forward-engine selection, which would time every engine again."""
     out = {}
     for name in ("shapes", "resnet", "densenet"):
-        network = copy.deepcopy(models.get(name).differentiable())
+        folder = repository / name / "1"
+        config = load_config(folder)
+        assert config.architecture is not None
+        net = build_architecture(config.architecture, len(config.labels), **config.architecture_args)
+        net.load_state_dict(load_file(str(folder / config.weights)))
+        served = TorchModel(name, "1", config, "", net, torch.device("cpu"))
+        network = copy.deepcopy(served.differentiable())
         for module in network.modules():
             if isinstance(module, torch.nn.ReLU):
                 module.inplace = False

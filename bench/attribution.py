@@ -430,7 +430,13 @@ def main() -> int:
         root = Path(tmp)
         write_repository(root, benches, trained_shapes)
         settings = load_settings(
-            address="127.0.0.1:0", model_repository=root, cache={"enabled": False}, metrics={"enabled": False}
+            address="127.0.0.1:0",
+            model_repository=root,
+            cache={"enabled": False},
+            metrics={"enabled": False},
+            # admission estimates from a loaded CPU's unit costs can exceed the default 60 s queue bound
+            # (Ablation-CAM's estimate counts its ablated rows as whole forwards): time, do not refuse
+            scheduler={"max_queue_seconds": 3600},
         )
         server = GlassboxServer(settings)
         port = server.start()

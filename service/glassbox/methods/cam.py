@@ -20,6 +20,7 @@ hard-coded (pytorch-grad-cam's users hard-code 14×14; its issues #76, #257, #50
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -161,6 +162,11 @@ class CamMethod(GradientMethod):
         """Per-channel weights [n, C] for the default `cam_image`: a subclass defines one of the two."""
         raise NotImplementedError(f"{type(self).__name__} defines neither cam_weights nor cam_image")
 
+    def forward_context(self) -> contextlib.AbstractContextManager[object]:
+        """Entered around the in-call forward with graph (Shapley-CAM: attention that has a second
+        derivative)."""
+        return contextlib.nullcontext()
+
     def layer_gradient(
         self, logits: torch.Tensor, one_hot: torch.Tensor, activation: torch.Tensor
     ) -> torch.Tensor:
@@ -191,7 +197,7 @@ class CamMethod(GradientMethod):
                 x = inputs[rows.start : rows.stop].detach().requires_grad_(True)
                 capture.clear()
                 rules_before_layer.clear()
-                with torch.enable_grad():
+                with torch.enable_grad(), self.forward_context():
                     logits = net(x)
                 self.call.count(forward=len(rows))
                 logits_out.append(logits.detach().cpu())

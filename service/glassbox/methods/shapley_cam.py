@@ -6,12 +6,16 @@ respect to the layer's output times that output (a Hessian-vector product, one m
 target). As pytorch-grad-cam's `ShapleyCAM`. Where nothing after the layer curves (ReLU networks: their
 second derivative is zero almost everywhere) the map equals Grad-CAM's; GELU, softmax attention and
 normalisation layers make them differ. The second derivative needs the autograd graph at the layer, so
-the passes run in the call (not as mergeable units).
+the passes run in the call (not as mergeable units), with scaled dot-product attention on its math
+kernel: the fused CPU kernels (flash attention) have no second derivative.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from glassbox.methods.cam import CamMethod
 from glassbox.methods.registry import register
@@ -22,6 +26,9 @@ class ShapleyCam(CamMethod):
     """α_c = mean_ij (g − ½ H·A)_c,ij."""
 
     needs_graph = True
+
+    def forward_context(self) -> contextlib.AbstractContextManager[object]:
+        return sdpa_kernel(SDPBackend.MATH)
 
     def layer_gradient(
         self, logits: torch.Tensor, one_hot: torch.Tensor, activation: torch.Tensor

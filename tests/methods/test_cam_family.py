@@ -81,6 +81,12 @@ REFERENCES: dict[str, tuple[Callable[..., object], object]] = {
 
 
 MODELS = ("shapes", "resnet", "densenet")
+HOOKED = {"hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_grad_cam", "shapley_cam"}
+"""The methods that run on `TorchModel.hooked_network`."""
+DOUBLE = {"kpca_cam", "kpca_cam_rbf"}
+"""pytorch-grad-cam's KPCA-CAM runs scikit-learn's KernelPCA in the activations' dtype: in float32 it is
+1e-3 of the maximum from its own float64 result on the demo CNN's 64 positions, so the reference runs on
+a float64 copy of the network (Glassbox computes the kernel PCA in float64)."""
 MODELS_OF = {
     "fem": ("shapes",),
     "fem_k1": ("resnet", "densenet"),
@@ -111,7 +117,11 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def networks(repository: Path) -> dict[str, torch.nn.Module]:
     """The served torch networks (pixels → logits, the server's memory layout) as
     `gradient_harness.reference_network` makes them (out-of-place ReLUs, trainable parameters), built
-    without the repository's forward-engine selection, which would time every engine again."""
+    without the repository's forward-engine selection, which would time every engine again:
+    `<model>/plain` as loaded, `<model>/hooked` the network the gradient CAMs run on (BatchNorm folded
+    where that leaves the CAM layer's output unchanged). The references run on the network the method
+    ran on: XGrad-CAM divides by each channel's activation sum, which is near 0 for some of densenet's
+    channels, so a float32 rounding of the fold moves its map by 1e-3 of the maximum."""
     out = {}
     for name in ("shapes", "resnet", "densenet"):
         folder = repository / name / "1"
@@ -120,11 +130,15 @@ def networks(repository: Path) -> dict[str, torch.nn.Module]:
         net = build_architecture(config.architecture, len(config.labels), **config.architecture_args)
         net.load_state_dict(load_file(str(folder / config.weights)))
         served = TorchModel(name, "1", config, "", net, torch.device("cpu"))
-        network = copy.deepcopy(served.differentiable())
-        for module in network.modules():
-            if isinstance(module, torch.nn.ReLU):
-                module.inplace = False
-        out[name] = network.requires_grad_(True).eval()
+        for kind, network in (
+            ("plain", served.differentiable()),
+            ("hooked", served.hooked_network(CAM_LAYERS[name])[0]),
+        ):
+            network = copy.deepcopy(network)
+            for module in network.modules():
+                if isinstance(module, torch.nn.ReLU):
+                    module.inplace = False
+            out[f"{name}/{kind}"] = network.requires_grad_(True).eval()
     return out
 
 
@@ -179,8 +193,13 @@ def test_equals_pytorch_grad_cam(
 ) -> None:
     reference, params = REFERENCES[case]
     response = attribute(stub, top2_request(model, **{method_field(case): params}))
-    network = networks[model]
-    assert_equal_to_reference(response, reference, network, network.net.get_submodule(CAM_LAYERS[model]), TWO)
+    network = networks[f"{model}/{'hooked' if method_field(case) in HOOKED else 'plain'}"]
+    images = TWO
+    if case in DOUBLE:
+        network, images = copy.deepcopy(network).double(), TWO.double()
+    assert_equal_to_reference(
+        response, reference, network, network.net.get_submodule(CAM_LAYERS[model]), images
+    )
 
 
 @pytest.mark.parametrize(
@@ -202,7 +221,7 @@ def test_ablation_cam_equals_pytorch_grad_cam(
     response = attribute(
         stub, top2_request(model, IMAGES[:images], ablation_cam=pb.AblationCamParams(layer=layer))
     )
-    network = networks[model]
+    network = networks[f"{model}/plain"]
     module = network.net.get_submodule(layer or CAM_LAYERS[model])
     channels = next(p for p in module.parameters()).shape[0] if layer == "layer3.1.conv2" else None
     # pytorch-grad-cam lowers the ablation value by 1e7 per row of its batch on layers with negative
@@ -218,9 +237,11 @@ def test_gradient_free_cams_run_on_an_onnx_model(
 ) -> None:
     reference, params = REFERENCES[case]
     response = attribute(stub, top2_request("shapes-onnx", **{case: params}))
-    network = networks["shapes"]
+    network, images = networks["shapes/plain"], TWO
+    if case in DOUBLE:
+        network, images = copy.deepcopy(network).double(), TWO.double()
     assert_equal_to_reference(
-        response, reference, network, network.net.get_submodule(CAM_LAYERS["shapes"]), TWO, passes=1
+        response, reference, network, network.net.get_submodule(CAM_LAYERS["shapes"]), images, passes=1
     )
 
 

@@ -23,7 +23,22 @@ from captum.attr import (
     Saliency,
 )
 from captum.attr._core.lime import get_exp_kernel_similarity_function
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam import (
+    AblationCAM,
+    EigenCAM,
+    EigenGradCAM,
+    FullGrad,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    ShapleyCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.fem import FEM
+from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
 from zennit.canonizers import SequentialMergeBatchNorm
@@ -31,7 +46,20 @@ from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
 PER_EVAL = 64
-"""Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM batch size in the comparison."""
+"""Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM and AblationCAM batch size in the
+comparison."""
+CAM_FAMILY = {
+    "hires_cam": HiResCAM,
+    "grad_cam_element_wise": GradCAMElementWise,
+    "xgrad_cam": XGradCAM,
+    "layer_cam": LayerCAM,
+    "eigen_cam": EigenCAM,
+    "eigen_grad_cam": EigenGradCAM,
+    "kpca_cam": KPCA_CAM,
+    "fem": FEM,
+    "full_grad": FullGrad,
+}
+"""pytorch-grad-cam's class of each CAM method compared with its defaults."""
 NEURON_CHANNEL = 5
 """The channel of the CAM layer whose sum neuron_gradient differentiates."""
 SMOOTHGRAD_BATCH = 10
@@ -66,6 +94,17 @@ def reference(
         )
     if method == "score_cam":
         return f"pytorch-grad-cam ScoreCAM (batch {PER_EVAL})", _grad_cam(ScoreCAM, module, layer, x, target)
+    if method == "ablation_cam":
+        return f"pytorch-grad-cam AblationCAM (batch {PER_EVAL})", _grad_cam(
+            AblationCAM, module, layer, x, target
+        )
+    if method in CAM_FAMILY:
+        cls = CAM_FAMILY[method]
+        return f"pytorch-grad-cam {cls.__name__}", _grad_cam(cls, module, layer, x, target)
+    if method == "shapley_cam":  # its Hessian-vector product needs a graph through the parameters
+        trainable = copy.deepcopy(module).requires_grad_(True)
+        layer = trainable.net.get_submodule(bench.cam_layer)
+        return "pytorch-grad-cam ShapleyCAM", _grad_cam(ShapleyCAM, trainable, layer, x, target)
     if method == "smoothgrad":
         tunnel = NoiseTunnel(Saliency(module))
         return f"Captum NoiseTunnel(Saliency), batch {SMOOTHGRAD_BATCH}", lambda: tunnel.attribute(

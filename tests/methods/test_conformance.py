@@ -40,6 +40,17 @@ PARAMS: dict[str, object] = {
     "kernel_shap": pb.KernelShapParams(samples=16),
     "neuron_gradient": pb.NeuronGradientParams(scope=pb.NEURON_SCOPE_LAYER),
     "lrp": pb.LrpParams(),
+    "hires_cam": pb.HiResCamParams(),
+    "grad_cam_element_wise": pb.GradCamElementWiseParams(),
+    "xgrad_cam": pb.XGradCamParams(),
+    "layer_cam": pb.LayerCamParams(),
+    "eigen_cam": pb.EigenCamParams(),
+    "eigen_grad_cam": pb.EigenGradCamParams(),
+    "ablation_cam": pb.AblationCamParams(),
+    "full_grad": pb.FullGradParams(),
+    "kpca_cam": pb.KpcaCamParams(),
+    "fem": pb.FemParams(k=1.0),
+    "shapley_cam": pb.ShapleyCamParams(),
 }
 NEURON_LAYERS = {"shapes": "features.10", "resnet": "layer2", "vit": "encoder.layers.encoder_layer_0"}
 MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]

@@ -27,10 +27,18 @@ class LayerInfo:
 
 
 class Model(ABC):
-    """A loaded, ready model version."""
+    """A loaded, ready model version.
+
+    What a backend can do beyond logits is asked of the model, never read off its class:
+    `supports_gradients` (`differentiable()`), `supports_layer_hooks` (`submodule`, `hooked_network`:
+    modules that take forward hooks), `supports_layer_outputs` (`logits_and_layer`). The methods that
+    cannot run raise FailedPrecondition naming the backend.
+    """
 
     backend_name: str
     supports_gradients: bool
+    supports_layer_outputs: bool = False
+    """Whether `logits_and_layer` reads a layer's output in the logits' pass."""
 
     def __init__(self, name: str, version: str, config: ModelConfig, weights_digest: str) -> None:
         self.name = name
@@ -65,6 +73,39 @@ class Model(ABC):
         raise FailedPrecondition(
             f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, "
             "which computes no gradients",
+            field="model",
+            reason=Reason.METHOD_NOT_SUPPORTED,
+            metadata={"model": self.name, "version": self.version},
+        )
+
+    @property
+    def supports_layer_hooks(self) -> bool:
+        """Whether the layers are modules that take forward hooks (`submodule`, `hooked_network`)."""
+        return False
+
+    def submodule(self, name: str) -> torch.nn.Module:
+        """The network's module called `name` (names as listed by `layers`); hookable backends only."""
+        raise self._no_hooks()
+
+    def hooked_network(self, layer: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(network pixels → logits, its module called `layer`) for a method that hooks that layer and
+        the ReLUs; hookable backends only."""
+        raise self._no_hooks()
+
+    def logits_and_layer(self, pixels: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, classes] (CPU) and the layer's output [B, ...] of one no-grad pass."""
+        raise FailedPrecondition(
+            f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, "
+            "which exposes no layer outputs",
+            field="model",
+            reason=Reason.METHOD_NOT_SUPPORTED,
+            metadata={"model": self.name, "version": self.version},
+        )
+
+    def _no_hooks(self) -> FailedPrecondition:
+        return FailedPrecondition(
+            f"model {self.name!r} version {self.version!r} runs on {self.backend_name}, "
+            "whose layers take no hooks",
             field="model",
             reason=Reason.METHOD_NOT_SUPPORTED,
             metadata={"model": self.name, "version": self.version},

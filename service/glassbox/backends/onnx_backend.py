@@ -42,6 +42,7 @@ class OnnxModel(Model):
 
     backend_name = "onnxruntime"
     supports_gradients = False
+    supports_layer_outputs = True
 
     def __init__(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -34,6 +36,7 @@ class TorchModel(Model):
 
     backend_name = "torch"
     supports_gradients = True
+    supports_layer_outputs = True
 
     def __init__(
         self,
@@ -78,6 +81,30 @@ class TorchModel(Model):
 
     def input_gradient_network(self) -> nn.Module:
         return self._input_gradient_module
+
+    @property
+    def supports_layer_hooks(self) -> bool:
+        """Eager modules take hooks; TorchScript modules do not (and list no layers)."""
+        return not isinstance(self.module.net, torch.jit.ScriptModule)
+
+    def logits_and_layer(self, pixels: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, classes] (CPU) and the layer's output [B, ...] (on the device) of one no-grad pass.
+        The hook records only this thread's pass (a unit runs on one thread without yielding)."""
+        module = self.submodule(layer)
+        thread = threading.get_ident()
+        captured: list[torch.Tensor] = []
+
+        def record(_module: nn.Module, _inputs: object, output: object) -> None:
+            if threading.get_ident() == thread and isinstance(output, torch.Tensor):
+                captured.append(output.clone())
+
+        handle = module.register_forward_hook(record)
+        try:
+            with torch.inference_mode():
+                logits = self.module(pixels.to(self._device, torch.float32))
+        finally:
+            handle.remove()
+        return logits.float().cpu(), captured[-1]
 
     def submodule(self, name: str) -> nn.Module:
         """The network's module called `name` (names as listed by `layers`)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 from glassbox.backends.base import Model
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 
@@ -47,9 +46,9 @@ def check_size(
     check_range(width, MIN_SIDE, limits.max_side, width_field)
 
 
-def gradient_model(model: Model, field: str = "model") -> TorchModel:
-    """The model, if it computes gradients with the torch backend; FailedPrecondition otherwise."""
-    if not isinstance(model, TorchModel):
+def gradient_model(model: Model, field: str = "model") -> Model:
+    """The model, if it computes gradients and its modules take hooks; FailedPrecondition otherwise."""
+    if not model.supports_gradients:
         model.differentiable()  # raises FailedPrecondition naming the backend
-        raise FailedPrecondition(f"model {model.name!r} is not a torch model", field=field)
+        raise FailedPrecondition(f"model {model.name!r} computes no gradients", field=field)
     return model

@@ -21,15 +21,15 @@ BATCH_IMAGES = 64
 """Images per forward pass when a layer is read over a dataset."""
 
 
-def inspectable(model: Model, field: str = "model") -> TorchModel:
+def inspectable(model: Model, field: str = "model") -> Model:
     """The model when its layers can be read (torch backend); FailedPrecondition otherwise."""
-    if not isinstance(model, TorchModel):
+    if not model.supports_gradients:
         raise FailedPrecondition(
             f"model {model.name!r} runs on {model.backend_name}; inspection needs a torch model (module "
             "weights, forward hooks and gradients)",
             field=field,
         )
-    if not model.layers:
+    if not model.supports_layer_hooks or not model.layers:
         raise FailedPrecondition(
             f"model {model.name!r} lists no layers (a TorchScript module takes no hooks)", field=field
         )

@@ -1,9 +1,14 @@
 """The CAM family's shared part: choosing the layer, reading token layers as grids, the CAM template.
 
 `CamMethod` (pytorch-grad-cam's BaseCAM, per call and thread-safe): one forward with the layer's output
-captured, then per target pass one backward to that layer only (cheap: it stops there), `cam_weights`
-(the only thing a subclass must define), the weighted channel sum, ReLU, bilinear upsampling to the
-input. The CAM at layer resolution is returned as `layer_map`.
+captured, then per target pass one backward to that layer only (cheap: it stops there), `cam_image`
+(activations, gradients) → layer map — pytorch-grad-cam's `get_cam_image`; by default the channel sum
+weighted by `cam_weights`, so most subclasses define only the weights — then ReLU and bilinear
+upsampling to the input. The CAM at layer resolution is returned as `layer_map`.
+
+`ActivationCam` is the same template for the CAMs that need no gradient (EigenCAM, KPCA-CAM, FEM,
+Ablation-CAM): one pass per batch reads the logits and the layer's output (`LayerOutputUnit`, on any
+backend that exposes layer outputs), and `cam_image(activations)` makes the map.
 
 Token layers [T, C] (vision transformers) are read as a grid [C, gh, gw]: the grid is inferred from the
 model — its patch-embedding layer's [C, gh, gw] output, the rest of the T tokens being class/register
@@ -15,21 +20,22 @@ hard-coded (pytorch-grad-cam's users hard-code 14×14; its issues #76, #257, #50
 
 from __future__ import annotations
 
-from abc import abstractmethod
+import contextlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import LayerInfo, Model
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
-from glassbox.methods.base import MapResult, MethodOutput
+from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
+from glassbox.methods.batching import inference_bytes_per_row
 from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, graph_unit_rows
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
-from glassbox.serving.units import LayerGradientResult, LayerGradientUnit, target_passes
+from glassbox.serving.units import LayerGradientResult, LayerGradientUnit, LayerOutputUnit, target_passes
 
 
 @dataclass(frozen=True)
@@ -121,18 +127,23 @@ class CamMethod(GradientMethod):
     With a `relu_rule` (Guided Grad-CAM) each target also gets a backward to the input under that rule,
     and the map is that gradient times the upsampled CAM. When no rule ReLU ran after the layer's output
     was made (resnet18's `layer4`: only pooling and the classifier follow), the rule cannot change the
-    gradient at the layer, so one backward under the rule yields both gradients."""
+    gradient at the layer, so one backward under the rule yields both gradients.
+
+    Without a rule, each chunk is a `LayerGradientUnit` of the compute scheduler; a method whose
+    `layer_gradient` needs the autograd graph at the layer (`needs_graph`: Shapley-CAM's second
+    derivative) runs its hooked forward in the call instead."""
 
     map_channels = 1
 
     Params = CamLayerParams
     apply_relu = True
+    needs_graph: ClassVar[bool] = False
 
     @classmethod
     def unsupported_reason(cls, model: Model) -> str | None:
         reason = super().unsupported_reason(model)
         if reason is None and (
-            not isinstance(model, TorchModel) or not any(i.cam_compatible for i in model.layers)
+            not model.supports_layer_hooks or not any(i.cam_compatible for i in model.layers)
         ):
             reason = (
                 f"{cls.name} needs a model with hookable [C, H, W] or [T, C] layers (TorchScript has none)"
@@ -142,14 +153,30 @@ class CamMethod(GradientMethod):
     def validate(self) -> None:
         self.layer = resolve_cam_layer(self.model, self.params.layer, field=f"{self.field}.layer")
 
-    @abstractmethod
+    def cam_image(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """The layer map [n, h, w] (before the ReLU) from the layer's activations and gradients, both
+        [n, C, h, w]: pytorch-grad-cam's `get_cam_image`. Default: Σ_c cam_weights_c · A_c."""
+        return (self.cam_weights(activations, gradients)[:, :, None, None] * activations).sum(dim=1)
+
     def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
-        """Per-channel weights [n, C] from the layer's activations and gradients, both [n, C, h, w]."""
+        """Per-channel weights [n, C] for the default `cam_image`: a subclass defines one of the two."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither cam_weights nor cam_image")
+
+    def forward_context(self) -> contextlib.AbstractContextManager[object]:
+        """Entered around the in-call forward with graph (Shapley-CAM: attention that has a second
+        derivative)."""
+        return contextlib.nullcontext()
+
+    def layer_gradient(
+        self, logits: torch.Tensor, one_hot: torch.Tensor, activation: torch.Tensor
+    ) -> torch.Tensor:
+        """What `cam_image` gets as the gradients: ∂(the selected scores)/∂(the layer's output)."""
+        (grad,) = torch.autograd.grad(logits, activation, grad_outputs=one_hot, retain_graph=True)
+        return grad
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
-        if self.relu_rule is None:
+        if self.relu_rule is None and not self.needs_graph:
             return self._run_in_units(pixels, selector)
-        assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
@@ -170,7 +197,7 @@ class CamMethod(GradientMethod):
                 x = inputs[rows.start : rows.stop].detach().requires_grad_(True)
                 capture.clear()
                 rules_before_layer.clear()
-                with torch.enable_grad():
+                with torch.enable_grad(), self.forward_context():
                     logits = net(x)
                 self.call.count(forward=len(rows))
                 logits_out.append(logits.detach().cpu())
@@ -194,7 +221,6 @@ class CamMethod(GradientMethod):
     def _run_in_units(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         """Without a ReLU rule the passes need only the layer's output and its gradients: each chunk is a
         `LayerGradientUnit` of the compute scheduler, merged with other calls' chunks on the same layer."""
-        assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.layer.info.name)
         inputs = pixels.to(self.model.device, torch.float32)
         size = (inputs.shape[2], inputs.shape[3])
@@ -230,7 +256,7 @@ class CamMethod(GradientMethod):
 
     def _cams(self, grids: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """The class activation maps [n, h, w] of the layer's grids and their gradients."""
-        cams = (self.cam_weights(grids, gradients)[:, :, None, None] * grids).sum(dim=1)
+        cams = self.cam_image(grids, gradients)
         return cams.clamp(min=0) if self.apply_relu else cams
 
     def _gradients(
@@ -254,7 +280,7 @@ class CamMethod(GradientMethod):
             self.call.count(backward=rows)
             return grad, guided
         switch.rule = ReluRule.PLAIN
-        (grad,) = torch.autograd.grad(logits, activation, grad_outputs=one_hot, retain_graph=True)
+        grad = self.layer_gradient(logits, one_hot, activation)
         self.call.count(backward=rows)
         if self.relu_rule is None:
             return grad, None
@@ -262,3 +288,72 @@ class CamMethod(GradientMethod):
         (guided,) = torch.autograd.grad(logits, x, grad_outputs=one_hot, retain_graph=True)
         self.call.count(backward=rows)
         return grad, guided
+
+
+class ActivationCam(AttributionMethod):
+    """Template of the CAMs made from the layer's activations without gradients: per batch one pass
+    gives the logits (hence the targets) and the layer's output; `layer_maps` turns them into each
+    image's maps (by default `cam_image`, computed once per image and shared by all its targets); ReLU
+    and bilinear upsampling as in `CamMethod`."""
+
+    Params = CamLayerParams
+    needs_gradients = False
+    map_channels = 1
+
+    @classmethod
+    def unsupported_reason(cls, model: Model) -> str | None:
+        if not model.supports_layer_outputs or not any(info.cam_compatible for info in model.layers):
+            return (
+                f"{cls.name} needs a layer's activations: a torch or ONNX model with [C, H, W] or [T, C] "
+                "layers"
+            )
+        return None
+
+    def validate(self) -> None:
+        self.layer = resolve_cam_layer(self.model, self.params.layer, field=f"{self.field}.layer")
+
+    def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
+        inputs = pixels.to(self.model.device, torch.float32)
+        most = self.call.rows_per_batch(inference_bytes_per_row(self.model))
+        logits: list[torch.Tensor] = []
+        outputs: list[torch.Tensor] = []
+        start = 0
+        while start < inputs.shape[0]:
+            self.call.token.raise_if_cancelled()  # the unit is the yield point
+            stop = min(start + self.call.unit_rows("forward", most), inputs.shape[0])
+            batch_logits, values = run_unit(
+                LayerOutputUnit(self.model, inputs[start:stop], self.layer.info.name)
+            )
+            self.call.count(forward=stop - start)
+            logits.append(batch_logits.float().cpu())
+            outputs.append(values.to(self.model.device, torch.float32))
+            start = stop
+        self.outputs = torch.cat(outputs)
+        all_logits = torch.cat(logits)
+        targets = selector.resolve(all_logits)
+        return MethodOutput(all_logits, targets, self.explain(inputs, targets, all_logits))
+
+    def cam_image(self, activations: torch.Tensor) -> torch.Tensor:
+        """The target-independent layer map [n, h, w] (before the ReLU) of activations [n, C, h, w]."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither cam_image nor layer_maps")
+
+    def layer_maps(
+        self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Per image, its layer maps [k_i, h, w] before the ReLU (the layer's output as read by `run` is
+        `self.outputs`); default: the image's `cam_image` for each of its targets."""
+        cams = self.cam_image(spatial(self.outputs, self.layer))
+        return [cams[i].expand(len(row), *cams.shape[1:]) for i, row in enumerate(targets)]
+
+    def explain(
+        self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
+    ) -> list[list[MapResult]]:
+        size = (pixels.shape[2], pixels.shape[3])
+        maps: list[list[MapResult]] = []
+        for cams in self.layer_maps(pixels, targets, logits):
+            cams = cams.clamp(min=0)
+            upsampled = upsample(cams, size)
+            maps.append(
+                [MapResult(upsampled[j].cpu(), layer_map=cams[j].cpu()) for j in range(cams.shape[0])]
+            )
+        return maps

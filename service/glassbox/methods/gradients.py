@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from glassbox.backends.base import Model
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
 from glassbox.methods.hooks import CallRules, ReluRule, relu_modules
@@ -168,8 +167,8 @@ class GradientMethod(AttributionMethod):
 
 def relu_rule_unsupported(name: str, model: Model) -> str | None:
     """Why a model cannot take per-call ReLU rules (TorchScript takes no hooks; no nn.ReLU modules)."""
-    if not isinstance(model, TorchModel) or isinstance(model.module.net, torch.jit.ScriptModule):
+    if not model.supports_layer_hooks:
         return f"{name} needs an eager torch model (hooks on nn.ReLU modules); this one is TorchScript"
-    if not relu_modules(model.module.net):
+    if not relu_modules(model.differentiable()):
         return f"{name} changes the gradient of nn.ReLU modules, and this model has none"
     return None

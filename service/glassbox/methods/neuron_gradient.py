@@ -14,7 +14,6 @@ from enum import StrEnum
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import FailedPrecondition, echo
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodOutput
@@ -48,7 +47,7 @@ class NeuronGradient(GradientMethod):
     @classmethod
     def unsupported_reason(cls, model: Model) -> str | None:
         reason = super().unsupported_reason(model)
-        if reason is None and (not isinstance(model, TorchModel) or not model.layers):
+        if reason is None and (not model.supports_layer_hooks or not model.layers):
             reason = f"{cls.name} needs a model with hookable layers (TorchScript has none)"
         return reason
 
@@ -104,7 +103,6 @@ class NeuronGradient(GradientMethod):
         return activations.flatten(1).sum(dim=1)
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
-        assert isinstance(self.model, TorchModel)
         net, layer = self.model.hooked_network(self.params.layer)
         inputs = pixels.to(self.model.device, torch.float32)
         chunk = graph_unit_rows(self.call, self.model)

@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
-from glassbox.backends.onnx_backend import OnnxModel
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import batch_ranges, evaluate_in_batches, inference_bytes_per_row
 from glassbox.methods.cam import CamLayerParams, resolve_cam_layer, spatial, upsample
@@ -39,8 +37,7 @@ class ScoreCam(AttributionMethod):
 
     @classmethod
     def unsupported_reason(cls, model: Model) -> str | None:
-        readable = isinstance(model, (TorchModel, OnnxModel))
-        if not readable or not any(info.cam_compatible for info in model.layers):
+        if not model.supports_layer_outputs or not any(info.cam_compatible for info in model.layers):
             return f"{cls.name} needs a layer's activations: a model with [C, H, W] or [T, C] layers"
         return None
 
@@ -82,10 +79,9 @@ class ScoreCam(AttributionMethod):
     def _layer_reader(self, hooks: CallHooks) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """inputs → (logits, the layer's output) in one pass of the model's own kind."""
         name = self.layer.info.name
-        if isinstance(self.model, OnnxModel):
+        if not self.model.supports_layer_hooks:
             model = self.model
             return lambda inputs: model.logits_and_layer(inputs, name)
-        assert isinstance(self.model, TorchModel)
         capture = LayerCapture(hooks, self.model.submodule(name))
         network = self.model.differentiable()
 

@@ -110,6 +110,69 @@ class ForwardUnit(Unit):
         return list(logits.split([unit.rows for unit in members]))
 
 
+@dataclass(eq=False)
+class LayerOutputUnit(Unit):
+    """Logits [n, classes] (CPU, no gradients) and `layer`'s output [n, ...] of pixels [n, 3, H, W] in one
+    pass (`Model.logits_and_layer`): the passes of the gradient-free CAMs, mergeable across calls that
+    read the same layer."""
+
+    kind: ClassVar[str] = "forward"
+    model: Model
+    pixels: torch.Tensor
+    layer: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def batch_key(self) -> Hashable:
+        return ("layer_output", id(self.model), self.layer, tuple(self.pixels.shape[1:]))
+
+    def execute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.logits_and_layer(self.pixels, self.layer)
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, LayerOutputUnit)]
+        if len(members) == 1:
+            return [_attempt(members[0].execute)]
+        first = members[0]
+        try:
+            logits, values = first.model.logits_and_layer(
+                torch.cat([unit.pixels for unit in members]), first.layer
+            )
+        except Exception as exc:
+            return [exc] * len(members)
+        sizes = [unit.rows for unit in members]
+        return list(zip(logits.split(sizes), values.split(sizes), strict=True))
+
+
+@dataclass(eq=False)
+class LayerReplacementUnit(Unit):
+    """Logits [n, classes] (CPU, no gradients) of `network` with `layer`'s output replaced by
+    `replacement` [n, ...]: Ablation-CAM's ablated passes.
+
+    `inputs` is [n, 3, H, W], or one image [1, 3, H, W] when every row is the same image: then the layers
+    before `layer` run once and the rows part at the replaced output (what follows must broadcast a
+    one-row tensor against n rows, as residual additions do; the caller checks the result)."""
+
+    kind: ClassVar[str] = "forward"
+    model: Model
+    network: torch.nn.Module
+    layer: torch.nn.Module
+    inputs: torch.Tensor
+    replacement: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return int(self.replacement.shape[0])
+
+    def execute(self) -> torch.Tensor:
+        with CallHooks() as hooks, torch.no_grad():
+            hooks.forward_hook(self.layer, lambda *_: self.replacement)
+            return self.network(self.inputs).float().cpu()
+
+
 @dataclass
 class GradientPass:
     """One backward pass of a gradient unit: the rows that have a `j`-th target and the input gradient."""

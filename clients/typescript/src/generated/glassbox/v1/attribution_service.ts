@@ -466,6 +466,70 @@ export function lrpRuleToJSON(object: LrpRule): string {
   }
 }
 
+/** The kernel of KPCA-CAM, as scikit-learn's (γ = 1 / channels unless given, coef0 = 1, degree 3). */
+export enum KpcaKernel {
+  /** KPCA_KERNEL_UNSPECIFIED - The default: KPCA_KERNEL_SIGMOID. */
+  KPCA_KERNEL_UNSPECIFIED = 0,
+  /** KPCA_KERNEL_SIGMOID - tanh(γ x·y + 1), pytorch-grad-cam's default. */
+  KPCA_KERNEL_SIGMOID = 1,
+  /** KPCA_KERNEL_RBF - exp(−γ |x − y|²). */
+  KPCA_KERNEL_RBF = 2,
+  /** KPCA_KERNEL_POLYNOMIAL - (γ x·y + 1)³. */
+  KPCA_KERNEL_POLYNOMIAL = 3,
+  /** KPCA_KERNEL_LINEAR - x·y (Eigen-CAM up to the sign convention). */
+  KPCA_KERNEL_LINEAR = 4,
+  /** KPCA_KERNEL_COSINE - x·y / (|x| |y|). */
+  KPCA_KERNEL_COSINE = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function kpcaKernelFromJSON(object: any): KpcaKernel {
+  switch (object) {
+    case 0:
+    case "KPCA_KERNEL_UNSPECIFIED":
+      return KpcaKernel.KPCA_KERNEL_UNSPECIFIED;
+    case 1:
+    case "KPCA_KERNEL_SIGMOID":
+      return KpcaKernel.KPCA_KERNEL_SIGMOID;
+    case 2:
+    case "KPCA_KERNEL_RBF":
+      return KpcaKernel.KPCA_KERNEL_RBF;
+    case 3:
+    case "KPCA_KERNEL_POLYNOMIAL":
+      return KpcaKernel.KPCA_KERNEL_POLYNOMIAL;
+    case 4:
+    case "KPCA_KERNEL_LINEAR":
+      return KpcaKernel.KPCA_KERNEL_LINEAR;
+    case 5:
+    case "KPCA_KERNEL_COSINE":
+      return KpcaKernel.KPCA_KERNEL_COSINE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return KpcaKernel.UNRECOGNIZED;
+  }
+}
+
+export function kpcaKernelToJSON(object: KpcaKernel): string {
+  switch (object) {
+    case KpcaKernel.KPCA_KERNEL_UNSPECIFIED:
+      return "KPCA_KERNEL_UNSPECIFIED";
+    case KpcaKernel.KPCA_KERNEL_SIGMOID:
+      return "KPCA_KERNEL_SIGMOID";
+    case KpcaKernel.KPCA_KERNEL_RBF:
+      return "KPCA_KERNEL_RBF";
+    case KpcaKernel.KPCA_KERNEL_POLYNOMIAL:
+      return "KPCA_KERNEL_POLYNOMIAL";
+    case KpcaKernel.KPCA_KERNEL_LINEAR:
+      return "KPCA_KERNEL_LINEAR";
+    case KpcaKernel.KPCA_KERNEL_COSINE:
+      return "KPCA_KERNEL_COSINE";
+    case KpcaKernel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Which activations of a layer the neuron gradient differentiates. */
 export enum NeuronScope {
   /** NEURON_SCOPE_UNSPECIFIED - The default: NEURON_SCOPE_NEURON. */
@@ -620,6 +684,17 @@ export interface AttributeRequest {
     | { $case: "lime"; value: LimeParams }
     | { $case: "kernelShap"; value: KernelShapParams }
     | { $case: "neuronGradient"; value: NeuronGradientParams }
+    | { $case: "hiresCam"; value: HiResCamParams }
+    | { $case: "gradCamElementWise"; value: GradCamElementWiseParams }
+    | { $case: "xgradCam"; value: XGradCamParams }
+    | { $case: "layerCam"; value: LayerCamParams }
+    | { $case: "eigenCam"; value: EigenCamParams }
+    | { $case: "eigenGradCam"; value: EigenGradCamParams }
+    | { $case: "ablationCam"; value: AblationCamParams }
+    | { $case: "fullGrad"; value: FullGradParams }
+    | { $case: "kpcaCam"; value: KpcaCamParams }
+    | { $case: "fem"; value: FemParams }
+    | { $case: "shapleyCam"; value: ShapleyCamParams }
     | { $case: "lrp"; value: LrpParams }
     | undefined;
 }
@@ -825,6 +900,111 @@ export interface GradCamPlusPlusParams {
  * Torch models only (ONNX models expose no layer activations).
  */
 export interface ScoreCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * HiResCAM (Draelos & Carin 2020): Σ over channels of gradient ⊙ activation at each position of the
+ * layer, ReLU'd and upsampled bilinearly; `layer_map` is it before upsampling. Torch models with
+ * hookable layers.
+ */
+export interface HiResCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * Grad-CAM element-wise (pytorch-grad-cam's GradCAMElementWise): as HiResCAM with each gradient ⊙
+ * activation ReLU'd before the channel sum.
+ */
+export interface GradCamElementWiseParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * XGrad-CAM (Fu et al. 2020): Grad-CAM whose channel weight is the gradient averaged with the
+ * channel's normalised activations as weights.
+ */
+export interface XGradCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/** LayerCAM (Jiang et al. 2021): Σ over channels of ReLU(gradient) ⊙ activation at each position. */
+export interface LayerCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * Eigen-CAM (Muhammad & Yeasin 2020): the layer's centred activations projected on their first
+ * principal component (SVD sign as LAPACK returns it, as pytorch-grad-cam); no gradients, the same map
+ * for every target. Torch and ONNX models.
+ */
+export interface EigenCamParams {
+  /** As GradCamParams.layer (ONNX models: a tensor name from GetModel). */
+  layer: string;
+}
+
+/** Eigen-Grad-CAM (pytorch-grad-cam's EigenGradCAM): Eigen-CAM of gradient ⊙ activation, per target. */
+export interface EigenGradCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * Ablation-CAM (Desai & Ramaswamy 2020): the weight of a channel is the relative drop of the target's
+ * pre-softmax score when the channel is ablated (set to 0, or to the layer's minimum − 1e7 where that
+ * minimum is not 0, as pytorch-grad-cam); one forward pass per channel, shared by the image's targets.
+ * The layer's channels must not exceed the server's perturbation cap (max_perturbations). Torch models
+ * with hookable layers.
+ */
+export interface AblationCamParams {
+  /** As GradCamParams.layer. */
+  layer: string;
+}
+
+/**
+ * FullGrad (Srinivas & Fleuret 2019) as pytorch-grad-cam computes it: |input gradient ⊙ input| plus,
+ * for every Conv2d and BatchNorm2d with a bias, |bias ⊙ gradient at its output|, each channel min-max
+ * scaled, upsampled and summed. Uses every such layer, so it takes no layer; no `layer_map`.
+ */
+export interface FullGradParams {
+}
+
+/**
+ * KPCA-CAM (Karmani et al. 2024): Eigen-CAM with kernel PCA of the layer's positions (first component,
+ * sign: largest-magnitude entry positive, as scikit-learn); no gradients, the same map for every
+ * target. Torch and ONNX models.
+ */
+export interface KpcaCamParams {
+  /** As EigenCamParams.layer. */
+  layer: string;
+  /** The kernel; unspecified means KPCA_KERNEL_SIGMOID. */
+  kernel: KpcaKernel;
+  /** The kernel's γ for sigmoid, RBF and polynomial kernels, in (0, 1e6]. Default (unset): 1 / channels. */
+  gamma?: number | undefined;
+}
+
+/**
+ * FEM (Fuad et al. 2020): each channel weighted by the fraction of its positions above its mean + k
+ * standard deviations; no gradients, the same map for every target. Torch and ONNX models.
+ */
+export interface FemParams {
+  /** As EigenCamParams.layer. */
+  layer: string;
+  /** The k of the k-sigma threshold, in [0, 10]. Default 2. */
+  k?: number | undefined;
+}
+
+/**
+ * Shapley-CAM (Cai et al. 2025): Grad-CAM whose gradient is corrected by half the Hessian-vector
+ * product with the activations (a second backward pass per target); equal to Grad-CAM where nothing
+ * after the layer curves (ReLU networks).
+ */
+export interface ShapleyCamParams {
   /** As GradCamParams.layer. */
   layer: string;
 }
@@ -1108,6 +1288,39 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "neuronGradient":
         NeuronGradientParams.encode(message.method.value, writer.uint32(186).fork()).join();
         break;
+      case "hiresCam":
+        HiResCamParams.encode(message.method.value, writer.uint32(242).fork()).join();
+        break;
+      case "gradCamElementWise":
+        GradCamElementWiseParams.encode(message.method.value, writer.uint32(250).fork()).join();
+        break;
+      case "xgradCam":
+        XGradCamParams.encode(message.method.value, writer.uint32(258).fork()).join();
+        break;
+      case "layerCam":
+        LayerCamParams.encode(message.method.value, writer.uint32(266).fork()).join();
+        break;
+      case "eigenCam":
+        EigenCamParams.encode(message.method.value, writer.uint32(274).fork()).join();
+        break;
+      case "eigenGradCam":
+        EigenGradCamParams.encode(message.method.value, writer.uint32(282).fork()).join();
+        break;
+      case "ablationCam":
+        AblationCamParams.encode(message.method.value, writer.uint32(290).fork()).join();
+        break;
+      case "fullGrad":
+        FullGradParams.encode(message.method.value, writer.uint32(298).fork()).join();
+        break;
+      case "kpcaCam":
+        KpcaCamParams.encode(message.method.value, writer.uint32(306).fork()).join();
+        break;
+      case "fem":
+        FemParams.encode(message.method.value, writer.uint32(314).fork()).join();
+        break;
+      case "shapleyCam":
+        ShapleyCamParams.encode(message.method.value, writer.uint32(322).fork()).join();
+        break;
       case "lrp":
         LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
         break;
@@ -1307,6 +1520,97 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
             message.method = { $case: "neuronGradient", value: NeuronGradientParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.method = { $case: "hiresCam", value: HiResCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.method = {
+              $case: "gradCamElementWise",
+              value: GradCamElementWiseParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.method = { $case: "xgradCam", value: XGradCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.method = { $case: "layerCam", value: LayerCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.method = { $case: "eigenCam", value: EigenCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.method = { $case: "eigenGradCam", value: EigenGradCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.method = { $case: "ablationCam", value: AblationCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.method = { $case: "fullGrad", value: FullGradParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.method = { $case: "kpcaCam", value: KpcaCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 39: {
+            if (tag !== 314) {
+              break;
+            }
+
+            message.method = { $case: "fem", value: FemParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.method = { $case: "shapleyCam", value: ShapleyCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 70: {
             if (tag !== 562) {
               break;
@@ -1391,6 +1695,48 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         ? { $case: "neuronGradient", value: NeuronGradientParams.fromJSON(object.neuronGradient) }
         : isSet(object.neuron_gradient)
         ? { $case: "neuronGradient", value: NeuronGradientParams.fromJSON(object.neuron_gradient) }
+        : isSet(object.hiresCam)
+        ? { $case: "hiresCam", value: HiResCamParams.fromJSON(object.hiresCam) }
+        : isSet(object.hires_cam)
+        ? { $case: "hiresCam", value: HiResCamParams.fromJSON(object.hires_cam) }
+        : isSet(object.gradCamElementWise)
+        ? { $case: "gradCamElementWise", value: GradCamElementWiseParams.fromJSON(object.gradCamElementWise) }
+        : isSet(object.grad_cam_element_wise)
+        ? { $case: "gradCamElementWise", value: GradCamElementWiseParams.fromJSON(object.grad_cam_element_wise) }
+        : isSet(object.xgradCam)
+        ? { $case: "xgradCam", value: XGradCamParams.fromJSON(object.xgradCam) }
+        : isSet(object.xgrad_cam)
+        ? { $case: "xgradCam", value: XGradCamParams.fromJSON(object.xgrad_cam) }
+        : isSet(object.layerCam)
+        ? { $case: "layerCam", value: LayerCamParams.fromJSON(object.layerCam) }
+        : isSet(object.layer_cam)
+        ? { $case: "layerCam", value: LayerCamParams.fromJSON(object.layer_cam) }
+        : isSet(object.eigenCam)
+        ? { $case: "eigenCam", value: EigenCamParams.fromJSON(object.eigenCam) }
+        : isSet(object.eigen_cam)
+        ? { $case: "eigenCam", value: EigenCamParams.fromJSON(object.eigen_cam) }
+        : isSet(object.eigenGradCam)
+        ? { $case: "eigenGradCam", value: EigenGradCamParams.fromJSON(object.eigenGradCam) }
+        : isSet(object.eigen_grad_cam)
+        ? { $case: "eigenGradCam", value: EigenGradCamParams.fromJSON(object.eigen_grad_cam) }
+        : isSet(object.ablationCam)
+        ? { $case: "ablationCam", value: AblationCamParams.fromJSON(object.ablationCam) }
+        : isSet(object.ablation_cam)
+        ? { $case: "ablationCam", value: AblationCamParams.fromJSON(object.ablation_cam) }
+        : isSet(object.fullGrad)
+        ? { $case: "fullGrad", value: FullGradParams.fromJSON(object.fullGrad) }
+        : isSet(object.full_grad)
+        ? { $case: "fullGrad", value: FullGradParams.fromJSON(object.full_grad) }
+        : isSet(object.kpcaCam)
+        ? { $case: "kpcaCam", value: KpcaCamParams.fromJSON(object.kpcaCam) }
+        : isSet(object.kpca_cam)
+        ? { $case: "kpcaCam", value: KpcaCamParams.fromJSON(object.kpca_cam) }
+        : isSet(object.fem)
+        ? { $case: "fem", value: FemParams.fromJSON(object.fem) }
+        : isSet(object.shapleyCam)
+        ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapleyCam) }
+        : isSet(object.shapley_cam)
+        ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapley_cam) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : undefined,
@@ -1451,6 +1797,28 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       obj.kernelShap = KernelShapParams.toJSON(message.method.value);
     } else if (message.method?.$case === "neuronGradient") {
       obj.neuronGradient = NeuronGradientParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "hiresCam") {
+      obj.hiresCam = HiResCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "gradCamElementWise") {
+      obj.gradCamElementWise = GradCamElementWiseParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "xgradCam") {
+      obj.xgradCam = XGradCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerCam") {
+      obj.layerCam = LayerCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "eigenCam") {
+      obj.eigenCam = EigenCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "eigenGradCam") {
+      obj.eigenGradCam = EigenGradCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "ablationCam") {
+      obj.ablationCam = AblationCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "fullGrad") {
+      obj.fullGrad = FullGradParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "kpcaCam") {
+      obj.kpcaCam = KpcaCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "fem") {
+      obj.fem = FemParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "shapleyCam") {
+      obj.shapleyCam = ShapleyCamParams.toJSON(message.method.value);
     } else if (message.method?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.method.value);
     }
@@ -1559,6 +1927,75 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "neuronGradient": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "neuronGradient", value: NeuronGradientParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "hiresCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "hiresCam", value: HiResCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "gradCamElementWise": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "gradCamElementWise",
+            value: GradCamElementWiseParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "xgradCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "xgradCam", value: XGradCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "layerCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "layerCam", value: LayerCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "eigenCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "eigenCam", value: EigenCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "eigenGradCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "eigenGradCam", value: EigenGradCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "ablationCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "ablationCam", value: AblationCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "fullGrad": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "fullGrad", value: FullGradParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "kpcaCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "kpcaCam", value: KpcaCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "fem": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "fem", value: FemParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "shapleyCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "shapleyCam", value: ShapleyCamParams.fromPartial(object.method.value) };
         }
         break;
       }
@@ -3059,6 +3496,780 @@ export const ScoreCamParams: MessageFns<ScoreCamParams> = {
   },
   fromPartial<I extends Exact<DeepPartial<ScoreCamParams>, I>>(object: I): ScoreCamParams {
     const message = createBaseScoreCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseHiResCamParams(): HiResCamParams {
+  return { layer: "" };
+}
+
+export const HiResCamParams: MessageFns<HiResCamParams> = {
+  encode(message: HiResCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HiResCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHiResCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HiResCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: HiResCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HiResCamParams>, I>>(base?: I): HiResCamParams {
+    return HiResCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HiResCamParams>, I>>(object: I): HiResCamParams {
+    const message = createBaseHiResCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseGradCamElementWiseParams(): GradCamElementWiseParams {
+  return { layer: "" };
+}
+
+export const GradCamElementWiseParams: MessageFns<GradCamElementWiseParams> = {
+  encode(message: GradCamElementWiseParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GradCamElementWiseParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGradCamElementWiseParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GradCamElementWiseParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: GradCamElementWiseParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GradCamElementWiseParams>, I>>(base?: I): GradCamElementWiseParams {
+    return GradCamElementWiseParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GradCamElementWiseParams>, I>>(object: I): GradCamElementWiseParams {
+    const message = createBaseGradCamElementWiseParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseXGradCamParams(): XGradCamParams {
+  return { layer: "" };
+}
+
+export const XGradCamParams: MessageFns<XGradCamParams> = {
+  encode(message: XGradCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): XGradCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseXGradCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): XGradCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: XGradCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<XGradCamParams>, I>>(base?: I): XGradCamParams {
+    return XGradCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<XGradCamParams>, I>>(object: I): XGradCamParams {
+    const message = createBaseXGradCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseLayerCamParams(): LayerCamParams {
+  return { layer: "" };
+}
+
+export const LayerCamParams: MessageFns<LayerCamParams> = {
+  encode(message: LayerCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: LayerCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerCamParams>, I>>(base?: I): LayerCamParams {
+    return LayerCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerCamParams>, I>>(object: I): LayerCamParams {
+    const message = createBaseLayerCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseEigenCamParams(): EigenCamParams {
+  return { layer: "" };
+}
+
+export const EigenCamParams: MessageFns<EigenCamParams> = {
+  encode(message: EigenCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EigenCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEigenCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EigenCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: EigenCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EigenCamParams>, I>>(base?: I): EigenCamParams {
+    return EigenCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EigenCamParams>, I>>(object: I): EigenCamParams {
+    const message = createBaseEigenCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseEigenGradCamParams(): EigenGradCamParams {
+  return { layer: "" };
+}
+
+export const EigenGradCamParams: MessageFns<EigenGradCamParams> = {
+  encode(message: EigenGradCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EigenGradCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEigenGradCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EigenGradCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: EigenGradCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EigenGradCamParams>, I>>(base?: I): EigenGradCamParams {
+    return EigenGradCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EigenGradCamParams>, I>>(object: I): EigenGradCamParams {
+    const message = createBaseEigenGradCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseAblationCamParams(): AblationCamParams {
+  return { layer: "" };
+}
+
+export const AblationCamParams: MessageFns<AblationCamParams> = {
+  encode(message: AblationCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AblationCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAblationCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AblationCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: AblationCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AblationCamParams>, I>>(base?: I): AblationCamParams {
+    return AblationCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AblationCamParams>, I>>(object: I): AblationCamParams {
+    const message = createBaseAblationCamParams();
+    message.layer = object.layer ?? "";
+    return message;
+  },
+};
+
+function createBaseFullGradParams(): FullGradParams {
+  return {};
+}
+
+export const FullGradParams: MessageFns<FullGradParams> = {
+  encode(_: FullGradParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FullGradParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFullGradParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): FullGradParams {
+    return {};
+  },
+
+  toJSON(_: FullGradParams): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FullGradParams>, I>>(base?: I): FullGradParams {
+    return FullGradParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FullGradParams>, I>>(_: I): FullGradParams {
+    const message = createBaseFullGradParams();
+    return message;
+  },
+};
+
+function createBaseKpcaCamParams(): KpcaCamParams {
+  return { layer: "", kernel: 0, gamma: undefined };
+}
+
+export const KpcaCamParams: MessageFns<KpcaCamParams> = {
+  encode(message: KpcaCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.kernel !== 0) {
+      writer.uint32(16).int32(message.kernel);
+    }
+    if (message.gamma !== undefined) {
+      writer.uint32(29).float(message.gamma);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KpcaCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKpcaCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kernel = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.gamma = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KpcaCamParams {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      kernel: isSet(object.kernel) ? kpcaKernelFromJSON(object.kernel) : 0,
+      gamma: isSet(object.gamma) ? globalThis.Number(object.gamma) : undefined,
+    };
+  },
+
+  toJSON(message: KpcaCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.kernel !== 0) {
+      obj.kernel = kpcaKernelToJSON(message.kernel);
+    }
+    if (message.gamma !== undefined) {
+      obj.gamma = floatToJson(message.gamma);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KpcaCamParams>, I>>(base?: I): KpcaCamParams {
+    return KpcaCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KpcaCamParams>, I>>(object: I): KpcaCamParams {
+    const message = createBaseKpcaCamParams();
+    message.layer = object.layer ?? "";
+    message.kernel = object.kernel ?? 0;
+    message.gamma = object.gamma ?? undefined;
+    return message;
+  },
+};
+
+function createBaseFemParams(): FemParams {
+  return { layer: "", k: undefined };
+}
+
+export const FemParams: MessageFns<FemParams> = {
+  encode(message: FemParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.k !== undefined) {
+      writer.uint32(21).float(message.k);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FemParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFemParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.k = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FemParams {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      k: isSet(object.k) ? globalThis.Number(object.k) : undefined,
+    };
+  },
+
+  toJSON(message: FemParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.k !== undefined) {
+      obj.k = floatToJson(message.k);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FemParams>, I>>(base?: I): FemParams {
+    return FemParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FemParams>, I>>(object: I): FemParams {
+    const message = createBaseFemParams();
+    message.layer = object.layer ?? "";
+    message.k = object.k ?? undefined;
+    return message;
+  },
+};
+
+function createBaseShapleyCamParams(): ShapleyCamParams {
+  return { layer: "" };
+}
+
+export const ShapleyCamParams: MessageFns<ShapleyCamParams> = {
+  encode(message: ShapleyCamParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShapleyCamParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShapleyCamParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShapleyCamParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: ShapleyCamParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShapleyCamParams>, I>>(base?: I): ShapleyCamParams {
+    return ShapleyCamParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShapleyCamParams>, I>>(object: I): ShapleyCamParams {
+    const message = createBaseShapleyCamParams();
     message.layer = object.layer ?? "";
     return message;
   },

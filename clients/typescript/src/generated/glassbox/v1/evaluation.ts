@@ -7,23 +7,34 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
+  AblationCamParams,
   Aggregation,
   aggregationFromJSON,
   aggregationToJSON,
   DeconvnetParams,
+  EigenCamParams,
+  EigenGradCamParams,
+  FemParams,
+  FullGradParams,
+  GradCamElementWiseParams,
   GradCamParams,
   GradCamPlusPlusParams,
   GradientXInputParams,
   GuidedBackpropParams,
   GuidedGradCamParams,
+  HiResCamParams,
   IntegratedGradientsParams,
   KernelShapParams,
+  KpcaCamParams,
+  LayerCamParams,
   LimeParams,
   LrpParams,
   OcclusionParams,
   SaliencyParams,
   ScoreCamParams,
+  ShapleyCamParams,
   SmoothGradParams,
+  XGradCamParams,
 } from "./attribution_service";
 import { ImageSet } from "./datasets";
 
@@ -241,6 +252,17 @@ export interface EvaluatedMethod {
     | { $case: "occlusion"; value: OcclusionParams }
     | { $case: "lime"; value: LimeParams }
     | { $case: "kernelShap"; value: KernelShapParams }
+    | { $case: "hiresCam"; value: HiResCamParams }
+    | { $case: "gradCamElementWise"; value: GradCamElementWiseParams }
+    | { $case: "xgradCam"; value: XGradCamParams }
+    | { $case: "layerCam"; value: LayerCamParams }
+    | { $case: "eigenCam"; value: EigenCamParams }
+    | { $case: "eigenGradCam"; value: EigenGradCamParams }
+    | { $case: "ablationCam"; value: AblationCamParams }
+    | { $case: "fullGrad"; value: FullGradParams }
+    | { $case: "kpcaCam"; value: KpcaCamParams }
+    | { $case: "fem"; value: FemParams }
+    | { $case: "shapleyCam"; value: ShapleyCamParams }
     | { $case: "lrp"; value: LrpParams }
     | undefined;
 }
@@ -531,6 +553,39 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "kernelShap":
         KernelShapParams.encode(message.method.value, writer.uint32(178).fork()).join();
         break;
+      case "hiresCam":
+        HiResCamParams.encode(message.method.value, writer.uint32(242).fork()).join();
+        break;
+      case "gradCamElementWise":
+        GradCamElementWiseParams.encode(message.method.value, writer.uint32(250).fork()).join();
+        break;
+      case "xgradCam":
+        XGradCamParams.encode(message.method.value, writer.uint32(258).fork()).join();
+        break;
+      case "layerCam":
+        LayerCamParams.encode(message.method.value, writer.uint32(266).fork()).join();
+        break;
+      case "eigenCam":
+        EigenCamParams.encode(message.method.value, writer.uint32(274).fork()).join();
+        break;
+      case "eigenGradCam":
+        EigenGradCamParams.encode(message.method.value, writer.uint32(282).fork()).join();
+        break;
+      case "ablationCam":
+        AblationCamParams.encode(message.method.value, writer.uint32(290).fork()).join();
+        break;
+      case "fullGrad":
+        FullGradParams.encode(message.method.value, writer.uint32(298).fork()).join();
+        break;
+      case "kpcaCam":
+        KpcaCamParams.encode(message.method.value, writer.uint32(306).fork()).join();
+        break;
+      case "fem":
+        FemParams.encode(message.method.value, writer.uint32(314).fork()).join();
+        break;
+      case "shapleyCam":
+        ShapleyCamParams.encode(message.method.value, writer.uint32(322).fork()).join();
+        break;
       case "lrp":
         LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
         break;
@@ -674,6 +729,97 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
             message.method = { $case: "kernelShap", value: KernelShapParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.method = { $case: "hiresCam", value: HiResCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.method = {
+              $case: "gradCamElementWise",
+              value: GradCamElementWiseParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.method = { $case: "xgradCam", value: XGradCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.method = { $case: "layerCam", value: LayerCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.method = { $case: "eigenCam", value: EigenCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.method = { $case: "eigenGradCam", value: EigenGradCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.method = { $case: "ablationCam", value: AblationCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.method = { $case: "fullGrad", value: FullGradParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.method = { $case: "kpcaCam", value: KpcaCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 39: {
+            if (tag !== 314) {
+              break;
+            }
+
+            message.method = { $case: "fem", value: FemParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.method = { $case: "shapleyCam", value: ShapleyCamParams.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 70: {
             if (tag !== 562) {
               break;
@@ -740,6 +886,48 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
         ? { $case: "kernelShap", value: KernelShapParams.fromJSON(object.kernelShap) }
         : isSet(object.kernel_shap)
         ? { $case: "kernelShap", value: KernelShapParams.fromJSON(object.kernel_shap) }
+        : isSet(object.hiresCam)
+        ? { $case: "hiresCam", value: HiResCamParams.fromJSON(object.hiresCam) }
+        : isSet(object.hires_cam)
+        ? { $case: "hiresCam", value: HiResCamParams.fromJSON(object.hires_cam) }
+        : isSet(object.gradCamElementWise)
+        ? { $case: "gradCamElementWise", value: GradCamElementWiseParams.fromJSON(object.gradCamElementWise) }
+        : isSet(object.grad_cam_element_wise)
+        ? { $case: "gradCamElementWise", value: GradCamElementWiseParams.fromJSON(object.grad_cam_element_wise) }
+        : isSet(object.xgradCam)
+        ? { $case: "xgradCam", value: XGradCamParams.fromJSON(object.xgradCam) }
+        : isSet(object.xgrad_cam)
+        ? { $case: "xgradCam", value: XGradCamParams.fromJSON(object.xgrad_cam) }
+        : isSet(object.layerCam)
+        ? { $case: "layerCam", value: LayerCamParams.fromJSON(object.layerCam) }
+        : isSet(object.layer_cam)
+        ? { $case: "layerCam", value: LayerCamParams.fromJSON(object.layer_cam) }
+        : isSet(object.eigenCam)
+        ? { $case: "eigenCam", value: EigenCamParams.fromJSON(object.eigenCam) }
+        : isSet(object.eigen_cam)
+        ? { $case: "eigenCam", value: EigenCamParams.fromJSON(object.eigen_cam) }
+        : isSet(object.eigenGradCam)
+        ? { $case: "eigenGradCam", value: EigenGradCamParams.fromJSON(object.eigenGradCam) }
+        : isSet(object.eigen_grad_cam)
+        ? { $case: "eigenGradCam", value: EigenGradCamParams.fromJSON(object.eigen_grad_cam) }
+        : isSet(object.ablationCam)
+        ? { $case: "ablationCam", value: AblationCamParams.fromJSON(object.ablationCam) }
+        : isSet(object.ablation_cam)
+        ? { $case: "ablationCam", value: AblationCamParams.fromJSON(object.ablation_cam) }
+        : isSet(object.fullGrad)
+        ? { $case: "fullGrad", value: FullGradParams.fromJSON(object.fullGrad) }
+        : isSet(object.full_grad)
+        ? { $case: "fullGrad", value: FullGradParams.fromJSON(object.full_grad) }
+        : isSet(object.kpcaCam)
+        ? { $case: "kpcaCam", value: KpcaCamParams.fromJSON(object.kpcaCam) }
+        : isSet(object.kpca_cam)
+        ? { $case: "kpcaCam", value: KpcaCamParams.fromJSON(object.kpca_cam) }
+        : isSet(object.fem)
+        ? { $case: "fem", value: FemParams.fromJSON(object.fem) }
+        : isSet(object.shapleyCam)
+        ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapleyCam) }
+        : isSet(object.shapley_cam)
+        ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapley_cam) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : undefined,
@@ -780,6 +968,28 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       obj.lime = LimeParams.toJSON(message.method.value);
     } else if (message.method?.$case === "kernelShap") {
       obj.kernelShap = KernelShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "hiresCam") {
+      obj.hiresCam = HiResCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "gradCamElementWise") {
+      obj.gradCamElementWise = GradCamElementWiseParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "xgradCam") {
+      obj.xgradCam = XGradCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerCam") {
+      obj.layerCam = LayerCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "eigenCam") {
+      obj.eigenCam = EigenCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "eigenGradCam") {
+      obj.eigenGradCam = EigenGradCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "ablationCam") {
+      obj.ablationCam = AblationCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "fullGrad") {
+      obj.fullGrad = FullGradParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "kpcaCam") {
+      obj.kpcaCam = KpcaCamParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "fem") {
+      obj.fem = FemParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "shapleyCam") {
+      obj.shapleyCam = ShapleyCamParams.toJSON(message.method.value);
     } else if (message.method?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.method.value);
     }
@@ -872,6 +1082,75 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "kernelShap": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "kernelShap", value: KernelShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "hiresCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "hiresCam", value: HiResCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "gradCamElementWise": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "gradCamElementWise",
+            value: GradCamElementWiseParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "xgradCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "xgradCam", value: XGradCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "layerCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "layerCam", value: LayerCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "eigenCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "eigenCam", value: EigenCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "eigenGradCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "eigenGradCam", value: EigenGradCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "ablationCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "ablationCam", value: AblationCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "fullGrad": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "fullGrad", value: FullGradParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "kpcaCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "kpcaCam", value: KpcaCamParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "fem": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "fem", value: FemParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "shapleyCam": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "shapleyCam", value: ShapleyCamParams.fromPartial(object.method.value) };
         }
         break;
       }

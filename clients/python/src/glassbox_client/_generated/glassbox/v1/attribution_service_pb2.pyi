@@ -73,6 +73,15 @@ class LrpRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LRP_RULE_FLAT: _ClassVar[LrpRule]
     LRP_RULE_Z_BOX: _ClassVar[LrpRule]
 
+class KpcaKernel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KPCA_KERNEL_UNSPECIFIED: _ClassVar[KpcaKernel]
+    KPCA_KERNEL_SIGMOID: _ClassVar[KpcaKernel]
+    KPCA_KERNEL_RBF: _ClassVar[KpcaKernel]
+    KPCA_KERNEL_POLYNOMIAL: _ClassVar[KpcaKernel]
+    KPCA_KERNEL_LINEAR: _ClassVar[KpcaKernel]
+    KPCA_KERNEL_COSINE: _ClassVar[KpcaKernel]
+
 class NeuronScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NEURON_SCOPE_UNSPECIFIED: _ClassVar[NeuronScope]
@@ -125,6 +134,12 @@ LRP_RULE_Z_PLUS: LrpRule
 LRP_RULE_ALPHA_BETA: LrpRule
 LRP_RULE_FLAT: LrpRule
 LRP_RULE_Z_BOX: LrpRule
+KPCA_KERNEL_UNSPECIFIED: KpcaKernel
+KPCA_KERNEL_SIGMOID: KpcaKernel
+KPCA_KERNEL_RBF: KpcaKernel
+KPCA_KERNEL_POLYNOMIAL: KpcaKernel
+KPCA_KERNEL_LINEAR: KpcaKernel
+KPCA_KERNEL_COSINE: KpcaKernel
 NEURON_SCOPE_UNSPECIFIED: NeuronScope
 NEURON_SCOPE_NEURON: NeuronScope
 NEURON_SCOPE_CHANNEL: NeuronScope
@@ -134,7 +149,7 @@ SEGMENTATION_SLIC: Segmentation
 SEGMENTATION_GRID: Segmentation
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "lrp")
+    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +172,17 @@ class AttributeRequest(_message.Message):
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
     NEURON_GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    HIRES_CAM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CAM_ELEMENT_WISE_FIELD_NUMBER: _ClassVar[int]
+    XGRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    LAYER_CAM_FIELD_NUMBER: _ClassVar[int]
+    EIGEN_CAM_FIELD_NUMBER: _ClassVar[int]
+    EIGEN_GRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    ABLATION_CAM_FIELD_NUMBER: _ClassVar[int]
+    FULL_GRAD_FIELD_NUMBER: _ClassVar[int]
+    KPCA_CAM_FIELD_NUMBER: _ClassVar[int]
+    FEM_FIELD_NUMBER: _ClassVar[int]
+    SHAPLEY_CAM_FIELD_NUMBER: _ClassVar[int]
     LRP_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
@@ -180,8 +206,19 @@ class AttributeRequest(_message.Message):
     lime: LimeParams
     kernel_shap: KernelShapParams
     neuron_gradient: NeuronGradientParams
+    hires_cam: HiResCamParams
+    grad_cam_element_wise: GradCamElementWiseParams
+    xgrad_cam: XGradCamParams
+    layer_cam: LayerCamParams
+    eigen_cam: EigenCamParams
+    eigen_grad_cam: EigenGradCamParams
+    ablation_cam: AblationCamParams
+    full_grad: FullGradParams
+    kpca_cam: KpcaCamParams
+    fem: FemParams
+    shapley_cam: ShapleyCamParams
     lrp: LrpParams
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., hires_cam: _Optional[_Union[HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
 
 class TargetSpec(_message.Message):
     __slots__ = ("class_indices", "labels", "top_k")
@@ -314,6 +351,76 @@ class GradCamPlusPlusParams(_message.Message):
     def __init__(self, layer: _Optional[str] = ...) -> None: ...
 
 class ScoreCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class HiResCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class GradCamElementWiseParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class XGradCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class LayerCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class EigenCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class EigenGradCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class AblationCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class FullGradParams(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class KpcaCamParams(_message.Message):
+    __slots__ = ("layer", "kernel", "gamma")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    kernel: KpcaKernel
+    gamma: float
+    def __init__(self, layer: _Optional[str] = ..., kernel: _Optional[_Union[KpcaKernel, str]] = ..., gamma: _Optional[float] = ...) -> None: ...
+
+class FemParams(_message.Message):
+    __slots__ = ("layer", "k")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    k: float
+    def __init__(self, layer: _Optional[str] = ..., k: _Optional[float] = ...) -> None: ...
+
+class ShapleyCamParams(_message.Message):
     __slots__ = ("layer",)
     LAYER_FIELD_NUMBER: _ClassVar[int]
     layer: str

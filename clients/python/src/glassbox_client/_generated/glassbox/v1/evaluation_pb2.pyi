@@ -50,7 +50,7 @@ PERTURBATION_BASELINE_BLUR: PerturbationBaseline
 PERTURBATION_BASELINE_MEAN: PerturbationBaseline
 
 class EvaluatedMethod(_message.Message):
-    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "lrp")
+    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     SALIENCY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,17 @@ class EvaluatedMethod(_message.Message):
     OCCLUSION_FIELD_NUMBER: _ClassVar[int]
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
+    HIRES_CAM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CAM_ELEMENT_WISE_FIELD_NUMBER: _ClassVar[int]
+    XGRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    LAYER_CAM_FIELD_NUMBER: _ClassVar[int]
+    EIGEN_CAM_FIELD_NUMBER: _ClassVar[int]
+    EIGEN_GRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    ABLATION_CAM_FIELD_NUMBER: _ClassVar[int]
+    FULL_GRAD_FIELD_NUMBER: _ClassVar[int]
+    KPCA_CAM_FIELD_NUMBER: _ClassVar[int]
+    FEM_FIELD_NUMBER: _ClassVar[int]
+    SHAPLEY_CAM_FIELD_NUMBER: _ClassVar[int]
     LRP_FIELD_NUMBER: _ClassVar[int]
     name: str
     aggregation: _attribution_service_pb2.Aggregation
@@ -82,8 +93,19 @@ class EvaluatedMethod(_message.Message):
     occlusion: _attribution_service_pb2.OcclusionParams
     lime: _attribution_service_pb2.LimeParams
     kernel_shap: _attribution_service_pb2.KernelShapParams
+    hires_cam: _attribution_service_pb2.HiResCamParams
+    grad_cam_element_wise: _attribution_service_pb2.GradCamElementWiseParams
+    xgrad_cam: _attribution_service_pb2.XGradCamParams
+    layer_cam: _attribution_service_pb2.LayerCamParams
+    eigen_cam: _attribution_service_pb2.EigenCamParams
+    eigen_grad_cam: _attribution_service_pb2.EigenGradCamParams
+    ablation_cam: _attribution_service_pb2.AblationCamParams
+    full_grad: _attribution_service_pb2.FullGradParams
+    kpca_cam: _attribution_service_pb2.KpcaCamParams
+    fem: _attribution_service_pb2.FemParams
+    shapley_cam: _attribution_service_pb2.ShapleyCamParams
     lrp: _attribution_service_pb2.LrpParams
-    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ..., lrp: _Optional[_Union[_attribution_service_pb2.LrpParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ..., hires_cam: _Optional[_Union[_attribution_service_pb2.HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[_attribution_service_pb2.GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[_attribution_service_pb2.XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[_attribution_service_pb2.LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[_attribution_service_pb2.EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[_attribution_service_pb2.EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[_attribution_service_pb2.AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[_attribution_service_pb2.FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[_attribution_service_pb2.KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[_attribution_service_pb2.FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[_attribution_service_pb2.ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[_attribution_service_pb2.LrpParams, _Mapping]] = ...) -> None: ...
 
 class FaithfulnessOptions(_message.Message):
     __slots__ = ("steps", "baseline", "blur_sigma")

@@ -19,7 +19,7 @@ from glassbox.models.architectures import build_architecture
 from glassbox.models.repository import ModelRepository
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 IMAGES = generate(3, seed=5).images
 """Three demo images [3, 3, 64, 64] in [0, 1]."""
@@ -64,6 +64,44 @@ def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet"), 
             extra_toml=_explain(name) + explain,
         )
     return root
+
+
+def write_calibrated_version(
+    root: Path,
+    name: str,
+    architecture: str,
+    *,
+    explain: str = "",
+    logit_scale: float = 300.0,
+    size: tuple[int, int] = (64, 64),
+) -> Path:
+    """A seeded random-weight version whose BatchNorm statistics are those of 16 random images:
+    a random mobilenet_v3_small or efficientnet_b0 with the default statistics shrinks its activations
+    layer by layer to logits of ~1e-8, where every map is float noise. `logit_scale` then spreads the
+    logits (~0.03 after calibration) as a trained model's (~10)."""
+    folder = write_model_version(
+        root,
+        name,
+        "1",
+        architecture=architecture,
+        seed=5,
+        logit_scale=logit_scale,
+        extra_toml=explain,
+        size=size,
+    )
+    net = build_architecture(architecture, LABELS)
+    net.load_state_dict(load_file(str(folder / "model.safetensors")))
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: the statistics of exactly these images
+    pixels = torch.rand(16, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.train()((pixels - 0.5) / 0.25)
+    save_file(
+        {k: v.contiguous() for k, v in net.eval().state_dict().items()}, str(folder / "model.safetensors")
+    )
+    return folder
 
 
 def _explain(name: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop
-from conftest import RunningServer, write_model_version
+from conftest import RunningServer
 from glassbox.backends.activations import activation_sites
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.images import InputSpec
@@ -32,6 +32,7 @@ from gradient_harness import (
     relative_error,
     request,
     user_network,
+    write_calibrated_version,
 )
 from torch import nn
 
@@ -42,14 +43,8 @@ GUIDED = ("guided_backprop", "deconvnet", "guided_grad_cam")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("guided-coverage-models")
     for name, architecture in [("mobilenet", "mobilenet_v3_small"), ("efficientnet", "efficientnet_b0")]:
-        write_model_version(
-            root,
-            name,
-            "1",
-            architecture=architecture,
-            seed=5,
-            extra_toml='[explain]\nmode = "exact"\n',  # the reference below is the user's own network
-        )
+        # exact mode: the reference below is the user's own network
+        write_calibrated_version(root, name, architecture, explain='[explain]\nmode = "exact"\n')
     return root
 
 

@@ -85,14 +85,17 @@ def test_a_configured_engine_that_disagrees_fails_the_load() -> None:
 
 
 def test_amplifying_methods_get_an_engine_that_agrees_to_their_tolerance(model: TunedTorchModel) -> None:
-    selection = model.forward_selection
-    differences = {t.engine: t.max_abs_difference for t in selection.timings}
-    expected = selection.engine if differences[selection.engine] <= AMPLIFIED_TOLERANCE else "torch"
-    assert selection.amplifying_engine == expected
-    probe = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # the selection's probe
+    """Score-CAM's engine: the chosen one where it agrees with eager torch 10× tighter than the general
+    acceptance, else eager torch; checked on the selection's own probe batch."""
+    probe = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         eager = model.differentiable()(probe)
-    assert float((model.amplifying_logits(probe) - eager).abs().max()) <= AMPLIFIED_TOLERANCE
+    scale = max(1.0, float(eager.abs().max()))
+    selection = model.forward_selection
+    differences = {t.engine: t.max_abs_difference for t in selection.timings}
+    agrees = differences[selection.engine] <= AMPLIFIED_TOLERANCE * scale
+    assert selection.amplifying_engine == (selection.engine if agrees else "torch")
+    assert float((model.amplifying_logits(probe) - eager).abs().max()) <= AMPLIFIED_TOLERANCE * scale
 
 
 def test_exact_mode_times_nothing_and_runs_the_network_as_built() -> None:

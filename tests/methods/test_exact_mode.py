@@ -5,7 +5,8 @@ that by 5e-2 of its maximum (float32 rounding of the channels_last layout flips 
 
 Score-CAM, whose softmax over the channels amplifies logit differences, is checked against a float64
 implementation on mobilenet_v3_small in both modes: in the fast mode with ONNX Runtime configured as the
-forward engine, its masked passes run on an engine that agrees with eager torch to 1e-5."""
+forward engine, its masked passes run on an engine that agrees with eager torch to 1e-5 of the largest
+logit."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ of the session that exposes its intermediate tensors); the masked passes (one pe
 every target of the image) are built one batch at a time. The softmax over the channels turns an absolute
 logit difference d into a relative weight change of about d, so the masked passes run on the model's
 `amplifying_logits` engine: its fastest no-grad engine only where that engine's logits agree with eager
-torch to 1e-5 logit units (backends/forward_selection.py), else eager torch.
+torch to 1e-5 of the largest logit (backends/forward_selection.py), else eager torch.
 """
 
 from __future__ import annotations

@@ -649,7 +649,8 @@ export interface GradCamPlusPlusParams {
  * inputs. The map is ReLU(Σ weight × channel) upsampled bilinearly; `layer_map` is it before upsampling.
  * Torch and ONNX models (an ONNX model's layers are its intermediate tensors). The softmax turns a logit
  * difference d into a relative weight change of about d, so the masked passes run on an engine whose
- * logits agree with eager torch to 1e-5 (GetModel's forward_engine where it does, else eager torch).
+ * logits agree with eager torch to 1e-5 of the largest logit (GetModel's forward_engine where it does,
+ * else eager torch).
  */
 export interface ScoreCamParams {
   /** As GradCamParams.layer. */

@@ -22,6 +22,7 @@ from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
+from glassbox_client.types import ModelInfo
 from gradient_harness import (
     IMAGES,
     TARGETS,
@@ -77,6 +78,8 @@ def test_get_model_says_which_mode_and_engine_serve(server: RunningServer) -> No
     assert info["densenet"].forward_engine == "torch"
     assert info["mobilenet-onnx"].explain_mode == model_pb.EXPLAIN_MODE_FAST
     assert info["mobilenet-onnx"].forward_engine == "onnxruntime"
+    typed = ModelInfo.from_proto(info["densenet"])
+    assert (typed.explain_mode, typed.forward_engine) == ("exact", "torch")
 
 
 @pytest.mark.parametrize("method", ["saliency", "guided_backprop"])

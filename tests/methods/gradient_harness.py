@@ -15,13 +15,17 @@ import numpy as np
 import torch
 from conftest import write_model_version
 from glassbox.demo.shapes import generate
+from glassbox.models.architectures import build_architecture
 from glassbox.models.repository import ModelRepository
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
+from safetensors.torch import load_file, save_file
 
 IMAGES = generate(3, seed=5).images
 """Three demo images [3, 3, 64, 64] in [0, 1]."""
 
+LABELS = 6
+"""Classes of every test model (conftest.write_model_version's six shapes)."""
 TARGETS = (1, 4)
 TOLERANCE = 1e-4
 """Largest difference allowed from a reference, as a fraction of the reference map's largest |value|."""
@@ -44,12 +48,12 @@ ARCHITECTURES = {
 }
 
 
-def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet")) -> Path:
+def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet"), *, explain: str = "") -> Path:
     """Some of: shapes (the demo CNN: in-place ReLUs, BN), resnet (torchvision resnet18: residuals, a
     ReLU module called twice per block), densenet (torchvision densenet121: in-place ReLUs, feature maps
     concatenated, a functional ReLU after the last norm; its 4×4 denseblock3 is the CAM layer at 64×64),
     vgg (torchvision vgg11: no BatchNorm, dropout, 130 M parameters, most in the first classifier layer),
-    vit (a tiny torchvision ViT); seeded weights, 64×64 inputs.
+    vit (a tiny torchvision ViT); seeded weights, 64×64 inputs. `explain`: more `[explain]` lines.
     Seed 5 gives every image's top-2 classes a Grad-CAM that is not all zero (not so for every seed)."""
     for name in names:
         scale = 20.0 if name == "shapes" else 1.0
@@ -60,9 +64,47 @@ def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet")) 
             architecture=ARCHITECTURES[name],
             seed=5,
             logit_scale=scale,
-            extra_toml=_explain(name),
+            extra_toml=_explain(name) + explain,
         )
     return root
+
+
+def write_calibrated_version(
+    root: Path,
+    name: str,
+    architecture: str,
+    *,
+    explain: str = "",
+    logit_scale: float = 300.0,
+    size: tuple[int, int] = (64, 64),
+) -> Path:
+    """A seeded random-weight version whose BatchNorm statistics are those of 16 random images:
+    a random mobilenet_v3_small or efficientnet_b0 with the default statistics shrinks its activations
+    layer by layer to logits of ~1e-8, where every map is float noise. `logit_scale` then spreads the
+    logits (~0.03 after calibration) as a trained model's (~10)."""
+    folder = write_model_version(
+        root,
+        name,
+        "1",
+        architecture=architecture,
+        seed=5,
+        logit_scale=logit_scale,
+        extra_toml=explain,
+        size=size,
+    )
+    net = build_architecture(architecture, LABELS)
+    net.load_state_dict(load_file(str(folder / "model.safetensors")))
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: the statistics of exactly these images
+    pixels = torch.rand(16, 3, *size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        net.train()((pixels - 0.5) / 0.25)
+    save_file(
+        {k: v.contiguous() for k, v in net.eval().state_dict().items()}, str(folder / "model.safetensors")
+    )
+    return folder
 
 
 def _explain(name: str) -> str:
@@ -86,6 +128,31 @@ def reference_network(root: Path, name: str, *, input_gradients: bool = False) -
         if isinstance(module, torch.nn.ReLU):
             module.inplace = False
     return network.requires_grad_(True).eval()
+
+
+class UserNetwork(torch.nn.Module):
+    """pixels → logits as a user writes it: the model's normalisation (mean 0.5, std 0.25), then the net."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net((pixels - 0.5) / 0.25)
+
+
+def user_network(
+    root: Path, name: str, architecture: str, dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
+    """The network as its user has it: freshly built from the architecture with the served weights, in
+    the default (contiguous) layout, unfolded; nothing of the server's copy. ReLUs made out-of-place for
+    Captum's hooks (the function is the same)."""
+    net = build_architecture(architecture, LABELS)
+    net.load_state_dict(load_file(str(root / name / "1" / "model.safetensors")))
+    for module in net.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+    return UserNetwork(net).to(dtype).requires_grad_(True).eval()
 
 
 def image_message(pixels: torch.Tensor) -> tensor_pb2.Image:

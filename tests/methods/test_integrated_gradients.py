@@ -92,16 +92,26 @@ def test_trapezoid_rule_is_the_true_trapezoid(
     stub: attribution_service_pb2_grpc.AttributionServiceStub, shapes: torch.nn.Module
 ) -> None:
     """Captum weighs the trapezoid's points by 1/n (halved at the ends), so its weights sum to (n − 1)/n;
-    the trapezoid rule on n points spaced 1/(n − 1) apart is Captum's result times n/(n − 1)."""
+    the trapezoid rule on n points spaced 1/(n − 1) apart is Captum's result times n/(n − 1), as the proto
+    documents beside the convergence delta: ours is Captum's delta plus Captum's map sum / (n − 1)."""
     params = pb.IntegratedGradientsParams(
         steps=STEPS, rule=pb.INTEGRATION_RULE_RIEMANN_TRAPEZOID, baseline=pb.BASELINE_UNIFORM_NOISE, seed=9
     )
-    ours = maps(attribute(stub, request("shapes", integrated_gradients=params)))
+    response = attribute(stub, request("shapes", integrated_gradients=params))
+    ours, our_deltas = maps(response), deltas(response)
     for j, target in enumerate(TARGETS):
-        captum = IntegratedGradients(shapes).attribute(
-            IMAGES, NOISE, target=target, n_steps=STEPS, method="riemann_trapezoid"
+        captum, captum_delta = IntegratedGradients(shapes).attribute(
+            IMAGES,
+            NOISE,
+            target=target,
+            n_steps=STEPS,
+            method="riemann_trapezoid",
+            return_convergence_delta=True,
         )
         assert relative_error(ours[j], captum * STEPS / (STEPS - 1)) <= TOLERANCE
+        expected = captum_delta.double() + captum.double().sum(dim=(1, 2, 3)) / (STEPS - 1)
+        scale = float(captum.double().sum(dim=(1, 2, 3)).abs().max())
+        np.testing.assert_allclose(our_deltas[j], expected.numpy(), atol=1e-3 * scale)
 
 
 def baseline_cases() -> list[tuple[str, pb.IntegratedGradientsParams, torch.Tensor]]:

@@ -68,6 +68,17 @@ class Model(ABC):
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pre-softmax scores [B, classes] for pixels [B, 3, H, W] in [0, 1]; no gradients, on the CPU."""
 
+    @property
+    def forward_engine(self) -> str:
+        """The engine of `logits` (GetModel shows it): "torch", "torch-channels_last" or "onnxruntime"."""
+        return self.backend_name
+
+    def amplifying_logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`logits` for methods whose maps amplify logit differences (Score-CAM's softmax over channels
+        turns a 1e-4 logit difference into a 1e-4 relative weight change): an engine whose rounding they
+        cannot see. By default the one engine there is."""
+        return self.logits(pixels)
+
     def differentiable(self) -> torch.nn.Module:
         """A torch module pixels → logits that gradients flow through (torch backend only)."""
         raise FailedPrecondition(

@@ -10,8 +10,20 @@ torch within `TOLERANCE`:
 * ONNX Runtime on the same module exported in memory (normalisation included), on the CPU provider or the
   CUDA provider when the model is on a GPU.
 
-Gradient methods keep using `differentiable()`, the torch module itself. Export or session failures are
-logged and leave the torch engines; nothing here can make a model fail to load.
+The choice is reproducible: engines are ranked by a fixed preference (eager torch, channels_last torch,
+ONNX Runtime), and a later one is kept only when it is faster than every earlier one by more than
+`MARGIN`. A near tie (resnet34 on two cores: 98 against 105 ms per image) therefore always goes to the
+preferred engine instead of to whichever won the timing on that start. `[explain] forward_engine` names
+an engine outright; such a model fails to load when that engine cannot run it or disagrees with eager
+torch. In exact mode (`[explain] mode = "exact"`) nothing is timed: every pass is eager torch.
+
+Methods whose maps amplify logit differences (Score-CAM: a softmax over the channels' scores turns an
+absolute logit difference d into a relative weight change of about d) use `amplifying_logits`: the
+chosen engine only when its measured difference from eager torch is under `AMPLIFIED_TOLERANCE` (10×
+tighter than `TOLERANCE`), else eager torch.
+
+Gradient methods keep using `differentiable()`, the torch module itself. With `forward_engine = "auto"`,
+export or session failures are logged and leave the torch engines.
 """
 
 from __future__ import annotations
@@ -31,12 +43,21 @@ from torch import nn
 
 from glassbox.backends.onnx_backend import providers, session_options
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.models.config import ModelConfig
+from glassbox.models.config import ExplainMode, ModelConfig
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4
 """Largest accepted |logit difference| to eager torch, relative to max(1, largest |logit|)."""
+AMPLIFIED_TOLERANCE = 1e-5
+"""`TOLERANCE` for the engine that serves `amplifying_logits`: 10× tighter, still above float32's own rounding
+(eager torch differs from float64 by ~2e-6 of the largest logit on a calibrated mobilenet_v3_small, as
+ONNX Runtime differs from eager torch), so an engine that only rounds differently keeps serving Score-CAM
+and one that deviates more than float32 does not."""
+PREFERENCE = ("torch", "torch-channels_last", "onnxruntime")
+"""The order in which engines are preferred when their times are within `MARGIN`: the reference first."""
+MARGIN = 0.2
+"""A less preferred engine is chosen only when it takes under 1/(1 + MARGIN) of a preferred one's time."""
 PROBE_ROWS = 8
 """Images in the timed batch: a typical perturbation batch, small enough to keep loading quick."""
 TIMING_ROUNDS = 3
@@ -63,6 +84,8 @@ class ForwardSelection:
     engine: str
     forward: Forward
     timings: tuple[EngineTiming, ...]
+    amplifying_engine: str = "torch"
+    amplifying_forward: Forward | None = None
 
 
 class TunedTorchModel(TorchModel):
@@ -80,30 +103,52 @@ class TunedTorchModel(TorchModel):
         onnx_threads: int = 0,
     ) -> None:
         super().__init__(name, version, config, weights_digest, net, device)
+        if config.mode is ExplainMode.EXACT:
+            eager = super().logits
+            self.forward_selection = ForwardSelection("torch", eager, (), "torch", eager)
+            log.info("model %s version %s: exact mode, every pass on eager torch", name, version)
+            return
         self.forward_selection = select_forward(self.module, config, device, onnx_threads=onnx_threads)
         timings = self.forward_selection.timings
         measured = ", ".join(f"{t.engine} {t.seconds_per_image * 1e3:.2f} ms/image" for t in timings)
         engine = self.forward_selection.engine
-        log.info("model %s version %s: no-grad forward on %s (%s)", name, version, engine, measured)
+        log.info(
+            "model %s version %s: no-grad forward on %s, amplifying methods on %s (%s)",
+            name,
+            version,
+            engine,
+            self.forward_selection.amplifying_engine,
+            measured,
+        )
+
+    @property
+    def forward_engine(self) -> str:
+        return self.forward_selection.engine
 
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.forward_selection.forward(pixels)
+
+    def amplifying_logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        forward = self.forward_selection.amplifying_forward
+        return forward(pixels) if forward is not None else super().logits(pixels)
 
 
 def select_forward(
     module: nn.Module, config: ModelConfig, device: torch.device, *, onnx_threads: int = 0
 ) -> ForwardSelection:
-    """Time every candidate engine on one probe batch (interleaved rounds, best of each); keep the fastest
-    that agrees with eager torch."""
+    """Time every candidate engine on one probe batch (interleaved rounds, best of each); keep the
+    preferred one among those that agree with eager torch and are within `MARGIN` of the fastest (or the
+    configured engine, which must agree)."""
     generator = torch.Generator().manual_seed(0)
     probe = torch.rand(PROBE_ROWS, 3, config.input.height, config.input.width, generator=generator)
-    candidates: dict[str, Forward] = {
-        "torch": _torch_forward(module, device, channels_last=False),
-        "torch-channels_last": _torch_forward(module, device, channels_last=True),
-    }
-    onnx_forward = _onnx_forward(module, probe, device, onnx_threads)
-    if onnx_forward is not None:
-        candidates["onnxruntime"] = onnx_forward
+    configured = config.forward_engine
+    candidates: dict[str, Forward] = {"torch": _torch_forward(module, device, channels_last=False)}
+    if configured in ("auto", "torch-channels_last"):
+        candidates["torch-channels_last"] = _torch_forward(module, device, channels_last=True)
+    if configured in ("auto", "onnxruntime"):
+        onnx_forward = _onnx_forward(module, probe, device, onnx_threads)
+        if onnx_forward is not None:
+            candidates["onnxruntime"] = onnx_forward
     reference = candidates["torch"](probe)
     scale = max(1.0, float(reference.abs().max()))
     differences: dict[str, float] = {}
@@ -119,10 +164,30 @@ def select_forward(
                 "forward engine %s differs from eager torch by %.3g; not used", engine, differences[engine]
             )
     seconds = _interleaved_best_seconds({engine: candidates[engine] for engine in differences}, probe)
-    timings = [EngineTiming(e, seconds[e] / PROBE_ROWS, d) for e, d in differences.items()]
+    timings = tuple(EngineTiming(e, seconds[e] / PROBE_ROWS, d) for e, d in differences.items())
     usable = [t for t in timings if t.max_abs_difference <= TOLERANCE * scale]
-    best = min(usable, key=lambda t: t.seconds_per_image)
-    return ForwardSelection(best.engine, candidates[best.engine], tuple(timings))
+    if configured == "auto":
+        engine = preferred_engine(usable)
+    elif any(t.engine == configured for t in usable):
+        engine = configured
+    else:
+        raise ValueError(
+            f"explain.forward_engine = {configured!r} cannot serve this model: it failed to run or its "
+            f"logits differ from eager torch by more than {TOLERANCE} relative (see the log)"
+        )
+    amplifying = engine if differences[engine] <= AMPLIFIED_TOLERANCE * scale else "torch"
+    return ForwardSelection(engine, candidates[engine], timings, amplifying, candidates[amplifying])
+
+
+def preferred_engine(usable: list[EngineTiming]) -> str:
+    """The engine to keep among those that agree: in `PREFERENCE` order, each engine displaces the one kept
+    so far only when it is faster by more than `MARGIN`, so that a near tie always ends the same way."""
+    ranked = sorted(usable, key=lambda t: PREFERENCE.index(t.engine))
+    kept = ranked[0]
+    for timing in ranked[1:]:
+        if timing.seconds_per_image * (1 + MARGIN) < kept.seconds_per_image:
+            kept = timing
+    return kept.engine
 
 
 def _torch_forward(module: nn.Module, device: torch.device, *, channels_last: bool) -> Forward:

@@ -166,12 +166,13 @@ class CallContext:
         self.counter.forward += forward
         self.counter.backward += backward
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, *, amplifying: bool = False) -> torch.Tensor:
         """Logits [B, C] (CPU, no gradients) for pixels [B, 3, H, W] in [0, 1], on any backend: one unit
-        of the compute scheduler, which may batch it with other calls' forward passes."""
+        of the compute scheduler, which may batch it with other calls' forward passes. `amplifying`: the
+        method's map amplifies logit differences (`Model.amplifying_logits`)."""
         self.token.raise_if_cancelled()
         self.count(forward=pixels.shape[0])
-        return run_unit(ForwardUnit(self.model, pixels))
+        return run_unit(ForwardUnit(self.model, pixels, amplifying))
 
     def unit_rows(self, kind: str, rows: int) -> int:
         """How many of `rows` the next batch of `kind` ("forward" or "gradient") should take: all of them
@@ -237,6 +238,12 @@ class AttributionMethod(ABC):
 
     def validate(self) -> None:  # noqa: B027 - optional: a method without parameters checks nothing
         """Check the parameters against their ranges and the settings' caps; `require` on each."""
+
+    def applies_relu_rule(self) -> bool:
+        """True when the call's maps come through a guided ReLU rule (guided backprop, deconvnet, Guided
+        Grad-CAM, a guided neuron gradient, SmoothGrad over those): the response then says which of the
+        model's activations the rule changed."""
+        return False
 
     def perturbations_per_image(self) -> int:
         """Derived inputs a forward-only method evaluates per image (occluded, masked, sampled copies)."""

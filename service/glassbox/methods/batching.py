@@ -67,13 +67,18 @@ def batch_ranges(total: int, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def evaluate_in_batches(
-    call: CallContext, build: Callable[[int, int], torch.Tensor], total: int, rows: int
+    call: CallContext,
+    build: Callable[[int, int], torch.Tensor],
+    total: int,
+    rows: int,
+    *,
+    amplifying: bool = False,
 ) -> torch.Tensor:
     """Logits [total, classes] of `total` derived inputs, built lazily `rows` at a time.
 
     `build(start, stop)` returns the pixels [stop - start, 3, H, W] of inputs start..stop-1 (stop - start ≤
     rows; fewer while other calls wait for the device), so at most one batch of derived inputs exists at a
-    time. Each batch goes through `call.forward`, which checks for
+    time. Each batch goes through `call.forward` (`amplifying` passed on), which checks for
     cancellation first: a cancelled call stops within one batch.
     """
     if total < 1 or rows < 1:
@@ -81,7 +86,7 @@ def evaluate_in_batches(
     outputs, start = [], 0
     while start < total:
         stop = min(total, start + call.unit_rows("forward", rows))
-        outputs.append(call.forward(build(start, stop)))
+        outputs.append(call.forward(build(start, stop), amplifying=amplifying))
         start = stop
     return torch.cat(outputs)
 

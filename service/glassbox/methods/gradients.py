@@ -19,10 +19,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from glassbox.backends.activations import activation_kinds
 from glassbox.backends.base import Model
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
-from glassbox.methods.hooks import CallRules, ReluRule, relu_modules
+from glassbox.methods.hooks import CallRules, ReluRule
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import GradientResult, GradientUnit
@@ -65,6 +66,9 @@ class GradientMethod(AttributionMethod):
         if reason is None and cls.relu_rule is not None:
             reason = relu_rule_unsupported(cls.name, model)
         return reason
+
+    def applies_relu_rule(self) -> bool:
+        return self.relu_rule is not None
 
     @property
     def rows_per_input(self) -> int:
@@ -166,9 +170,15 @@ class GradientMethod(AttributionMethod):
 
 
 def relu_rule_unsupported(name: str, model: Model) -> str | None:
-    """Why a model cannot take per-call ReLU rules (TorchScript takes no hooks; no nn.ReLU modules)."""
+    """Why a model cannot take per-call ReLU rules: TorchScript takes no hooks, and a network that runs no
+    nn.ReLU module would get the plain gradient under a guided name (its activations are named)."""
     if not model.supports_layer_hooks:
         return f"{name} needs an eager torch model (hooks on nn.ReLU modules); this one is TorchScript"
-    if not relu_modules(model.differentiable()):
-        return f"{name} changes the gradient of nn.ReLU modules, and this model has none"
+    if not any(site.guided for site in model.activations):
+        kinds = activation_kinds(model.activations)
+        runs = f"its activations are {', '.join(kinds)}" if kinds else "it runs no activation the server sees"
+        return (
+            f"{name} changes the backward of nn.ReLU modules only, and this model runs none ({runs}), "
+            "so the map would be the plain gradient"
+        )
     return None

@@ -92,6 +92,9 @@ class NeuronGradient(GradientMethod):
                     reason, field=f"{self.field}.guided", reason=Reason.METHOD_NOT_SUPPORTED
                 )
 
+    def applies_relu_rule(self) -> bool:
+        return self.params.guided
+
     def unit(self, activations: torch.Tensor) -> torch.Tensor:
         """The chosen unit's value per row, [n]."""
         p = self.params

@@ -9,7 +9,10 @@ the increase of the target's softmax probability over a baseline input, not norm
 
 One forward gives the logits and the activations (a hooked torch forward, or for an ONNX model a pass
 of the session that exposes its intermediate tensors); the masked passes (one per channel, shared by
-every target of the image) are built one batch at a time and run on the model's fastest no-grad engine.
+every target of the image) are built one batch at a time. The softmax over the channels turns an absolute
+logit difference d into a relative weight change of about d, so the masked passes run on the model's
+`amplifying_logits` engine: its fastest no-grad engine only where that engine's logits agree with eager
+torch to 1e-5 of the largest logit (backends/forward_selection.py), else eager torch.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ class ScoreCam(AttributionMethod):
             return image[None] * masks[:, None]
 
         rows = self.call.rows_per_batch(inference_bytes_per_row(self.model))
-        scores = evaluate_in_batches(self.call, masked, activations.shape[0], rows)
+        scores = evaluate_in_batches(self.call, masked, activations.shape[0], rows, amplifying=True)
         weights = scores[:, list(targets)].T.softmax(dim=1)  # [targets, C]
         cams = torch.einsum("tc,chw->thw", weights.to(activations.device), activations).clamp(min=0)
         upsampled = upsample(cams, size)

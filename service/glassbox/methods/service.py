@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from glassbox import render
+from glassbox.backends.activations import ActivationSite
 from glassbox.backends.base import Model
 from glassbox.config import Settings
 from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
@@ -111,6 +112,7 @@ class AttributionOutcome:
     forward_passes: int = 0
     backward_passes: int = 0
     compute_seconds: float = 0.0
+    relu_rule_activations: tuple[ActivationSite, ...] | None = None  # set where a guided ReLU rule ran
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ def attribute(
         forward_passes=call.counter.forward,
         backward_passes=call.counter.backward,
         compute_seconds=seconds,
+        relu_rule_activations=model.activations
+        if method.applies_relu_rule() and model.supports_layer_hooks
+        else None,
     )
     for i, image in enumerate(images):
         results = []

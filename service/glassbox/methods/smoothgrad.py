@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import torch
 
+from glassbox.backends.base import Model
 from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodChoice, MethodOutput, NoParams
@@ -61,6 +62,11 @@ def noise_batch(seed: int, samples: range, shape: torch.Size | tuple[int, ...], 
     return noise
 
 
+def supported_bases(model: Model) -> list[str]:
+    """The base methods SmoothGrad can wrap on `model` (GetModel lists smoothgrad when any can)."""
+    return [name for name in BASE_METHODS if method_class(name).unsupported_reason(model) is None]
+
+
 @register("smoothgrad")
 class SmoothGrad(GradientMethod):
     """Mean (or mean square, or variance) of the base method's maps over noisy samples."""
@@ -86,11 +92,16 @@ class SmoothGrad(GradientMethod):
         reason = base_cls.unsupported_reason(self.model)
         if reason is not None:
             raise FailedPrecondition(
-                reason, field=f"{self.field}.{p.base.name}", reason=Reason.METHOD_NOT_SUPPORTED
+                f"{reason}; smoothgrad bases this model supports: {supported_bases(self.model)}",
+                field=f"{self.field}.{p.base.name}",
+                reason=Reason.METHOD_NOT_SUPPORTED,
             )
         self.base: GradientMethod = base_cls(
             self.model, p.base.params, self.call, field=f"{self.field}.{p.base.name}"
         )
+
+    def applies_relu_rule(self) -> bool:
+        return self.base.applies_relu_rule()
 
     def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
         return images, images * targets * self.params.samples * self.base.rows_per_input

@@ -20,6 +20,25 @@ class ModelFormat(StrEnum):
     ONNX = "onnx"  # onnxruntime
 
 
+class ExplainMode(StrEnum):
+    """`[explain] mode`: how the network is laid out and run for explanations.
+
+    FAST (the default): convolution weights channels_last on a CPU, BatchNorm folded for the input-gradient
+    methods (unless `fold_batchnorm = false`), the no-grad forward on the engine measured fastest at load.
+    Each changes only float rounding, but a rounding-level change flips a ReLU whose input is within ~1e-7
+    of zero, which moves a gradient map by up to ~1% of its maximum on a deep network (densenet121).
+    EXACT: the network as the user built it (contiguous layout, no folding, eager torch for every pass),
+    so maps reproduce Captum or pytorch-grad-cam run on the user's own network to float32 rounding."""
+
+    FAST = "fast"
+    EXACT = "exact"
+
+
+FORWARD_ENGINES = ("auto", "torch", "torch-channels_last", "onnxruntime")
+"""`[explain] forward_engine`: "auto" times the candidates at load (backends/forward_selection.py);
+a named engine is used as configured (and the model fails to load if it cannot run or disagrees)."""
+
+
 class ConfigError(ValueError):
     """model.toml is missing, unreadable or inconsistent."""
 
@@ -47,6 +66,8 @@ class ModelConfig:
     architecture_args: dict[str, Any] = field(default_factory=dict)
     default_cam_layer: str | None = None
     fold_batchnorm: bool = True
+    mode: ExplainMode = ExplainMode.FAST
+    forward_engine: str = "auto"
     description: str = ""
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +119,7 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
     if any(s <= 0 for s in std):
         raise ConfigError(f"input.std must be positive, got {std}")
     explain = raw.get("explain", {})
+    mode, fold, engine = _explain_mode(explain)
     known = {
         "format",
         "weights",
@@ -120,13 +142,37 @@ def parse_config(raw: dict[str, Any], folder: Path) -> ModelConfig:
         architecture=architecture,
         architecture_args=dict(raw.get("architecture_args", {})),
         default_cam_layer=explain.get("default_cam_layer"),
-        fold_batchnorm=_require(explain, "fold_batchnorm", bool, section="explain")
-        if "fold_batchnorm" in explain
-        else True,
+        fold_batchnorm=fold,
+        mode=mode,
+        forward_engine=engine,
         description=str(raw.get("description", "")),
         batching=_batching(raw.get("batching", {})),
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _explain_mode(explain: dict[str, Any]) -> tuple[ExplainMode, bool, str]:
+    """(mode, fold_batchnorm, forward_engine) of the `[explain]` table; exact mode rules out folding and
+    any engine but eager torch, and says so rather than ignoring a contradicting key."""
+    try:
+        mode = ExplainMode(explain.get("mode", "fast"))
+    except ValueError as exc:
+        raise ConfigError(f"explain.mode must be 'fast' or 'exact', got {explain.get('mode')!r}") from exc
+    fold = None
+    if "fold_batchnorm" in explain:
+        fold = _require(explain, "fold_batchnorm", bool, section="explain")
+    engine = explain.get("forward_engine", "auto")
+    if engine not in FORWARD_ENGINES:
+        raise ConfigError(f"explain.forward_engine must be one of {list(FORWARD_ENGINES)}, got {engine!r}")
+    if mode is ExplainMode.EXACT:
+        if fold:
+            raise ConfigError("explain.fold_batchnorm = true contradicts explain.mode = 'exact' (no folding)")
+        if engine not in ("auto", "torch"):
+            raise ConfigError(
+                f"explain.forward_engine = {engine!r} contradicts explain.mode = 'exact' (eager torch only)"
+            )
+        return mode, False, "torch"
+    return mode, True if fold is None else fold, engine
 
 
 def _batching(table: Any) -> BatchingConfig:

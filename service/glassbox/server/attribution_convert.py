@@ -59,6 +59,12 @@ def attribution_response(outcome: AttributionOutcome) -> pb.AttributeResponse:
             backward_passes=outcome.backward_passes,
             compute_seconds=outcome.compute_seconds,
         ),
+        relu_rule=None
+        if outcome.relu_rule_activations is None
+        else pb.ReluRuleCoverage(
+            modified=[site.name for site in outcome.relu_rule_activations if site.guided],
+            unmodified=[site.describe() for site in outcome.relu_rule_activations if not site.guided],
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import ResizePolicy
+from glassbox.models.config import ExplainMode
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext
@@ -22,6 +23,7 @@ from glassbox.serving import Estimate
 from glassbox.wire.tensors import image_sources
 
 BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}
+EXPLAIN_MODES = {ExplainMode.FAST: pb.EXPLAIN_MODE_FAST, ExplainMode.EXACT: pb.EXPLAIN_MODE_EXACT}
 RESIZE = {
     ResizePolicy.DIRECT: pb.RESIZE_POLICY_DIRECT,
     ResizePolicy.RESIZE_CENTER_CROP: pb.RESIZE_POLICY_RESIZE_CENTER_CROP,
@@ -126,10 +128,12 @@ def model_info(entry: ModelVersion, supported_methods: list[str], datasets: list
         info.labels.extend(config.labels)
         info.description = config.description
         info.default_cam_layer = config.default_cam_layer or ""
+        info.explain_mode = EXPLAIN_MODES[config.mode]
     model = entry.model
     if model is not None:
         info.backend = BACKENDS[model.backend_name]
         info.weights_digest = model.weights_digest
+        info.forward_engine = model.forward_engine
         info.supported_methods.extend(supported_methods)
         info.layers.extend(
             pb.LayerInfo(

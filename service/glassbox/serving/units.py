@@ -82,21 +82,26 @@ def _attempt(run: Callable[[], Any]) -> Any:
 
 @dataclass(eq=False)
 class ForwardUnit(Unit):
-    """Logits [n, classes] (CPU, no gradients) of pixels [n, 3, H, W]: Predict, perturbation batches."""
+    """Logits [n, classes] (CPU, no gradients) of pixels [n, 3, H, W]: Predict, perturbation batches.
+    `amplifying`: for a method whose maps amplify logit differences (`Model.amplifying_logits`)."""
 
     kind: ClassVar[str] = "forward"
     model: Model
     pixels: torch.Tensor
+    amplifying: bool = False
 
     @property
     def rows(self) -> int:
         return int(self.pixels.shape[0])
 
     def batch_key(self) -> Hashable:
-        return ("forward", id(self.model), tuple(self.pixels.shape[1:]))
+        return ("forward", id(self.model), self.amplifying, tuple(self.pixels.shape[1:]))
 
     def execute(self) -> torch.Tensor:
-        return self.model.logits(self.pixels)
+        return self._logits(self.pixels)
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.amplifying_logits(pixels) if self.amplifying else self.model.logits(pixels)
 
     @classmethod
     def execute_merged(cls, units: list[Unit]) -> list[Any]:
@@ -104,7 +109,7 @@ class ForwardUnit(Unit):
         if len(members) == 1:
             return [_attempt(members[0].execute)]
         try:
-            logits = members[0].model.logits(torch.cat([unit.pixels for unit in members]))
+            logits = members[0]._logits(torch.cat([unit.pixels for unit in members]))
         except Exception as exc:
             return [exc] * len(members)
         return list(logits.split([unit.rows for unit in members]))

@@ -74,6 +74,8 @@ class ModelInfo:
     description: str
     weights_digest: str
     datasets: list[str]
+    explain_mode: str = ""  # "fast" or "exact" (model.toml [explain] mode); "" when not reported
+    forward_engine: str = ""  # "torch", "torch-channels_last" or "onnxruntime"; "" when not ready
 
     @classmethod
     def from_proto(cls, info: model_pb.ModelInfo) -> ModelInfo:
@@ -95,6 +97,8 @@ class ModelInfo:
             description=info.description,
             weights_digest=info.weights_digest,
             datasets=list(info.datasets),
+            explain_mode=_enum_suffix(model_pb.ExplainMode, info.explain_mode, "EXPLAIN_MODE_"),
+            forward_engine=info.forward_engine,
         )
 
 

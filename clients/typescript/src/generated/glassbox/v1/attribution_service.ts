@@ -271,6 +271,12 @@ export enum IntegrationRule {
   INTEGRATION_RULE_RIEMANN_LEFT = 2,
   INTEGRATION_RULE_RIEMANN_RIGHT = 3,
   INTEGRATION_RULE_RIEMANN_MIDDLE = 4,
+  /**
+   * INTEGRATION_RULE_RIEMANN_TRAPEZOID - The trapezoid rule on n = steps points α = 0, 1/(n−1), ..., 1 with weights 1/(n−1) (halved at both
+   * ends), which sum to 1, so the convergence delta measures only the quadrature error. Captum's
+   * `riemann_trapezoid` weighs the same points 1/n (halved at the ends; sum (n−1)/n): its map times
+   * n/(n−1) is this map, and its delta is not 0 even for a linear model.
+   */
   INTEGRATION_RULE_RIEMANN_TRAPEZOID = 5,
   UNRECOGNIZED = -1,
 }
@@ -897,7 +903,10 @@ export interface GradCamPlusPlusParams {
  * to the input and min-max scaled to [0, 1], masks the input (one forward pass per channel); the
  * channel weights are the softmax over the channels of the target's pre-softmax scores on the masked
  * inputs. The map is ReLU(Σ weight × channel) upsampled bilinearly; `layer_map` is it before upsampling.
- * Torch models only (ONNX models expose no layer activations).
+ * Torch and ONNX models (an ONNX model's layers are its intermediate tensors). The softmax turns a logit
+ * difference d into a relative weight change of about d, so the masked passes run on an engine whose
+ * logits agree with eager torch to 1e-5 of the largest logit (GetModel's forward_engine where it does,
+ * else eager torch).
  */
 export interface ScoreCamParams {
   /** As GradCamParams.layer. */
@@ -1135,6 +1144,32 @@ export interface AttributeResponse {
    * parameters (defaults filled in), the targets, the preprocessed pixels and the output options.
    */
   fromCache: boolean;
+  /**
+   * Where the maps come through a guided ReLU rule (guided_backprop, deconvnet, guided_grad_cam,
+   * neuron_gradient with guided, smoothgrad over guided_backprop or deconvnet): which of the model's
+   * activations the rule changed and which it left with their true gradient. Unset for other methods.
+   */
+  reluRule: ReluRuleCoverage | undefined;
+}
+
+/**
+ * The activations of a model under a guided ReLU rule. The rules replace the backward pass of nn.ReLU
+ * modules only; every other activation, a module (Hardswish, SiLU, Sigmoid, ...) or a functional call
+ * (F.relu), passes its true gradient, so on a mixed network the map is guided only in part. A model that
+ * runs no nn.ReLU module is refused with FAILED_PRECONDITION naming its activation types.
+ */
+export interface ReluRuleCoverage {
+  /**
+   * Names of the nn.ReLU modules whose backward the rule replaced, in forward order (GetModel's layer
+   * names).
+   */
+  modified: string[];
+  /**
+   * The activations the rule left unchanged, in forward order: "<module name> (<type>)" for a module,
+   * e.g. "features.0.2 (Hardswish)", "<traced node> (<function>)" for a functional call, e.g.
+   * "relu (F.relu)". Functional calls are listed where the network traces with torch.fx.
+   */
+  unmodified: string[];
 }
 
 /** The maps of one image. */
@@ -1174,7 +1209,8 @@ export interface Attribution {
     | undefined;
   /**
    * Integrated gradients: sum of the attributions minus (score(input) − score(baseline)) for the
-   * target, in logit units; close to 0 when the integral is well approximated.
+   * target, in logit units; close to 0 when the integral is well approximated. Every rule's weights sum
+   * to 1 (for INTEGRATION_RULE_RIEMANN_TRAPEZOID unlike Captum's: see there), so a linear model gives 0.
    */
   convergenceDelta?:
     | number
@@ -4801,7 +4837,7 @@ export const NeuronGradientParams: MessageFns<NeuronGradientParams> = {
 };
 
 function createBaseAttributeResponse(): AttributeResponse {
-  return { model: "", version: "", method: "", images: [], stats: undefined, fromCache: false };
+  return { model: "", version: "", method: "", images: [], stats: undefined, fromCache: false, reluRule: undefined };
 }
 
 export const AttributeResponse: MessageFns<AttributeResponse> = {
@@ -4823,6 +4859,9 @@ export const AttributeResponse: MessageFns<AttributeResponse> = {
     }
     if (message.fromCache !== false) {
       writer.uint32(48).bool(message.fromCache);
+    }
+    if (message.reluRule !== undefined) {
+      ReluRuleCoverage.encode(message.reluRule, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4888,6 +4927,14 @@ export const AttributeResponse: MessageFns<AttributeResponse> = {
             message.fromCache = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reluRule = ReluRuleCoverage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4914,6 +4961,11 @@ export const AttributeResponse: MessageFns<AttributeResponse> = {
         : isSet(object.from_cache)
         ? globalThis.Boolean(object.from_cache)
         : false,
+      reluRule: isSet(object.reluRule)
+        ? ReluRuleCoverage.fromJSON(object.reluRule)
+        : isSet(object.relu_rule)
+        ? ReluRuleCoverage.fromJSON(object.relu_rule)
+        : undefined,
     };
   },
 
@@ -4937,6 +4989,9 @@ export const AttributeResponse: MessageFns<AttributeResponse> = {
     if (message.fromCache !== false) {
       obj.fromCache = message.fromCache;
     }
+    if (message.reluRule !== undefined) {
+      obj.reluRule = ReluRuleCoverage.toJSON(message.reluRule);
+    }
     return obj;
   },
 
@@ -4953,6 +5008,96 @@ export const AttributeResponse: MessageFns<AttributeResponse> = {
       ? AttributionStats.fromPartial(object.stats)
       : undefined;
     message.fromCache = object.fromCache ?? false;
+    message.reluRule = (object.reluRule !== undefined && object.reluRule !== null)
+      ? ReluRuleCoverage.fromPartial(object.reluRule)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReluRuleCoverage(): ReluRuleCoverage {
+  return { modified: [], unmodified: [] };
+}
+
+export const ReluRuleCoverage: MessageFns<ReluRuleCoverage> = {
+  encode(message: ReluRuleCoverage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.modified) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.unmodified) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReluRuleCoverage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReluRuleCoverage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.modified.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.unmodified.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReluRuleCoverage {
+    return {
+      modified: globalThis.Array.isArray(object?.modified) ? object.modified.map((e: any) => globalThis.String(e)) : [],
+      unmodified: globalThis.Array.isArray(object?.unmodified)
+        ? object.unmodified.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReluRuleCoverage): unknown {
+    const obj: any = {};
+    if (message.modified?.length) {
+      obj.modified = message.modified;
+    }
+    if (message.unmodified?.length) {
+      obj.unmodified = message.unmodified;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReluRuleCoverage>, I>>(base?: I): ReluRuleCoverage {
+    return ReluRuleCoverage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReluRuleCoverage>, I>>(object: I): ReluRuleCoverage {
+    const message = createBaseReluRuleCoverage();
+    message.modified = object.modified?.map((e) => e) || [];
+    message.unmodified = object.unmodified?.map((e) => e) || [];
     return message;
   },
 };

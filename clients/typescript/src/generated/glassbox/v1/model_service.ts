@@ -151,6 +151,57 @@ export function modelStateToJSON(object: ModelState): string {
   }
 }
 
+/** How a model version is laid out and run for explanations. */
+export enum ExplainMode {
+  /** EXPLAIN_MODE_UNSPECIFIED - Not reported (the version's model.toml could not be read). */
+  EXPLAIN_MODE_UNSPECIFIED = 0,
+  /**
+   * EXPLAIN_MODE_FAST - The default: convolution weights channels_last on a CPU, BatchNorm folded into the convolutions for
+   * the input-gradient methods (unless fold_batchnorm = false), no-grad passes on the fastest engine.
+   * Maps equal the reference libraries run on the same layout; on the user's own network they may
+   * differ by float rounding, which can flip a ReLU near zero (densenet121 saliency: 5e-2 of the max).
+   */
+  EXPLAIN_MODE_FAST = 1,
+  /**
+   * EXPLAIN_MODE_EXACT - The network as built: contiguous layout, no folding, eager torch for every pass. Maps reproduce
+   * Captum and pytorch-grad-cam run on the user's own network to float32 rounding (1e-4 of the max).
+   */
+  EXPLAIN_MODE_EXACT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function explainModeFromJSON(object: any): ExplainMode {
+  switch (object) {
+    case 0:
+    case "EXPLAIN_MODE_UNSPECIFIED":
+      return ExplainMode.EXPLAIN_MODE_UNSPECIFIED;
+    case 1:
+    case "EXPLAIN_MODE_FAST":
+      return ExplainMode.EXPLAIN_MODE_FAST;
+    case 2:
+    case "EXPLAIN_MODE_EXACT":
+      return ExplainMode.EXPLAIN_MODE_EXACT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExplainMode.UNRECOGNIZED;
+  }
+}
+
+export function explainModeToJSON(object: ExplainMode): string {
+  switch (object) {
+    case ExplainMode.EXPLAIN_MODE_UNSPECIFIED:
+      return "EXPLAIN_MODE_UNSPECIFIED";
+    case ExplainMode.EXPLAIN_MODE_FAST:
+      return "EXPLAIN_MODE_FAST";
+    case ExplainMode.EXPLAIN_MODE_EXACT:
+      return "EXPLAIN_MODE_EXACT";
+    case ExplainMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ListModelsRequest {
 }
 
@@ -241,7 +292,12 @@ export interface ModelInfo {
   layers: LayerInfo[];
   /** Default layer for CAM methods. */
   defaultCamLayer: string;
-  /** Attribution methods this version supports (the names used in AttributeRequest's method oneof). */
+  /**
+   * Attribution methods this version supports (the names used in AttributeRequest's method oneof).
+   * smoothgrad is listed when at least one of its bases is supported; a base that is not (guided_backprop
+   * or deconvnet on a model without nn.ReLU modules) is refused with FAILED_PRECONDITION naming the
+   * field `smoothgrad.<base>`, the model's activation types and the bases it supports.
+   */
   supportedMethods: string[];
   /** Free-text description from model.toml. */
   description: string;
@@ -252,6 +308,18 @@ export interface ModelInfo {
    * `ImageSet.named` in dataset jobs.
    */
   datasets: string[];
+  /**
+   * How the version is run for explanations (model.toml `[explain] mode`; ONNX models run their own
+   * graph either way).
+   */
+  explainMode: ExplainMode;
+  /**
+   * The engine of the version's no-grad forward passes (Predict, perturbation methods): "torch" (eager),
+   * "torch-channels_last" or "onnxruntime". Torch models: model.toml `[explain] forward_engine`, or with
+   * "auto" the engine chosen at load (the preferred one unless another is over 20% faster); always
+   * "torch" in EXPLAIN_MODE_EXACT. ONNX models: "onnxruntime". Empty when the version is not ready.
+   */
+  forwardEngine: string;
 }
 
 export interface PredictRequest {
@@ -1041,6 +1109,8 @@ function createBaseModelInfo(): ModelInfo {
     description: "",
     weightsDigest: "",
     datasets: [],
+    explainMode: 0,
+    forwardEngine: "",
   };
 }
 
@@ -1096,6 +1166,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     for (const v of message.datasets) {
       writer.uint32(138).string(v!);
+    }
+    if (message.explainMode !== 0) {
+      writer.uint32(144).int32(message.explainMode);
+    }
+    if (message.forwardEngine !== "") {
+      writer.uint32(154).string(message.forwardEngine);
     }
     return writer;
   },
@@ -1249,6 +1325,22 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.datasets.push(reader.string());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.explainMode = reader.int32() as any;
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.forwardEngine = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1314,6 +1406,16 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       datasets: globalThis.Array.isArray(object?.datasets)
         ? object.datasets.map((e: any) => globalThis.String(e))
         : [],
+      explainMode: isSet(object.explainMode)
+        ? explainModeFromJSON(object.explainMode)
+        : isSet(object.explain_mode)
+        ? explainModeFromJSON(object.explain_mode)
+        : 0,
+      forwardEngine: isSet(object.forwardEngine)
+        ? globalThis.String(object.forwardEngine)
+        : isSet(object.forward_engine)
+        ? globalThis.String(object.forward_engine)
+        : "",
     };
   },
 
@@ -1370,6 +1472,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.datasets?.length) {
       obj.datasets = message.datasets;
     }
+    if (message.explainMode !== 0) {
+      obj.explainMode = explainModeToJSON(message.explainMode);
+    }
+    if (message.forwardEngine !== "") {
+      obj.forwardEngine = message.forwardEngine;
+    }
     return obj;
   },
 
@@ -1397,6 +1505,8 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.description = object.description ?? "";
     message.weightsDigest = object.weightsDigest ?? "";
     message.datasets = object.datasets?.map((e) => e) || [];
+    message.explainMode = object.explainMode ?? 0;
+    message.forwardEngine = object.forwardEngine ?? "";
     return message;
   },
 };

@@ -477,20 +477,30 @@ class NeuronGradientParams(_message.Message):
     def __init__(self, layer: _Optional[str] = ..., scope: _Optional[_Union[NeuronScope, str]] = ..., index: _Optional[_Iterable[int]] = ..., guided: _Optional[bool] = ...) -> None: ...
 
 class AttributeResponse(_message.Message):
-    __slots__ = ("model", "version", "method", "images", "stats", "from_cache")
+    __slots__ = ("model", "version", "method", "images", "stats", "from_cache", "relu_rule")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
+    RELU_RULE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     method: str
     images: _containers.RepeatedCompositeFieldContainer[ImageAttributions]
     stats: AttributionStats
     from_cache: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., method: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageAttributions, _Mapping]]] = ..., stats: _Optional[_Union[AttributionStats, _Mapping]] = ..., from_cache: _Optional[bool] = ...) -> None: ...
+    relu_rule: ReluRuleCoverage
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., method: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageAttributions, _Mapping]]] = ..., stats: _Optional[_Union[AttributionStats, _Mapping]] = ..., from_cache: _Optional[bool] = ..., relu_rule: _Optional[_Union[ReluRuleCoverage, _Mapping]] = ...) -> None: ...
+
+class ReluRuleCoverage(_message.Message):
+    __slots__ = ("modified", "unmodified")
+    MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    UNMODIFIED_FIELD_NUMBER: _ClassVar[int]
+    modified: _containers.RepeatedScalarFieldContainer[str]
+    unmodified: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, modified: _Optional[_Iterable[str]] = ..., unmodified: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageAttributions(_message.Message):
     __slots__ = ("attributions", "original_height", "original_width")

@@ -28,7 +28,7 @@ from glassbox_client._generated.glassbox.v1 import tensor_pb2 as glassbox_dot_v1
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fglassbox/v1/model_service.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/priority.proto\x1a\x18glassbox/v1/tensor.proto\x1a\x1cgoogle/api/annotations.proto\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.glassbox.v1.ModelSummary\"O\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x08versions\x18\x02 \x03(\x0b\x32\x1f.glassbox.v1.ModelVersionStatus\"\\\n\x12ModelVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.glassbox.v1.ModelState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"C\n\x0fGetModelRequest\x12\x10\n\x04name\x18\x01 \x01(\tB\x02\x18\x01\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"9\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.glassbox.v1.ModelInfo\"*\n\rNormalization\x12\x0c\n\x04mean\x18\x01 \x03(\x02\x12\x0b\n\x03std\x18\x02 \x03(\x02\"U\n\tLayerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x16\n\x0e\x63\x61m_compatible\x18\x04 \x01(\x08\"\xdc\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x14.glassbox.v1.Backend\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.ModelState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0cinput_height\x18\x06 \x01(\x05\x12\x13\n\x0binput_width\x18\x07 \x01(\x05\x12\x30\n\rresize_policy\x18\x08 \x01(\x0e\x32\x19.glassbox.v1.ResizePolicy\x12\x15\n\rcrop_fraction\x18\t \x01(\x02\x12\x31\n\rnormalization\x18\n \x01(\x0b\x32\x1a.glassbox.v1.Normalization\x12\x0e\n\x06labels\x18\x0b \x03(\t\x12&\n\x06layers\x18\x0c \x03(\x0b\x32\x16.glassbox.v1.LayerInfo\x12\x19\n\x11\x64\x65\x66\x61ult_cam_layer\x18\r \x01(\t\x12\x19\n\x11supported_methods\x18\x0e \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12\x16\n\x0eweights_digest\x18\x10 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x11 \x03(\t\"\x93\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x06images\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.Image\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.glassbox.v1.RequestPriority\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\r\n\x05logit\x18\x04 \x01(\x02\"6\n\nPrediction\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.glassbox.v1.ClassScore\"_\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.glassbox.v1.Prediction*N\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x11\n\rBACKEND_TORCH\x10\x01\x12\x17\n\x13\x42\x41\x43KEND_ONNXRUNTIME\x10\x02*m\n\x0cResizePolicy\x12\x1d\n\x19RESIZE_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14RESIZE_POLICY_DIRECT\x10\x01\x12$\n RESIZE_POLICY_RESIZE_CENTER_CROP\x10\x02*X\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x16\n\x12MODEL_STATE_FAILED\x10\x02\x32\xc3\x02\n\x0cModelService\x12\x61\n\nListModels\x12\x1e.glassbox.v1.ListModelsRequest\x1a\x1f.glassbox.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x63\n\x08GetModel\x12\x1c.glassbox.v1.GetModelRequest\x1a\x1d.glassbox.v1.GetModelResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{model}\x12k\n\x07Predict\x12\x1b.glassbox.v1.PredictRequest\x1a\x1c.glassbox.v1.PredictResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/models/{model}:predict:\x01*Bp\n\x0f\x64\x65v.glassbox.v1B\x11ModelServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fglassbox/v1/model_service.proto\x12\x0bglassbox.v1\x1a\x1aglassbox/v1/priority.proto\x1a\x18glassbox/v1/tensor.proto\x1a\x1cgoogle/api/annotations.proto\"\x13\n\x11ListModelsRequest\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.glassbox.v1.ModelSummary\"O\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x08versions\x18\x02 \x03(\x0b\x32\x1f.glassbox.v1.ModelVersionStatus\"\\\n\x12ModelVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.glassbox.v1.ModelState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"C\n\x0fGetModelRequest\x12\x10\n\x04name\x18\x01 \x01(\tB\x02\x18\x01\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"9\n\x10GetModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.glassbox.v1.ModelInfo\"*\n\rNormalization\x12\x0c\n\x04mean\x18\x01 \x03(\x02\x12\x0b\n\x03std\x18\x02 \x03(\x02\"U\n\tLayerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0coutput_shape\x18\x03 \x03(\x03\x12\x16\n\x0e\x63\x61m_compatible\x18\x04 \x01(\x08\"\xa4\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12%\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x14.glassbox.v1.Backend\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.glassbox.v1.ModelState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x14\n\x0cinput_height\x18\x06 \x01(\x05\x12\x13\n\x0binput_width\x18\x07 \x01(\x05\x12\x30\n\rresize_policy\x18\x08 \x01(\x0e\x32\x19.glassbox.v1.ResizePolicy\x12\x15\n\rcrop_fraction\x18\t \x01(\x02\x12\x31\n\rnormalization\x18\n \x01(\x0b\x32\x1a.glassbox.v1.Normalization\x12\x0e\n\x06labels\x18\x0b \x03(\t\x12&\n\x06layers\x18\x0c \x03(\x0b\x32\x16.glassbox.v1.LayerInfo\x12\x19\n\x11\x64\x65\x66\x61ult_cam_layer\x18\r \x01(\t\x12\x19\n\x11supported_methods\x18\x0e \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12\x16\n\x0eweights_digest\x18\x10 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x11 \x03(\t\x12.\n\x0c\x65xplain_mode\x18\x12 \x01(\x0e\x32\x18.glassbox.v1.ExplainMode\x12\x16\n\x0e\x66orward_engine\x18\x13 \x01(\t\"\x93\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\"\n\x06images\x18\x03 \x03(\x0b\x32\x12.glassbox.v1.Image\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.glassbox.v1.RequestPriority\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\r\n\x05logit\x18\x04 \x01(\x02\"6\n\nPrediction\x12(\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x17.glassbox.v1.ClassScore\"_\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.glassbox.v1.Prediction*N\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x11\n\rBACKEND_TORCH\x10\x01\x12\x17\n\x13\x42\x41\x43KEND_ONNXRUNTIME\x10\x02*m\n\x0cResizePolicy\x12\x1d\n\x19RESIZE_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14RESIZE_POLICY_DIRECT\x10\x01\x12$\n RESIZE_POLICY_RESIZE_CENTER_CROP\x10\x02*X\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x16\n\x12MODEL_STATE_FAILED\x10\x02*Z\n\x0b\x45xplainMode\x12\x1c\n\x18\x45XPLAIN_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPLAIN_MODE_FAST\x10\x01\x12\x16\n\x12\x45XPLAIN_MODE_EXACT\x10\x02\x32\xc3\x02\n\x0cModelService\x12\x61\n\nListModels\x12\x1e.glassbox.v1.ListModelsRequest\x1a\x1f.glassbox.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x63\n\x08GetModel\x12\x1c.glassbox.v1.GetModelRequest\x1a\x1d.glassbox.v1.GetModelResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{model}\x12k\n\x07Predict\x12\x1b.glassbox.v1.PredictRequest\x1a\x1c.glassbox.v1.PredictResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/models/{model}:predict:\x01*Bp\n\x0f\x64\x65v.glassbox.v1B\x11ModelServiceProtoP\x01Z:github.com/glassbox/glassbox/gen/go/glassbox/v1;glassboxv1\xaa\x02\x0bGlassbox.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,12 +44,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/models/{model}'
   _globals['_MODELSERVICE'].methods_by_name['Predict']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['Predict']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/models/{model}:predict:\001*'
-  _globals['_BACKEND']._serialized_start=1514
-  _globals['_BACKEND']._serialized_end=1592
-  _globals['_RESIZEPOLICY']._serialized_start=1594
-  _globals['_RESIZEPOLICY']._serialized_end=1703
-  _globals['_MODELSTATE']._serialized_start=1705
-  _globals['_MODELSTATE']._serialized_end=1793
+  _globals['_BACKEND']._serialized_start=1586
+  _globals['_BACKEND']._serialized_end=1664
+  _globals['_RESIZEPOLICY']._serialized_start=1666
+  _globals['_RESIZEPOLICY']._serialized_end=1775
+  _globals['_MODELSTATE']._serialized_start=1777
+  _globals['_MODELSTATE']._serialized_end=1865
+  _globals['_EXPLAINMODE']._serialized_start=1867
+  _globals['_EXPLAINMODE']._serialized_end=1957
   _globals['_LISTMODELSREQUEST']._serialized_start=132
   _globals['_LISTMODELSREQUEST']._serialized_end=151
   _globals['_LISTMODELSRESPONSE']._serialized_start=153
@@ -67,15 +69,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LAYERINFO']._serialized_start=565
   _globals['_LAYERINFO']._serialized_end=650
   _globals['_MODELINFO']._serialized_start=653
-  _globals['_MODELINFO']._serialized_end=1129
-  _globals['_PREDICTREQUEST']._serialized_start=1132
-  _globals['_PREDICTREQUEST']._serialized_end=1279
-  _globals['_CLASSSCORE']._serialized_start=1281
-  _globals['_CLASSSCORE']._serialized_end=1359
-  _globals['_PREDICTION']._serialized_start=1361
-  _globals['_PREDICTION']._serialized_end=1415
-  _globals['_PREDICTRESPONSE']._serialized_start=1417
-  _globals['_PREDICTRESPONSE']._serialized_end=1512
-  _globals['_MODELSERVICE']._serialized_start=1796
-  _globals['_MODELSERVICE']._serialized_end=2119
+  _globals['_MODELINFO']._serialized_end=1201
+  _globals['_PREDICTREQUEST']._serialized_start=1204
+  _globals['_PREDICTREQUEST']._serialized_end=1351
+  _globals['_CLASSSCORE']._serialized_start=1353
+  _globals['_CLASSSCORE']._serialized_end=1431
+  _globals['_PREDICTION']._serialized_start=1433
+  _globals['_PREDICTION']._serialized_end=1487
+  _globals['_PREDICTRESPONSE']._serialized_start=1489
+  _globals['_PREDICTRESPONSE']._serialized_end=1584
+  _globals['_MODELSERVICE']._serialized_start=1960
+  _globals['_MODELSERVICE']._serialized_end=2283
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,12 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
     MODEL_STATE_READY: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
+
+class ExplainMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPLAIN_MODE_UNSPECIFIED: _ClassVar[ExplainMode]
+    EXPLAIN_MODE_FAST: _ClassVar[ExplainMode]
+    EXPLAIN_MODE_EXACT: _ClassVar[ExplainMode]
 BACKEND_UNSPECIFIED: Backend
 BACKEND_TORCH: Backend
 BACKEND_ONNXRUNTIME: Backend
@@ -37,6 +43,9 @@ RESIZE_POLICY_RESIZE_CENTER_CROP: ResizePolicy
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
+EXPLAIN_MODE_UNSPECIFIED: ExplainMode
+EXPLAIN_MODE_FAST: ExplainMode
+EXPLAIN_MODE_EXACT: ExplainMode
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -103,7 +112,7 @@ class LayerInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., cam_compatible: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "backend", "state", "error", "input_height", "input_width", "resize_policy", "crop_fraction", "normalization", "labels", "layers", "default_cam_layer", "supported_methods", "description", "weights_digest", "datasets")
+    __slots__ = ("name", "version", "backend", "state", "error", "input_height", "input_width", "resize_policy", "crop_fraction", "normalization", "labels", "layers", "default_cam_layer", "supported_methods", "description", "weights_digest", "datasets", "explain_mode", "forward_engine")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +130,8 @@ class ModelInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_ENGINE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     backend: Backend
@@ -138,7 +149,9 @@ class ModelInfo(_message.Message):
     description: str
     weights_digest: str
     datasets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., resize_policy: _Optional[_Union[ResizePolicy, str]] = ..., crop_fraction: _Optional[float] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_cam_layer: _Optional[str] = ..., supported_methods: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., weights_digest: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+    explain_mode: ExplainMode
+    forward_engine: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., resize_policy: _Optional[_Union[ResizePolicy, str]] = ..., crop_fraction: _Optional[float] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., default_cam_layer: _Optional[str] = ..., supported_methods: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., weights_digest: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., explain_mode: _Optional[_Union[ExplainMode, str]] = ..., forward_engine: _Optional[str] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("model", "version", "images", "top_k", "priority")

@@ -50,7 +50,7 @@ PERTURBATION_BASELINE_BLUR: PerturbationBaseline
 PERTURBATION_BASELINE_MEAN: PerturbationBaseline
 
 class EvaluatedMethod(_message.Message):
-    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap")
+    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "xrai", "guided_integrated_gradients", "blur_integrated_gradients", "rise", "sobol", "hsic")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     SALIENCY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,12 @@ class EvaluatedMethod(_message.Message):
     OCCLUSION_FIELD_NUMBER: _ClassVar[int]
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
+    XRAI_FIELD_NUMBER: _ClassVar[int]
+    GUIDED_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    BLUR_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    RISE_FIELD_NUMBER: _ClassVar[int]
+    SOBOL_FIELD_NUMBER: _ClassVar[int]
+    HSIC_FIELD_NUMBER: _ClassVar[int]
     name: str
     aggregation: _attribution_service_pb2.Aggregation
     saliency: _attribution_service_pb2.SaliencyParams
@@ -81,7 +87,13 @@ class EvaluatedMethod(_message.Message):
     occlusion: _attribution_service_pb2.OcclusionParams
     lime: _attribution_service_pb2.LimeParams
     kernel_shap: _attribution_service_pb2.KernelShapParams
-    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ...) -> None: ...
+    xrai: _attribution_service_pb2.XraiParams
+    guided_integrated_gradients: _attribution_service_pb2.GuidedIntegratedGradientsParams
+    blur_integrated_gradients: _attribution_service_pb2.BlurIntegratedGradientsParams
+    rise: _attribution_service_pb2.RiseParams
+    sobol: _attribution_service_pb2.SobolParams
+    hsic: _attribution_service_pb2.HsicParams
+    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ..., xrai: _Optional[_Union[_attribution_service_pb2.XraiParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[_attribution_service_pb2.GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[_attribution_service_pb2.BlurIntegratedGradientsParams, _Mapping]] = ..., rise: _Optional[_Union[_attribution_service_pb2.RiseParams, _Mapping]] = ..., sobol: _Optional[_Union[_attribution_service_pb2.SobolParams, _Mapping]] = ..., hsic: _Optional[_Union[_attribution_service_pb2.HsicParams, _Mapping]] = ...) -> None: ...
 
 class FaithfulnessOptions(_message.Message):
     __slots__ = ("steps", "baseline", "blur_sigma")

@@ -39,6 +39,12 @@ PARAMS: dict[str, object] = {
     "lime": pb.LimeParams(samples=64),
     "kernel_shap": pb.KernelShapParams(samples=16),
     "neuron_gradient": pb.NeuronGradientParams(scope=pb.NEURON_SCOPE_LAYER),
+    "xrai": pb.XraiParams(steps=4),
+    "guided_integrated_gradients": pb.GuidedIntegratedGradientsParams(steps=4),
+    "blur_integrated_gradients": pb.BlurIntegratedGradientsParams(steps=4),
+    "rise": pb.RiseParams(masks=32, grid_size=4),
+    "sobol": pb.SobolParams(grid_size=2, designs=4),
+    "hsic": pb.HsicParams(grid_size=4, designs=16),
 }
 NEURON_LAYERS = {"shapes": "features.10", "resnet": "layer2", "vit": "encoder.layers.encoder_layer_0"}
 MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]

@@ -40,6 +40,7 @@ import argparse
 import io
 import logging
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +117,9 @@ def write_repository(root: Path, benches: list[Bench], trained_shapes: Path | No
         if bench.name == "shapes" and trained_shapes is not None:
             for item in trained_shapes.iterdir():
                 (folder / item.name).write_bytes(item.read_bytes())
+            datasets = trained_shapes.parent / "datasets"  # its model.toml names a monitoring set there
+            if datasets.is_dir():
+                shutil.copytree(datasets, root / bench.name / "datasets")
             continue
         save_file(
             {k: v.contiguous() for k, v in bench.net.state_dict().items()}, str(folder / "model.safetensors")

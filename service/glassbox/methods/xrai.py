@@ -176,7 +176,8 @@ class Xrai(GradientMethod):
             image, baseline, step = index // per_image, (index % per_image) // steps, index % steps
             level = levels[image, baseline].view(-1, 1, 1, 1)
             alpha = alphas[step].view(-1, 1, 1, 1)
-            return (level + alpha * (inputs[image].double() - level)).float()
+            # the difference in float32 and the point in float64, as the package computes them
+            return (level + alpha * (inputs[image] - level.float()).double()).float()
 
         def targets_of(_logits: torch.Tensor, rows: range) -> list[tuple[int, ...]]:
             return [targets[r // per_image] for r in rows]

@@ -13,14 +13,11 @@ drawn once per call: every image of a call sees the same masks.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 
 import torch
 
 from glassbox.methods.base import AttributionMethod, MapResult
 from glassbox.methods.batching import inference_bytes_per_row
-
-UpsampledBatch = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 class MaskSamplingMethod(AttributionMethod):

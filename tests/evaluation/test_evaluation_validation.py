@@ -53,6 +53,14 @@ BAD = [
         spec(methods=[ev.EvaluatedMethod(aggregation=attribution_pb2.AGGREGATION_NONE, grad_cam={})]),
         "explanation_evaluation.methods[0].aggregation",
     ),
+    (
+        spec(methods=[GRAD_CAM, ev.EvaluatedMethod(rise=attribution_pb2.RiseParams(masks=0))]),
+        "explanation_evaluation.methods[1].rise.masks",
+    ),
+    (
+        spec(methods=[ev.EvaluatedMethod(xrai=attribution_pb2.XraiParams(area_threshold=2.0))]),
+        "explanation_evaluation.methods[0].xrai.area_threshold",
+    ),
     (spec(methods=[GRAD_CAM, GRAD_CAM]), "explanation_evaluation.methods[1].name"),
     (spec(images=None), "explanation_evaluation.images"),
     (

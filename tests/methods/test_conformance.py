@@ -51,6 +51,12 @@ PARAMS: dict[str, object] = {
     "kpca_cam": pb.KpcaCamParams(),
     "fem": pb.FemParams(k=1.0),
     "shapley_cam": pb.ShapleyCamParams(),
+    "xrai": pb.XraiParams(steps=4),
+    "guided_integrated_gradients": pb.GuidedIntegratedGradientsParams(steps=4),
+    "blur_integrated_gradients": pb.BlurIntegratedGradientsParams(steps=4),
+    "rise": pb.RiseParams(masks=32, grid_size=4),
+    "sobol": pb.SobolParams(grid_size=2, designs=4),
+    "hsic": pb.HsicParams(grid_size=4, designs=16),
 }
 NEURON_LAYERS = {"shapes": "features.10", "resnet": "layer2", "vit": "encoder.layers.encoder_layer_0"}
 MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]

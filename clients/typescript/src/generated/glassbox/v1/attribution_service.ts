@@ -702,6 +702,12 @@ export interface AttributeRequest {
     | { $case: "fem"; value: FemParams }
     | { $case: "shapleyCam"; value: ShapleyCamParams }
     | { $case: "lrp"; value: LrpParams }
+    | { $case: "xrai"; value: XraiParams }
+    | { $case: "guidedIntegratedGradients"; value: GuidedIntegratedGradientsParams }
+    | { $case: "blurIntegratedGradients"; value: BlurIntegratedGradientsParams }
+    | { $case: "rise"; value: RiseParams }
+    | { $case: "sobol"; value: SobolParams }
+    | { $case: "hsic"; value: HsicParams }
     | undefined;
 }
 
@@ -791,6 +797,8 @@ export interface SmoothGradParams {
     | { $case: "guidedBackprop"; value: GuidedBackpropParams }
     | { $case: "deconvnet"; value: DeconvnetParams }
     | { $case: "lrp"; value: LrpParams }
+    | { $case: "guidedIntegratedGradients"; value: GuidedIntegratedGradientsParams }
+    | { $case: "blurIntegratedGradients"; value: BlurIntegratedGradientsParams }
     | undefined;
 }
 
@@ -1126,6 +1134,170 @@ export interface NeuronGradientParams {
   guided: boolean;
 }
 
+/**
+ * XRAI (Kapishnikov et al. 2019, "XRAI: Better Attributions Through Regions"), as the `saliency`
+ * package 0.2.1 computes it: integrated gradients (Riemann points 0, 1/(steps − 1), ..., 1, weights
+ * 1/steps) from two constant baselines, the image's smallest and largest pixel value, averaged and
+ * reduced over channels by the maximum; Felzenszwalb segments at six scales (the image min-max
+ * normalised to [-1, 1] and resized to 224 × 224, scales 50, 100, 150, 250, 500, 1200, sigma 0.8,
+ * minimum size 150, dilated by a disk of radius 5); then regions are added greedily by their
+ * attribution density on the pixels they add. Each pixel's value is the density of the region that
+ * added it. Torch models only (gradients).
+ */
+export interface XraiParams {
+  /** Integrated-gradients steps per baseline, 2..the server's max_steps (512 by default). Default 100. */
+  steps?:
+    | number
+    | undefined;
+  /**
+   * Fraction of the image the greedy region growing covers, in (0, 1]; the pixels left over form one
+   * last region. Default 1 (every region is ranked).
+   */
+  areaThreshold?:
+    | number
+    | undefined;
+  /** A region adding fewer new pixels than this is dropped, 1..H × W of the input. Default 50. */
+  minPixelDiff?: number | undefined;
+}
+
+/**
+ * Guided integrated gradients (Kapishnikov et al. 2021, "Guided Integrated Gradients: An Adaptive
+ * Path Method for Removing Noise"), as the `saliency` package 0.2.1 computes it: at each of `steps`
+ * steps the features with the smallest absolute gradient move towards the input first, each staying
+ * within `max_dist` (in path fraction) of the straight line. One gradient per step and target; the
+ * path of each target is its own. Torch models only (gradients); a SmoothGrad base.
+ */
+export interface GuidedIntegratedGradientsParams {
+  /** Path steps, 1..the server's max_steps (512 by default). Default 200. */
+  steps?:
+    | number
+    | undefined;
+  /**
+   * Fraction of the features moved at each inner iteration (those of smallest |gradient|), in (0, 1].
+   * Default 0.25.
+   */
+  fraction?:
+    | number
+    | undefined;
+  /**
+   * Largest distance of a feature from the straight-line path, as a fraction of the path, in [0, 1]:
+   * 0 is integrated gradients on the straight line, 1 the unbounded guided path. Default 0.02.
+   */
+  maxDist?:
+    | number
+    | undefined;
+  /** Value of every pixel of the baseline image, in [0, 1]. Default 0 (black). */
+  baselineValue?: number | undefined;
+}
+
+/**
+ * Blur integrated gradients (Xu et al. 2020, "Attribution in Scale and Space"), as the `saliency`
+ * package 0.2.1 computes it: the path goes from the image blurred by a Gaussian of `max_sigma` pixels
+ * (zero padding, kernel radius round(4 sigma)) to the image; each step's gradient times the derivative
+ * of the blur in sigma (a finite difference of `grad_step`), summed with the sigma increments, negated.
+ * Every target of an image shares the path's passes. Torch models only (gradients); a SmoothGrad base.
+ */
+export interface BlurIntegratedGradientsParams {
+  /** Path steps, 1..the server's max_steps (512 by default). Default 100. */
+  steps?:
+    | number
+    | undefined;
+  /** Standard deviation of the most blurred image in input pixels, in (0, 1000]. Default 50. */
+  maxSigma?:
+    | number
+    | undefined;
+  /** Step of the finite difference in sigma, in (0, 10]. Default 0.01. */
+  gradStep?:
+    | number
+    | undefined;
+  /** Space the sigmas as sqrt(i · max_sigma / steps) instead of linearly. Default false. */
+  sqrt?: boolean | undefined;
+}
+
+/**
+ * RISE (Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explanation of Black-box
+ * Models"): random binary grids (each cell kept with `probability`), upsampled bilinearly to
+ * (grid_size + 1) cells of ceil(side / grid_size) pixels and cropped at a random shift, multiply the
+ * image (masked pixels take `baseline_value`); the map is Σ_i P(target | masked image i) · mask_i /
+ * (masks · probability), P the softmax probability. Every target of an image shares the masked
+ * passes. Runs on every backend (forward passes only).
+ */
+export interface RiseParams {
+  /** Masks per image, 1..the server's perturbation cap (max_perturbations, 16384 by default). Default 2000. */
+  masks?:
+    | number
+    | undefined;
+  /** Cells per side of the random grid, 2..the smaller input side. Default 7. */
+  gridSize?:
+    | number
+    | undefined;
+  /** Probability that a cell is kept, in (0, 1). Default 0.5. */
+  probability?:
+    | number
+    | undefined;
+  /** Seed of the masks: the same seed gives the same map. Default 0. */
+  seed?:
+    | number
+    | undefined;
+  /** Value of masked pixels, in [0, 1]. Default 0 (black, the paper's I ⊙ M). */
+  baselineValue?: number | undefined;
+}
+
+/**
+ * Sobol attribution (Fel et al. 2021, "Look at the Variance! Efficient Black-box Explanations with
+ * Sobol-based Sensitivity Analysis"): a grid_size × grid_size grid of real masks from the unscrambled
+ * Sobol quasi-Monte-Carlo sequence (matrices A, B and the grid_size² matrices C_i, A with column i
+ * from B), upsampled nearest to the input, blend the image with `baseline_value` (x · m + b · (1 − m));
+ * each cell's value is its total-order Sobol index by Jansen's estimator on the target's pre-softmax
+ * score, Σ_j (f(A_j) − f(C_ij))² / (2 · designs · Var f(A)) (sample variance), shown on the cell's
+ * pixels. designs × (grid_size² + 2) forward passes per image, shared by every target. Runs on every
+ * backend.
+ */
+export interface SobolParams {
+  /** Cells per side of the grid, 2..16 and at most the smaller input side. Default 8. */
+  gridSize?:
+    | number
+    | undefined;
+  /**
+   * Quasi-Monte-Carlo designs (rows of A and of B), 2..1024; designs × (grid_size² + 2) must not exceed
+   * the server's perturbation cap (max_perturbations, 16384 by default). Default 32.
+   */
+  designs?:
+    | number
+    | undefined;
+  /** Value the masks blend towards, in [0, 1]. Default 0 (black). */
+  baselineValue?: number | undefined;
+}
+
+/**
+ * HSIC attribution (Novello, Fel & Vigouroux 2022, "Making Sense of Dependence: Efficient Black-box
+ * Explanations Using Dependence Measure"): binary grid_size × grid_size masks from a Latin hypercube
+ * design thresholded at 1/2, upsampled nearest to the input (masked cells take `baseline_value`);
+ * each cell's value is the HSIC between its on/off state and the target's pre-softmax score,
+ * tr(K H L H) / (designs − 1)², K the Dirac kernel of the cell, L a Gaussian kernel on the scores
+ * with the median pairwise distance as width, H the centring matrix. `designs` forward passes per
+ * image, shared by every target. Runs on every backend.
+ */
+export interface HsicParams {
+  /** Cells per side of the grid, 2..32 and at most the smaller input side. Default 8. */
+  gridSize?:
+    | number
+    | undefined;
+  /**
+   * Designs (masked images), 4..the server's perturbation cap (max_perturbations, 16384 by default).
+   * Default 1500.
+   */
+  designs?:
+    | number
+    | undefined;
+  /** Seed of the Latin hypercube: the same seed gives the same map. Default 0. */
+  seed?:
+    | number
+    | undefined;
+  /** Value of masked pixels, in [0, 1]. Default 0 (black). */
+  baselineValue?: number | undefined;
+}
+
 export interface AttributeResponse {
   /** The model version that answered. */
   model: string;
@@ -1359,6 +1531,24 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         break;
       case "lrp":
         LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
+        break;
+      case "xrai":
+        XraiParams.encode(message.method.value, writer.uint32(642).fork()).join();
+        break;
+      case "guidedIntegratedGradients":
+        GuidedIntegratedGradientsParams.encode(message.method.value, writer.uint32(650).fork()).join();
+        break;
+      case "blurIntegratedGradients":
+        BlurIntegratedGradientsParams.encode(message.method.value, writer.uint32(658).fork()).join();
+        break;
+      case "rise":
+        RiseParams.encode(message.method.value, writer.uint32(666).fork()).join();
+        break;
+      case "sobol":
+        SobolParams.encode(message.method.value, writer.uint32(674).fork()).join();
+        break;
+      case "hsic":
+        HsicParams.encode(message.method.value, writer.uint32(682).fork()).join();
         break;
     }
     return writer;
@@ -1655,6 +1845,60 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
             message.method = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.method = { $case: "xrai", value: XraiParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 81: {
+            if (tag !== 650) {
+              break;
+            }
+
+            message.method = {
+              $case: "guidedIntegratedGradients",
+              value: GuidedIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 82: {
+            if (tag !== 658) {
+              break;
+            }
+
+            message.method = {
+              $case: "blurIntegratedGradients",
+              value: BlurIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 83: {
+            if (tag !== 666) {
+              break;
+            }
+
+            message.method = { $case: "rise", value: RiseParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 84: {
+            if (tag !== 674) {
+              break;
+            }
+
+            message.method = { $case: "sobol", value: SobolParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 85: {
+            if (tag !== 682) {
+              break;
+            }
+
+            message.method = { $case: "hsic", value: HsicParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1775,6 +2019,34 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapley_cam) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
+        : isSet(object.xrai)
+        ? { $case: "xrai", value: XraiParams.fromJSON(object.xrai) }
+        : isSet(object.guidedIntegratedGradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guidedIntegratedGradients),
+        }
+        : isSet(object.guided_integrated_gradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guided_integrated_gradients),
+        }
+        : isSet(object.blurIntegratedGradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blurIntegratedGradients),
+        }
+        : isSet(object.blur_integrated_gradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blur_integrated_gradients),
+        }
+        : isSet(object.rise)
+        ? { $case: "rise", value: RiseParams.fromJSON(object.rise) }
+        : isSet(object.sobol)
+        ? { $case: "sobol", value: SobolParams.fromJSON(object.sobol) }
+        : isSet(object.hsic)
+        ? { $case: "hsic", value: HsicParams.fromJSON(object.hsic) }
         : undefined,
     };
   },
@@ -1857,6 +2129,18 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       obj.shapleyCam = ShapleyCamParams.toJSON(message.method.value);
     } else if (message.method?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "xrai") {
+      obj.xrai = XraiParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "guidedIntegratedGradients") {
+      obj.guidedIntegratedGradients = GuidedIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "blurIntegratedGradients") {
+      obj.blurIntegratedGradients = BlurIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "rise") {
+      obj.rise = RiseParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "sobol") {
+      obj.sobol = SobolParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "hsic") {
+      obj.hsic = HsicParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -2038,6 +2322,48 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "lrp": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "lrp", value: LrpParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "xrai": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "xrai", value: XraiParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "guidedIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "guidedIntegratedGradients",
+            value: GuidedIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "blurIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "blurIntegratedGradients",
+            value: BlurIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "rise": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "rise", value: RiseParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "sobol": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "sobol", value: SobolParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "hsic": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "hsic", value: HsicParams.fromPartial(object.method.value) };
         }
         break;
       }
@@ -2562,6 +2888,12 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "lrp":
         LrpParams.encode(message.base.value, writer.uint32(242).fork()).join();
         break;
+      case "guidedIntegratedGradients":
+        GuidedIntegratedGradientsParams.encode(message.base.value, writer.uint32(282).fork()).join();
+        break;
+      case "blurIntegratedGradients":
+        BlurIntegratedGradientsParams.encode(message.base.value, writer.uint32(290).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2662,6 +2994,28 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
             message.base = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.base = {
+              $case: "guidedIntegratedGradients",
+              value: GuidedIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.base = {
+              $case: "blurIntegratedGradients",
+              value: BlurIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2702,6 +3056,26 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
         ? { $case: "deconvnet", value: DeconvnetParams.fromJSON(object.deconvnet) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
+        : isSet(object.guidedIntegratedGradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guidedIntegratedGradients),
+        }
+        : isSet(object.guided_integrated_gradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guided_integrated_gradients),
+        }
+        : isSet(object.blurIntegratedGradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blurIntegratedGradients),
+        }
+        : isSet(object.blur_integrated_gradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blur_integrated_gradients),
+        }
         : undefined,
     };
   },
@@ -2732,6 +3106,10 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       obj.deconvnet = DeconvnetParams.toJSON(message.base.value);
     } else if (message.base?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "guidedIntegratedGradients") {
+      obj.guidedIntegratedGradients = GuidedIntegratedGradientsParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "blurIntegratedGradients") {
+      obj.blurIntegratedGradients = BlurIntegratedGradientsParams.toJSON(message.base.value);
     }
     return obj;
   },
@@ -2782,6 +3160,24 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "lrp": {
         if (object.base?.value !== undefined && object.base?.value !== null) {
           message.base = { $case: "lrp", value: LrpParams.fromPartial(object.base.value) };
+        }
+        break;
+      }
+      case "guidedIntegratedGradients": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = {
+            $case: "guidedIntegratedGradients",
+            value: GuidedIntegratedGradientsParams.fromPartial(object.base.value),
+          };
+        }
+        break;
+      }
+      case "blurIntegratedGradients": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = {
+            $case: "blurIntegratedGradients",
+            value: BlurIntegratedGradientsParams.fromPartial(object.base.value),
+          };
         }
         break;
       }
@@ -4832,6 +5228,744 @@ export const NeuronGradientParams: MessageFns<NeuronGradientParams> = {
     message.scope = object.scope ?? 0;
     message.index = object.index?.map((e) => e) || [];
     message.guided = object.guided ?? false;
+    return message;
+  },
+};
+
+function createBaseXraiParams(): XraiParams {
+  return { steps: undefined, areaThreshold: undefined, minPixelDiff: undefined };
+}
+
+export const XraiParams: MessageFns<XraiParams> = {
+  encode(message: XraiParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.steps !== undefined) {
+      writer.uint32(8).int32(message.steps);
+    }
+    if (message.areaThreshold !== undefined) {
+      writer.uint32(21).float(message.areaThreshold);
+    }
+    if (message.minPixelDiff !== undefined) {
+      writer.uint32(24).int32(message.minPixelDiff);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): XraiParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseXraiParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.areaThreshold = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.minPixelDiff = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): XraiParams {
+    return {
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      areaThreshold: isSet(object.areaThreshold)
+        ? globalThis.Number(object.areaThreshold)
+        : isSet(object.area_threshold)
+        ? globalThis.Number(object.area_threshold)
+        : undefined,
+      minPixelDiff: isSet(object.minPixelDiff)
+        ? globalThis.Number(object.minPixelDiff)
+        : isSet(object.min_pixel_diff)
+        ? globalThis.Number(object.min_pixel_diff)
+        : undefined,
+    };
+  },
+
+  toJSON(message: XraiParams): unknown {
+    const obj: any = {};
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.areaThreshold !== undefined) {
+      obj.areaThreshold = floatToJson(message.areaThreshold);
+    }
+    if (message.minPixelDiff !== undefined) {
+      obj.minPixelDiff = Math.round(message.minPixelDiff);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<XraiParams>, I>>(base?: I): XraiParams {
+    return XraiParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<XraiParams>, I>>(object: I): XraiParams {
+    const message = createBaseXraiParams();
+    message.steps = object.steps ?? undefined;
+    message.areaThreshold = object.areaThreshold ?? undefined;
+    message.minPixelDiff = object.minPixelDiff ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGuidedIntegratedGradientsParams(): GuidedIntegratedGradientsParams {
+  return { steps: undefined, fraction: undefined, maxDist: undefined, baselineValue: undefined };
+}
+
+export const GuidedIntegratedGradientsParams: MessageFns<GuidedIntegratedGradientsParams> = {
+  encode(message: GuidedIntegratedGradientsParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.steps !== undefined) {
+      writer.uint32(8).int32(message.steps);
+    }
+    if (message.fraction !== undefined) {
+      writer.uint32(21).float(message.fraction);
+    }
+    if (message.maxDist !== undefined) {
+      writer.uint32(29).float(message.maxDist);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(37).float(message.baselineValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GuidedIntegratedGradientsParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGuidedIntegratedGradientsParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.fraction = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.maxDist = reader.float();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GuidedIntegratedGradientsParams {
+    return {
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      fraction: isSet(object.fraction) ? globalThis.Number(object.fraction) : undefined,
+      maxDist: isSet(object.maxDist)
+        ? globalThis.Number(object.maxDist)
+        : isSet(object.max_dist)
+        ? globalThis.Number(object.max_dist)
+        : undefined,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GuidedIntegratedGradientsParams): unknown {
+    const obj: any = {};
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.fraction !== undefined) {
+      obj.fraction = floatToJson(message.fraction);
+    }
+    if (message.maxDist !== undefined) {
+      obj.maxDist = floatToJson(message.maxDist);
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GuidedIntegratedGradientsParams>, I>>(base?: I): GuidedIntegratedGradientsParams {
+    return GuidedIntegratedGradientsParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GuidedIntegratedGradientsParams>, I>>(
+    object: I,
+  ): GuidedIntegratedGradientsParams {
+    const message = createBaseGuidedIntegratedGradientsParams();
+    message.steps = object.steps ?? undefined;
+    message.fraction = object.fraction ?? undefined;
+    message.maxDist = object.maxDist ?? undefined;
+    message.baselineValue = object.baselineValue ?? undefined;
+    return message;
+  },
+};
+
+function createBaseBlurIntegratedGradientsParams(): BlurIntegratedGradientsParams {
+  return { steps: undefined, maxSigma: undefined, gradStep: undefined, sqrt: undefined };
+}
+
+export const BlurIntegratedGradientsParams: MessageFns<BlurIntegratedGradientsParams> = {
+  encode(message: BlurIntegratedGradientsParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.steps !== undefined) {
+      writer.uint32(8).int32(message.steps);
+    }
+    if (message.maxSigma !== undefined) {
+      writer.uint32(21).float(message.maxSigma);
+    }
+    if (message.gradStep !== undefined) {
+      writer.uint32(29).float(message.gradStep);
+    }
+    if (message.sqrt !== undefined) {
+      writer.uint32(32).bool(message.sqrt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlurIntegratedGradientsParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlurIntegratedGradientsParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.maxSigma = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.gradStep = reader.float();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sqrt = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BlurIntegratedGradientsParams {
+    return {
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      maxSigma: isSet(object.maxSigma)
+        ? globalThis.Number(object.maxSigma)
+        : isSet(object.max_sigma)
+        ? globalThis.Number(object.max_sigma)
+        : undefined,
+      gradStep: isSet(object.gradStep)
+        ? globalThis.Number(object.gradStep)
+        : isSet(object.grad_step)
+        ? globalThis.Number(object.grad_step)
+        : undefined,
+      sqrt: isSet(object.sqrt) ? globalThis.Boolean(object.sqrt) : undefined,
+    };
+  },
+
+  toJSON(message: BlurIntegratedGradientsParams): unknown {
+    const obj: any = {};
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.maxSigma !== undefined) {
+      obj.maxSigma = floatToJson(message.maxSigma);
+    }
+    if (message.gradStep !== undefined) {
+      obj.gradStep = floatToJson(message.gradStep);
+    }
+    if (message.sqrt !== undefined) {
+      obj.sqrt = message.sqrt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BlurIntegratedGradientsParams>, I>>(base?: I): BlurIntegratedGradientsParams {
+    return BlurIntegratedGradientsParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlurIntegratedGradientsParams>, I>>(
+    object: I,
+  ): BlurIntegratedGradientsParams {
+    const message = createBaseBlurIntegratedGradientsParams();
+    message.steps = object.steps ?? undefined;
+    message.maxSigma = object.maxSigma ?? undefined;
+    message.gradStep = object.gradStep ?? undefined;
+    message.sqrt = object.sqrt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRiseParams(): RiseParams {
+  return { masks: undefined, gridSize: undefined, probability: undefined, seed: undefined, baselineValue: undefined };
+}
+
+export const RiseParams: MessageFns<RiseParams> = {
+  encode(message: RiseParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.masks !== undefined) {
+      writer.uint32(8).int32(message.masks);
+    }
+    if (message.gridSize !== undefined) {
+      writer.uint32(16).int32(message.gridSize);
+    }
+    if (message.probability !== undefined) {
+      writer.uint32(29).float(message.probability);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(32).uint64(message.seed);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(45).float(message.baselineValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RiseParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRiseParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.masks = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.gridSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.probability = reader.float();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RiseParams {
+    return {
+      masks: isSet(object.masks) ? globalThis.Number(object.masks) : undefined,
+      gridSize: isSet(object.gridSize)
+        ? globalThis.Number(object.gridSize)
+        : isSet(object.grid_size)
+        ? globalThis.Number(object.grid_size)
+        : undefined,
+      probability: isSet(object.probability) ? globalThis.Number(object.probability) : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RiseParams): unknown {
+    const obj: any = {};
+    if (message.masks !== undefined) {
+      obj.masks = Math.round(message.masks);
+    }
+    if (message.gridSize !== undefined) {
+      obj.gridSize = Math.round(message.gridSize);
+    }
+    if (message.probability !== undefined) {
+      obj.probability = floatToJson(message.probability);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RiseParams>, I>>(base?: I): RiseParams {
+    return RiseParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RiseParams>, I>>(object: I): RiseParams {
+    const message = createBaseRiseParams();
+    message.masks = object.masks ?? undefined;
+    message.gridSize = object.gridSize ?? undefined;
+    message.probability = object.probability ?? undefined;
+    message.seed = object.seed ?? undefined;
+    message.baselineValue = object.baselineValue ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSobolParams(): SobolParams {
+  return { gridSize: undefined, designs: undefined, baselineValue: undefined };
+}
+
+export const SobolParams: MessageFns<SobolParams> = {
+  encode(message: SobolParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gridSize !== undefined) {
+      writer.uint32(8).int32(message.gridSize);
+    }
+    if (message.designs !== undefined) {
+      writer.uint32(16).int32(message.designs);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(29).float(message.baselineValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SobolParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSobolParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.gridSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.designs = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SobolParams {
+    return {
+      gridSize: isSet(object.gridSize)
+        ? globalThis.Number(object.gridSize)
+        : isSet(object.grid_size)
+        ? globalThis.Number(object.grid_size)
+        : undefined,
+      designs: isSet(object.designs) ? globalThis.Number(object.designs) : undefined,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SobolParams): unknown {
+    const obj: any = {};
+    if (message.gridSize !== undefined) {
+      obj.gridSize = Math.round(message.gridSize);
+    }
+    if (message.designs !== undefined) {
+      obj.designs = Math.round(message.designs);
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SobolParams>, I>>(base?: I): SobolParams {
+    return SobolParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SobolParams>, I>>(object: I): SobolParams {
+    const message = createBaseSobolParams();
+    message.gridSize = object.gridSize ?? undefined;
+    message.designs = object.designs ?? undefined;
+    message.baselineValue = object.baselineValue ?? undefined;
+    return message;
+  },
+};
+
+function createBaseHsicParams(): HsicParams {
+  return { gridSize: undefined, designs: undefined, seed: undefined, baselineValue: undefined };
+}
+
+export const HsicParams: MessageFns<HsicParams> = {
+  encode(message: HsicParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.gridSize !== undefined) {
+      writer.uint32(8).int32(message.gridSize);
+    }
+    if (message.designs !== undefined) {
+      writer.uint32(16).int32(message.designs);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(24).uint64(message.seed);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(37).float(message.baselineValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HsicParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHsicParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.gridSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.designs = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HsicParams {
+    return {
+      gridSize: isSet(object.gridSize)
+        ? globalThis.Number(object.gridSize)
+        : isSet(object.grid_size)
+        ? globalThis.Number(object.grid_size)
+        : undefined,
+      designs: isSet(object.designs) ? globalThis.Number(object.designs) : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+    };
+  },
+
+  toJSON(message: HsicParams): unknown {
+    const obj: any = {};
+    if (message.gridSize !== undefined) {
+      obj.gridSize = Math.round(message.gridSize);
+    }
+    if (message.designs !== undefined) {
+      obj.designs = Math.round(message.designs);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HsicParams>, I>>(base?: I): HsicParams {
+    return HsicParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HsicParams>, I>>(object: I): HsicParams {
+    const message = createBaseHsicParams();
+    message.gridSize = object.gridSize ?? undefined;
+    message.designs = object.designs ?? undefined;
+    message.seed = object.seed ?? undefined;
+    message.baselineValue = object.baselineValue ?? undefined;
     return message;
   },
 };

@@ -11,6 +11,7 @@ import {
   Aggregation,
   aggregationFromJSON,
   aggregationToJSON,
+  BlurIntegratedGradientsParams,
   DeconvnetParams,
   EigenCamParams,
   EigenGradCamParams,
@@ -22,7 +23,9 @@ import {
   GradientXInputParams,
   GuidedBackpropParams,
   GuidedGradCamParams,
+  GuidedIntegratedGradientsParams,
   HiResCamParams,
+  HsicParams,
   IntegratedGradientsParams,
   KernelShapParams,
   KpcaCamParams,
@@ -30,11 +33,14 @@ import {
   LimeParams,
   LrpParams,
   OcclusionParams,
+  RiseParams,
   SaliencyParams,
   ScoreCamParams,
   ShapleyCamParams,
   SmoothGradParams,
+  SobolParams,
   XGradCamParams,
+  XraiParams,
 } from "./attribution_service";
 import { ImageSet } from "./datasets";
 
@@ -264,6 +270,12 @@ export interface EvaluatedMethod {
     | { $case: "fem"; value: FemParams }
     | { $case: "shapleyCam"; value: ShapleyCamParams }
     | { $case: "lrp"; value: LrpParams }
+    | { $case: "xrai"; value: XraiParams }
+    | { $case: "guidedIntegratedGradients"; value: GuidedIntegratedGradientsParams }
+    | { $case: "blurIntegratedGradients"; value: BlurIntegratedGradientsParams }
+    | { $case: "rise"; value: RiseParams }
+    | { $case: "sobol"; value: SobolParams }
+    | { $case: "hsic"; value: HsicParams }
     | undefined;
 }
 
@@ -589,6 +601,24 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "lrp":
         LrpParams.encode(message.method.value, writer.uint32(562).fork()).join();
         break;
+      case "xrai":
+        XraiParams.encode(message.method.value, writer.uint32(642).fork()).join();
+        break;
+      case "guidedIntegratedGradients":
+        GuidedIntegratedGradientsParams.encode(message.method.value, writer.uint32(650).fork()).join();
+        break;
+      case "blurIntegratedGradients":
+        BlurIntegratedGradientsParams.encode(message.method.value, writer.uint32(658).fork()).join();
+        break;
+      case "rise":
+        RiseParams.encode(message.method.value, writer.uint32(666).fork()).join();
+        break;
+      case "sobol":
+        SobolParams.encode(message.method.value, writer.uint32(674).fork()).join();
+        break;
+      case "hsic":
+        HsicParams.encode(message.method.value, writer.uint32(682).fork()).join();
+        break;
     }
     return writer;
   },
@@ -828,6 +858,60 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
             message.method = { $case: "lrp", value: LrpParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.method = { $case: "xrai", value: XraiParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 81: {
+            if (tag !== 650) {
+              break;
+            }
+
+            message.method = {
+              $case: "guidedIntegratedGradients",
+              value: GuidedIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 82: {
+            if (tag !== 658) {
+              break;
+            }
+
+            message.method = {
+              $case: "blurIntegratedGradients",
+              value: BlurIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 83: {
+            if (tag !== 666) {
+              break;
+            }
+
+            message.method = { $case: "rise", value: RiseParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 84: {
+            if (tag !== 674) {
+              break;
+            }
+
+            message.method = { $case: "sobol", value: SobolParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 85: {
+            if (tag !== 682) {
+              break;
+            }
+
+            message.method = { $case: "hsic", value: HsicParams.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,6 +1014,34 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
         ? { $case: "shapleyCam", value: ShapleyCamParams.fromJSON(object.shapley_cam) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
+        : isSet(object.xrai)
+        ? { $case: "xrai", value: XraiParams.fromJSON(object.xrai) }
+        : isSet(object.guidedIntegratedGradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guidedIntegratedGradients),
+        }
+        : isSet(object.guided_integrated_gradients)
+        ? {
+          $case: "guidedIntegratedGradients",
+          value: GuidedIntegratedGradientsParams.fromJSON(object.guided_integrated_gradients),
+        }
+        : isSet(object.blurIntegratedGradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blurIntegratedGradients),
+        }
+        : isSet(object.blur_integrated_gradients)
+        ? {
+          $case: "blurIntegratedGradients",
+          value: BlurIntegratedGradientsParams.fromJSON(object.blur_integrated_gradients),
+        }
+        : isSet(object.rise)
+        ? { $case: "rise", value: RiseParams.fromJSON(object.rise) }
+        : isSet(object.sobol)
+        ? { $case: "sobol", value: SobolParams.fromJSON(object.sobol) }
+        : isSet(object.hsic)
+        ? { $case: "hsic", value: HsicParams.fromJSON(object.hsic) }
         : undefined,
     };
   },
@@ -992,6 +1104,18 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       obj.shapleyCam = ShapleyCamParams.toJSON(message.method.value);
     } else if (message.method?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "xrai") {
+      obj.xrai = XraiParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "guidedIntegratedGradients") {
+      obj.guidedIntegratedGradients = GuidedIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "blurIntegratedGradients") {
+      obj.blurIntegratedGradients = BlurIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "rise") {
+      obj.rise = RiseParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "sobol") {
+      obj.sobol = SobolParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "hsic") {
+      obj.hsic = HsicParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1157,6 +1281,48 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "lrp": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "lrp", value: LrpParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "xrai": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "xrai", value: XraiParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "guidedIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "guidedIntegratedGradients",
+            value: GuidedIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "blurIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "blurIntegratedGradients",
+            value: BlurIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "rise": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "rise", value: RiseParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "sobol": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "sobol", value: SobolParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "hsic": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "hsic", value: HsicParams.fromPartial(object.method.value) };
         }
         break;
       }

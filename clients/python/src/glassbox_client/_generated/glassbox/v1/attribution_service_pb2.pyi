@@ -149,7 +149,7 @@ SEGMENTATION_SLIC: Segmentation
 SEGMENTATION_GRID: Segmentation
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp")
+    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp", "xrai", "guided_integrated_gradients", "blur_integrated_gradients", "rise", "sobol", "hsic")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,12 @@ class AttributeRequest(_message.Message):
     FEM_FIELD_NUMBER: _ClassVar[int]
     SHAPLEY_CAM_FIELD_NUMBER: _ClassVar[int]
     LRP_FIELD_NUMBER: _ClassVar[int]
+    XRAI_FIELD_NUMBER: _ClassVar[int]
+    GUIDED_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    BLUR_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    RISE_FIELD_NUMBER: _ClassVar[int]
+    SOBOL_FIELD_NUMBER: _ClassVar[int]
+    HSIC_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     images: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Image]
@@ -218,7 +224,13 @@ class AttributeRequest(_message.Message):
     fem: FemParams
     shapley_cam: ShapleyCamParams
     lrp: LrpParams
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., hires_cam: _Optional[_Union[HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
+    xrai: XraiParams
+    guided_integrated_gradients: GuidedIntegratedGradientsParams
+    blur_integrated_gradients: BlurIntegratedGradientsParams
+    rise: RiseParams
+    sobol: SobolParams
+    hsic: HsicParams
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., hires_cam: _Optional[_Union[HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., xrai: _Optional[_Union[XraiParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ..., rise: _Optional[_Union[RiseParams, _Mapping]] = ..., sobol: _Optional[_Union[SobolParams, _Mapping]] = ..., hsic: _Optional[_Union[HsicParams, _Mapping]] = ...) -> None: ...
 
 class TargetSpec(_message.Message):
     __slots__ = ("class_indices", "labels", "top_k")
@@ -263,7 +275,7 @@ class GradientXInputParams(_message.Message):
     def __init__(self) -> None: ...
 
 class SmoothGradParams(_message.Message):
-    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet", "lrp")
+    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet", "lrp", "guided_integrated_gradients", "blur_integrated_gradients")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     NOISE_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +286,8 @@ class SmoothGradParams(_message.Message):
     GUIDED_BACKPROP_FIELD_NUMBER: _ClassVar[int]
     DECONVNET_FIELD_NUMBER: _ClassVar[int]
     LRP_FIELD_NUMBER: _ClassVar[int]
+    GUIDED_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    BLUR_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     samples: int
     noise_fraction: float
     seed: int
@@ -284,7 +298,9 @@ class SmoothGradParams(_message.Message):
     guided_backprop: GuidedBackpropParams
     deconvnet: DeconvnetParams
     lrp: LrpParams
-    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ...) -> None: ...
+    guided_integrated_gradients: GuidedIntegratedGradientsParams
+    blur_integrated_gradients: BlurIntegratedGradientsParams
+    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
     __slots__ = ("steps", "rule", "baseline", "baseline_image", "blur_sigma", "seed")
@@ -475,6 +491,76 @@ class NeuronGradientParams(_message.Message):
     index: _containers.RepeatedScalarFieldContainer[int]
     guided: bool
     def __init__(self, layer: _Optional[str] = ..., scope: _Optional[_Union[NeuronScope, str]] = ..., index: _Optional[_Iterable[int]] = ..., guided: _Optional[bool] = ...) -> None: ...
+
+class XraiParams(_message.Message):
+    __slots__ = ("steps", "area_threshold", "min_pixel_diff")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    AREA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_PIXEL_DIFF_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    area_threshold: float
+    min_pixel_diff: int
+    def __init__(self, steps: _Optional[int] = ..., area_threshold: _Optional[float] = ..., min_pixel_diff: _Optional[int] = ...) -> None: ...
+
+class GuidedIntegratedGradientsParams(_message.Message):
+    __slots__ = ("steps", "fraction", "max_dist", "baseline_value")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_DIST_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    fraction: float
+    max_dist: float
+    baseline_value: float
+    def __init__(self, steps: _Optional[int] = ..., fraction: _Optional[float] = ..., max_dist: _Optional[float] = ..., baseline_value: _Optional[float] = ...) -> None: ...
+
+class BlurIntegratedGradientsParams(_message.Message):
+    __slots__ = ("steps", "max_sigma", "grad_step", "sqrt")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    GRAD_STEP_FIELD_NUMBER: _ClassVar[int]
+    SQRT_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    max_sigma: float
+    grad_step: float
+    sqrt: bool
+    def __init__(self, steps: _Optional[int] = ..., max_sigma: _Optional[float] = ..., grad_step: _Optional[float] = ..., sqrt: _Optional[bool] = ...) -> None: ...
+
+class RiseParams(_message.Message):
+    __slots__ = ("masks", "grid_size", "probability", "seed", "baseline_value")
+    MASKS_FIELD_NUMBER: _ClassVar[int]
+    GRID_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    masks: int
+    grid_size: int
+    probability: float
+    seed: int
+    baseline_value: float
+    def __init__(self, masks: _Optional[int] = ..., grid_size: _Optional[int] = ..., probability: _Optional[float] = ..., seed: _Optional[int] = ..., baseline_value: _Optional[float] = ...) -> None: ...
+
+class SobolParams(_message.Message):
+    __slots__ = ("grid_size", "designs", "baseline_value")
+    GRID_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESIGNS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    grid_size: int
+    designs: int
+    baseline_value: float
+    def __init__(self, grid_size: _Optional[int] = ..., designs: _Optional[int] = ..., baseline_value: _Optional[float] = ...) -> None: ...
+
+class HsicParams(_message.Message):
+    __slots__ = ("grid_size", "designs", "seed", "baseline_value")
+    GRID_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESIGNS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    grid_size: int
+    designs: int
+    seed: int
+    baseline_value: float
+    def __init__(self, grid_size: _Optional[int] = ..., designs: _Optional[int] = ..., seed: _Optional[int] = ..., baseline_value: _Optional[float] = ...) -> None: ...
 
 class AttributeResponse(_message.Message):
     __slots__ = ("model", "version", "method", "images", "stats", "from_cache", "relu_rule")

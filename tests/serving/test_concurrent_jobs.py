@@ -85,9 +85,8 @@ def _repeat(work: Callable[[], object], stop: threading.Event, outcomes: list[ob
         while True:
             try:
                 outcomes.append(work())
-            except Exception as exc:  # reported by the test, beside the jobs
+            except Exception as exc:  # reported by the test, after the jobs
                 outcomes.append(exc)
-                return
             if stop.is_set():
                 return
 

@@ -11,7 +11,7 @@ is rendered with the same settings on both sides: --size² image, --steps steps,
 with decorrelated colour (sd 0.01), Lucent's standard transforms (pad 12 at 0.5, jitter 8, scale
 0.90–1.10, rotate −10..10°, jitter 4), Adam lr 0.05, no resizing after the transforms (Lucent:
 `fixed_image_size=0` turns off its upsampling to 224; Glassbox upsamples only images smaller than the
-model's 64×64 input), on the same `NormalizedModel` and device.
+model's 64×64 input), on the same `NormalizedModel` (Lucent on a private copy: `Reference`) and device.
 
 Timed: the Glassbox job end to end (SubmitJob until the final WatchJob message: validation, queue,
 worker thread, progress publishing, PNG and tensor encoding, transport) and the core call in-process,
@@ -24,6 +24,7 @@ Target (docs/benchmarks.md records the table): the job at ≤ 1.0 × Lucent's ti
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import platform
 import shutil
@@ -87,18 +88,63 @@ def interleaved_medians(runs: list[Callable[[], object]], repeats: int) -> list[
     return [(statistics.median(t), r) for t, r in zip(times, results, strict=True)]
 
 
-def channel_activation(module: torch.nn.Module, layer: str, channel: int, image: torch.Tensor) -> float:
-    """The channel's mean activation on `image` [1, 3, H, W], read by a forward hook."""
-    captured: dict[str, torch.Tensor] = {}
-    handle = module.net.get_submodule(layer).register_forward_hook(
-        lambda _m, _i, output: captured.setdefault("out", output.detach().clone())
-    )
-    try:
-        with torch.no_grad():
-            module(image.to(next(module.parameters()).device))
-    finally:
-        handle.remove()
-    return float(captured["out"][:, channel].mean())
+class Reference:
+    """Lucent's `render_vis` and the benchmark's activation probe, on a private copy of the served network.
+
+    Both hook the modules they run, and a plain torch hook acts on every thread's forward through that
+    module. The served module meanwhile runs the server's own background work (the demo model's
+    [monitoring] robustness evaluation: PGD forwards and input gradients on the compute thread), so
+    hooks there would reach into it: Lucent's `render_vis` leaves a hook on every submodule that keeps
+    the latest output of any thread, and its objective would read a job's activation and backpropagate
+    through (and free) that job's graph; a probe whose hook returns a value replaces the layer's output
+    of every forward running meanwhile. The server's own hooks (`methods.hooks.CallHooks`) act only for
+    their call; a reference library's cannot be made to, so it gets a module of its own.
+    """
+
+    def __init__(self, served: torch.nn.Module) -> None:
+        self.module = copy.deepcopy(served)
+        _remove_hooks(self.module)  # hooks of calls that were running on the served module
+
+    def render(self, layer: str, channel: int, size: int, steps: int) -> torch.Tensor:
+        from lucent.optvis import param, render
+
+        torch.manual_seed(0)
+        np.random.seed(0)
+        try:
+            images = render.render_vis(
+                self.module,
+                f"net_{layer.replace('.', '_')}:{channel}",
+                param_f=lambda: param.image(size),
+                thresholds=(steps,),
+                preprocess=False,
+                progress=False,
+                show_image=False,
+                fixed_image_size=0,
+            )
+        finally:
+            _remove_hooks(self.module)  # render_vis never removes the hooks it adds
+        return torch.from_numpy(images[-1]).permute(0, 3, 1, 2)
+
+    def activation(self, layer: str, channel: int, image: torch.Tensor) -> float:
+        """The channel's mean activation on `image` [1, 3, H, W], read by a forward hook."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def record(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            captured["out"] = output.detach().clone()
+
+        handle = self.module.net.get_submodule(layer).register_forward_hook(record)
+        try:
+            with torch.no_grad():
+                self.module(image.to(next(self.module.parameters()).device))
+        finally:
+            handle.remove()
+        return float(captured["out"][:, channel].mean())
+
+
+def _remove_hooks(module: torch.nn.Module) -> None:
+    for submodule in module.modules():
+        submodule._forward_hooks.clear()
+        submodule._forward_pre_hooks.clear()
 
 
 def glassbox_job(stub: job_service_pb2_grpc.JobServiceStub, layer: str, channel: int, size: int, steps: int):
@@ -123,24 +169,6 @@ def glassbox_job(stub: job_service_pb2_grpc.JobServiceStub, layer: str, channel:
         raise RuntimeError(f"job did not succeed: {last}")
     pixels = last.feature_visualisation.images[0].pixels
     return torch.from_numpy(np.frombuffer(pixels.data, dtype="<f4").reshape(tuple(pixels.shape)).copy())[None]
-
-
-def lucent_render(module: torch.nn.Module, layer: str, channel: int, size: int, steps: int) -> torch.Tensor:
-    from lucent.optvis import param, render
-
-    torch.manual_seed(0)
-    np.random.seed(0)
-    images = render.render_vis(
-        module,
-        f"net_{layer.replace('.', '_')}:{channel}",
-        param_f=lambda: param.image(size),
-        thresholds=(steps,),
-        preprocess=False,
-        progress=False,
-        show_image=False,
-        fixed_image_size=0,
-    )
-    return torch.from_numpy(images[-1]).permute(0, 3, 1, 2)
 
 
 def main() -> int:
@@ -169,7 +197,7 @@ def main() -> int:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         model = server.context.repository.get("shapes")
-        module = model.module
+        reference = Reference(model.module)
         device = model.device
         print(f"# feature visualisation benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(
@@ -189,7 +217,7 @@ def main() -> int:
         for unit in args.units.split(","):
             layer, channel_index = unit.split(":")[0], int(unit.split(":")[1])
             glassbox_job(stub, layer, channel_index, args.size, 8)  # warm-up: first-call allocations
-            lucent_render(module, layer, channel_index, args.size, 8)
+            reference.render(layer, channel_index, args.size, 8)
             spec = FeatureVisualisation(
                 model=model,
                 objective=Channel(layer, channel_index).bind(model, "objective"),
@@ -207,16 +235,16 @@ def main() -> int:
                         generator=torch.Generator().manual_seed(0),
                         progress=Progress(TokenReporter(), args.steps),
                     ),
-                    lambda layer=layer, index=channel_index: lucent_render(
-                        module, layer, index, args.size, args.steps
+                    lambda layer=layer, index=channel_index: reference.render(
+                        layer, index, args.size, args.steps
                     ),
                 ],
                 args.repeats,
             )
             ratio = job_s / lucent_s
             worst = max(worst, ratio)
-            ours = channel_activation(module, layer, channel_index, job_image)
-            theirs = channel_activation(module, layer, channel_index, lucent_image)
+            ours = reference.activation(layer, channel_index, job_image)
+            theirs = reference.activation(layer, channel_index, lucent_image)
             cells = [unit, f"{job_s:.3f}", f"{core_s:.3f}", f"{lucent_s:.3f}", f"{ratio:.2f}", f"{ours:.3f}"]
             print("| " + " | ".join([*cells, f"{theirs:.3f}"]) + " |")
         verdict = "meets" if worst <= 1.0 else "MISSES"

@@ -11,7 +11,8 @@ sides: a --size² image, --steps NAdam steps at learning rate 1, --crops crops p
 model's 64×64 input, noise 0.05, a 1/f magnitude spectrum (written where horama looks for its
 downloaded ImageNet spectrum, so both fix the same magnitude), pixels in [0, 1] (horama's
 `values_range=(0, 1)`; the model normalises inside), on the same `NormalizedModel` and device.
-horama's objective reads the channel with a forward hook on the full model, as a horama user writes it.
+horama's objective reads the channel with a forward hook on the full model, as a horama user writes it,
+on a private copy of the served network (`channel_reader`).
 
 Timed: the Glassbox job end to end (SubmitJob until the final WatchJob message) and the core call
 in-process, against `horama.maco`; median of --repeats, the three taking turns (the machine is shared).
@@ -24,6 +25,7 @@ so the speed is not bought by doing less. Target (docs/benchmarks.md records the
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import platform
@@ -52,14 +54,25 @@ ROOT = Path(__file__).resolve().parents[1]
 NOISE = 0.05
 
 
-def channel_reader(module: torch.nn.Module, layer: str, channel: int):
-    """images [N, 3, 64, 64] → the channel's mean activation over them, through a forward hook."""
+def channel_reader(served: torch.nn.Module, layer: str, channel: int):
+    """images [N, 3, 64, 64] → the channel's mean activation over them, through a forward hook.
+
+    The hook runs on a private copy of the served network: a plain torch hook acts on every thread's
+    forward through its module, and the served module meanwhile runs the server's own background work
+    (its explanation checks on the compute thread), whose outputs it would record. The server's own
+    hooks (`methods.hooks.CallHooks`) act only for their call; horama's objective cannot."""
+    module = copy.deepcopy(served)
+    for submodule in module.modules():  # hooks of calls that were running on the served module
+        submodule._forward_hooks.clear()
+        submodule._forward_pre_hooks.clear()
 
     def read(images: torch.Tensor) -> torch.Tensor:
         captured: dict[str, torch.Tensor] = {}
-        handle = module.net.get_submodule(layer).register_forward_hook(
-            lambda _m, _i, output: captured.setdefault("out", output)
-        )
+
+        def record(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            captured.setdefault("out", output)
+
+        handle = module.net.get_submodule(layer).register_forward_hook(record)
         try:
             module(images)
         finally:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
+from conftest import MODELS
 from glassbox.config import SchedulerSettings, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, InvalidArgument, ResourceExhausted
@@ -36,8 +37,6 @@ from glassbox.models.repository import ModelRepository
 from glassbox.serving import ComputeScheduler, Estimate, Priority
 from glassbox.serving.cost import UnitCost
 from PIL import Image
-
-from tests.conftest import MODELS
 
 
 @dataclass

@@ -26,7 +26,16 @@ from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
 from glassbox.methods.registry import method_class, register
 from glassbox.methods.targets import TargetSelector
 
-BASE_METHODS = ("saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet")
+BASE_METHODS = (
+    "saliency",
+    "gradient_x_input",
+    "integrated_gradients",
+    "guided_backprop",
+    "deconvnet",
+    "deep_lift",
+    "deep_lift_shap",
+    "gradient_shap",
+)
 _SEED_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: distinct (seed, sample) pairs get distinct seeds
 
 

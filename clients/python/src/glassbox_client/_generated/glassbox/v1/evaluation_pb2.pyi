@@ -50,7 +50,7 @@ PERTURBATION_BASELINE_BLUR: PerturbationBaseline
 PERTURBATION_BASELINE_MEAN: PerturbationBaseline
 
 class EvaluatedMethod(_message.Message):
-    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap")
+    __slots__ = ("name", "aggregation", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "deep_lift", "deep_lift_shap", "gradient_shap", "feature_ablation", "shapley_value_sampling", "layer_integrated_gradients", "layer_conductance", "layer_gradient_x_activation")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
     SALIENCY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,14 @@ class EvaluatedMethod(_message.Message):
     OCCLUSION_FIELD_NUMBER: _ClassVar[int]
     LIME_FIELD_NUMBER: _ClassVar[int]
     KERNEL_SHAP_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_ABLATION_FIELD_NUMBER: _ClassVar[int]
+    SHAPLEY_VALUE_SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    LAYER_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_CONDUCTANCE_FIELD_NUMBER: _ClassVar[int]
+    LAYER_GRADIENT_X_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     aggregation: _attribution_service_pb2.Aggregation
     saliency: _attribution_service_pb2.SaliencyParams
@@ -81,7 +89,15 @@ class EvaluatedMethod(_message.Message):
     occlusion: _attribution_service_pb2.OcclusionParams
     lime: _attribution_service_pb2.LimeParams
     kernel_shap: _attribution_service_pb2.KernelShapParams
-    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ...) -> None: ...
+    deep_lift: _attribution_service_pb2.DeepLiftParams
+    deep_lift_shap: _attribution_service_pb2.DeepLiftShapParams
+    gradient_shap: _attribution_service_pb2.GradientShapParams
+    feature_ablation: _attribution_service_pb2.FeatureAblationParams
+    shapley_value_sampling: _attribution_service_pb2.ShapleyValueSamplingParams
+    layer_integrated_gradients: _attribution_service_pb2.LayerIntegratedGradientsParams
+    layer_conductance: _attribution_service_pb2.LayerConductanceParams
+    layer_gradient_x_activation: _attribution_service_pb2.LayerGradientXActivationParams
+    def __init__(self, name: _Optional[str] = ..., aggregation: _Optional[_Union[_attribution_service_pb2.Aggregation, str]] = ..., saliency: _Optional[_Union[_attribution_service_pb2.SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[_attribution_service_pb2.GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_attribution_service_pb2.SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_attribution_service_pb2.IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[_attribution_service_pb2.GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[_attribution_service_pb2.DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_attribution_service_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_attribution_service_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_attribution_service_pb2.GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[_attribution_service_pb2.ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[_attribution_service_pb2.OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[_attribution_service_pb2.LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[_attribution_service_pb2.KernelShapParams, _Mapping]] = ..., deep_lift: _Optional[_Union[_attribution_service_pb2.DeepLiftParams, _Mapping]] = ..., deep_lift_shap: _Optional[_Union[_attribution_service_pb2.DeepLiftShapParams, _Mapping]] = ..., gradient_shap: _Optional[_Union[_attribution_service_pb2.GradientShapParams, _Mapping]] = ..., feature_ablation: _Optional[_Union[_attribution_service_pb2.FeatureAblationParams, _Mapping]] = ..., shapley_value_sampling: _Optional[_Union[_attribution_service_pb2.ShapleyValueSamplingParams, _Mapping]] = ..., layer_integrated_gradients: _Optional[_Union[_attribution_service_pb2.LayerIntegratedGradientsParams, _Mapping]] = ..., layer_conductance: _Optional[_Union[_attribution_service_pb2.LayerConductanceParams, _Mapping]] = ..., layer_gradient_x_activation: _Optional[_Union[_attribution_service_pb2.LayerGradientXActivationParams, _Mapping]] = ...) -> None: ...
 
 class FaithfulnessOptions(_message.Message):
     __slots__ = ("steps", "baseline", "blur_sigma")

@@ -10,21 +10,32 @@ import numpy as np
 import torch
 from captum.attr import (
     Deconvolution,
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    GradientShap,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     KernelShap,
+    LayerConductance,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
     Lime,
     NeuronGradient,
     NoiseTunnel,
     Occlusion,
     Saliency,
+    ShapleyValueSampling,
 )
 from captum.attr._core.lime import get_exp_kernel_similarity_function
+from glassbox.methods.deep_lift_shap import shap_baselines
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+SHAPLEY_PERMUTATIONS = 10
+"""ShapleyValueSampling's permutations (bench/attribution.py asks Glassbox for as many)."""
 PER_EVAL = 64
 """Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM batch size in the comparison."""
 NEURON_CHANNEL = 5
@@ -76,6 +87,30 @@ def reference(
         return "Captum IntegratedGradients", lambda: IntegratedGradients(module).attribute(
             x, baselines=0.0, target=target, n_steps=bench.steps, method="gausslegendre"
         )
+    if method == "deep_lift":
+        return "Captum DeepLift", lambda: DeepLift(module).attribute(x, x * 0, target=target)
+    if method == "deep_lift_shap":
+        backgrounds = shap_baselines(0, 8, tuple(x.shape[1:]))
+        return "Captum DeepLiftShap (8 baselines)", lambda: DeepLiftShap(module).attribute(
+            x, backgrounds, target=target
+        )
+    if method == "gradient_shap":
+        backgrounds = shap_baselines(0, 8, tuple(x.shape[1:]))
+        return "Captum GradientShap (8 baselines)", lambda: GradientShap(module).attribute(
+            x, backgrounds, n_samples=bench.steps, stdevs=0.1, target=target
+        )
+    if method == "layer_integrated_gradients":
+        return "Captum LayerIntegratedGradients", lambda: LayerIntegratedGradients(module, layer).attribute(
+            x, x * 0, target=target, n_steps=bench.steps
+        )
+    if method == "layer_conductance":
+        return "Captum LayerConductance", lambda: LayerConductance(module, layer).attribute(
+            x, x * 0, target=target, n_steps=bench.steps
+        )
+    if method == "layer_gradient_x_activation":
+        return "Captum LayerGradientXActivation", lambda: LayerGradientXActivation(module, layer).attribute(
+            x, target=target
+        )
     if method == "occlusion":
         return f"Captum Occlusion (per eval {PER_EVAL})", lambda: Occlusion(module).attribute(
             x,
@@ -107,6 +142,21 @@ def reference(
             baselines=0.5,
             feature_mask=segments,
             n_samples=bench.samples,
+            perturbations_per_eval=PER_EVAL,
+        )
+    if method == "feature_ablation":
+        return f"Captum FeatureAblation (per eval {PER_EVAL})", lambda: FeatureAblation(module).attribute(
+            x, target=target, baselines=0.5, feature_mask=segments, perturbations_per_eval=PER_EVAL
+        )
+    if method == "shapley_value_sampling":
+        return f"Captum ShapleyValueSampling (per eval {PER_EVAL})", lambda: ShapleyValueSampling(
+            module
+        ).attribute(
+            x,
+            target=target,
+            baselines=0.5,
+            feature_mask=segments,
+            n_samples=SHAPLEY_PERMUTATIONS,
             perturbations_per_eval=PER_EVAL,
         )
     return "—", None

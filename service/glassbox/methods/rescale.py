@@ -12,6 +12,11 @@ routed back through the argmax of the input and of the baseline, divided by the 
 Linear operations (convolutions, eval-mode BatchNorm, pooling by averages, additions, concatenations)
 pass gradients unchanged, which is what the rule prescribes for them.
 
+Captum's max-pool rule scatters the pooled differences back with `max_unpool2d`, which writes rather than
+adds where overlapping windows (resnet's 3×3 stride-2 stem pool) share an argmax; the maps follow it
+(they are tested equal to Captum's), so there summation-to-delta holds only up to the contributions it
+drops. Without overlap (the demo CNN's 2×2 pools) the attributions add up to score(x) − score(x₀).
+
 Where the rule is ill-defined (non-monotonic activations such as GELU, SiLU, Hardswish, Mish; softmax,
 normalisations over activations such as LayerNorm; products of two activations; max-pooling other than
 2-D) the forward stops with FailedPrecondition naming the layer it ran in: never a silently wrong map.

@@ -56,11 +56,10 @@ class ShapleyValueSampling(FeatureGroupMethod):
     def coalitions(self, count: int) -> torch.Tensor:
         """Per permutation: the empty coalition, then each prefix (count + 1 rows, the last the whole)."""
         generator = torch.Generator().manual_seed(self.params.seed)
+        revealed = torch.arange(count + 1)[:, None] > torch.arange(count)[None, :]  # row k: first k shown
         rows = []
         for _ in range(self.params.samples):
             order = torch.randperm(count, generator=generator)
-            revealed = torch.zeros(count + 1, count, dtype=torch.bool)
-            revealed[torch.arange(1, count + 1)[:, None] > torch.arange(count)[None, :]] = True
             prefix = torch.zeros(count + 1, count, dtype=torch.bool)
             prefix[:, order] = revealed
             rows.append(prefix)

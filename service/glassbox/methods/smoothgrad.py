@@ -4,7 +4,8 @@ Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise" (mean of the m
 (Hooker et al. 2019, "A Benchmark for Interpretability Methods in Deep Neural Networks": mean of the
 squared maps); VarGrad (Adebayo et al. 2018, "Local Explanation Methods for Deep Neural Networks Lack
 Sensitivity to Parameter Values": their variance). It wraps any gradient method (saliency, gradient ×
-input, integrated gradients, guided backprop, deconvnet) by calling its `attribute_rows` on noisy
+input, integrated gradients, guided backprop, deconvnet, DeepLift, DeepLiftShap, GradientShap) by calling
+its `attribute_rows` on noisy
 inputs, in memory-budgeted chunks of samples, every target of a sample in the same forward.
 
 The noise of sample s is drawn from its own generator seeded by (seed, s), so a map depends on the seed

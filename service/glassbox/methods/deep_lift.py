@@ -14,6 +14,7 @@ ReLUs; it refuses, naming the layer, the operations it is not defined for.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,10 +55,10 @@ class RescaleMethod(GradientMethod):
             return f"{cls.name} needs an eager torch model (it follows the forward's operations)"
         return unsupported_layer_reason(cls.name, model.input_gradient_network())
 
+    @abstractmethod
     def baselines_of(self, inputs: torch.Tensor) -> torch.Tensor:
         """Baselines [n · rows_per_input, 3, H, W] for input rows [n, 3, H, W] (row i · rows_per_input + k
         is the k-th baseline of input i)."""
-        raise NotImplementedError
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         """With one baseline per input the targets come from the logits of the paired forward itself (no

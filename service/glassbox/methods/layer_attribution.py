@@ -21,7 +21,7 @@ from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.cam import resolve_cam_layer, spatial, upsample
-from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
+from glassbox.methods.gradients import GradientMethod, TargetsOf, graph_rows_per_batch
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import LayerGradientResult, LayerGradientUnit
@@ -75,7 +75,7 @@ class LayerAttributionMethod(GradientMethod):
         self,
         total: int,
         make_inputs: Callable[[range], torch.Tensor],
-        targets_of: Callable[[range], list[tuple[int, ...]]],
+        targets_of: TargetsOf,
         consume: LayerConsume,
     ) -> None:
         """`total` network rows in memory-budgeted chunks, each a `LayerGradientUnit`: the layer's output
@@ -88,7 +88,11 @@ class LayerAttributionMethod(GradientMethod):
             rows = range(start, min(start + self.call.unit_rows("gradient", most), total))
             result: LayerGradientResult = run_unit(
                 LayerGradientUnit(
-                    self.model, net, layer, make_inputs(rows).detach(), lambda _l, rows=rows: targets_of(rows)
+                    self.model,
+                    net,
+                    layer,
+                    make_inputs(rows).detach(),
+                    lambda logits, rows=rows: targets_of(logits, rows),
                 )
             )
             self.call.count(forward=len(rows), backward=sum(len(p.selected) for p in result.passes))

@@ -93,7 +93,10 @@ class LayerConductance(LayerAttributionMethod):
                     del previous[image]
 
         self.layer_chunks(
-            x.shape[0] * points, make_inputs, lambda rows: [targets[r // points] for r in rows], consume
+            x.shape[0] * points,
+            make_inputs,
+            lambda _logits, rows: [targets[r // points] for r in rows],
+            consume,
         )
         size = (x.shape[2], x.shape[3])
         return [[self.result(total, size) for total in row] for row in sums]

@@ -72,7 +72,7 @@ class LayerIntegratedGradients(LayerAttributionMethod):
                 outputs[rows.start + r], scores[rows.start + r] = result.activation[r], result.logits[r]
 
         self.layer_chunks(
-            2 * n, lambda rows: ends[rows.start : rows.stop], lambda rows: [()] * len(rows), keep
+            2 * n, lambda rows: ends[rows.start : rows.stop], lambda _logits, rows: [()] * len(rows), keep
         )
         layer_x, layer_b = torch.stack(outputs[:n]), torch.stack(outputs[n:])
         sums = self.integrate(x, layer_x, layer_b, targets)

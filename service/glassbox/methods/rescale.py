@@ -279,12 +279,16 @@ class RescaleRules(TorchFunctionMode):
         x = args[0]
         if not isinstance(x, torch.Tensor) or not x.requires_grad:
             return func(*args, **kwargs)
-        rest = args[1:]
+        rest, name = args[1:], _name(func)
+        in_place = name.endswith("_") or bool(_bound(func, args, kwargs).get("inplace", False))
         with torch.no_grad():
-            y = func(x.detach().clone(), *rest, **kwargs)
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (derivative,) = torch.autograd.grad(func(leaf * 1.0, *rest, **kwargs).sum(), leaf)
+            y = func(x.detach().clone() if in_place else x.detach(), *rest, **kwargs)
+        if name in ("relu", "relu_"):  # the derivative autograd gives ReLU, without a second pass
+            derivative = (x.detach() > 0).to(x.dtype)
+        else:
+            with torch.enable_grad():
+                leaf = x.detach().requires_grad_(True)
+                (derivative,) = torch.autograd.grad(func(leaf * 1.0, *rest, **kwargs).sum(), leaf)
         with torch.no_grad():
             x1, x0 = x.detach().chunk(2)
             y1, y0 = y.chunk(2)
@@ -292,7 +296,7 @@ class RescaleRules(TorchFunctionMode):
             small = delta_in.abs() < EPS
             multipliers = torch.where(small, derivative, delta_out / torch.where(small, 1.0, delta_in))
         out = _Multiplier.apply(x, y, multipliers)
-        if _name(func).endswith("_") or _bound(func, args, kwargs).get("inplace", False):
+        if in_place:
             return x.copy_(out)
         return out
 

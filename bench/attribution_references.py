@@ -3,7 +3,10 @@ model, input, target and parameters as the Glassbox request (Captum 0.9, pytorch
 
 from __future__ import annotations
 
+import copy
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,9 @@ from captum.attr._core.lime import get_exp_kernel_similarity_function
 from glassbox.methods.deep_lift_shap import shap_baselines
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "methods"))
+from deep_lift_references import captum_deep_lift_network
 
 SHAPLEY_PERMUTATIONS = 10
 """ShapleyValueSampling's permutations (bench/attribution.py asks Glassbox for as many)."""
@@ -88,10 +94,14 @@ def reference(
             x, baselines=0.0, target=target, n_steps=bench.steps, method="gausslegendre"
         )
     if method == "deep_lift":
-        return "Captum DeepLift", lambda: DeepLift(module).attribute(x, x * 0, target=target)
+        rewritten = captum_deep_lift_network(copy.deepcopy(module))
+        return "Captum DeepLift (rewritten net)", lambda: DeepLift(rewritten).attribute(
+            x, x * 0, target=target
+        )
     if method == "deep_lift_shap":
         backgrounds = shap_baselines(0, 8, tuple(x.shape[1:]))
-        return "Captum DeepLiftShap (8 baselines)", lambda: DeepLiftShap(module).attribute(
+        rewritten = captum_deep_lift_network(copy.deepcopy(module))
+        return "Captum DeepLiftShap (8 baselines, rewritten net)", lambda: DeepLiftShap(rewritten).attribute(
             x, backgrounds, target=target
         )
     if method == "gradient_shap":

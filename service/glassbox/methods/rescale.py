@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from glassbox.backends.torch_backend import NormalizedModel
 from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
 from glassbox.methods.hooks import CallHooks
@@ -140,9 +141,14 @@ HANDLED = (
 )
 
 
+def _layers(network: nn.Module) -> nn.Module:
+    """The module whose names GetModel lists: the wrapped network inside the normalisation wrapper."""
+    return network.net if isinstance(network, NormalizedModel) else network
+
+
 def refused_layer(network: nn.Module) -> str | None:
     """The first layer of `network` whose type the rescale rule refuses, as "name (Type)"; None if none."""
-    for name, module in network.named_modules():
+    for name, module in _layers(network).named_modules():
         if isinstance(module, REFUSED_MODULES):
             return f"{name!r} ({type(module).__name__})"
     return None
@@ -239,7 +245,7 @@ class RescaleRules(TorchFunctionMode):
         super().__init__()
         self.method = method
         self._running: list[str] = []
-        for name, module in network.named_modules():
+        for name, module in _layers(network).named_modules():
             hooks.forward_pre_hook(module, lambda _m, _i, name=name: self._enter(name))
             hooks.forward_hook(module, self._leave)
 

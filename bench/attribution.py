@@ -76,16 +76,29 @@ import pair_references as pair_refs
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 3
 BLACK_BOX = {"rise", "sobol", "hsic"}
-PATH_GRADIENTS = {
-    "smoothgrad",
-    "integrated_gradients",
-    "xrai",
-    "guided_integrated_gradients",
-    "blur_integrated_gradients",
-}
+SAMPLED = {"smoothgrad", "integrated_gradients"}
+PATH_GRADIENTS = SAMPLED | {"xrai", "guided_integrated_gradients", "blur_integrated_gradients"}
 """Methods of many gradient rows: compared with the bare forward + backward of as many rows (N·fwd+bwd)."""
-PERTURBATION = {"occlusion", "lime", "kernel_shap", "score_cam", "ablation_cam"} | BLACK_BOX
-HEAVY = PERTURBATION | PATH_GRADIENTS
+PERTURBATION = {
+    "occlusion",
+    "lime",
+    "kernel_shap",
+    "score_cam",
+    "ablation_cam",
+    "feature_ablation",
+    "shapley_value_sampling",
+} | BLACK_BOX
+REPORTED = {
+    "deep_lift",
+    "deep_lift_shap",
+    "gradient_shap",
+    "layer_integrated_gradients",
+    "layer_conductance",
+    "layer_gradient_x_activation",
+}
+"""Captum methods reported against Captum at equal settings, without a target of their own."""
+HEAVY = PERTURBATION | PATH_GRADIENTS | (REPORTED - {"deep_lift", "layer_gradient_x_activation"})
+SHAP_BASELINES = 8
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,21 @@ def method_params(bench: Bench) -> dict[str, object]:
         "rise": pb.RiseParams(**pair_refs.params("rise", bench.samples, bench.steps)),
         "sobol": pb.SobolParams(**pair_refs.params("sobol", bench.samples, bench.steps)),
         "hsic": pb.HsicParams(**pair_refs.params("hsic", bench.samples, bench.steps)),
+        "deep_lift": pb.DeepLiftParams(),
+        "deep_lift_shap": pb.DeepLiftShapParams(baselines=SHAP_BASELINES, seed=0),
+        "gradient_shap": pb.GradientShapParams(
+            samples=bench.steps, stdev=0.1, baselines=SHAP_BASELINES, seed=0
+        ),
+        # on a grid: Captum is handed the mask, so neither side pays for SLIC (docs/benchmarks.md: its time)
+        "feature_ablation": pb.FeatureAblationParams(superpixels=50, grid=True, baseline_value=0.5),
+        "shapley_value_sampling": pb.ShapleyValueSamplingParams(
+            samples=refs.SHAPLEY_PERMUTATIONS, superpixels=50, grid=True, baseline_value=0.5, seed=0
+        ),
+        "layer_integrated_gradients": pb.LayerIntegratedGradientsParams(
+            layer=bench.cam_layer, steps=bench.steps
+        ),
+        "layer_conductance": pb.LayerConductanceParams(layer=bench.cam_layer, steps=bench.steps),
+        "layer_gradient_x_activation": pb.LayerGradientXActivationParams(layer=bench.cam_layer),
     }
 
 
@@ -292,7 +320,7 @@ def judge(
     SmoothGrad and integrated gradients, over the bare forward + backward of their N rows); `rpc`: the
     round trip of the same image refused before any work (shown beside the gradient rows)."""
     speedup = reference / ours if reference else float("nan")
-    if method in ("occlusion", "lime", "kernel_shap"):
+    if method in ("occlusion", "lime", "kernel_shap", "feature_ablation", "shapley_value_sampling"):
         ok = speedup >= 2.0 and to_floor is not None and to_floor <= 1.15
         return (
             "≥ 2× Captum, ≤ 1.15 × N·fwd",
@@ -327,6 +355,8 @@ def judge(
             "≥ 2× grad-cam, ≤ 1.15 × N·fwd",
             f"{speedup:.2f}× grad-cam, {to_floor:.2f} × N·fwd {'✔' if ok else '✘'}",
         )
+    if method in REPORTED:
+        return "(report)", f"{speedup:.2f}× Captum, {ours / fb:.2f} × fwd+bwd"
     ratio = ours / fb
     if method == "lrp":
         ok = ratio <= 1.5 and speedup >= 1.0

@@ -4,25 +4,36 @@ model, input, target and parameters as the Glassbox request (Captum 0.9, pytorch
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from captum.attr import (
     Deconvolution,
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    GradientShap,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     KernelShap,
+    LayerConductance,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
     Lime,
     NeuronGradient,
     NoiseTunnel,
     Occlusion,
     Saliency,
+    ShapleyValueSampling,
 )
 from captum.attr._core.lime import get_exp_kernel_similarity_function
+from glassbox.methods.deep_lift_shap import shap_baselines
 from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
@@ -45,6 +56,11 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "methods"))
+from deep_lift_references import captum_deep_lift_network
+
+SHAPLEY_PERMUTATIONS = 10
+"""ShapleyValueSampling's permutations (bench/attribution.py asks Glassbox for as many)."""
 PER_EVAL = 64
 """Captum's perturbations_per_eval and pytorch-grad-cam's ScoreCAM and AblationCAM batch size in the
 comparison."""
@@ -122,6 +138,34 @@ def reference(
         )
     if method == "lrp":
         return "Zennit EpsilonPlusFlat (context kept open)", _zennit(module, bench, x, target)
+    if method == "deep_lift":
+        rewritten = captum_deep_lift_network(copy.deepcopy(module))
+        return "Captum DeepLift (rewritten net)", lambda: DeepLift(rewritten).attribute(
+            x, x * 0, target=target
+        )
+    if method == "deep_lift_shap":
+        backgrounds = shap_baselines(0, 8, tuple(x.shape[1:]))
+        rewritten = captum_deep_lift_network(copy.deepcopy(module))
+        return "Captum DeepLiftShap (8 baselines, rewritten net)", lambda: DeepLiftShap(rewritten).attribute(
+            x, backgrounds, target=target
+        )
+    if method == "gradient_shap":
+        backgrounds = shap_baselines(0, 8, tuple(x.shape[1:]))
+        return "Captum GradientShap (8 baselines)", lambda: GradientShap(module).attribute(
+            x, backgrounds, n_samples=bench.steps, stdevs=0.1, target=target
+        )
+    if method == "layer_integrated_gradients":
+        return "Captum LayerIntegratedGradients", lambda: LayerIntegratedGradients(module, layer).attribute(
+            x, x * 0, target=target, n_steps=bench.steps
+        )
+    if method == "layer_conductance":
+        return "Captum LayerConductance", lambda: LayerConductance(module, layer).attribute(
+            x, x * 0, target=target, n_steps=bench.steps
+        )
+    if method == "layer_gradient_x_activation":
+        return "Captum LayerGradientXActivation", lambda: LayerGradientXActivation(module, layer).attribute(
+            x, target=target
+        )
     if method == "occlusion":
         return f"Captum Occlusion (per eval {PER_EVAL})", lambda: Occlusion(module).attribute(
             x,
@@ -153,6 +197,21 @@ def reference(
             baselines=0.5,
             feature_mask=segments,
             n_samples=bench.samples,
+            perturbations_per_eval=PER_EVAL,
+        )
+    if method == "feature_ablation":
+        return f"Captum FeatureAblation (per eval {PER_EVAL})", lambda: FeatureAblation(module).attribute(
+            x, target=target, baselines=0.5, feature_mask=segments, perturbations_per_eval=PER_EVAL
+        )
+    if method == "shapley_value_sampling":
+        return f"Captum ShapleyValueSampling (per eval {PER_EVAL})", lambda: ShapleyValueSampling(
+            module
+        ).attribute(
+            x,
+            target=target,
+            baselines=0.5,
+            feature_mask=segments,
+            n_samples=SHAPLEY_PERMUTATIONS,
             perturbations_per_eval=PER_EVAL,
         )
     return "—", None

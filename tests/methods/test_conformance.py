@@ -57,6 +57,14 @@ PARAMS: dict[str, object] = {
     "rise": pb.RiseParams(masks=32, grid_size=4),
     "sobol": pb.SobolParams(grid_size=2, designs=4),
     "hsic": pb.HsicParams(grid_size=4, designs=16),
+    "deep_lift": pb.DeepLiftParams(),
+    "deep_lift_shap": pb.DeepLiftShapParams(baselines=2),
+    "gradient_shap": pb.GradientShapParams(samples=3, stdev=0.05),
+    "feature_ablation": pb.FeatureAblationParams(superpixels=8, grid=True),
+    "shapley_value_sampling": pb.ShapleyValueSamplingParams(samples=2, superpixels=6, grid=True),
+    "layer_integrated_gradients": pb.LayerIntegratedGradientsParams(steps=3),
+    "layer_conductance": pb.LayerConductanceParams(steps=3),
+    "layer_gradient_x_activation": pb.LayerGradientXActivationParams(),
 }
 NEURON_LAYERS = {"shapes": "features.10", "resnet": "layer2", "vit": "encoder.layers.encoder_layer_0"}
 MODELS_UNDER_TEST = ["shapes", "shapes-onnx", "resnet", "vit"]

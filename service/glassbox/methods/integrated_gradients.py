@@ -14,10 +14,9 @@ from enum import StrEnum
 
 import numpy as np
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
-from glassbox.core.images import load_image
 from glassbox.methods.base import ImageInput, MapResult, MethodOutput
+from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.gradients import GradientMethod
 from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
@@ -29,14 +28,6 @@ class IntegrationRule(StrEnum):
     RIEMANN_RIGHT = "riemann_right"
     RIEMANN_MIDDLE = "riemann_middle"
     RIEMANN_TRAPEZOID = "riemann_trapezoid"
-
-
-class Baseline(StrEnum):
-    BLACK = "black"
-    WHITE = "white"
-    BLURRED = "blurred"
-    UNIFORM_NOISE = "uniform_noise"
-    IMAGE = "image"
 
 
 @dataclass(frozen=True)
@@ -84,23 +75,7 @@ class IntegratedGradients(GradientMethod):
             "steps",
             f"must be in {minimum}..{cap} (the server's max_steps), got {p.steps}",
         )
-        if p.baseline is Baseline.BLURRED:
-            self.require(
-                p.blur_sigma > 0 and np.isfinite(p.blur_sigma),
-                "blur_sigma",
-                f"must be > 0, got {p.blur_sigma}",
-            )
-        self.require(0 <= p.seed < 2**64, "seed", f"must be in 0..2^64-1, got {p.seed}")
-        if p.baseline is Baseline.IMAGE:
-            self.require(p.baseline_image is not None, "baseline_image", "is required with BASELINE_IMAGE")
-            assert p.baseline_image is not None
-            spec = self.model.config.input
-            self._image = load_image(
-                p.baseline_image.source(),
-                spec,
-                max_pixels=self.call.max_image_pixels,
-                field=f"{self.field}.baseline_image",
-            ).pixels
+        self.baseline = BaselineChoice(self, p.baseline, p.baseline_image, p.blur_sigma, p.seed)
 
     @property
     def rows_per_input(self) -> int:
@@ -108,21 +83,7 @@ class IntegratedGradients(GradientMethod):
 
     def baselines(self, inputs: torch.Tensor) -> torch.Tensor:
         """One baseline per input row, in pixel space."""
-        kind = self.params.baseline
-        if kind is Baseline.BLACK:
-            return torch.zeros_like(inputs)
-        if kind is Baseline.WHITE:
-            return torch.ones_like(inputs)
-        if kind is Baseline.BLURRED:
-            sigma = self.params.blur_sigma
-            size = 2 * int(np.ceil(3 * sigma)) + 1
-            size = min(size, 2 * (min(inputs.shape[-2:]) - 1) + 1)  # reflect padding needs size < 2·side
-            return gaussian_blur(inputs, [size, size], [sigma, sigma])
-        if kind is Baseline.UNIFORM_NOISE:
-            generator = torch.Generator().manual_seed(self.params.seed)
-            noise = torch.rand(inputs.shape[1:], generator=generator)
-            return noise.to(inputs.device).expand_as(inputs).contiguous()
-        return self._image.to(inputs.device).expand_as(inputs).contiguous()
+        return self.baseline.of(inputs)
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         x = pixels.to(self.model.device, torch.float32)

@@ -4,9 +4,9 @@ Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise" (mean of the m
 (Hooker et al. 2019, "A Benchmark for Interpretability Methods in Deep Neural Networks": mean of the
 squared maps); VarGrad (Adebayo et al. 2018, "Local Explanation Methods for Deep Neural Networks Lack
 Sensitivity to Parameter Values": their variance). It wraps any gradient method (saliency, gradient ×
-input, integrated gradients, guided backprop, deconvnet, guided and blur integrated gradients) by
-calling its `attribute_rows` on noisy inputs, in memory-budgeted chunks of samples, every target of a
-sample in the same forward.
+input, integrated gradients, guided backprop, deconvnet, guided and blur integrated gradients, LRP,
+DeepLift, DeepLiftShap, GradientShap) by calling its `attribute_rows` on noisy inputs, in
+memory-budgeted chunks of samples, every target of a sample in the same forward.
 
 The noise of sample s is drawn from its own generator seeded by (seed, s), so a map depends on the seed
 only — not on the batch it came in, the chunk size, or the device. `sample_noise` gives the same noise
@@ -37,6 +37,9 @@ BASE_METHODS = (
     "guided_integrated_gradients",
     "blur_integrated_gradients",
     "lrp",
+    "deep_lift",
+    "deep_lift_shap",
+    "gradient_shap",
 )
 _SEED_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: distinct (seed, sample) pairs get distinct seeds
 

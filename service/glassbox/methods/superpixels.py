@@ -61,6 +61,11 @@ def segment(pixels: torch.Tensor, superpixels: int) -> Segmentation:
     method = "slic"
     if int(labels.max()) + 1 < max(2, superpixels // GRID_FALLBACK_RATIO):
         labels, method = grid(raw.shape[0], raw.shape[1], superpixels), "grid"
+    return from_labels(pixels, labels, method)
+
+
+def from_labels(pixels: torch.Tensor, labels: torch.Tensor, method: str) -> Segmentation:
+    """The `Segmentation` of one image [3, H, W] whose superpixel ids 0..count-1 are `labels` [H, W]."""
     count = int(labels.max()) + 1
     values = pixels.detach().to("cpu", torch.float64).reshape(3, -1)
     flat = labels.reshape(-1).repeat(3)

@@ -22,6 +22,7 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.methods.hooks import CallHooks, CallRules, LayerCapture, ReluRule, ReluRules, RuleSwitch
+from glassbox.methods.rescale import RescaleRules
 
 DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
 """Most rows of a merged batch when model.toml says nothing: a CPU gains little beyond 16 rows of a
@@ -268,6 +269,54 @@ class GradientUnit(GraphUnit):
         return results
 
 
+@dataclass(eq=False)
+class RescaleGradientUnit(GraphUnit):
+    """DeepLift's passes (methods/rescale.py): one forward with graph of the paired batch [inputs;
+    baselines] under the rescale rule, then one backward per target pass from the inputs' logits to the
+    inputs. Merged units stack all members' inputs, then all their baselines, which keeps every pair
+    n rows apart. The result's logits and gradients are the inputs' rows."""
+
+    kind: ClassVar[str] = "gradient"
+    model: Model
+    network: torch.nn.Module
+    inputs: torch.Tensor
+    baselines: torch.Tensor
+    targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
+    method: str = "deep_lift"
+    passes_run: int = 0
+
+    @property
+    def weight(self) -> int:
+        return 2 * self.rows * max(1, self.passes_run)
+
+    def batch_key(self) -> Hashable:
+        return ("rescale", id(self.model), id(self.network), tuple(self.inputs.shape[1:]))
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, RescaleGradientUnit)]
+        first = members[0]
+        sizes = [unit.rows for unit in members]
+        rows = sum(sizes)
+        paired = torch.cat([unit.inputs for unit in members] + [unit.baselines for unit in members])
+        x = paired.detach().requires_grad_(True)
+        with CallHooks() as hooks:
+            rules = RescaleRules(hooks, first.network, first.method)
+            try:
+                with torch.enable_grad(), rules:
+                    logits = first.network(x)[:rows]
+            except Exception as exc:
+                return [exc] * len(members)
+        parts = logits.detach().split(sizes)
+        results, targets = _resolve_targets(
+            members, parts, lambda i, chosen: GradientResult(parts[i], chosen)
+        )
+        passes = _backward_passes(logits, x, targets, sizes, results, GradientResult)
+        for unit in members:
+            unit.passes_run = passes
+        return results
+
+
 @dataclass
 class LayerGradientResult:
     logits: torch.Tensor  # [n, classes], detached
@@ -318,6 +367,62 @@ class LayerGradientUnit(GraphUnit):
             members, parts, lambda i, chosen: LayerGradientResult(parts[i], chosen, layer_parts[i])
         )
         passes = _backward_passes(logits, activation, targets, sizes, results, LayerGradientResult)
+        for unit in members:
+            unit.passes_run = passes
+        return results
+
+
+@dataclass
+class LayerReplacementResult:
+    logits: torch.Tensor  # [n, classes], detached
+    targets: list[tuple[int, ...]]
+    passes: list[GradientPass] = field(default_factory=list)  # gradients at the replaced layer output
+
+
+@dataclass(eq=False)
+class LayerReplacementGradientUnit(GraphUnit):
+    """One forward with graph of `inputs` through `network` with `layer`'s output replaced by
+    `replacement` (rows of the layer's output shape), then one backward per target pass to the
+    replacement: the path points of layer integrated gradients, mergeable across calls on the same layer."""
+
+    kind: ClassVar[str] = "gradient"
+    model: Model
+    network: torch.nn.Module
+    layer: torch.nn.Module
+    inputs: torch.Tensor
+    replacement: torch.Tensor
+    targets_of: Callable[[torch.Tensor], list[tuple[int, ...]]]
+    passes_run: int = 0
+
+    def batch_key(self) -> Hashable:
+        return (
+            "layer_replacement",
+            id(self.model),
+            id(self.network),
+            id(self.layer),
+            tuple(self.inputs.shape[1:]),
+            tuple(self.replacement.shape[1:]),
+        )
+
+    @classmethod
+    def execute_merged(cls, units: list[Unit]) -> list[Any]:
+        members = [unit for unit in units if isinstance(unit, LayerReplacementGradientUnit)]
+        first = members[0]
+        sizes = [unit.rows for unit in members]
+        value = torch.cat([unit.replacement for unit in members]).detach().requires_grad_(True)
+        with CallHooks() as hooks:
+            # a copy, so that an in-place operation after the layer cannot touch the differentiated tensor
+            hooks.forward_hook(first.layer, lambda _module, _inputs, _output: value.clone())
+            try:
+                with torch.enable_grad():
+                    logits = first.network(torch.cat([unit.inputs for unit in members]).detach())
+            except Exception as exc:
+                return [exc] * len(members)
+        parts = logits.detach().split(sizes)
+        results, targets = _resolve_targets(
+            members, parts, lambda i, chosen: LayerReplacementResult(parts[i], chosen)
+        )
+        passes = _backward_passes(logits, value, targets, sizes, results, LayerReplacementResult)
         for unit in members:
             unit.passes_run = passes
         return results

@@ -708,6 +708,14 @@ export interface AttributeRequest {
     | { $case: "rise"; value: RiseParams }
     | { $case: "sobol"; value: SobolParams }
     | { $case: "hsic"; value: HsicParams }
+    | { $case: "deepLift"; value: DeepLiftParams }
+    | { $case: "deepLiftShap"; value: DeepLiftShapParams }
+    | { $case: "gradientShap"; value: GradientShapParams }
+    | { $case: "featureAblation"; value: FeatureAblationParams }
+    | { $case: "shapleyValueSampling"; value: ShapleyValueSamplingParams }
+    | { $case: "layerIntegratedGradients"; value: LayerIntegratedGradientsParams }
+    | { $case: "layerConductance"; value: LayerConductanceParams }
+    | { $case: "layerGradientXActivation"; value: LayerGradientXActivationParams }
     | undefined;
 }
 
@@ -796,6 +804,9 @@ export interface SmoothGradParams {
     | { $case: "integratedGradients"; value: IntegratedGradientsParams }
     | { $case: "guidedBackprop"; value: GuidedBackpropParams }
     | { $case: "deconvnet"; value: DeconvnetParams }
+    | { $case: "deepLift"; value: DeepLiftParams }
+    | { $case: "deepLiftShap"; value: DeepLiftShapParams }
+    | { $case: "gradientShap"; value: GradientShapParams }
     | { $case: "lrp"; value: LrpParams }
     | { $case: "guidedIntegratedGradients"; value: GuidedIntegratedGradientsParams }
     | { $case: "blurIntegratedGradients"; value: BlurIntegratedGradientsParams }
@@ -1135,6 +1146,188 @@ export interface NeuronGradientParams {
 }
 
 /**
+ * DeepLift with the rescale rule (Shrikumar, Greenside & Kundaje 2017), as Captum's DeepLift: (input −
+ * baseline) times the gradient in which every nonlinearity's derivative is replaced by its
+ * difference quotient between the input and the baseline. The attributions of a target add up to
+ * score(input) − score(baseline). Handles ReLUs in any form (modules, in-place, functional, reused),
+ * LeakyReLU, ELU, ReLU6, Hardtanh, Hardsigmoid, Sigmoid, Tanh, Softplus and 2-D max-pooling (Captum's
+ * rule); refuses with FAILED_PRECONDITION, naming the layer, models with operations the rule is not
+ * defined for (GELU, SiLU, Hardswish, Mish, softmax, LayerNorm/GroupNorm, products of two activations,
+ * other max-pooling). Torch models only.
+ */
+export interface DeepLiftParams {
+  /** The reference input (Baseline); unspecified means BASELINE_BLACK. */
+  baseline: Baseline;
+  /** For BASELINE_IMAGE: the baseline image (any size; resized like the inputs). */
+  baselineImage:
+    | Image
+    | undefined;
+  /** For BASELINE_BLURRED: Gaussian standard deviation in input pixels, > 0. Default 5. */
+  blurSigma?:
+    | number
+    | undefined;
+  /** For BASELINE_UNIFORM_NOISE: seed of the noise, 0..2^64-1. Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * DeepLiftShap (Lundberg & Lee 2017), as Captum's DeepLiftShap: DeepLift's attributions averaged over
+ * `baselines` baselines of uniform noise in [0, 1] drawn from `seed`. Models as DeepLiftParams.
+ */
+export interface DeepLiftShapParams {
+  /** Baselines per image, 1..64. Each costs one (input, baseline) pair of rows. Default 8. */
+  baselines?:
+    | number
+    | undefined;
+  /** Seed of the baselines (the same seed gives GradientShap the same ones), 0..2^64-1. Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * GradientShap (Lundberg & Lee 2017), as Captum's GradientShap: the mean over `samples` draws of
+ * (x̃ − b) · ∂score/∂x at b + α (x̃ − b), with b one of the baselines at random, α ~ U(0, 1) and
+ * x̃ = input + N(0, stdev²) noise. Each image draws as Captum does for that image alone after
+ * torch.manual_seed(seed) and numpy.random.seed(seed), so maps do not depend on the other images.
+ */
+export interface GradientShapParams {
+  /** Draws per image, 1..the server's sample cap (max_samples, 1024 by default). Default 50. */
+  samples?:
+    | number
+    | undefined;
+  /** Standard deviation of the Gaussian noise added to the input, in pixel units, in [0, 1]. Default 0. */
+  stdev?:
+    | number
+    | undefined;
+  /** Baselines of uniform noise in [0, 1] (DeepLiftShap's for the same seed), 1..64. Default 8. */
+  baselines?:
+    | number
+    | undefined;
+  /** Seed of the baselines and the draws, 0..2^32-1 (numpy's seed range). Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * Feature ablation, as Captum's FeatureAblation with a feature mask: each superpixel's attribution is
+ * score(image) − score(image with that superpixel at `baseline_value`), spread over its pixels. One
+ * forward per superpixel, shared by the targets. Returns the segmentation and superpixel weights.
+ * Runs on ONNX models too.
+ */
+export interface FeatureAblationParams {
+  /**
+   * Target number of SLIC superpixels (as LimeParams.superpixels, with its grid fallback), or of grid
+   * cells with `grid`, 2..1024. Default 50.
+   */
+  superpixels?:
+    | number
+    | undefined;
+  /** Use a regular grid of about `superpixels` near-square cells instead of SLIC. Default false. */
+  grid: boolean;
+  /** Value of an ablated superpixel, in [0, 1]. Default 0.5. */
+  baselineValue?: number | undefined;
+}
+
+/**
+ * Shapley value sampling (Castro, Gómez & Tejada 2009), as Captum's ShapleyValueSampling with a feature
+ * mask: each superpixel's attribution is the mean, over `samples` random orders of the superpixels, of
+ * the change of the target's score when it is revealed (starting from all at `baseline_value`). The
+ * orders are torch.randperm draws after torch.manual_seed(seed), as Captum's. samples × superpixels
+ * forwards per image, shared by the targets. Returns the segmentation and superpixel weights. Runs on
+ * ONNX models too.
+ */
+export interface ShapleyValueSamplingParams {
+  /**
+   * Random orders, 1..the server's sample cap (max_samples); samples × superpixels must not exceed the
+   * server's perturbation cap (max_perturbations, 16384 by default). Default 25.
+   */
+  samples?:
+    | number
+    | undefined;
+  /** As FeatureAblationParams.superpixels, 2..1024. Default 50. */
+  superpixels?:
+    | number
+    | undefined;
+  /** As FeatureAblationParams.grid. Default false. */
+  grid: boolean;
+  /** Value of a hidden superpixel, in [0, 1]. Default 0.5. */
+  baselineValue?:
+    | number
+    | undefined;
+  /** Seed of the orders, 0..2^64-1. Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * Layer integrated gradients, as Captum's LayerIntegratedGradients: integrated gradients in the space
+ * of a layer's output, (a − a₀) · the gradient averaged along the straight path from the layer's
+ * output on the baseline (a₀) to its output on the input (a); the network runs on the input with the
+ * layer's output replaced by the path point. Returns the layer map (Attribution.layer_map) and the
+ * convergence delta. Torch models with hookable layers.
+ */
+export interface LayerIntegratedGradientsParams {
+  /** As GradCamParams.layer: a cam_compatible layer; empty means the model's default_cam_layer. */
+  layer: string;
+  /**
+   * Points on the path, 1..the server's step cap (512 by default); the trapezoid rule needs >= 2.
+   * Default 50.
+   */
+  steps?:
+    | number
+    | undefined;
+  /** Unspecified means INTEGRATION_RULE_GAUSS_LEGENDRE. */
+  rule: IntegrationRule;
+  /** Unspecified means BASELINE_BLACK. */
+  baseline: Baseline;
+  /** For BASELINE_IMAGE: the baseline image (any size; resized like the inputs). */
+  baselineImage:
+    | Image
+    | undefined;
+  /** For BASELINE_BLURRED: Gaussian standard deviation in input pixels, > 0. Default 5. */
+  blurSigma?:
+    | number
+    | undefined;
+  /** For BASELINE_UNIFORM_NOISE: seed of the noise, 0..2^64-1. Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * Layer conductance (Dhamdhere, Sundararajan & Yan 2018), as Captum's LayerConductance: along the
+ * straight input path from the baseline, Σ_k ∂score/∂a(x_k) · (a(x_{k+1}) − a(x_k)) over the steps + 1
+ * points of the rule. Returns the layer map (Attribution.layer_map). Torch models with hookable layers.
+ */
+export interface LayerConductanceParams {
+  /** As GradCamParams.layer: a cam_compatible layer; empty means the model's default_cam_layer. */
+  layer: string;
+  /** Intervals of the path (steps + 1 points are evaluated), 1..the server's step cap − 1. Default 50. */
+  steps?:
+    | number
+    | undefined;
+  /** Where the steps + 1 points lie; unspecified means INTEGRATION_RULE_GAUSS_LEGENDRE. */
+  rule: IntegrationRule;
+  /** Unspecified means BASELINE_BLACK. */
+  baseline: Baseline;
+  /** For BASELINE_IMAGE: the baseline image (any size; resized like the inputs). */
+  baselineImage:
+    | Image
+    | undefined;
+  /** For BASELINE_BLURRED: Gaussian standard deviation in input pixels, > 0. Default 5. */
+  blurSigma?:
+    | number
+    | undefined;
+  /** For BASELINE_UNIFORM_NOISE: seed of the noise, 0..2^64-1. Default 0. */
+  seed?: number | undefined;
+}
+
+/**
+ * Layer gradient × activation, as Captum's LayerGradientXActivation: a layer's output times the
+ * gradient of the target's score with respect to it. Returns the layer map (Attribution.layer_map).
+ * Torch models with hookable layers.
+ */
+export interface LayerGradientXActivationParams {
+  /** As GradCamParams.layer: a cam_compatible layer; empty means the model's default_cam_layer. */
+  layer: string;
+}
+
+/**
  * XRAI (Kapishnikov et al. 2019, "XRAI: Better Attributions Through Regions"), as the `saliency`
  * package 0.2.1 computes it: integrated gradients (Riemann points 0, 1/(steps − 1), ..., 1, weights
  * 1/steps) from two constant baselines, the image's smallest and largest pixel value, averaged and
@@ -1375,12 +1568,17 @@ export interface Attribution {
   heatmapPng: Buffer;
   /** PNG of the heatmap blended over the image, the size of `map`. */
   overlayPng: Buffer;
-  /** CAM methods: float32 [h, w] CAM at the layer's resolution, before upsampling. */
+  /**
+   * CAM methods: float32 [h, w] CAM at the layer's resolution, before upsampling. Layer attributions
+   * (layer_integrated_gradients, layer_conductance, layer_gradient_x_activation): float32 [h, w], the
+   * attribution of the layer's output summed over its channels (token layers: the patch tokens on
+   * their grid), signed; `map` is it upsampled bilinearly to the input.
+   */
   layerMap:
     | Tensor
     | undefined;
   /**
-   * Integrated gradients: sum of the attributions minus (score(input) − score(baseline)) for the
+   * Integrated gradients and layer integrated gradients: sum of the attributions minus (score(input) − score(baseline)) for the
    * target, in logit units; close to 0 when the integral is well approximated. Every rule's weights sum
    * to 1 (for INTEGRATION_RULE_RIEMANN_TRAPEZOID unlike Captum's: see there), so a linear model gives 0.
    */
@@ -1549,6 +1747,30 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         break;
       case "hsic":
         HsicParams.encode(message.method.value, writer.uint32(682).fork()).join();
+        break;
+      case "deepLift":
+        DeepLiftParams.encode(message.method.value, writer.uint32(402).fork()).join();
+        break;
+      case "deepLiftShap":
+        DeepLiftShapParams.encode(message.method.value, writer.uint32(410).fork()).join();
+        break;
+      case "gradientShap":
+        GradientShapParams.encode(message.method.value, writer.uint32(418).fork()).join();
+        break;
+      case "featureAblation":
+        FeatureAblationParams.encode(message.method.value, writer.uint32(426).fork()).join();
+        break;
+      case "shapleyValueSampling":
+        ShapleyValueSamplingParams.encode(message.method.value, writer.uint32(434).fork()).join();
+        break;
+      case "layerIntegratedGradients":
+        LayerIntegratedGradientsParams.encode(message.method.value, writer.uint32(442).fork()).join();
+        break;
+      case "layerConductance":
+        LayerConductanceParams.encode(message.method.value, writer.uint32(450).fork()).join();
+        break;
+      case "layerGradientXActivation":
+        LayerGradientXActivationParams.encode(message.method.value, writer.uint32(458).fork()).join();
         break;
     }
     return writer;
@@ -1899,6 +2121,82 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
             message.method = { $case: "hsic", value: HsicParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.method = { $case: "deepLift", value: DeepLiftParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 51: {
+            if (tag !== 410) {
+              break;
+            }
+
+            message.method = { $case: "deepLiftShap", value: DeepLiftShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 52: {
+            if (tag !== 418) {
+              break;
+            }
+
+            message.method = { $case: "gradientShap", value: GradientShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 53: {
+            if (tag !== 426) {
+              break;
+            }
+
+            message.method = { $case: "featureAblation", value: FeatureAblationParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 54: {
+            if (tag !== 434) {
+              break;
+            }
+
+            message.method = {
+              $case: "shapleyValueSampling",
+              value: ShapleyValueSamplingParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 55: {
+            if (tag !== 442) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerIntegratedGradients",
+              value: LayerIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 56: {
+            if (tag !== 450) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerConductance",
+              value: LayerConductanceParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 57: {
+            if (tag !== 458) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerGradientXActivation",
+              value: LayerGradientXActivationParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2047,6 +2345,50 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
         ? { $case: "sobol", value: SobolParams.fromJSON(object.sobol) }
         : isSet(object.hsic)
         ? { $case: "hsic", value: HsicParams.fromJSON(object.hsic) }
+        : isSet(object.deepLift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deepLift) }
+        : isSet(object.deep_lift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deep_lift) }
+        : isSet(object.deepLiftShap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deepLiftShap) }
+        : isSet(object.deep_lift_shap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deep_lift_shap) }
+        : isSet(object.gradientShap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradientShap) }
+        : isSet(object.gradient_shap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradient_shap) }
+        : isSet(object.featureAblation)
+        ? { $case: "featureAblation", value: FeatureAblationParams.fromJSON(object.featureAblation) }
+        : isSet(object.feature_ablation)
+        ? { $case: "featureAblation", value: FeatureAblationParams.fromJSON(object.feature_ablation) }
+        : isSet(object.shapleyValueSampling)
+        ? { $case: "shapleyValueSampling", value: ShapleyValueSamplingParams.fromJSON(object.shapleyValueSampling) }
+        : isSet(object.shapley_value_sampling)
+        ? { $case: "shapleyValueSampling", value: ShapleyValueSamplingParams.fromJSON(object.shapley_value_sampling) }
+        : isSet(object.layerIntegratedGradients)
+        ? {
+          $case: "layerIntegratedGradients",
+          value: LayerIntegratedGradientsParams.fromJSON(object.layerIntegratedGradients),
+        }
+        : isSet(object.layer_integrated_gradients)
+        ? {
+          $case: "layerIntegratedGradients",
+          value: LayerIntegratedGradientsParams.fromJSON(object.layer_integrated_gradients),
+        }
+        : isSet(object.layerConductance)
+        ? { $case: "layerConductance", value: LayerConductanceParams.fromJSON(object.layerConductance) }
+        : isSet(object.layer_conductance)
+        ? { $case: "layerConductance", value: LayerConductanceParams.fromJSON(object.layer_conductance) }
+        : isSet(object.layerGradientXActivation)
+        ? {
+          $case: "layerGradientXActivation",
+          value: LayerGradientXActivationParams.fromJSON(object.layerGradientXActivation),
+        }
+        : isSet(object.layer_gradient_x_activation)
+        ? {
+          $case: "layerGradientXActivation",
+          value: LayerGradientXActivationParams.fromJSON(object.layer_gradient_x_activation),
+        }
         : undefined,
     };
   },
@@ -2141,6 +2483,22 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       obj.sobol = SobolParams.toJSON(message.method.value);
     } else if (message.method?.$case === "hsic") {
       obj.hsic = HsicParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "deepLift") {
+      obj.deepLift = DeepLiftParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "deepLiftShap") {
+      obj.deepLiftShap = DeepLiftShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "gradientShap") {
+      obj.gradientShap = GradientShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "featureAblation") {
+      obj.featureAblation = FeatureAblationParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "shapleyValueSampling") {
+      obj.shapleyValueSampling = ShapleyValueSamplingParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerIntegratedGradients") {
+      obj.layerIntegratedGradients = LayerIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerConductance") {
+      obj.layerConductance = LayerConductanceParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerGradientXActivation") {
+      obj.layerGradientXActivation = LayerGradientXActivationParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -2364,6 +2722,66 @@ export const AttributeRequest: MessageFns<AttributeRequest> = {
       case "hsic": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "hsic", value: HsicParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "deepLift": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "deepLift", value: DeepLiftParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "deepLiftShap": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "deepLiftShap", value: DeepLiftShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "gradientShap": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "gradientShap", value: GradientShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "featureAblation": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "featureAblation", value: FeatureAblationParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "shapleyValueSampling": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "shapleyValueSampling",
+            value: ShapleyValueSamplingParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerIntegratedGradients",
+            value: LayerIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerConductance": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerConductance",
+            value: LayerConductanceParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerGradientXActivation": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerGradientXActivation",
+            value: LayerGradientXActivationParams.fromPartial(object.method.value),
+          };
         }
         break;
       }
@@ -2885,6 +3303,15 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "deconvnet":
         DeconvnetParams.encode(message.base.value, writer.uint32(114).fork()).join();
         break;
+      case "deepLift":
+        DeepLiftParams.encode(message.base.value, writer.uint32(162).fork()).join();
+        break;
+      case "deepLiftShap":
+        DeepLiftShapParams.encode(message.base.value, writer.uint32(170).fork()).join();
+        break;
+      case "gradientShap":
+        GradientShapParams.encode(message.base.value, writer.uint32(178).fork()).join();
+        break;
       case "lrp":
         LrpParams.encode(message.base.value, writer.uint32(242).fork()).join();
         break;
@@ -2986,6 +3413,30 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
             message.base = { $case: "deconvnet", value: DeconvnetParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.base = { $case: "deepLift", value: DeepLiftParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.base = { $case: "deepLiftShap", value: DeepLiftShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.base = { $case: "gradientShap", value: GradientShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 30: {
             if (tag !== 242) {
               break;
@@ -3054,6 +3505,18 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
         ? { $case: "guidedBackprop", value: GuidedBackpropParams.fromJSON(object.guided_backprop) }
         : isSet(object.deconvnet)
         ? { $case: "deconvnet", value: DeconvnetParams.fromJSON(object.deconvnet) }
+        : isSet(object.deepLift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deepLift) }
+        : isSet(object.deep_lift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deep_lift) }
+        : isSet(object.deepLiftShap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deepLiftShap) }
+        : isSet(object.deep_lift_shap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deep_lift_shap) }
+        : isSet(object.gradientShap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradientShap) }
+        : isSet(object.gradient_shap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradient_shap) }
         : isSet(object.lrp)
         ? { $case: "lrp", value: LrpParams.fromJSON(object.lrp) }
         : isSet(object.guidedIntegratedGradients)
@@ -3104,6 +3567,12 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       obj.guidedBackprop = GuidedBackpropParams.toJSON(message.base.value);
     } else if (message.base?.$case === "deconvnet") {
       obj.deconvnet = DeconvnetParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "deepLift") {
+      obj.deepLift = DeepLiftParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "deepLiftShap") {
+      obj.deepLiftShap = DeepLiftShapParams.toJSON(message.base.value);
+    } else if (message.base?.$case === "gradientShap") {
+      obj.gradientShap = GradientShapParams.toJSON(message.base.value);
     } else if (message.base?.$case === "lrp") {
       obj.lrp = LrpParams.toJSON(message.base.value);
     } else if (message.base?.$case === "guidedIntegratedGradients") {
@@ -3154,6 +3623,24 @@ export const SmoothGradParams: MessageFns<SmoothGradParams> = {
       case "deconvnet": {
         if (object.base?.value !== undefined && object.base?.value !== null) {
           message.base = { $case: "deconvnet", value: DeconvnetParams.fromPartial(object.base.value) };
+        }
+        break;
+      }
+      case "deepLift": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = { $case: "deepLift", value: DeepLiftParams.fromPartial(object.base.value) };
+        }
+        break;
+      }
+      case "deepLiftShap": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = { $case: "deepLiftShap", value: DeepLiftShapParams.fromPartial(object.base.value) };
+        }
+        break;
+      }
+      case "gradientShap": {
+        if (object.base?.value !== undefined && object.base?.value !== null) {
+          message.base = { $case: "gradientShap", value: GradientShapParams.fromPartial(object.base.value) };
         }
         break;
       }
@@ -5228,6 +5715,1014 @@ export const NeuronGradientParams: MessageFns<NeuronGradientParams> = {
     message.scope = object.scope ?? 0;
     message.index = object.index?.map((e) => e) || [];
     message.guided = object.guided ?? false;
+    return message;
+  },
+};
+
+function createBaseDeepLiftParams(): DeepLiftParams {
+  return { baseline: 0, baselineImage: undefined, blurSigma: undefined, seed: undefined };
+}
+
+export const DeepLiftParams: MessageFns<DeepLiftParams> = {
+  encode(message: DeepLiftParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.baseline !== 0) {
+      writer.uint32(8).int32(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      Image.encode(message.baselineImage, writer.uint32(18).fork()).join();
+    }
+    if (message.blurSigma !== undefined) {
+      writer.uint32(29).float(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(32).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeepLiftParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeepLiftParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.baseline = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.baselineImage = Image.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.blurSigma = reader.float();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeepLiftParams {
+    return {
+      baseline: isSet(object.baseline) ? baselineFromJSON(object.baseline) : 0,
+      baselineImage: isSet(object.baselineImage)
+        ? Image.fromJSON(object.baselineImage)
+        : isSet(object.baseline_image)
+        ? Image.fromJSON(object.baseline_image)
+        : undefined,
+      blurSigma: isSet(object.blurSigma)
+        ? globalThis.Number(object.blurSigma)
+        : isSet(object.blur_sigma)
+        ? globalThis.Number(object.blur_sigma)
+        : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: DeepLiftParams): unknown {
+    const obj: any = {};
+    if (message.baseline !== 0) {
+      obj.baseline = baselineToJSON(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      obj.baselineImage = Image.toJSON(message.baselineImage);
+    }
+    if (message.blurSigma !== undefined) {
+      obj.blurSigma = floatToJson(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeepLiftParams>, I>>(base?: I): DeepLiftParams {
+    return DeepLiftParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeepLiftParams>, I>>(object: I): DeepLiftParams {
+    const message = createBaseDeepLiftParams();
+    message.baseline = object.baseline ?? 0;
+    message.baselineImage = (object.baselineImage !== undefined && object.baselineImage !== null)
+      ? Image.fromPartial(object.baselineImage)
+      : undefined;
+    message.blurSigma = object.blurSigma ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDeepLiftShapParams(): DeepLiftShapParams {
+  return { baselines: undefined, seed: undefined };
+}
+
+export const DeepLiftShapParams: MessageFns<DeepLiftShapParams> = {
+  encode(message: DeepLiftShapParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.baselines !== undefined) {
+      writer.uint32(8).int32(message.baselines);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(16).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeepLiftShapParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeepLiftShapParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.baselines = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeepLiftShapParams {
+    return {
+      baselines: isSet(object.baselines) ? globalThis.Number(object.baselines) : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: DeepLiftShapParams): unknown {
+    const obj: any = {};
+    if (message.baselines !== undefined) {
+      obj.baselines = Math.round(message.baselines);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeepLiftShapParams>, I>>(base?: I): DeepLiftShapParams {
+    return DeepLiftShapParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeepLiftShapParams>, I>>(object: I): DeepLiftShapParams {
+    const message = createBaseDeepLiftShapParams();
+    message.baselines = object.baselines ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGradientShapParams(): GradientShapParams {
+  return { samples: undefined, stdev: undefined, baselines: undefined, seed: undefined };
+}
+
+export const GradientShapParams: MessageFns<GradientShapParams> = {
+  encode(message: GradientShapParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.samples !== undefined) {
+      writer.uint32(8).int32(message.samples);
+    }
+    if (message.stdev !== undefined) {
+      writer.uint32(21).float(message.stdev);
+    }
+    if (message.baselines !== undefined) {
+      writer.uint32(24).int32(message.baselines);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(32).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GradientShapParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGradientShapParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.samples = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 21) {
+              break;
+            }
+
+            message.stdev = reader.float();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.baselines = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GradientShapParams {
+    return {
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : undefined,
+      stdev: isSet(object.stdev) ? globalThis.Number(object.stdev) : undefined,
+      baselines: isSet(object.baselines) ? globalThis.Number(object.baselines) : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: GradientShapParams): unknown {
+    const obj: any = {};
+    if (message.samples !== undefined) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.stdev !== undefined) {
+      obj.stdev = floatToJson(message.stdev);
+    }
+    if (message.baselines !== undefined) {
+      obj.baselines = Math.round(message.baselines);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GradientShapParams>, I>>(base?: I): GradientShapParams {
+    return GradientShapParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GradientShapParams>, I>>(object: I): GradientShapParams {
+    const message = createBaseGradientShapParams();
+    message.samples = object.samples ?? undefined;
+    message.stdev = object.stdev ?? undefined;
+    message.baselines = object.baselines ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseFeatureAblationParams(): FeatureAblationParams {
+  return { superpixels: undefined, grid: false, baselineValue: undefined };
+}
+
+export const FeatureAblationParams: MessageFns<FeatureAblationParams> = {
+  encode(message: FeatureAblationParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.superpixels !== undefined) {
+      writer.uint32(8).int32(message.superpixels);
+    }
+    if (message.grid !== false) {
+      writer.uint32(16).bool(message.grid);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(29).float(message.baselineValue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FeatureAblationParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFeatureAblationParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.superpixels = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.grid = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FeatureAblationParams {
+    return {
+      superpixels: isSet(object.superpixels) ? globalThis.Number(object.superpixels) : undefined,
+      grid: isSet(object.grid) ? globalThis.Boolean(object.grid) : false,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+    };
+  },
+
+  toJSON(message: FeatureAblationParams): unknown {
+    const obj: any = {};
+    if (message.superpixels !== undefined) {
+      obj.superpixels = Math.round(message.superpixels);
+    }
+    if (message.grid !== false) {
+      obj.grid = message.grid;
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FeatureAblationParams>, I>>(base?: I): FeatureAblationParams {
+    return FeatureAblationParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FeatureAblationParams>, I>>(object: I): FeatureAblationParams {
+    const message = createBaseFeatureAblationParams();
+    message.superpixels = object.superpixels ?? undefined;
+    message.grid = object.grid ?? false;
+    message.baselineValue = object.baselineValue ?? undefined;
+    return message;
+  },
+};
+
+function createBaseShapleyValueSamplingParams(): ShapleyValueSamplingParams {
+  return { samples: undefined, superpixels: undefined, grid: false, baselineValue: undefined, seed: undefined };
+}
+
+export const ShapleyValueSamplingParams: MessageFns<ShapleyValueSamplingParams> = {
+  encode(message: ShapleyValueSamplingParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.samples !== undefined) {
+      writer.uint32(8).int32(message.samples);
+    }
+    if (message.superpixels !== undefined) {
+      writer.uint32(16).int32(message.superpixels);
+    }
+    if (message.grid !== false) {
+      writer.uint32(24).bool(message.grid);
+    }
+    if (message.baselineValue !== undefined) {
+      writer.uint32(37).float(message.baselineValue);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(40).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShapleyValueSamplingParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShapleyValueSamplingParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.samples = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.superpixels = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.grid = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.baselineValue = reader.float();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShapleyValueSamplingParams {
+    return {
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : undefined,
+      superpixels: isSet(object.superpixels) ? globalThis.Number(object.superpixels) : undefined,
+      grid: isSet(object.grid) ? globalThis.Boolean(object.grid) : false,
+      baselineValue: isSet(object.baselineValue)
+        ? globalThis.Number(object.baselineValue)
+        : isSet(object.baseline_value)
+        ? globalThis.Number(object.baseline_value)
+        : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: ShapleyValueSamplingParams): unknown {
+    const obj: any = {};
+    if (message.samples !== undefined) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.superpixels !== undefined) {
+      obj.superpixels = Math.round(message.superpixels);
+    }
+    if (message.grid !== false) {
+      obj.grid = message.grid;
+    }
+    if (message.baselineValue !== undefined) {
+      obj.baselineValue = floatToJson(message.baselineValue);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShapleyValueSamplingParams>, I>>(base?: I): ShapleyValueSamplingParams {
+    return ShapleyValueSamplingParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShapleyValueSamplingParams>, I>>(object: I): ShapleyValueSamplingParams {
+    const message = createBaseShapleyValueSamplingParams();
+    message.samples = object.samples ?? undefined;
+    message.superpixels = object.superpixels ?? undefined;
+    message.grid = object.grid ?? false;
+    message.baselineValue = object.baselineValue ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLayerIntegratedGradientsParams(): LayerIntegratedGradientsParams {
+  return {
+    layer: "",
+    steps: undefined,
+    rule: 0,
+    baseline: 0,
+    baselineImage: undefined,
+    blurSigma: undefined,
+    seed: undefined,
+  };
+}
+
+export const LayerIntegratedGradientsParams: MessageFns<LayerIntegratedGradientsParams> = {
+  encode(message: LayerIntegratedGradientsParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.steps !== undefined) {
+      writer.uint32(16).int32(message.steps);
+    }
+    if (message.rule !== 0) {
+      writer.uint32(24).int32(message.rule);
+    }
+    if (message.baseline !== 0) {
+      writer.uint32(32).int32(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      Image.encode(message.baselineImage, writer.uint32(42).fork()).join();
+    }
+    if (message.blurSigma !== undefined) {
+      writer.uint32(53).float(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(56).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerIntegratedGradientsParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerIntegratedGradientsParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rule = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.baseline = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.baselineImage = Image.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.blurSigma = reader.float();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerIntegratedGradientsParams {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      rule: isSet(object.rule) ? integrationRuleFromJSON(object.rule) : 0,
+      baseline: isSet(object.baseline) ? baselineFromJSON(object.baseline) : 0,
+      baselineImage: isSet(object.baselineImage)
+        ? Image.fromJSON(object.baselineImage)
+        : isSet(object.baseline_image)
+        ? Image.fromJSON(object.baseline_image)
+        : undefined,
+      blurSigma: isSet(object.blurSigma)
+        ? globalThis.Number(object.blurSigma)
+        : isSet(object.blur_sigma)
+        ? globalThis.Number(object.blur_sigma)
+        : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: LayerIntegratedGradientsParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.rule !== 0) {
+      obj.rule = integrationRuleToJSON(message.rule);
+    }
+    if (message.baseline !== 0) {
+      obj.baseline = baselineToJSON(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      obj.baselineImage = Image.toJSON(message.baselineImage);
+    }
+    if (message.blurSigma !== undefined) {
+      obj.blurSigma = floatToJson(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerIntegratedGradientsParams>, I>>(base?: I): LayerIntegratedGradientsParams {
+    return LayerIntegratedGradientsParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerIntegratedGradientsParams>, I>>(
+    object: I,
+  ): LayerIntegratedGradientsParams {
+    const message = createBaseLayerIntegratedGradientsParams();
+    message.layer = object.layer ?? "";
+    message.steps = object.steps ?? undefined;
+    message.rule = object.rule ?? 0;
+    message.baseline = object.baseline ?? 0;
+    message.baselineImage = (object.baselineImage !== undefined && object.baselineImage !== null)
+      ? Image.fromPartial(object.baselineImage)
+      : undefined;
+    message.blurSigma = object.blurSigma ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLayerConductanceParams(): LayerConductanceParams {
+  return {
+    layer: "",
+    steps: undefined,
+    rule: 0,
+    baseline: 0,
+    baselineImage: undefined,
+    blurSigma: undefined,
+    seed: undefined,
+  };
+}
+
+export const LayerConductanceParams: MessageFns<LayerConductanceParams> = {
+  encode(message: LayerConductanceParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    if (message.steps !== undefined) {
+      writer.uint32(16).int32(message.steps);
+    }
+    if (message.rule !== 0) {
+      writer.uint32(24).int32(message.rule);
+    }
+    if (message.baseline !== 0) {
+      writer.uint32(32).int32(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      Image.encode(message.baselineImage, writer.uint32(42).fork()).join();
+    }
+    if (message.blurSigma !== undefined) {
+      writer.uint32(53).float(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(56).uint64(message.seed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerConductanceParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerConductanceParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.steps = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rule = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.baseline = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.baselineImage = Image.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 53) {
+              break;
+            }
+
+            message.blurSigma = reader.float();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerConductanceParams {
+    return {
+      layer: isSet(object.layer) ? globalThis.String(object.layer) : "",
+      steps: isSet(object.steps) ? globalThis.Number(object.steps) : undefined,
+      rule: isSet(object.rule) ? integrationRuleFromJSON(object.rule) : 0,
+      baseline: isSet(object.baseline) ? baselineFromJSON(object.baseline) : 0,
+      baselineImage: isSet(object.baselineImage)
+        ? Image.fromJSON(object.baselineImage)
+        : isSet(object.baseline_image)
+        ? Image.fromJSON(object.baseline_image)
+        : undefined,
+      blurSigma: isSet(object.blurSigma)
+        ? globalThis.Number(object.blurSigma)
+        : isSet(object.blur_sigma)
+        ? globalThis.Number(object.blur_sigma)
+        : undefined,
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+    };
+  },
+
+  toJSON(message: LayerConductanceParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    if (message.steps !== undefined) {
+      obj.steps = Math.round(message.steps);
+    }
+    if (message.rule !== 0) {
+      obj.rule = integrationRuleToJSON(message.rule);
+    }
+    if (message.baseline !== 0) {
+      obj.baseline = baselineToJSON(message.baseline);
+    }
+    if (message.baselineImage !== undefined) {
+      obj.baselineImage = Image.toJSON(message.baselineImage);
+    }
+    if (message.blurSigma !== undefined) {
+      obj.blurSigma = floatToJson(message.blurSigma);
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerConductanceParams>, I>>(base?: I): LayerConductanceParams {
+    return LayerConductanceParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerConductanceParams>, I>>(object: I): LayerConductanceParams {
+    const message = createBaseLayerConductanceParams();
+    message.layer = object.layer ?? "";
+    message.steps = object.steps ?? undefined;
+    message.rule = object.rule ?? 0;
+    message.baseline = object.baseline ?? 0;
+    message.baselineImage = (object.baselineImage !== undefined && object.baselineImage !== null)
+      ? Image.fromPartial(object.baselineImage)
+      : undefined;
+    message.blurSigma = object.blurSigma ?? undefined;
+    message.seed = object.seed ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLayerGradientXActivationParams(): LayerGradientXActivationParams {
+  return { layer: "" };
+}
+
+export const LayerGradientXActivationParams: MessageFns<LayerGradientXActivationParams> = {
+  encode(message: LayerGradientXActivationParams, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.layer !== "") {
+      writer.uint32(10).string(message.layer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LayerGradientXActivationParams {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLayerGradientXActivationParams();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.layer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LayerGradientXActivationParams {
+    return { layer: isSet(object.layer) ? globalThis.String(object.layer) : "" };
+  },
+
+  toJSON(message: LayerGradientXActivationParams): unknown {
+    const obj: any = {};
+    if (message.layer !== "") {
+      obj.layer = message.layer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LayerGradientXActivationParams>, I>>(base?: I): LayerGradientXActivationParams {
+    return LayerGradientXActivationParams.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LayerGradientXActivationParams>, I>>(
+    object: I,
+  ): LayerGradientXActivationParams {
+    const message = createBaseLayerGradientXActivationParams();
+    message.layer = object.layer ?? "";
     return message;
   },
 };

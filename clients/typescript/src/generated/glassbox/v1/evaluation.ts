@@ -13,13 +13,17 @@ import {
   aggregationToJSON,
   BlurIntegratedGradientsParams,
   DeconvnetParams,
+  DeepLiftParams,
+  DeepLiftShapParams,
   EigenCamParams,
   EigenGradCamParams,
+  FeatureAblationParams,
   FemParams,
   FullGradParams,
   GradCamElementWiseParams,
   GradCamParams,
   GradCamPlusPlusParams,
+  GradientShapParams,
   GradientXInputParams,
   GuidedBackpropParams,
   GuidedGradCamParams,
@@ -30,6 +34,9 @@ import {
   KernelShapParams,
   KpcaCamParams,
   LayerCamParams,
+  LayerConductanceParams,
+  LayerGradientXActivationParams,
+  LayerIntegratedGradientsParams,
   LimeParams,
   LrpParams,
   OcclusionParams,
@@ -37,6 +44,7 @@ import {
   SaliencyParams,
   ScoreCamParams,
   ShapleyCamParams,
+  ShapleyValueSamplingParams,
   SmoothGradParams,
   SobolParams,
   XGradCamParams,
@@ -276,6 +284,14 @@ export interface EvaluatedMethod {
     | { $case: "rise"; value: RiseParams }
     | { $case: "sobol"; value: SobolParams }
     | { $case: "hsic"; value: HsicParams }
+    | { $case: "deepLift"; value: DeepLiftParams }
+    | { $case: "deepLiftShap"; value: DeepLiftShapParams }
+    | { $case: "gradientShap"; value: GradientShapParams }
+    | { $case: "featureAblation"; value: FeatureAblationParams }
+    | { $case: "shapleyValueSampling"; value: ShapleyValueSamplingParams }
+    | { $case: "layerIntegratedGradients"; value: LayerIntegratedGradientsParams }
+    | { $case: "layerConductance"; value: LayerConductanceParams }
+    | { $case: "layerGradientXActivation"; value: LayerGradientXActivationParams }
     | undefined;
 }
 
@@ -619,6 +635,30 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "hsic":
         HsicParams.encode(message.method.value, writer.uint32(682).fork()).join();
         break;
+      case "deepLift":
+        DeepLiftParams.encode(message.method.value, writer.uint32(402).fork()).join();
+        break;
+      case "deepLiftShap":
+        DeepLiftShapParams.encode(message.method.value, writer.uint32(410).fork()).join();
+        break;
+      case "gradientShap":
+        GradientShapParams.encode(message.method.value, writer.uint32(418).fork()).join();
+        break;
+      case "featureAblation":
+        FeatureAblationParams.encode(message.method.value, writer.uint32(426).fork()).join();
+        break;
+      case "shapleyValueSampling":
+        ShapleyValueSamplingParams.encode(message.method.value, writer.uint32(434).fork()).join();
+        break;
+      case "layerIntegratedGradients":
+        LayerIntegratedGradientsParams.encode(message.method.value, writer.uint32(442).fork()).join();
+        break;
+      case "layerConductance":
+        LayerConductanceParams.encode(message.method.value, writer.uint32(450).fork()).join();
+        break;
+      case "layerGradientXActivation":
+        LayerGradientXActivationParams.encode(message.method.value, writer.uint32(458).fork()).join();
+        break;
     }
     return writer;
   },
@@ -912,6 +952,82 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
             message.method = { $case: "hsic", value: HsicParams.decode(reader, reader.uint32()) };
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.method = { $case: "deepLift", value: DeepLiftParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 51: {
+            if (tag !== 410) {
+              break;
+            }
+
+            message.method = { $case: "deepLiftShap", value: DeepLiftShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 52: {
+            if (tag !== 418) {
+              break;
+            }
+
+            message.method = { $case: "gradientShap", value: GradientShapParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 53: {
+            if (tag !== 426) {
+              break;
+            }
+
+            message.method = { $case: "featureAblation", value: FeatureAblationParams.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 54: {
+            if (tag !== 434) {
+              break;
+            }
+
+            message.method = {
+              $case: "shapleyValueSampling",
+              value: ShapleyValueSamplingParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 55: {
+            if (tag !== 442) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerIntegratedGradients",
+              value: LayerIntegratedGradientsParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 56: {
+            if (tag !== 450) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerConductance",
+              value: LayerConductanceParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
+          case 57: {
+            if (tag !== 458) {
+              break;
+            }
+
+            message.method = {
+              $case: "layerGradientXActivation",
+              value: LayerGradientXActivationParams.decode(reader, reader.uint32()),
+            };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1042,6 +1158,50 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
         ? { $case: "sobol", value: SobolParams.fromJSON(object.sobol) }
         : isSet(object.hsic)
         ? { $case: "hsic", value: HsicParams.fromJSON(object.hsic) }
+        : isSet(object.deepLift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deepLift) }
+        : isSet(object.deep_lift)
+        ? { $case: "deepLift", value: DeepLiftParams.fromJSON(object.deep_lift) }
+        : isSet(object.deepLiftShap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deepLiftShap) }
+        : isSet(object.deep_lift_shap)
+        ? { $case: "deepLiftShap", value: DeepLiftShapParams.fromJSON(object.deep_lift_shap) }
+        : isSet(object.gradientShap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradientShap) }
+        : isSet(object.gradient_shap)
+        ? { $case: "gradientShap", value: GradientShapParams.fromJSON(object.gradient_shap) }
+        : isSet(object.featureAblation)
+        ? { $case: "featureAblation", value: FeatureAblationParams.fromJSON(object.featureAblation) }
+        : isSet(object.feature_ablation)
+        ? { $case: "featureAblation", value: FeatureAblationParams.fromJSON(object.feature_ablation) }
+        : isSet(object.shapleyValueSampling)
+        ? { $case: "shapleyValueSampling", value: ShapleyValueSamplingParams.fromJSON(object.shapleyValueSampling) }
+        : isSet(object.shapley_value_sampling)
+        ? { $case: "shapleyValueSampling", value: ShapleyValueSamplingParams.fromJSON(object.shapley_value_sampling) }
+        : isSet(object.layerIntegratedGradients)
+        ? {
+          $case: "layerIntegratedGradients",
+          value: LayerIntegratedGradientsParams.fromJSON(object.layerIntegratedGradients),
+        }
+        : isSet(object.layer_integrated_gradients)
+        ? {
+          $case: "layerIntegratedGradients",
+          value: LayerIntegratedGradientsParams.fromJSON(object.layer_integrated_gradients),
+        }
+        : isSet(object.layerConductance)
+        ? { $case: "layerConductance", value: LayerConductanceParams.fromJSON(object.layerConductance) }
+        : isSet(object.layer_conductance)
+        ? { $case: "layerConductance", value: LayerConductanceParams.fromJSON(object.layer_conductance) }
+        : isSet(object.layerGradientXActivation)
+        ? {
+          $case: "layerGradientXActivation",
+          value: LayerGradientXActivationParams.fromJSON(object.layerGradientXActivation),
+        }
+        : isSet(object.layer_gradient_x_activation)
+        ? {
+          $case: "layerGradientXActivation",
+          value: LayerGradientXActivationParams.fromJSON(object.layer_gradient_x_activation),
+        }
         : undefined,
     };
   },
@@ -1116,6 +1276,22 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       obj.sobol = SobolParams.toJSON(message.method.value);
     } else if (message.method?.$case === "hsic") {
       obj.hsic = HsicParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "deepLift") {
+      obj.deepLift = DeepLiftParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "deepLiftShap") {
+      obj.deepLiftShap = DeepLiftShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "gradientShap") {
+      obj.gradientShap = GradientShapParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "featureAblation") {
+      obj.featureAblation = FeatureAblationParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "shapleyValueSampling") {
+      obj.shapleyValueSampling = ShapleyValueSamplingParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerIntegratedGradients") {
+      obj.layerIntegratedGradients = LayerIntegratedGradientsParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerConductance") {
+      obj.layerConductance = LayerConductanceParams.toJSON(message.method.value);
+    } else if (message.method?.$case === "layerGradientXActivation") {
+      obj.layerGradientXActivation = LayerGradientXActivationParams.toJSON(message.method.value);
     }
     return obj;
   },
@@ -1323,6 +1499,66 @@ export const EvaluatedMethod: MessageFns<EvaluatedMethod> = {
       case "hsic": {
         if (object.method?.value !== undefined && object.method?.value !== null) {
           message.method = { $case: "hsic", value: HsicParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "deepLift": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "deepLift", value: DeepLiftParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "deepLiftShap": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "deepLiftShap", value: DeepLiftShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "gradientShap": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "gradientShap", value: GradientShapParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "featureAblation": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = { $case: "featureAblation", value: FeatureAblationParams.fromPartial(object.method.value) };
+        }
+        break;
+      }
+      case "shapleyValueSampling": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "shapleyValueSampling",
+            value: ShapleyValueSamplingParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerIntegratedGradients": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerIntegratedGradients",
+            value: LayerIntegratedGradientsParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerConductance": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerConductance",
+            value: LayerConductanceParams.fromPartial(object.method.value),
+          };
+        }
+        break;
+      }
+      case "layerGradientXActivation": {
+        if (object.method?.value !== undefined && object.method?.value !== null) {
+          message.method = {
+            $case: "layerGradientXActivation",
+            value: LayerGradientXActivationParams.fromPartial(object.method.value),
+          };
         }
         break;
       }

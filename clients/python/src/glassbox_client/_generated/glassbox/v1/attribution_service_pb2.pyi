@@ -149,7 +149,7 @@ SEGMENTATION_SLIC: Segmentation
 SEGMENTATION_GRID: Segmentation
 
 class AttributeRequest(_message.Message):
-    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp", "xrai", "guided_integrated_gradients", "blur_integrated_gradients", "rise", "sobol", "hsic")
+    __slots__ = ("model", "version", "images", "targets", "image_targets", "output", "bypass_cache", "priority", "saliency", "gradient_x_input", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "score_cam", "occlusion", "lime", "kernel_shap", "neuron_gradient", "hires_cam", "grad_cam_element_wise", "xgrad_cam", "layer_cam", "eigen_cam", "eigen_grad_cam", "ablation_cam", "full_grad", "kpca_cam", "fem", "shapley_cam", "lrp", "xrai", "guided_integrated_gradients", "blur_integrated_gradients", "rise", "sobol", "hsic", "deep_lift", "deep_lift_shap", "gradient_shap", "feature_ablation", "shapley_value_sampling", "layer_integrated_gradients", "layer_conductance", "layer_gradient_x_activation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +190,14 @@ class AttributeRequest(_message.Message):
     RISE_FIELD_NUMBER: _ClassVar[int]
     SOBOL_FIELD_NUMBER: _ClassVar[int]
     HSIC_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_ABLATION_FIELD_NUMBER: _ClassVar[int]
+    SHAPLEY_VALUE_SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    LAYER_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_CONDUCTANCE_FIELD_NUMBER: _ClassVar[int]
+    LAYER_GRADIENT_X_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     images: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Image]
@@ -230,7 +238,15 @@ class AttributeRequest(_message.Message):
     rise: RiseParams
     sobol: SobolParams
     hsic: HsicParams
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., hires_cam: _Optional[_Union[HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., xrai: _Optional[_Union[XraiParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ..., rise: _Optional[_Union[RiseParams, _Mapping]] = ..., sobol: _Optional[_Union[SobolParams, _Mapping]] = ..., hsic: _Optional[_Union[HsicParams, _Mapping]] = ...) -> None: ...
+    deep_lift: DeepLiftParams
+    deep_lift_shap: DeepLiftShapParams
+    gradient_shap: GradientShapParams
+    feature_ablation: FeatureAblationParams
+    shapley_value_sampling: ShapleyValueSamplingParams
+    layer_integrated_gradients: LayerIntegratedGradientsParams
+    layer_conductance: LayerConductanceParams
+    layer_gradient_x_activation: LayerGradientXActivationParams
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_tensor_pb2.Image, _Mapping]]] = ..., targets: _Optional[_Union[TargetSpec, _Mapping]] = ..., image_targets: _Optional[_Iterable[_Union[TargetSpec, _Mapping]]] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., bypass_cache: _Optional[bool] = ..., priority: _Optional[_Union[_priority_pb2.RequestPriority, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[SmoothGradParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., grad_cam: _Optional[_Union[GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[GradCamPlusPlusParams, _Mapping]] = ..., score_cam: _Optional[_Union[ScoreCamParams, _Mapping]] = ..., occlusion: _Optional[_Union[OcclusionParams, _Mapping]] = ..., lime: _Optional[_Union[LimeParams, _Mapping]] = ..., kernel_shap: _Optional[_Union[KernelShapParams, _Mapping]] = ..., neuron_gradient: _Optional[_Union[NeuronGradientParams, _Mapping]] = ..., hires_cam: _Optional[_Union[HiResCamParams, _Mapping]] = ..., grad_cam_element_wise: _Optional[_Union[GradCamElementWiseParams, _Mapping]] = ..., xgrad_cam: _Optional[_Union[XGradCamParams, _Mapping]] = ..., layer_cam: _Optional[_Union[LayerCamParams, _Mapping]] = ..., eigen_cam: _Optional[_Union[EigenCamParams, _Mapping]] = ..., eigen_grad_cam: _Optional[_Union[EigenGradCamParams, _Mapping]] = ..., ablation_cam: _Optional[_Union[AblationCamParams, _Mapping]] = ..., full_grad: _Optional[_Union[FullGradParams, _Mapping]] = ..., kpca_cam: _Optional[_Union[KpcaCamParams, _Mapping]] = ..., fem: _Optional[_Union[FemParams, _Mapping]] = ..., shapley_cam: _Optional[_Union[ShapleyCamParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., xrai: _Optional[_Union[XraiParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ..., rise: _Optional[_Union[RiseParams, _Mapping]] = ..., sobol: _Optional[_Union[SobolParams, _Mapping]] = ..., hsic: _Optional[_Union[HsicParams, _Mapping]] = ..., deep_lift: _Optional[_Union[DeepLiftParams, _Mapping]] = ..., deep_lift_shap: _Optional[_Union[DeepLiftShapParams, _Mapping]] = ..., gradient_shap: _Optional[_Union[GradientShapParams, _Mapping]] = ..., feature_ablation: _Optional[_Union[FeatureAblationParams, _Mapping]] = ..., shapley_value_sampling: _Optional[_Union[ShapleyValueSamplingParams, _Mapping]] = ..., layer_integrated_gradients: _Optional[_Union[LayerIntegratedGradientsParams, _Mapping]] = ..., layer_conductance: _Optional[_Union[LayerConductanceParams, _Mapping]] = ..., layer_gradient_x_activation: _Optional[_Union[LayerGradientXActivationParams, _Mapping]] = ...) -> None: ...
 
 class TargetSpec(_message.Message):
     __slots__ = ("class_indices", "labels", "top_k")
@@ -275,7 +291,7 @@ class GradientXInputParams(_message.Message):
     def __init__(self) -> None: ...
 
 class SmoothGradParams(_message.Message):
-    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet", "lrp", "guided_integrated_gradients", "blur_integrated_gradients")
+    __slots__ = ("samples", "noise_fraction", "seed", "variant", "saliency", "gradient_x_input", "integrated_gradients", "guided_backprop", "deconvnet", "deep_lift", "deep_lift_shap", "gradient_shap", "lrp", "guided_integrated_gradients", "blur_integrated_gradients")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     NOISE_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +301,9 @@ class SmoothGradParams(_message.Message):
     INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     GUIDED_BACKPROP_FIELD_NUMBER: _ClassVar[int]
     DECONVNET_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_FIELD_NUMBER: _ClassVar[int]
+    DEEP_LIFT_SHAP_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_SHAP_FIELD_NUMBER: _ClassVar[int]
     LRP_FIELD_NUMBER: _ClassVar[int]
     GUIDED_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     BLUR_INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
@@ -297,10 +316,13 @@ class SmoothGradParams(_message.Message):
     integrated_gradients: IntegratedGradientsParams
     guided_backprop: GuidedBackpropParams
     deconvnet: DeconvnetParams
+    deep_lift: DeepLiftParams
+    deep_lift_shap: DeepLiftShapParams
+    gradient_shap: GradientShapParams
     lrp: LrpParams
     guided_integrated_gradients: GuidedIntegratedGradientsParams
     blur_integrated_gradients: BlurIntegratedGradientsParams
-    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, samples: _Optional[int] = ..., noise_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., saliency: _Optional[_Union[SaliencyParams, _Mapping]] = ..., gradient_x_input: _Optional[_Union[GradientXInputParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[IntegratedGradientsParams, _Mapping]] = ..., guided_backprop: _Optional[_Union[GuidedBackpropParams, _Mapping]] = ..., deconvnet: _Optional[_Union[DeconvnetParams, _Mapping]] = ..., deep_lift: _Optional[_Union[DeepLiftParams, _Mapping]] = ..., deep_lift_shap: _Optional[_Union[DeepLiftShapParams, _Mapping]] = ..., gradient_shap: _Optional[_Union[GradientShapParams, _Mapping]] = ..., lrp: _Optional[_Union[LrpParams, _Mapping]] = ..., guided_integrated_gradients: _Optional[_Union[GuidedIntegratedGradientsParams, _Mapping]] = ..., blur_integrated_gradients: _Optional[_Union[BlurIntegratedGradientsParams, _Mapping]] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
     __slots__ = ("steps", "rule", "baseline", "baseline_image", "blur_sigma", "seed")
@@ -491,6 +513,104 @@ class NeuronGradientParams(_message.Message):
     index: _containers.RepeatedScalarFieldContainer[int]
     guided: bool
     def __init__(self, layer: _Optional[str] = ..., scope: _Optional[_Union[NeuronScope, str]] = ..., index: _Optional[_Iterable[int]] = ..., guided: _Optional[bool] = ...) -> None: ...
+
+class DeepLiftParams(_message.Message):
+    __slots__ = ("baseline", "baseline_image", "blur_sigma", "seed")
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    baseline: Baseline
+    baseline_image: _tensor_pb2.Image
+    blur_sigma: float
+    seed: int
+    def __init__(self, baseline: _Optional[_Union[Baseline, str]] = ..., baseline_image: _Optional[_Union[_tensor_pb2.Image, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class DeepLiftShapParams(_message.Message):
+    __slots__ = ("baselines", "seed")
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    baselines: int
+    seed: int
+    def __init__(self, baselines: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class GradientShapParams(_message.Message):
+    __slots__ = ("samples", "stdev", "baselines", "seed")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    STDEV_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    stdev: float
+    baselines: int
+    seed: int
+    def __init__(self, samples: _Optional[int] = ..., stdev: _Optional[float] = ..., baselines: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class FeatureAblationParams(_message.Message):
+    __slots__ = ("superpixels", "grid", "baseline_value")
+    SUPERPIXELS_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    superpixels: int
+    grid: bool
+    baseline_value: float
+    def __init__(self, superpixels: _Optional[int] = ..., grid: _Optional[bool] = ..., baseline_value: _Optional[float] = ...) -> None: ...
+
+class ShapleyValueSamplingParams(_message.Message):
+    __slots__ = ("samples", "superpixels", "grid", "baseline_value", "seed")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SUPERPIXELS_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    superpixels: int
+    grid: bool
+    baseline_value: float
+    seed: int
+    def __init__(self, samples: _Optional[int] = ..., superpixels: _Optional[int] = ..., grid: _Optional[bool] = ..., baseline_value: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class LayerIntegratedGradientsParams(_message.Message):
+    __slots__ = ("layer", "steps", "rule", "baseline", "baseline_image", "blur_sigma", "seed")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    steps: int
+    rule: IntegrationRule
+    baseline: Baseline
+    baseline_image: _tensor_pb2.Image
+    blur_sigma: float
+    seed: int
+    def __init__(self, layer: _Optional[str] = ..., steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., baseline_image: _Optional[_Union[_tensor_pb2.Image, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class LayerConductanceParams(_message.Message):
+    __slots__ = ("layer", "steps", "rule", "baseline", "baseline_image", "blur_sigma", "seed")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    steps: int
+    rule: IntegrationRule
+    baseline: Baseline
+    baseline_image: _tensor_pb2.Image
+    blur_sigma: float
+    seed: int
+    def __init__(self, layer: _Optional[str] = ..., steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., baseline_image: _Optional[_Union[_tensor_pb2.Image, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class LayerGradientXActivationParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
 
 class XraiParams(_message.Message):
     __slots__ = ("steps", "area_threshold", "min_pixel_diff")

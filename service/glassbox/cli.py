@@ -122,7 +122,7 @@ def _demo_samples(args: argparse.Namespace) -> int:
 
 
 def _prior_train(args: argparse.Namespace) -> int:
-    from glassbox.generative.prior_cli import train
+    from glassbox.prior_cli import train
 
     return train(args)
 

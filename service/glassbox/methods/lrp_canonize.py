@@ -44,9 +44,8 @@ from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
 
 SUPPORTED = (
-    "Conv2d (zero padding), Linear, BatchNorm2d, ReLU (module or functional), MaxPool2d, AvgPool2d, "
-    "AdaptiveAvgPool2d (module or functional), Flatten, Dropout, Identity, additions of two tensors "
-    "(residual connections), concatenation, flatten/view/reshape"
+    "Conv2d (zero padding), Linear, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, "
+    "Dropout, Identity, residual additions, concatenation, reshapes"
 )
 
 
@@ -201,8 +200,10 @@ def canonize(net: nn.Module, *, merge_batchnorm: bool) -> tuple[torch.fx.GraphMo
             unsupported.append(_node_label(node, modules))
     if unsupported:  # layers (modules) first: they name what a user recognises, e.g. attention
         unsupported.sort(key=lambda label: not label.startswith("layer"))
-        more = f" and {len(unsupported) - 3} more" if len(unsupported) > 3 else ""
-        raise _refusal(f"no rule for {', '.join(unsupported[:3])}{more}")
+        # One named, the rest counted: the message also carries the model's supported methods, and every
+        # status message is cut at 1024 characters (core.errors.bounded).
+        more = f" and {len(unsupported) - 1} more" if len(unsupported) > 1 else ""
+        raise _refusal(f"no rule for {unsupported[0]}{more}")
     graph.recompile()
     modules = dict(graph.named_modules())
     layers: list[Layer] = []

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import RunningServer, copy_shipped_model
 from glassbox.methods.hsic import hsic_masks
-from glassbox.methods.rise import RiseParams, rise_masks, rise_upsample
+from glassbox.methods.rise import RiseParams, rise_estimate, rise_masks, rise_upsample
 from glassbox.methods.sobol import sobol_masks
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
@@ -67,6 +67,21 @@ def blend(image: np.ndarray, masks: np.ndarray, baseline: float) -> np.ndarray:
     return image[None] * m + baseline * (1.0 - m)
 
 
+def paper_masks(grids: torch.Tensor, shifts: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """float64 [n, H, W]: the paper's masks written out directly: each grid upsampled bilinearly to
+    (s + 1) cells of ceil(side / s) pixels, then cropped at its shift."""
+    s = grids.shape[-1]
+    cell_h, cell_w = -(-height // s), -(-width // s)
+    up = torch.nn.functional.interpolate(
+        grids.double()[:, None],
+        size=((s + 1) * cell_h, (s + 1) * cell_w),
+        mode="bilinear",
+        align_corners=False,
+    )[:, 0]
+    crops = [up[n, dy : dy + height, dx : dx + width] for n, (dy, dx) in enumerate(shifts.tolist())]
+    return torch.stack(crops).numpy()
+
+
 def cells_to_pixels(values: np.ndarray, side: int) -> np.ndarray:
     """A [.., s, s] grid shown on side × side pixels (side a multiple of s)."""
     repeat = side // values.shape[-1]
@@ -82,7 +97,7 @@ def test_rise_equals_the_papers_estimator(
     response = attribute(stub, request(model, IMAGES[:2], rise=message))
     ours = maps(response)
     grids, shifts = rise_masks(params, 64, 64)
-    masks = rise_upsample(grids, shifts, 5, 64, 64).double().numpy()
+    masks = paper_masks(grids, shifts, 64, 64)
     for i, image in enumerate(IMAGES[:2].double().numpy()):
         logits = logits64(blend(image, masks, 0.2))
         probabilities = np.exp(logits - logits.max(1, keepdims=True))
@@ -92,6 +107,24 @@ def test_rise_equals_the_papers_estimator(
             reference = sum(probabilities[n, target] * masks[n] for n in range(len(masks))) / (96 * 0.4)
             assert relative_error(ours[j, i], reference) <= TOLERANCE
     assert response.stats.forward_passes == 2 * (1 + 96)  # the targets share the masked passes
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "grid_size"), [(64, 64, 5), (64, 48, 4), (224, 224, 7), (97, 131, 11)]
+)
+def test_rise_masks_and_sums_are_separable_products(height: int, width: int, grid_size: int) -> None:
+    """The server never upsamples a whole (s + 1)-cell plane: each mask is rows · grid · columnsᵀ, and the
+    map's sum over masks groups the masks by row shift. Both equal the paper's masks written out."""
+    grids, shifts = rise_masks(RiseParams(masks=40, grid_size=grid_size, seed=3), height, width)
+    reference = paper_masks(grids, shifts, height, width)
+    assert (
+        np.abs(rise_upsample(grids, shifts, grid_size, height, width).double().numpy() - reference).max()
+        < 1e-6
+    )
+    scores = torch.rand(40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    summed = np.einsum("nk,nhw->khw", scores.numpy(), reference)
+    ours = rise_estimate(grids, shifts, scores, grid_size, height, width).numpy()
+    assert np.abs(ours - summed).max() <= 1e-12 * np.abs(summed).max()
 
 
 def test_rise_masks_are_smooth_shifted_grids() -> None:

@@ -144,7 +144,12 @@ def networks(repository: Path) -> dict[str, torch.nn.Module]:
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., RunningServer], repository: Path) -> RunningServer:
-    return start_server(model_repository=repository, cache={"enabled": False})
+    # Admission counts each of Ablation-CAM's ablated passes as a whole forward (an upper bound: with a
+    # shared prefix only the layers after the ablated one run): resnet's 512 channels × 2 images came to
+    # 127 s of estimated work on a loaded machine, over the default 60 s queue bound, for 0.3 s of work.
+    return start_server(
+        model_repository=repository, cache={"enabled": False}, scheduler={"max_queue_seconds": 600}
+    )
 
 
 @pytest.fixture(scope="module")

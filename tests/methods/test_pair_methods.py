@@ -39,6 +39,18 @@ GUIDED_STEPS, BLUR_STEPS, XRAI_STEPS = 12, 10, 10
 # batch composition alone moves the map by ~1e-4 of its maximum (float32 rounding flips ReLUs near zero).
 
 
+# ROW_BY_ROW: on densenet121 a gradient batch's composition alone moves Blur IG's map by up to 1.8e-4
+# of its maximum (float32 rounding flips ReLUs near zero; how far depends on the CPU's kernels). Its
+# server computes one row per gradient batch (a one-byte memory budget), as the package does with
+# batch_size 1, so both round alike.
+ROW_BY_ROW = {"densenet": {"attribution": {"memory_budget_bytes": 1}}}
+
+
+def package_batch(model: str, rows: int) -> int:
+    """The package's batch size that matches the server's gradient batches of `rows` rows."""
+    return 1 if model in ROW_BY_ROW else rows
+
+
 @dataclass
 class Served:
     """A server on a repository of one model (each loads alone: densenet121's load takes a while) and
@@ -57,7 +69,9 @@ def served(
     def get(model: str) -> Served:
         if model not in cache:
             root = write_models(tmp_path_factory.mktemp(f"pair-{model}"), (model,))
-            server = start_server(model_repository=root, cache={"enabled": False})
+            server = start_server(
+                model_repository=root, cache={"enabled": False}, **ROW_BY_ROW.get(model, {})
+            )
             network = copy.deepcopy(server.server.context.repository.get(model).input_gradient_network())
             for module in network.modules():
                 if isinstance(module, torch.nn.ReLU):
@@ -88,12 +102,14 @@ def numpy_quantile_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(np, "quantile", translated)
 
 
-def call_model_function(network: torch.nn.Module) -> Callable[..., dict[str, np.ndarray]]:
+def call_model_function(
+    network: torch.nn.Module, dtype: type = np.float32
+) -> Callable[..., dict[str, np.ndarray]]:
     """The package's model interface: input gradients of the target's score, batch channels-last."""
 
     def call(batch: np.ndarray, call_model_args: dict[str, int], expected_keys: list[str]) -> dict:
         assert expected_keys == [saliency.base.INPUT_OUTPUT_GRADIENTS]
-        x = torch.from_numpy(np.asarray(batch, dtype=np.float32)).permute(0, 3, 1, 2).requires_grad_(True)
+        x = torch.from_numpy(np.asarray(batch, dtype=dtype)).permute(0, 3, 1, 2).requires_grad_(True)
         network(x)[:, call_model_args["target"]].sum().backward()
         return {saliency.base.INPUT_OUTPUT_GRADIENTS: x.grad.permute(0, 2, 3, 1).numpy()}
 
@@ -115,6 +131,29 @@ def images_for(model: str) -> torch.Tensor:
     return IMAGES[:2] if model == "shapes" else IMAGES[:1]
 
 
+# GUIDED_IMAGES: Guided IG moves, at each step, the features whose gradient is smallest; where two
+# features' gradients are nearly equal the order, and so the whole path, hinges on float32 rounding. On
+# the demo CNN the package itself, run in float32 and in float64, ends 0.3–0.99 of the map's maximum
+# apart on IMAGES[0] (target 1) and IMAGES[1] (both targets) at max_dist 0.02, and which way float32 goes
+# there depends on the CPU's kernels (equal on one machine kind, 0.48 apart on another). The server
+# computes the demo CNN's paths as batched rows, which round differently from the package's single
+# rows, so there it is asked on images where the package's float32 and float64 paths agree (asserted),
+# and the test compares the algorithm, not one CPU's rounding. The larger networks are asked one row at
+# a time, as the package computes them, and round alike.
+GUIDED_IMAGES = torch.stack([IMAGES[2], IMAGES[0].flip(-1)])
+
+
+def package_is_stable(
+    network: torch.nn.Module, image: torch.Tensor, target: int, reference: np.ndarray, **options: float
+) -> bool:
+    """Whether the package's float64 map of `image` equals its float32 `reference` within the tolerance."""
+    function = call_model_function(copy.deepcopy(network).double(), dtype=np.float64)
+    in_float64 = saliency.GuidedIG().GetMask(
+        channels_last(image).astype(np.float64), function, {"target": target}, **options
+    )
+    return relative_error(reference, in_float64) <= TOLERANCE
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_guided_integrated_gradients_equal_the_package(served: Callable[[str], Served], model: str) -> None:
     """The path is chosen from the gradients' order, so where float32 rounding flips ReLUs it can hinge on
@@ -125,7 +164,7 @@ def test_guided_integrated_gradients_equal_the_package(served: Callable[[str], S
     package); the demo CNN, where rounding moves nothing, checks the batched paths of 2 images × 2
     targets."""
     stub, network = served(model).stub, served(model).network
-    images = images_for(model)
+    images = GUIDED_IMAGES if model == "shapes" else images_for(model)
     params = pb.GuidedIntegratedGradientsParams(steps=GUIDED_STEPS, fraction=0.25, max_dist=0.02)
     method, function = saliency.GuidedIG(), call_model_function(network)
     groups = [TARGETS] if model == "shapes" else [(target,) for target in TARGETS]
@@ -141,9 +180,10 @@ def test_guided_integrated_gradients_equal_the_package(served: Callable[[str], S
         ours = maps(response)
         for j, target in enumerate(targets):
             for i, image in enumerate(images):
-                reference = method.GetMask(
-                    channels_last(image), function, {"target": target}, x_steps=GUIDED_STEPS, max_dist=0.02
-                )
+                options = {"x_steps": GUIDED_STEPS, "max_dist": 0.02}
+                reference = method.GetMask(channels_last(image), function, {"target": target}, **options)
+                if model == "shapes":  # batched rows: the rounding differs from the package's
+                    assert package_is_stable(network, image, target, reference, **options)
                 assert relative_error(ours[j, i], reference.transpose(2, 0, 1)) <= TOLERANCE
         # every (image, target) pair walks its own path: one backward per step and pair
         assert response.stats.backward_passes == GUIDED_STEPS * len(images) * len(targets)
@@ -192,7 +232,7 @@ def test_xrai_equals_the_package(served: Callable[[str], Served], model: str) ->
                 channels_last(image),
                 function,
                 {"target": target},
-                batch_size=XRAI_STEPS,
+                batch_size=package_batch(model, XRAI_STEPS),
                 extra_parameters=options,
             )
             assert relative_error(ours[j, i], reference) <= TOLERANCE

@@ -18,9 +18,6 @@ import torch
 from glassbox.methods.mask_sampling import MaskSamplingMethod
 from glassbox.methods.registry import register
 
-ESTIMATE_ROWS = 256
-"""Masks upsampled at once while the map is summed (bounds the memory to 256 input-sized planes)."""
-
 
 @dataclass(frozen=True)
 class RiseParams:
@@ -41,20 +38,52 @@ def rise_masks(params: RiseParams, height: int, width: int) -> tuple[torch.Tenso
     return grids, shifts
 
 
+def interpolation_matrix(cells: int, size: int) -> torch.Tensor:
+    """float64 [size, cells]: row y holds the weights torch's bilinear interpolation (half-pixel centres,
+    `align_corners=False`, edges clamped) gives the `cells` grid values at output pixel y."""
+    source = ((torch.arange(size, dtype=torch.float64) + 0.5) * (cells / size) - 0.5).clamp(min=0.0)
+    low = source.floor().long().clamp(max=cells - 1)
+    high = (low + 1).clamp(max=cells - 1)
+    fraction = source - low
+    matrix = torch.zeros(size, cells, dtype=torch.float64)
+    rows = torch.arange(size)
+    matrix[rows, low] += 1.0 - fraction
+    matrix[rows, high] += fraction
+    return matrix
+
+
+def crop_factor(shifts: torch.Tensor, grid_size: int, side: int) -> torch.Tensor:
+    """float64 [n, side, s]: along one axis, the interpolation rows that a crop at each shift keeps.
+    Bilinear upsampling is separable and cropping picks rows of each factor, so mask_i = R_i · G_i · C_iᵀ
+    with R_i the row factor and C_i the column factor."""
+    along = interpolation_matrix(grid_size, (grid_size + 1) * math.ceil(side / grid_size))
+    return along[shifts[:, None] + torch.arange(side)]
+
+
 def rise_upsample(
     grids: torch.Tensor, shifts: torch.Tensor, grid_size: int, height: int, width: int
 ) -> torch.Tensor:
     """float32 [n, H, W]: each grid bilinearly upsampled (half-pixel centres, edges clamped) to
-    (s + 1) · cell pixels a side, cropped at its shift."""
-    cell_h, cell_w = math.ceil(height / grid_size), math.ceil(width / grid_size)
-    size = ((grid_size + 1) * cell_h, (grid_size + 1) * cell_w)
-    up = torch.nn.functional.interpolate(grids.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[
-        :, 0
-    ]
-    rows = shifts[:, 0, None] + torch.arange(height)  # [n, H]
-    columns = shifts[:, 1, None] + torch.arange(width)  # [n, W]
-    index = torch.arange(grids.shape[0])[:, None, None]
-    return up[index, rows[:, :, None], columns[:, None, :]]
+    (s + 1) · cell pixels a side, cropped at its shift — as two small matrix products per mask instead
+    of upsampling the whole (s + 1)-cell plane and gathering the crop."""
+    rows = crop_factor(shifts[:, 0], grid_size, height).float()
+    columns = crop_factor(shifts[:, 1], grid_size, width).float()
+    return torch.bmm(torch.bmm(rows, grids), columns.transpose(1, 2))
+
+
+def rise_estimate(
+    grids: torch.Tensor, shifts: torch.Tensor, scores: torch.Tensor, grid_size: int, height: int, width: int
+) -> torch.Tensor:
+    """float64 [k, H, W]: Σ_i scores[i, k] · mask_i without forming a full-size mask. Masks sharing a row
+    shift share their row factor, so Σ_i P_i R_i G_i C_iᵀ = Σ_a R_a (Σ_{i: shift_i = a} P_i G_i C_iᵀ):
+    the inner sums are [s, W], one per row shift."""
+    columns = crop_factor(shifts[:, 1], grid_size, width)
+    right = torch.bmm(grids.double(), columns.transpose(1, 2))  # [n, s, W]
+    cell_h = math.ceil(height / grid_size)
+    by_shift = torch.zeros(scores.shape[1], cell_h, grid_size, width, dtype=torch.float64)
+    by_shift.index_add_(1, shifts[:, 0], scores.T[:, :, None, None] * right[None])
+    shift_rows = crop_factor(torch.arange(cell_h), grid_size, height)  # [cell_h, H, s]
+    return torch.einsum("ahs,kasw->khw", shift_rows, by_shift)
 
 
 @register("rise")
@@ -93,9 +122,5 @@ class Rise(MaskSamplingMethod):
         return torch.softmax(logits.double(), dim=1)
 
     def estimate(self, masks: torch.Tensor, scores: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        total = torch.zeros(scores.shape[1], height, width, dtype=torch.float64)
-        for start in range(0, masks.shape[0], ESTIMATE_ROWS):
-            stop = min(start + ESTIMATE_ROWS, masks.shape[0])
-            up = self.upsample(masks[start:stop], height, width, start).double()
-            total += torch.einsum("nk,nhw->khw", scores[start:stop], up)
+        total = rise_estimate(masks, self.shifts, scores, self.params.grid_size, height, width)
         return (total / (masks.shape[0] * self.params.probability)).float()

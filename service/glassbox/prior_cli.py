@@ -1,8 +1,9 @@
 """`glassbox prior train`: the image_prior_training job run in this process, without a server.
 
-The spec is checked and run by the job kind's own `validate` and `run` (the same checks, the same
-determinism from the seed, the same files beside the model version as a job's), with the progress
-printed to stderr every `--log-every` steps and the result printed as JSON on stdout.
+The spec is checked and run by the job kind's own `validate`, `run` and `result`
+(`wire.kinds.generative`: the same checks, the same determinism from the seed, the same files beside
+the model version as a job's), with the progress printed to stderr every `--log-every` steps and the
+result printed as JSON on stdout.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from glassbox.config import load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import GlassboxError
 from glassbox.devices import resolve_device
-from glassbox.generative.kinds import run_image_prior_training, validate_image_prior_training
 from glassbox.jobs.kinds import JobContext, Progress
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.kinds.generative import (
+    image_prior_training_result,
+    run_image_prior_training,
+    validate_image_prior_training,
+)
 
 
 def spec_from_arguments(args: argparse.Namespace) -> pb.ImagePriorTrainingSpec:
@@ -69,7 +74,7 @@ def train(args: argparse.Namespace) -> int:
             attempt=1,
             publish=publish,
         )
-        result = run_image_prior_training(job, context)
+        result = image_prior_training_result(job, run_image_prior_training(job, context))
     except GlassboxError as exc:
         print(f"glassbox prior train: {exc}", file=sys.stderr)
         return 2

@@ -13,9 +13,7 @@ import json
 import math
 import sys
 import time
-
-from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
-from google.protobuf.json_format import MessageToDict
+from typing import Any
 
 from glassbox.config import load_settings
 from glassbox.core.cancellation import CancellationToken
@@ -25,12 +23,15 @@ from glassbox.jobs.kinds import JobContext, Progress
 from glassbox.models.repository import ModelRepository
 from glassbox.wire.kinds.generative import (
     image_prior_training_result,
+    image_prior_training_spec,
+    image_prior_training_summary,
     run_image_prior_training,
     validate_image_prior_training,
 )
 
 
-def spec_from_arguments(args: argparse.Namespace) -> pb.ImagePriorTrainingSpec:
+def spec_from_arguments(args: argparse.Namespace) -> Any:
+    """The image_prior_training job spec the arguments describe (its wire form, as a job gets it)."""
     optional = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -38,7 +39,7 @@ def spec_from_arguments(args: argparse.Namespace) -> pb.ImagePriorTrainingSpec:
         "learning_rate": args.learning_rate,
         "kl_weight": args.kl_weight,
     }
-    return pb.ImagePriorTrainingSpec(
+    return image_prior_training_spec(
         model=args.model,
         version=args.version,
         seed=args.seed,
@@ -78,7 +79,5 @@ def train(args: argparse.Namespace) -> int:
     except GlassboxError as exc:
         print(f"glassbox prior train: {exc}", file=sys.stderr)
         return 2
-    summary = MessageToDict(result, preserving_proto_field_name=True)
-    summary.pop("reconstructions", None)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(image_prior_training_summary(result), indent=2))
     return 0

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import torch
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
@@ -280,6 +281,21 @@ class StoredPrior(NamedTuple):
 
     trained: TrainedPrior
     path: str
+
+
+def image_prior_training_spec(
+    *, model: str, version: str, seed: int, image_set: str, **optional: Any
+) -> pb.ImagePriorTrainingSpec:
+    """The spec of an image_prior_training job (`glassbox prior train` builds one from its flags);
+    `optional` sets the spec's optional fields by name."""
+    return pb.ImagePriorTrainingSpec(model=model, version=version, seed=seed, image_set=image_set, **optional)
+
+
+def image_prior_training_summary(result: pb.ImagePriorTrainingResult) -> dict[str, Any]:
+    """The result as JSON-ready fields named as in the proto, without the reconstruction images."""
+    summary = MessageToDict(result, preserving_proto_field_name=True)
+    summary.pop("reconstructions", None)
+    return summary
 
 
 def run_image_prior_training(job: PriorTraining, ctx: JobContext) -> StoredPrior:

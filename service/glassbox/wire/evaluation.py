@@ -176,7 +176,7 @@ def _road(message: pb.RoadOptions, limits: EvaluationJobLimits) -> core.RoadOpti
 def _localisation(
     message: pb.LocalisationOptions, height: int, width: int, limits: EvaluationJobLimits
 ) -> core.LocalisationOptions:
-    tolerance = int(message.tolerance_pixels) if message.HasField("tolerance_pixels") else None
+    tolerance = optional(message, "tolerance_pixels", None)
     if tolerance is not None:
         check_range(tolerance, 0, MAX_TOLERANCE, "localisation.tolerance_pixels")
     if len(message.regions) > limits.max_regions:

@@ -33,7 +33,7 @@ from glassbox.generative.style_transfer import StyleTransfer, Stylised, transfer
 from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.models.repository import ModelRepository
 from glassbox.wire import generative as convert
-from glassbox.wire.fields import set_fields
+from glassbox.wire.fields import optional, set_fields
 from glassbox.wire.jobs import proto_kind
 
 
@@ -43,8 +43,8 @@ def _generator(ctx: JobContext) -> torch.Generator:
 
 def _size(spec: Message, model: TorchModel) -> dict[str, int]:
     return {
-        "height": spec.height if spec.HasField("height") else model.config.input.height,
-        "width": spec.width if spec.HasField("width") else model.config.input.width,
+        "height": optional(spec, "height", model.config.input.height),
+        "width": optional(spec, "width", model.config.input.width),
     }
 
 
@@ -326,7 +326,7 @@ def validate_maco_visualisation(
     limits = settings.jobs.limits.generative
     if not spec.HasField("objective"):
         raise InvalidArgument("an objective is required", field="objective")
-    size = spec.size if spec.HasField("size") else MacoVisualisation.default_size(model, limits)
+    size = optional(spec, "size", MacoVisualisation.default_size(model, limits))
     accentuation = None
     if spec.HasField("accentuation"):
         message = spec.accentuation

@@ -29,7 +29,7 @@ from glassbox.models.datasets import LabelledImages
 from glassbox.models.repository import ModelRepository
 from glassbox.render import png
 from glassbox.wire import inspection as convert
-from glassbox.wire.fields import enum_value, set_fields
+from glassbox.wire.fields import enum_value, optional, set_fields
 from glassbox.wire.generative import generated_image, tensor
 from glassbox.wire.image_sets import spec_images
 from glassbox.wire.jobs import proto_kind
@@ -170,7 +170,7 @@ def validate_activation_atlas(
         images=images,
         layer=spec.layer,
         layout=layout,
-        tile_size=spec.tile_size if spec.HasField("tile_size") else model.config.input.height,
+        tile_size=optional(spec, "tile_size", model.config.input.height),
         **set_fields(spec, "grid_size", "min_count", "steps", "learning_rate"),
         limits=settings.jobs.limits.generative,
     )

@@ -29,7 +29,7 @@ from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
 from glassbox.wire import generative as convert
-from glassbox.wire.fields import set_fields
+from glassbox.wire.fields import optional, set_fields
 from glassbox.wire.image_sets import spec_images
 from glassbox.wire.jobs import proto_kind
 
@@ -50,7 +50,7 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
         content_layer=spec.content_layer,
         style_layers=tuple(spec.style_layers),
         style_layer_weights=tuple(spec.style_layer_weights),
-        steps=spec.steps if spec.HasField("steps") else DEFAULT_STEPS,
+        steps=optional(spec, "steps", DEFAULT_STEPS),
         **set_fields(spec, "content_weight", "style_weight", "learning_rate"),
     )
     data = spec_images(spec, repository, settings)

@@ -25,10 +25,10 @@ from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.generative.optimise import Progress, TokenReporter
 from glassbox.generative.shape_bias import composites, draw_pairs, measure
-from glassbox.generative.shape_bias_kind import validate_shape_bias
 from glassbox.generative.style_transfer import stylise
 from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.kinds.shape_bias import validate_shape_bias
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb

@@ -18,9 +18,9 @@ from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.generative.optimise import TokenReporter
 from glassbox.generative.shape_bias import measure
-from glassbox.generative.shape_bias_kind import result, validate_shape_bias
 from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.kinds.shape_bias import result, validate_shape_bias
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
 

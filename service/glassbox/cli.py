@@ -70,6 +70,7 @@ def _security_flags(args: argparse.Namespace) -> dict[str, object]:
 def _worker(args: argparse.Namespace) -> int:
     from glassbox.jobs.worker import run_worker
     from glassbox.metrics import Metrics
+    from glassbox.wire.kinds import job_kinds
 
     jobs = {"redis_url": args.redis_url, "namespace": args.namespace}
     settings = load_settings(
@@ -88,7 +89,7 @@ def _worker(args: argparse.Namespace) -> int:
         metrics.start()
     on_finished = metrics.observe_job if metrics is not None else None
     try:
-        finished = run_worker(settings, burst=args.burst, on_finished=on_finished)
+        finished = run_worker(settings, job_kinds(), burst=args.burst, on_finished=on_finished)
     finally:
         if metrics is not None:
             metrics.stop()

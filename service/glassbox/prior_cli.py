@@ -1,8 +1,9 @@
 """`glassbox prior train`: the image_prior_training job run in this process, without a server.
 
-The spec is checked and run by the job kind's own `validate` and `run` (the same checks, the same
-determinism from the seed, the same files beside the model version as a job's), with the progress
-printed to stderr every `--log-every` steps and the result printed as JSON on stdout.
+The spec is checked and run by the job kind's own `validate`, `run` and `result`
+(`wire.kinds.generative`: the same checks, the same determinism from the seed, the same files beside
+the model version as a job's), with the progress printed to stderr every `--log-every` steps and the
+result printed as JSON on stdout.
 """
 
 from __future__ import annotations
@@ -12,20 +13,25 @@ import json
 import math
 import sys
 import time
-
-from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
-from google.protobuf.json_format import MessageToDict
+from typing import Any
 
 from glassbox.config import load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import GlassboxError
 from glassbox.devices import resolve_device
-from glassbox.generative.kinds import run_image_prior_training, validate_image_prior_training
 from glassbox.jobs.kinds import JobContext, Progress
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.kinds.generative import (
+    image_prior_training_result,
+    image_prior_training_spec,
+    image_prior_training_summary,
+    run_image_prior_training,
+    validate_image_prior_training,
+)
 
 
-def spec_from_arguments(args: argparse.Namespace) -> pb.ImagePriorTrainingSpec:
+def spec_from_arguments(args: argparse.Namespace) -> Any:
+    """The image_prior_training job spec the arguments describe (its wire form, as a job gets it)."""
     optional = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -33,7 +39,7 @@ def spec_from_arguments(args: argparse.Namespace) -> pb.ImagePriorTrainingSpec:
         "learning_rate": args.learning_rate,
         "kl_weight": args.kl_weight,
     }
-    return pb.ImagePriorTrainingSpec(
+    return image_prior_training_spec(
         model=args.model,
         version=args.version,
         seed=args.seed,
@@ -69,11 +75,9 @@ def train(args: argparse.Namespace) -> int:
             attempt=1,
             publish=publish,
         )
-        result = run_image_prior_training(job, context)
+        result = image_prior_training_result(job, run_image_prior_training(job, context))
     except GlassboxError as exc:
         print(f"glassbox prior train: {exc}", file=sys.stderr)
         return 2
-    summary = MessageToDict(result, preserving_proto_field_name=True)
-    summary.pop("reconstructions", None)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(image_prior_training_summary(result), indent=2))
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from glassbox.demo.shapes import generate
-from glassbox.jobs.kinds import load_kinds
+from glassbox.wire.kinds import job_kinds
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2_grpc, tensor_pb2
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as ev
@@ -112,7 +112,7 @@ def submit_error(stub, evaluation: ev.ExplanationEvaluationSpec) -> grpc.RpcErro
 
 
 def test_the_kind_is_registered() -> None:
-    assert "explanation_evaluation" in load_kinds()
+    assert "explanation_evaluation" in {kind.name for kind in job_kinds()}
 
 
 @pytest.mark.parametrize(("evaluation", "field"), BAD, ids=[field for _, field in BAD])

@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 from generative_harness import IMAGES, MODEL, ONNX_MODEL, image_proto, run_job, submit_error
-from glassbox.jobs.kinds import load_kinds
+from glassbox.wire.kinds import job_kinds
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
@@ -31,7 +31,7 @@ def test_all_six_kinds_are_registered() -> None:
         "feature_inversion",
         "style_transfer",
         "adversarial_image",
-    } <= set(load_kinds())
+    } <= {kind.name for kind in job_kinds()}
 
 
 BAD_SPECS = [

@@ -14,8 +14,9 @@ from conftest import RunningServer
 from glassbox.config import Settings, load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.jobs.engine import run_attempt
-from glassbox.jobs.kinds import JobContext, load_kinds
+from glassbox.jobs.kinds import JobContext, JobKinds
 from glassbox.jobs.records import JobRecord, JobState
+from glassbox.wire.kinds import job_kinds
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2_grpc, tensor_pb2
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as ev
@@ -160,7 +161,6 @@ def test_the_same_specs_pass_with_the_embedded_defaults(server: RunningServer) -
 def test_the_process_running_a_job_validates_it_with_its_own_settings(operated: RunningServer) -> None:
     """What `glassbox worker` does with a job another server queued: validate again with the worker's
     settings (here the operator's), so a worker never runs past its own limits."""
-    load_kinds()
     spec = gen.FeatureVisualisationSpec(model="shapes", objective=_channel(), steps=6)
     record = JobRecord(
         id="j1",
@@ -184,6 +184,6 @@ def test_the_process_running_a_job_validates_it_with_its_own_settings(operated: 
         attempt=1,
         publish=lambda _progress, _png: None,
     )
-    outcome = run_attempt(record, spec.SerializeToString(), context)
+    outcome = run_attempt(JobKinds(job_kinds()), record, spec.SerializeToString(), context)
     assert outcome.state is JobState.FAILED
     assert outcome.error is not None and "must be in [1, 5], got 6" in outcome.error.message

@@ -13,8 +13,8 @@ from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from glassbox.core.images import InputSpec
 from glassbox.demo.shapes import generate
 from glassbox.models.datasets import inline_set
-from glassbox.models.image_sets import labelled_images
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.image_sets import labelled_images
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, tensor_pb2
 
 MAX_PIXELS = 1_000_000

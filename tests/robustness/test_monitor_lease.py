@@ -11,14 +11,14 @@ import pytest
 import torch
 from conftest import RedisServer, copy_shipped_model, monitoring_section
 from glassbox.config import JobSettings
-from glassbox.jobs.kinds import load_kinds
 from glassbox.jobs.memory import InProcessEngine
 from glassbox.jobs.records import JobFilter
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.history import HistoryRecord, MemoryHistory
-from glassbox.robustness.kinds import KIND
 from glassbox.robustness.monitor import RobustnessMonitor
 from glassbox.robustness.redis_history import RedisHistory
+from glassbox.wire.kinds import job_kinds
+from glassbox.wire.kinds.robustness import KIND, MONITORING_JOBS
 
 MONITORING = monitoring_section()
 
@@ -30,11 +30,16 @@ class Replica:
     def __init__(self, root: Path, redis_url: str, namespace: str) -> None:
         self.repository = ModelRepository(root, device=torch.device("cpu"))
         self.repository.load_all()
-        self.jobs = InProcessEngine(JobSettings(worker_threads=1), self.repository)
+        self.jobs = InProcessEngine(JobSettings(worker_threads=1), self.repository, kinds=job_kinds())
         self.history = RedisHistory(redis_url, namespace)
         self.observed: list[HistoryRecord] = []
         self.monitor = RobustnessMonitor(
-            self.repository, self.jobs, self.history, interval_seconds=0.2, observe=self.observed.append
+            self.repository,
+            self.jobs,
+            self.history,
+            evaluations=MONITORING_JOBS,
+            interval_seconds=0.2,
+            observe=self.observed.append,
         )
 
     def job_ids(self) -> list[str]:
@@ -51,7 +56,6 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def repository_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    load_kinds()
     root = tmp_path_factory.mktemp("models")
     copy_shipped_model(root, "shapes", extra_toml=MONITORING)
     return root

@@ -5,8 +5,9 @@ from __future__ import annotations
 import glassbox
 from conftest import RunningServer
 from glassbox.core.reasons import Reason
-from glassbox.jobs.kinds import kind_names
+from glassbox.jobs.kinds import JobKinds
 from glassbox.methods.registry import method_names
+from glassbox.wire.kinds import job_kinds
 from glassbox_client import GlassboxClient
 
 
@@ -27,7 +28,7 @@ def test_server_info_reports_the_settings_in_force(start_server) -> None:
     assert info.jobs["watch_heartbeat_seconds"] == 2.5 and info.jobs["page_size_max"] == 40
     assert info.jobs["max_attempts"] == 1  # the in-process engine never retries
     assert info.cache["engine"] == "disabled"
-    assert info.methods == method_names() and info.job_kinds == kind_names()
+    assert info.methods == method_names() and info.job_kinds == JobKinds(job_kinds()).names()
     assert (info.principal, info.admin, info.token_required, info.tls) == ("", False, False, False)
     assert {r.reason for r in info.error_reasons} == {r.value for r in Reason}
     assert all(r.code and r.description for r in info.error_reasons)

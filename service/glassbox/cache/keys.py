@@ -10,7 +10,8 @@ Every value is encoded with a type tag and a length, so `("ab", "c")` and `("a",
 `1.0` and `"1"`, or a list and a tuple of the same items, never collide. Floats are encoded exactly
 (IEEE-754 bits), mappings and sets sorted by their encoded keys, dataclasses by type name and their
 fields in declaration order (that order is part of the type), protobuf messages by type name and
-deterministic serialization.
+deterministic serialization (recognised by their shape, `SerializedMessage`: the cache imports no
+protobuf).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import hashlib
 import struct
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from google.protobuf.message import Message
 
 KEY_FORMAT_VERSION = 3
 
@@ -35,6 +35,16 @@ class ModelIdentity(Protocol):
     name: str
     version: str
     weights_digest: str
+
+
+@runtime_checkable
+class SerializedMessage(Protocol):
+    """A message with a descriptor naming its type and a deterministic serialization: a protobuf
+    message, hashed as its type's full name and its bytes."""
+
+    DESCRIPTOR: Any
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
 
 
 def result_key(
@@ -94,9 +104,6 @@ def _feed(hasher: Any, value: Any) -> None:
         _feed_array(hasher, value)
     elif isinstance(value, np.generic):
         _feed(hasher, value.item())
-    elif isinstance(value, Message):
-        _chunk(hasher, b"P", value.DESCRIPTOR.full_name.encode())
-        _chunk(hasher, b"p", value.SerializeToString(deterministic=True))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = dataclasses.fields(value)
         _chunk(hasher, b"D", f"{_qualname(type(value))}:{len(fields)}".encode())
@@ -111,6 +118,9 @@ def _feed(hasher: Any, value: Any) -> None:
         _chunk(hasher, b"L" if isinstance(value, list) else b"U", str(len(value)).encode())
         for item in value:
             _feed(hasher, item)
+    elif isinstance(value, SerializedMessage):
+        _chunk(hasher, b"P", value.DESCRIPTOR.full_name.encode())
+        _chunk(hasher, b"p", value.SerializeToString(deterministic=True))
     else:
         raise TypeError(f"cannot build a cache key from a {type(value).__name__}")
 

@@ -1,2 +1,3 @@
 """Explanation quality: faithfulness, localisation, randomisation sanity checks, robustness and
-complexity of attribution maps, computed as one job (`kinds.py`) over a set of images."""
+complexity of attribution maps, computed as one job over a set of images (its proto adapter:
+`wire.kinds.evaluation`)."""

@@ -1,5 +1,6 @@
 """The core description of an explanation-evaluation job: what to measure, on which images, with which
-methods. Every default lives here; the proto adapter (`kinds.py`) only fills in what a request sets."""
+methods. Every default lives here; the proto adapter (`wire.evaluation`) only fills in what a
+request sets."""
 
 from __future__ import annotations
 

@@ -3,6 +3,6 @@ visualisation, DeepDream, feature inversion, style transfer, adversarial images)
 
 Shared pieces, one module each: `capture` (per-call layer hooks), `objectives`, `parametrisations`,
 `transforms`, `regularisers` and `optimise` (the loop). Each method is one small module on top of
-them; `kinds` translates the job specs of generative.proto to and from these core types. Nothing here
-but `kinds` knows about protos.
+them. Nothing here knows about protos: `wire.generative` and `wire.kinds.generative` translate the job
+specs of generative.proto to and from these core types.
 """

@@ -3,6 +3,6 @@ jobs (embedding maps, top-activating examples, activation atlases).
 
 Core modules take tensors and a `TorchModel`; layer outputs are read with the generative package's
 per-call `LayerCapture` hooks, so inspection never disturbs concurrent calls on the shared model.
-`kinds` and `convert` translate inspection.proto to and from these core types; nothing else here
-knows about protos.
+Nothing here knows about protos: `wire.inspection` and `wire.kinds.inspection` translate
+inspection.proto to and from these core types.
 """

@@ -13,11 +13,9 @@ import re
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from google.protobuf.message import DecodeError, Message
 
 from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
@@ -25,7 +23,7 @@ from glassbox.core.errors import Cancelled, GlassboxError, InvalidArgument, NotF
 from glassbox.core.principal import Principal
 from glassbox.core.reasons import Reason
 from glassbox.jobs.ids import new_replica_tag
-from glassbox.jobs.kinds import JobContext, JobKind, get_kind, kind_names
+from glassbox.jobs.kinds import JobContext, JobKind, JobKinds
 from glassbox.jobs.records import JobError, JobFilter, JobRecord, JobState, JobUpdate, RequestClaim
 from glassbox.models.repository import ModelRepository
 
@@ -72,38 +70,47 @@ class JobEngine(ABC):
     not leak; `principal=None` is the server itself (sees everything)."""
 
     def __init__(
-        self, settings: JobSettings, repository: ModelRepository, *, server_settings: Settings | None = None
+        self,
+        settings: JobSettings,
+        repository: ModelRepository,
+        *,
+        kinds: Iterable[JobKind[Any, Any]],
+        server_settings: Settings | None = None,
     ) -> None:
-        """`server_settings`: the whole settings jobs are validated and run with (default: embedded
-        defaults with these job settings)."""
+        """`kinds`: the job kinds this engine accepts (the composition root's); `server_settings`: the
+        whole settings jobs are validated and run with (default: embedded defaults with these job
+        settings)."""
         self.settings = settings
         self.repository = repository
+        self.kinds = JobKinds(kinds)
         self.replica_tag = new_replica_tag()
         self.server_settings = server_settings if server_settings is not None else Settings(jobs=settings)
 
-    def submit(self, kind_name: str, spec: Message, *, owner: str = "", request_id: str = "") -> JobRecord:
-        """Validate `spec` for its kind, then queue it; nothing is queued when validation fails.
+    def submit(self, kind_name: str, spec: Any, *, owner: str = "", request_id: str = "") -> JobRecord:
+        """Validate `spec` (in the form its kind encodes) for its kind, then queue it; nothing is queued
+        when validation fails.
 
         With a `request_id`, the job `owner` queued earlier with the same id and spec is returned instead
         (InvalidArgument, reason REQUEST_ID_REUSED, when the spec differs)."""
         check_request_id(request_id)
-        spec_bytes = spec.SerializeToString(deterministic=True)
+        kind = self.kinds.find(kind_name)
+        spec_bytes = kind.encode(spec)
         digest = hashlib.sha256(kind_name.encode() + b"\0" + spec_bytes).hexdigest()
         if request_id:
             claim = self._claim_of(owner, request_id)
             if claim is not None:
                 return self.resolve_claim(claim, digest, request_id)
-        kind = find_kind(kind_name)
         try:
             kind.validate(spec, self.repository, self.server_settings)
         except GlassboxError as exc:
             exc.field = f"{kind_name}.{exc.field}" if exc.field else kind_name
             raise
+        identity = kind.identity(spec)
         record = JobRecord(
             id=self.new_job_id(),
             kind=kind_name,
-            model=spec.model,
-            seed=int(spec.seed),
+            model=identity.model,
+            seed=identity.seed,
             state=JobState.QUEUED,
             created_at=time.time(),
             max_attempts=self.max_attempts,
@@ -225,33 +232,17 @@ def job_not_found(job_id: str) -> NotFound:
     )
 
 
-def find_kind(name: str) -> JobKind[Any]:
-    try:
-        return get_kind(name)
-    except KeyError:
-        raise InvalidArgument(
-            f"unknown job kind {name!r}; known kinds: {kind_names()}", field="spec"
-        ) from None
-
-
-def run_attempt(record: JobRecord, spec: bytes, context: JobContext) -> Outcome:
-    """Parse, validate and run one attempt of a job; every failure becomes an Outcome, never an exception.
+def run_attempt(kinds: JobKinds, record: JobRecord, spec: bytes, context: JobContext) -> Outcome:
+    """Decode, validate and run one attempt of a job of one of `kinds`; every failure becomes an Outcome,
+    never an exception.
 
     Failures inside the job are final (a job is deterministic given its seed, so a retry would fail the
     same way); only a lost worker is retried, by the engine.
     """
     try:
-        kind = find_kind(record.kind)
-        try:
-            message = kind.spec_type.FromString(spec)
-        except DecodeError as exc:
-            raise InvalidArgument(f"stored spec does not parse: {exc}", field=record.kind) from exc
-        result = kind.run(kind.validate(message, context.repository, context.settings), context)
-        if not isinstance(result, kind.result_type):
-            raise TypeError(
-                f"job kind {kind.name!r} returned {type(result).__name__}, not {kind.result_type.__name__}"
-            )
-        return Outcome(JobState.SUCCEEDED, result=result.SerializeToString())
+        kind = kinds.find(record.kind)
+        job = kind.validate(kind.decode(spec), context.repository, context.settings)
+        return Outcome(JobState.SUCCEEDED, result=kind.run(job, context))
     except Cancelled:
         token = context.token
         if isinstance(token, AttemptToken) and token.overran:

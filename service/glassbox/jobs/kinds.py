@@ -1,64 +1,46 @@
 """Job kinds: the contract between the job engines and the long-running work they execute.
 
-A kind is registered once, under the name of its member in `SubmitJobRequest.spec` (the same name is
-its member in `Job.result`), with
+The engines know no wire format: a kind gives them hooks on bytes and on core objects, and the
+composition root (`server.app`, `glassbox worker`) gives each engine the kinds it serves (`JobKinds`);
+the wire layer builds them (`wire.kinds.job_kinds()`: proto specs and results ↔ core). A kind is known
+under the name of its member in `SubmitJobRequest.spec` (the same name is its member in `Job.result`),
+with
 
-- `spec_type` / `result_type`: the proto messages (from generative.proto) it takes and returns;
+- `encode(spec) -> bytes` / `decode(bytes) -> spec`: the spec as it is queued and stored, and back
+  (`encode` is deterministic: the same spec gives the same bytes, which `request_id` compares; `decode`
+  raises InvalidArgument naming the kind when stored bytes do not parse). A distributed worker gets
+  the spec as these bytes;
+- `identity(spec) -> SpecIdentity`: the model the job runs on (jobs are listed by model) and its seed;
 - `validate(spec, repository, settings) -> core spec`: checks the request against the server's
   settings (`settings.jobs.limits`, `settings.limits`, `settings.attribution`: the operator's, never
   the embedded defaults) and translates it to a core object,
   raising `core.errors.InvalidArgument` / `FailedPrecondition` / `NotFound` with `field=` naming the
   field (relative to the spec, e.g. `field="steps"`; the servicer prefixes the oneof name). It runs
-  on the server *before* anything is queued, and again in the worker that executes the job (a
-  distributed worker gets the spec as proto bytes and may hold a different model repository);
-- `run(core_spec, ctx) -> result message`: does the work. It must use `ctx.seed` / `ctx.generator()`
+  on the server *before* anything is queued, and again in the worker that executes the job (which
+  may hold a different model repository);
+- `run(core_spec, ctx) -> result bytes`: does the work. It must use `ctx.seed` / `ctx.generator()`
   for every random draw (jobs are deterministic given a seed; the global torch RNG is shared by
   concurrent jobs), run on `ctx.device`, and call `ctx.report(...)` once per optimisation step.
   `report` raises `core.errors.Cancelled` when the job was cancelled, so a cancelled job stops within
   one step; `run` lets that exception propagate.
-
-Every spec message must have the fields `string model`, `string version` (empty = newest) and an
-integer `seed`: the engine reads them to list jobs by model and to seed the job. `register` checks this.
-
-Registration: an adapter module (proto ↔ core; the core itself imports no protos) calls `register` at
-import time and is named in `KIND_MODULES`; `load_kinds()` imports them all. Example:
-
-    register(JobKind(
-        name="class_visualisation",
-        spec_type=generative_pb2.ClassVisualisationSpec,
-        result_type=generative_pb2.ClassVisualisationResult,
-        validate=validate_class_visualisation,   # (spec, repository, settings) -> ClassVisualisation
-        run=run_class_visualisation,             # (ClassVisualisation, JobContext) -> result message
-    ))
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
-from google.protobuf.message import Message
 
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
+from glassbox.core.errors import InvalidArgument
 from glassbox.models.repository import ModelRepository
 
+Spec = TypeVar("Spec")
 CoreSpec = TypeVar("CoreSpec")
-
-KIND_MODULES: tuple[str, ...] = (
-    "glassbox.generative.kinds",
-    "glassbox.generative.shape_bias_kind",
-    "glassbox.inspection.kinds",
-    "glassbox.evaluation.kinds",
-    "glassbox.robustness.kinds",
-)
-"""Adapter modules that register job kinds when imported."""
-
-REQUIRED_SPEC_FIELDS = ("model", "version", "seed")
 
 
 @dataclass(frozen=True)
@@ -117,43 +99,46 @@ class JobContext:
         self.token.check()
 
 
+class SpecIdentity(NamedTuple):
+    """What the engine reads from a spec: the model the job runs on and the seed it runs with."""
+
+    model: str
+    seed: int
+
+
 @dataclass(frozen=True)
-class JobKind(Generic[CoreSpec]):
-    """One kind of job: its proto types and the two functions the engine calls."""
+class JobKind(Generic[Spec, CoreSpec]):
+    """One kind of job: the hooks the engines call (see the module docstring)."""
 
     name: str
-    spec_type: type[Message]
-    result_type: type[Message]
-    validate: Callable[[Any, ModelRepository, Settings], CoreSpec]
-    run: Callable[[CoreSpec, JobContext], Message]
+    encode: Callable[[Spec], bytes]
+    decode: Callable[[bytes], Spec]
+    identity: Callable[[Spec], SpecIdentity]
+    validate: Callable[[Spec, ModelRepository, Settings], CoreSpec]
+    run: Callable[[CoreSpec, JobContext], bytes]
 
 
-_KINDS: dict[str, JobKind[Any]] = {}
+class JobKinds:
+    """The kinds an engine serves, by name: what the composition root registers."""
 
+    def __init__(self, kinds: Iterable[JobKind[Any, Any]]) -> None:
+        self._kinds: dict[str, JobKind[Any, Any]] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"job kind {kind.name!r} is registered twice")
+            self._kinds[kind.name] = kind
 
-def register(kind: JobKind[Any]) -> JobKind[Any]:
-    """Make a kind available under `kind.name`; its spec must carry model, version and seed."""
-    if kind.name in _KINDS:
-        raise ValueError(f"job kind {kind.name!r} is registered twice")
-    fields = kind.spec_type.DESCRIPTOR.fields_by_name
-    missing = [name for name in REQUIRED_SPEC_FIELDS if name not in fields]
-    if missing:
-        raise TypeError(f"job kind {kind.name!r}: {kind.spec_type.__name__} lacks the fields {missing}")
-    _KINDS[kind.name] = kind
-    return kind
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
 
-def get_kind(name: str) -> JobKind[Any]:
-    """The kind registered under `name` (KeyError when there is none)."""
-    return _KINDS[name]
-
-
-def kind_names() -> list[str]:
-    return sorted(_KINDS)
-
-
-def load_kinds() -> list[str]:
-    """Import every adapter module in KIND_MODULES (each registers its kinds); return the kind names."""
-    for module in KIND_MODULES:
-        importlib.import_module(module)
-    return kind_names()
+    def find(self, name: str) -> JobKind[Any, Any]:
+        """The kind registered under `name`; InvalidArgument (field `spec`) when there is none."""
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise InvalidArgument(
+                f"unknown job kind {name!r}; known kinds: {self.names()}", field="spec"
+            ) from None

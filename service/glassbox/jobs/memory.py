@@ -20,8 +20,9 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from glassbox.config import JobSettings, Settings
 from glassbox.core.cancellation import CancellationToken
@@ -39,7 +40,7 @@ from glassbox.jobs.engine import (
     run_attempt,
 )
 from glassbox.jobs.ids import id_tag, tagged_job_id
-from glassbox.jobs.kinds import JobContext, Progress
+from glassbox.jobs.kinds import JobContext, JobKind, Progress
 from glassbox.jobs.records import (
     JobError,
     JobFilter,
@@ -87,12 +88,13 @@ class InProcessEngine(JobEngine):
         settings: JobSettings,
         repository: ModelRepository,
         *,
+        kinds: Iterable[JobKind[Any, Any]],
         on_finished: JobFinished | None = None,
         on_queue_depth: QueueDepth | None = None,
         run_job: JobRunner = run_in_place,
         server_settings: Settings | None = None,
     ) -> None:
-        super().__init__(settings, repository, server_settings=server_settings)
+        super().__init__(settings, repository, kinds=kinds, server_settings=server_settings)
         self._run_job = run_job
         self._on_finished = on_finished
         self._on_queue_depth = on_queue_depth
@@ -233,7 +235,9 @@ class InProcessEngine(JobEngine):
     def _attempt(self, record: JobRecord, entry: _Entry, context: JobContext) -> Outcome:
         """Run one attempt through the runner; a run the runner refused or dropped becomes an Outcome."""
         try:
-            return self._run_job(record.kind, lambda: run_attempt(record, entry.spec, context), entry.token)
+            return self._run_job(
+                record.kind, lambda: run_attempt(self.kinds, record, entry.spec, context), entry.token
+            )
         except Cancelled as exc:
             return Outcome(JobState.CANCELLED, error=JobError("Cancelled", str(exc)))
         except Exception as exc:

@@ -14,7 +14,8 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 from redis import Redis
@@ -27,6 +28,7 @@ from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import ResourceExhausted, Unavailable
 from glassbox.core.reasons import Reason
 from glassbox.jobs.engine import JobEngine, QueueDepth, job_not_found, preview_wanted
+from glassbox.jobs.kinds import JobKind
 from glassbox.jobs.records import (
     JobError,
     JobFilter,
@@ -79,10 +81,11 @@ class RedisJobEngine(JobEngine):
         settings: JobSettings,
         repository: ModelRepository,
         *,
+        kinds: Iterable[JobKind[Any, Any]],
         on_queue_depth: QueueDepth | None = None,
         server_settings: Settings | None = None,
     ) -> None:
-        super().__init__(settings, repository, server_settings=server_settings)
+        super().__init__(settings, repository, kinds=kinds, server_settings=server_settings)
         self.redis = connect(settings.redis_url)
         self.store = RedisJobStore(self.redis, settings.namespace)
         self.queue = job_queue(self.redis, settings.namespace)

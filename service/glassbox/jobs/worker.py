@@ -15,7 +15,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import torch
@@ -30,7 +32,7 @@ from glassbox.core.cancellation import CancellationToken
 from glassbox.core.images import configure_decoder_limit
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import AttemptToken, JobFinished, Outcome, preview_due, run_attempt
-from glassbox.jobs.kinds import JobContext, Progress, load_kinds
+from glassbox.jobs.kinds import JobContext, JobKind, JobKinds, Progress
 from glassbox.jobs.records import JobRecord, JobState
 from glassbox.jobs.recovery import Reaper
 from glassbox.jobs.redis_engine import connect, job_queue
@@ -42,11 +44,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerRuntime:
-    """What jobs in this process share: the models, the device, the store and the running attempt."""
+    """What jobs in this process share: the models, the device, the store, the kinds it runs and the
+    running attempt."""
 
     repository: ModelRepository
     store: RedisJobStore
     settings: Settings
+    kinds: JobKinds
     on_finished: JobFinished | None = None
     running: tuple[str, int, CancellationToken] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,7 +112,7 @@ def perform(namespace: str, job_id: str, result_ttl_seconds: float, max_run_seco
     with runtime.lock:
         runtime.running = (job_id, record.attempt, token)
     try:
-        outcome = run_attempt(record, spec, context)
+        outcome = run_attempt(runtime.kinds, record, spec, context)
     finally:
         with runtime.lock:
             runtime.running = None
@@ -193,9 +197,16 @@ class GlassboxWorker(SimpleWorker):
                 log.warning("heartbeat for job %s failed: %s", job.id, exc)
 
 
-def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinished | None = None) -> bool:
-    """Load the models, then serve the namespace's queue until SIGTERM/SIGINT (or, with `burst`, until
-    the queue is empty). Returns True unless the worker stopped on an error."""
+def run_worker(
+    settings: Settings,
+    kinds: Iterable[JobKind[Any, Any]],
+    *,
+    burst: bool = False,
+    on_finished: JobFinished | None = None,
+) -> bool:
+    """Load the models, then serve the namespace's queue, running jobs of `kinds` (the entry point's),
+    until SIGTERM/SIGINT (or, with `burst`, until the queue is empty). Returns True unless the worker
+    stopped on an error."""
     global _runtime
     jobs = settings.jobs
     if not jobs.redis_url:
@@ -206,12 +217,15 @@ def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinis
         use_deterministic_algorithms()
     use_full_float32_precision()
     configure_decoder_limit(settings.limits.max_image_pixels)
-    log.info("job kinds: %s", ", ".join(load_kinds()))
+    registry = JobKinds(kinds)
+    log.info("job kinds: %s", ", ".join(registry.names()))
     repository = ModelRepository(settings.model_repository, device=resolve_device(settings.device))
     repository.load_all()
     connection = connect(jobs.redis_url)
     queue = job_queue(connection, jobs.namespace)
-    _runtime = WorkerRuntime(repository, RedisJobStore(connection, jobs.namespace), settings, on_finished)
+    _runtime = WorkerRuntime(
+        repository, RedisJobStore(connection, jobs.namespace), settings, registry, on_finished
+    )
     worker = GlassboxWorker(
         [queue],
         connection=connection,

@@ -22,8 +22,8 @@ Rules of the contract:
   InvalidArgument naming `<method>.<field>` (e.g. `smoothgrad.samples`).
 * **Params.** A frozen, hashable dataclass whose field names are the proto message's field names.
   Enum fields are Python `Enum`s whose values are the proto value names, lower-case, without the enum
-  prefix (INTEGRATION_RULE_GAUSS_LEGENDRE → "gauss_legendre"). The server translates any params message
-  generically (server/attribution_convert.py): an `optional` scalar left unset and an enum left at
+  prefix (INTEGRATION_RULE_GAUSS_LEGENDRE → "gauss_legendre"). The wire layer translates any params message
+  generically (wire/method_params.py): an `optional` scalar left unset and an enum left at
   `*_UNSPECIFIED` take the dataclass default, so defaults live in one place, the dataclass. An image
   parameter is an `ImageInput`. The params are part of the canonical request the result cache keys on.
 * **Inputs.** `explain(pixels, targets, logits)` gets pixels float32 [B, 3, H, W] in [0, 1] at the

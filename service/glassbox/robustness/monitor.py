@@ -17,17 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-
-from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
+from dataclasses import dataclass
+from typing import Any
 
 from glassbox.core.errors import GlassboxError
 from glassbox.jobs.engine import JobEngine
 from glassbox.jobs.records import JobState
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
-from glassbox.robustness.convert import history_record
 from glassbox.robustness.history import HistoryRecord, HistoryStore
-from glassbox.robustness.kinds import KIND
-from glassbox.robustness.monitoring_config import MonitoringConfig, monitoring_config
+from glassbox.robustness.monitoring_config import MonitoringConfig, ScheduledEvaluation, monitoring_config
 from glassbox.robustness.rounds import MonitorRounds
 
 log = logging.getLogger(__name__)
@@ -38,6 +36,19 @@ Observe = Callable[[HistoryRecord], None]
 LEASE_ROUNDS = 5
 """The evaluation lease lasts this many monitor rounds (renewed every round), at least LEASE_MIN_SECONDS."""
 LEASE_MIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class EvaluationJobs:
+    """How the monitor's evaluations travel as jobs, whose specs and results the job engine carries in
+    the wire format: supplied by the composition root (`wire.kinds.robustness.MONITORING_JOBS`)."""
+
+    kind: str
+    """The job kind that evaluates robustness."""
+    spec: Callable[[ScheduledEvaluation], Any]
+    """The job spec of a scheduled evaluation."""
+    record: Callable[..., HistoryRecord]
+    """(result bytes, *, time, reference_set, trigger, job_id) → the summary the history keeps."""
 
 
 class RobustnessMonitor(MonitorRounds[HistoryRecord]):
@@ -51,6 +62,7 @@ class RobustnessMonitor(MonitorRounds[HistoryRecord]):
         jobs: JobEngine,
         history: HistoryStore,
         *,
+        evaluations: EvaluationJobs,
         interval_seconds: float,
         observe: Observe = lambda _record: None,
         clock: Callable[[], float] = time.time,
@@ -61,7 +73,7 @@ class RobustnessMonitor(MonitorRounds[HistoryRecord]):
             lease_seconds=max(LEASE_MIN_SECONDS, LEASE_ROUNDS * interval_seconds),
             observe=observe,
         )
-        self.repository, self.jobs, self.clock = repository, jobs, clock
+        self.repository, self.jobs, self.evaluations, self.clock = repository, jobs, evaluations, clock
         self._pending: dict[
             tuple[str, str], tuple[str, str, str]
         ] = {}  # (model, version) → (job, set, trigger)
@@ -94,7 +106,9 @@ class RobustnessMonitor(MonitorRounds[HistoryRecord]):
                 continue
             self._attempted[key] = now
             try:
-                record = self.jobs.submit(KIND, config.spec(entry))
+                record = self.jobs.submit(
+                    self.evaluations.kind, self.evaluations.spec(config.evaluation(entry))
+                )
             except GlassboxError as exc:
                 log.error("robustness evaluation of %s version %s not submitted: %s", *key, exc)
                 self.leases.release(key)
@@ -121,9 +135,8 @@ class RobustnessMonitor(MonitorRounds[HistoryRecord]):
                 log.error("robustness evaluation of %s version %s %s: %s", *key, job.state.value, job.error)
                 self.leases.release(key)
                 continue
-            result = pb.RobustnessEvaluationResult.FromString(job.result)
-            record = history_record(
-                result,
+            record = self.evaluations.record(
+                job.result,
                 time=job.finished_at or self.clock(),
                 reference_set=reference_set,
                 trigger=trigger,

@@ -17,20 +17,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox_client._generated.glassbox.v1 import datasets_pb2
-from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
-
 from glassbox.models.repository import ModelVersion
-from glassbox.robustness.spec import DEFAULT_EPSILONS
+from glassbox.robustness.spec import DEFAULT_EPSILONS, AttackMethod
 
 log = logging.getLogger(__name__)
 
-ATTACK_METHODS = {
-    "fgsm": pb.ATTACK_METHOD_FGSM,
-    "pgd_linf": pb.ATTACK_METHOD_PGD_LINF,
-    "pgd_l2": pb.ATTACK_METHOD_PGD_L2,
-    "square_linf": pb.ATTACK_METHOD_SQUARE_LINF,
-}
+ATTACK_METHODS = {method.value: method for method in AttackMethod}
+
+
+@dataclass(frozen=True)
+class ScheduledEvaluation:
+    """The robustness evaluation a [monitoring] section asks for on one model version: the first
+    `images` images of its reference set (0 = all), each attack at each epsilon, and, with
+    `corruptions`, every corruption at every severity; no adversarial example pictures (`examples`)."""
+
+    model: str
+    version: str
+    reference_set: str
+    images: int
+    attacks: tuple[AttackMethod, ...]
+    epsilons: tuple[float, ...]
+    corruptions: bool
+    examples: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,18 +85,19 @@ class MonitoringConfig:
             robustness=bool(raw.get("robustness", True)),
         )
 
-    def spec(self, entry: ModelVersion) -> pb.RobustnessEvaluationSpec:
+    def evaluation(self, entry: ModelVersion) -> ScheduledEvaluation:
+        """The evaluation of `entry` this section asks for (default attack: PGD L∞, or Square L∞ for a
+        model without gradients)."""
         gradients = entry.model is not None and entry.model.supports_gradients
         attacks = self.attacks or (("pgd_linf",) if gradients else ("square_linf",))
-        return pb.RobustnessEvaluationSpec(
+        return ScheduledEvaluation(
             model=entry.name,
             version=entry.version,
-            images=datasets_pb2.ImageSet(named=self.reference_set, limit=self.images),
-            attacks=[pb.Attack(method=ATTACK_METHODS[a], epsilons=list(self.epsilons)) for a in attacks],
-            corruptions=[pb.CorruptionCheck(corruption=c) for c in pb.Corruption.values() if c]
-            if self.corruptions
-            else [],
-            examples=0,
+            reference_set=self.reference_set,
+            images=self.images,
+            attacks=tuple(ATTACK_METHODS[name] for name in attacks),
+            epsilons=self.epsilons,
+            corruptions=self.corruptions,
         )
 
 

@@ -1,5 +1,5 @@
 """The checked request of a robustness evaluation: which images, which attacks and corruptions, and the
-minimal-ε search. Built by `convert` (proto → core) after every bound was checked, so the evaluator
+minimal-ε search. Built by `wire.robustness` (proto → core) after every bound was checked, so the evaluator
 can trust it."""
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import grpc
 import torch
@@ -76,6 +77,8 @@ from glassbox.server.robustness_servicer import RobustnessServicer
 from glassbox.server.server_servicer import ServerServicer
 from glassbox.server.tls import server_credentials
 from glassbox.serving import ComputeScheduler, Priority
+from glassbox.wire.kinds import job_kinds
+from glassbox.wire.kinds.robustness import MONITORING_JOBS
 
 if TYPE_CHECKING:
     from glassbox.server.http.gateway import HttpGateway
@@ -156,6 +159,21 @@ def warn_about_replicas(settings: Settings) -> None:
         )
 
 
+class ServiceBinding(NamedTuple):
+    """One gRPC service the server offers: where its descriptor lives, how its servicer is added, and
+    whether it answers for the models (NOT_SERVING to health checks while no version is loaded)."""
+
+    proto_file: ModuleType
+    name: str
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    needs_model: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return str(self.proto_file.DESCRIPTOR.services_by_name[self.name].full_name)
+
+
 class GlassboxServer:
     """One gRPC server over one model repository."""
 
@@ -194,6 +212,7 @@ class GlassboxServer:
         jobs = build_engine(
             settings.jobs,
             repository,
+            job_kinds(),
             on_finished=self.metrics.observe_job,
             on_queue_depth=self.metrics.set_queue_depth,
             run_job=self._run_job,
@@ -214,26 +233,15 @@ class GlassboxServer:
         self._loop = EventLoopThread("glassbox-grpc")
         self.server: grpc.aio.Server = self._loop.run(self._build_server())
         self.health = health_aio.HealthServicer()
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.context), self.server)
-        job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.context), self.server)
-        attribution_service_pb2_grpc.add_AttributionServiceServicer_to_server(
-            AttributionServicer(self.context), self.server
-        )
-        inspection_pb2_grpc.add_InspectionServiceServicer_to_server(
-            InspectionServicer(self.context), self.server
-        )
         self.history = build_history(settings)
         self.monitor = RobustnessMonitor(
             repository,
             jobs,
             self.history,
+            evaluations=MONITORING_JOBS,
             interval_seconds=settings.robustness.check_interval_seconds,
             observe=self._observe_robustness,
         )
-        robustness_pb2_grpc.add_RobustnessServiceServicer_to_server(
-            RobustnessServicer(self.context, self.history), self.server
-        )
-        server_service_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.context), self.server)
         self.explanation_history = build_history(settings, kind="explanations", record_type=ExplanationRecord)
         self.explanation_monitor = ExplanationMonitor(
             repository,
@@ -243,22 +251,60 @@ class GlassboxServer:
             settings=settings,
             observe=self.metrics.observe_explanations,
         )
-        monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
-            MonitoringServicer(self.context, self.explanation_history), self.server
+        bindings = (
+            ServiceBinding(
+                model_service_pb2,
+                "ModelService",
+                model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+                ModelServicer(self.context),
+                needs_model=True,
+            ),
+            ServiceBinding(
+                attribution_service_pb2,
+                "AttributionService",
+                attribution_service_pb2_grpc.add_AttributionServiceServicer_to_server,
+                AttributionServicer(self.context),
+                needs_model=True,
+            ),
+            ServiceBinding(
+                inspection_pb2,
+                "InspectionService",
+                inspection_pb2_grpc.add_InspectionServiceServicer_to_server,
+                InspectionServicer(self.context),
+                needs_model=True,
+            ),
+            ServiceBinding(
+                job_service_pb2,
+                "JobService",
+                job_service_pb2_grpc.add_JobServiceServicer_to_server,
+                JobServicer(self.context),
+            ),
+            ServiceBinding(
+                robustness_pb2,
+                "RobustnessService",
+                robustness_pb2_grpc.add_RobustnessServiceServicer_to_server,
+                RobustnessServicer(self.context, self.history),
+            ),
+            ServiceBinding(
+                server_service_pb2,
+                "ServerService",
+                server_service_pb2_grpc.add_ServerServiceServicer_to_server,
+                ServerServicer(self.context),
+            ),
+            ServiceBinding(
+                monitoring_pb2,
+                "MonitoringService",
+                monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
+                MonitoringServicer(self.context, self.explanation_history),
+            ),
         )
+        for binding in bindings:
+            binding.add(binding.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        model_services = frozenset(
-            {
-                model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
-                attribution_service_pb2.DESCRIPTOR.services_by_name["AttributionService"].full_name,
-                inspection_pb2.DESCRIPTOR.services_by_name["InspectionService"].full_name,
-            }
-        )
-        services = sorted(model_services)
-        services.append(job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name)
-        services.append(robustness_pb2.DESCRIPTOR.services_by_name["RobustnessService"].full_name)
-        services.append(server_service_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name)
-        services.append(monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name)
+        model_services = frozenset(binding.full_name for binding in bindings if binding.needs_model)
+        services = sorted(model_services) + [
+            binding.full_name for binding in bindings if not binding.needs_model
+        ]
         self._loop.run(model_health.publish(self.health, repository, services, model_services))
         self.poller = RepositoryPoller(
             repository,

@@ -19,9 +19,9 @@ from glassbox.cache.service import Source
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import AttributionImage, AttributionRequest, attribute
 from glassbox.methods.targets import TOP_1, TargetSpec
-from glassbox.server.attribution_convert import attribution_response
 from glassbox.server.context import ServerContext
 from glassbox.serving import Estimate, Priority
+from glassbox.wire.attribution import attribution_response
 
 PARSE_INLINE_BYTES = 1 << 20
 """A cached response up to this size is parsed on the event loop; a larger one on the pool."""

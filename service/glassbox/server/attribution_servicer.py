@@ -21,10 +21,10 @@ from glassbox.methods.service import (
     plan_attribution,
 )
 from glassbox.server.attribution_cache import attribution_key, cached_attribute
-from glassbox.server.attribution_convert import attribution_request
 from glassbox.server.context import ServerContext
 from glassbox.server.priority import request_priority
 from glassbox.serving import Estimate
+from glassbox.wire.attribution import attribution_request
 from glassbox.wire.tensors import image_sources
 
 

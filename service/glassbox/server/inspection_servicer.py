@@ -12,8 +12,7 @@ from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
-from glassbox.generative.convert import tensor
-from glassbox.inspection import convert, pictures
+from glassbox.inspection import pictures
 from glassbox.inspection.activations import (
     check_embedding_size,
     embed,
@@ -25,6 +24,8 @@ from glassbox.inspection.layers import inspectable
 from glassbox.render import png
 from glassbox.server.context import ServerContext
 from glassbox.serving import Estimate
+from glassbox.wire import inspection as convert
+from glassbox.wire.generative import tensor
 from glassbox.wire.tensors import image_source, image_sources
 
 

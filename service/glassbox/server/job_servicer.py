@@ -34,7 +34,6 @@ from glassbox.core.errors import GlassboxError, InvalidArgument, Unavailable
 from glassbox.core.reasons import Reason
 from glassbox.jobs.engine import JobEngine
 from glassbox.jobs.ids import JOB_ID
-from glassbox.jobs.kinds import kind_names
 from glassbox.jobs.records import JobFilter, JobRecord, JobState, JobUpdate
 from glassbox.server.context import ServerContext
 from glassbox.server.errors import status_for, status_proto
@@ -67,7 +66,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> pb.SubmitJobResponse:
         kind = request.WhichOneof("spec")
         if kind is None:
-            raise InvalidArgument(f"set one job spec (one of {kind_names()})", field="spec")
+            raise InvalidArgument(f"set one job spec (one of {self._jobs.kinds.names()})", field="spec")
         spec = getattr(request, kind)
         owner = self._ctx.principals.principal(context).name
         return await self._ctx.blocking(
@@ -146,9 +145,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             if state not in STATES_BY_ENUM:
                 raise InvalidArgument(f"not a job state: {state}", field=f"states[{i}]")
             states.add(STATES_BY_ENUM[state])
-        if request.kind and request.kind not in kind_names():
+        if request.kind and request.kind not in self._jobs.kinds:
             raise InvalidArgument(
-                f"unknown job kind {request.kind!r}; known kinds: {kind_names()}", field="kind"
+                f"unknown job kind {request.kind!r}; known kinds: {self._jobs.kinds.names()}", field="kind"
             )
         largest = self._ctx.settings.jobs.page_size_max
         if not 0 <= request.page_size <= largest:

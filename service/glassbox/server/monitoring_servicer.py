@@ -14,13 +14,13 @@ from glassbox.models.datasets import LabelledImages
 from glassbox.models.repository import ModelState, ModelVersion
 from glassbox.monitoring.changes import compare_versions, plan_changes
 from glassbox.monitoring.config import DEFAULT_IMAGES, DEFAULT_TOP_K_PERCENT
-from glassbox.monitoring.convert import changes_message, record_message
 from glassbox.monitoring.record import ExplanationRecord
 from glassbox.monitoring.validate import explanation_monitoring
 from glassbox.robustness.history import HistoryStore
 from glassbox.robustness.monitoring_config import MonitoringConfig
 from glassbox.server.context import ServerContext
 from glassbox.serving import Priority
+from glassbox.wire.monitoring import changes_message, record_message
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -8,9 +8,9 @@ from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import robustness_pb2_grpc
 
 from glassbox.core.errors import InvalidArgument
-from glassbox.robustness.convert import history_message
 from glassbox.robustness.history import HistoryStore
 from glassbox.server.context import ServerContext
+from glassbox.wire.robustness import history_message
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

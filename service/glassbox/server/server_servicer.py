@@ -11,7 +11,6 @@ from glassbox_client._generated.glassbox.v1 import server_service_pb2_grpc
 
 from glassbox import __version__
 from glassbox.core.reasons import Reason
-from glassbox.jobs.kinds import kind_names
 from glassbox.methods.registry import method_names
 from glassbox.server.context import ServerContext
 
@@ -56,7 +55,7 @@ class ServerServicer(server_service_pb2_grpc.ServerServiceServicer):
             ),
             cache=pb.CacheInfo(engine=cache_engine, ttl_seconds=cache.ttl_seconds),
             methods=method_names(),
-            job_kinds=kind_names(),
+            job_kinds=self._ctx.jobs.kinds.names(),
             caller=pb.CallerInfo(
                 principal=principal.name,
                 admin=principal.admin,

@@ -1,42 +1,40 @@
-"""The generative job kinds, registered with the job engine at import (`jobs.kinds.KIND_MODULES`).
+"""The generative job kinds (`KINDS`, registered by the composition root through `wire.kinds`).
 
 Each kind is a `validate` (generative.proto spec → checked core request, within the server's
-`jobs.limits.generative` and `limits.max_image_pixels`; runs before anything is queued) and a `run`
-(core request + job context → result message). Fields left unset take the core
-dataclasses' defaults, so every default lives in one place. All random draws come from a CPU generator
-seeded with the job's seed, so a job gives the same result on any device.
+`jobs.limits.generative` and `limits.max_image_pixels`; runs before anything is queued), a `run`
+(core request + job context → the core's result) and a `result` (core result → result message).
+Fields left unset take the core dataclasses' defaults, so every default lives in one place. All random
+draws come from a CPU generator seeded with the job's seed, so a job gives the same result on any device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.errors import GlassboxError, InvalidArgument
-from glassbox.generative import convert
-from glassbox.generative.adversarial import AdversarialImage, attack
-from glassbox.generative.class_visualisation import ClassVisualisation, visualise_class
-from glassbox.generative.deepdream import DeepDream, dream
-from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
+from glassbox.generative.adversarial import AdversarialImage, Adversary, attack
+from glassbox.generative.class_visualisation import ClassModel, ClassVisualisation, visualise_class
+from glassbox.generative.deepdream import DeepDream, Dream, dream
+from glassbox.generative.feature_visualisation import FeatureVisualisation, RenderedImages, visualise
 from glassbox.generative.image_prior import LatentPrior, find_prior, store_prior
-from glassbox.generative.inversion import FeatureInversion, invert
-from glassbox.generative.maco import Accentuation, MacoVisualisation, visualise_maco
+from glassbox.generative.inversion import FeatureInversion, Inversion, invert
+from glassbox.generative.maco import Accentuation, MacoImage, MacoVisualisation, visualise_maco
 from glassbox.generative.optimise import Progress
-from glassbox.generative.prior_training import PriorTraining, train_prior
-from glassbox.generative.style_transfer import StyleTransfer, transfer
-from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.generative.prior_training import PriorTraining, TrainedPrior, train_prior
+from glassbox.generative.style_transfer import StyleTransfer, Stylised, transfer
+from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.models.repository import ModelRepository
-
-
-def _set(spec: Message, *names: str) -> dict[str, Any]:
-    """The proto3 `optional` fields among `names` that the spec sets, as keyword arguments."""
-    return {name: getattr(spec, name) for name in names if spec.HasField(name)}
+from glassbox.wire import generative as convert
+from glassbox.wire.fields import optional, set_fields
+from glassbox.wire.jobs import proto_kind
 
 
 def _generator(ctx: JobContext) -> torch.Generator:
@@ -45,8 +43,8 @@ def _generator(ctx: JobContext) -> torch.Generator:
 
 def _size(spec: Message, model: TorchModel) -> dict[str, int]:
     return {
-        "height": spec.height if spec.HasField("height") else model.config.input.height,
-        "width": spec.width if spec.HasField("width") else model.config.input.width,
+        "height": optional(spec, "height", model.config.input.height),
+        "width": optional(spec, "width", model.config.input.width),
     }
 
 
@@ -80,12 +78,17 @@ def validate_feature_visualisation(
             spec.regularisers, spec.HasField("regularisers"), FeatureVisualisation.regularisers
         ),
         **_size(spec, model),
-        **_set(spec, "batch", "steps", "learning_rate"),
+        **set_fields(spec, "batch", "steps", "learning_rate"),
     )
 
 
-def run_feature_visualisation(job: FeatureVisualisation, ctx: JobContext) -> pb.FeatureVisualisationResult:
-    rendered = visualise(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_feature_visualisation(job: FeatureVisualisation, ctx: JobContext) -> RenderedImages:
+    return visualise(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def feature_visualisation_result(
+    _job: FeatureVisualisation, rendered: RenderedImages
+) -> pb.FeatureVisualisationResult:
     return pb.FeatureVisualisationResult(
         images=[convert.generated_image(image) for image in rendered.images],
         initial_objective=rendered.initial_objective.tolist(),
@@ -107,12 +110,15 @@ def validate_class_visualisation(
         ),
         transforms=convert.transforms(spec.transforms, ClassVisualisation.transforms),
         **_size(spec, model),
-        **_set(spec, "l2_weight", "steps", "learning_rate"),
+        **set_fields(spec, "l2_weight", "steps", "learning_rate"),
     )
 
 
-def run_class_visualisation(job: ClassVisualisation, ctx: JobContext) -> pb.ClassVisualisationResult:
-    result = visualise_class(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_class_visualisation(job: ClassVisualisation, ctx: JobContext) -> ClassModel:
+    return visualise_class(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def class_visualisation_result(job: ClassVisualisation, result: ClassModel) -> pb.ClassVisualisationResult:
     return pb.ClassVisualisationResult(
         image=convert.generated_image(result.image),
         class_index=job.class_index,
@@ -133,12 +139,15 @@ def validate_deepdream(spec: pb.DeepDreamSpec, repository: ModelRepository, sett
         limits=limits,
         image=convert.image(spec, "image", model, max_pixels=settings.limits.max_image_pixels),
         objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
-        **_set(spec, "octaves", "octave_scale", "steps_per_octave", "jitter", "learning_rate"),
+        **set_fields(spec, "octaves", "octave_scale", "steps_per_octave", "jitter", "learning_rate"),
     )
 
 
-def run_deepdream(job: DeepDream, ctx: JobContext) -> pb.DeepDreamResult:
-    result = dream(job, generator=_generator(ctx), progress=Progress(ctx, job.octaves * job.steps_per_octave))
+def run_deepdream(job: DeepDream, ctx: JobContext) -> Dream:
+    return dream(job, generator=_generator(ctx), progress=Progress(ctx, job.octaves * job.steps_per_octave))
+
+
+def deepdream_result(_job: DeepDream, result: Dream) -> pb.DeepDreamResult:
     return pb.DeepDreamResult(
         image=convert.generated_image(result.image),
         initial_objective=result.initial_objective,
@@ -160,12 +169,15 @@ def validate_feature_inversion(
         regularisers=convert.regularisers(
             spec.regularisers, spec.HasField("regularisers"), FeatureInversion.regularisers
         ),
-        **_set(spec, "steps", "learning_rate"),
+        **set_fields(spec, "steps", "learning_rate"),
     )
 
 
-def run_feature_inversion(job: FeatureInversion, ctx: JobContext) -> pb.FeatureInversionResult:
-    result = invert(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_feature_inversion(job: FeatureInversion, ctx: JobContext) -> Inversion:
+    return invert(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def feature_inversion_result(_job: FeatureInversion, result: Inversion) -> pb.FeatureInversionResult:
     return pb.FeatureInversionResult(
         image=convert.generated_image(result.image),
         initial_relative_error=result.initial_relative_error,
@@ -189,12 +201,15 @@ def validate_style_transfer(
         style_layers=tuple(spec.style_layers),
         style_layer_weights=tuple(spec.style_layer_weights),
         init_from_content=spec.init != pb.STYLE_TRANSFER_INIT_NOISE,
-        **_set(spec, "content_weight", "style_weight", "steps", "learning_rate"),
+        **set_fields(spec, "content_weight", "style_weight", "steps", "learning_rate"),
     )
 
 
-def run_style_transfer(job: StyleTransfer, ctx: JobContext) -> pb.StyleTransferResult:
-    result = transfer(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_style_transfer(job: StyleTransfer, ctx: JobContext) -> Stylised:
+    return transfer(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def style_transfer_result(_job: StyleTransfer, result: Stylised) -> pb.StyleTransferResult:
     return pb.StyleTransferResult(
         image=convert.generated_image(result.image),
         initial_style_loss=result.initial_style_loss,
@@ -214,12 +229,15 @@ def validate_adversarial_image(
         limits=limits,
         image=convert.image(spec, "image", model, max_pixels=settings.limits.max_image_pixels),
         target=convert.class_index(spec, "target", model),
-        **_set(spec, "epsilon", "step_size", "steps", "random_start"),
+        **set_fields(spec, "epsilon", "step_size", "steps", "random_start"),
     )
 
 
-def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> pb.AdversarialImageResult:
-    result = attack(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> Adversary:
+    return attack(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def adversarial_image_result(job: AdversarialImage, result: Adversary) -> pb.AdversarialImageResult:
     return pb.AdversarialImageResult(
         image=convert.generated_image(result.image),
         perturbation=convert.tensor(result.perturbation),
@@ -254,15 +272,42 @@ def validate_image_prior_training(
         version=entry.version,
         image_set=spec.image_set,
         limits=settings.jobs.limits.generative,
-        **_set(spec, "steps", "batch_size", "latent_size", "learning_rate", "kl_weight"),
+        **set_fields(spec, "steps", "batch_size", "latent_size", "learning_rate", "kl_weight"),
     )
 
 
-def run_image_prior_training(job: PriorTraining, ctx: JobContext) -> pb.ImagePriorTrainingResult:
+class StoredPrior(NamedTuple):
+    """A trained prior and where it was stored, relative to the model repository's root."""
+
+    trained: TrainedPrior
+    path: str
+
+
+def image_prior_training_spec(
+    *, model: str, version: str, seed: int, image_set: str, **optional: Any
+) -> pb.ImagePriorTrainingSpec:
+    """The spec of an image_prior_training job (`glassbox prior train` builds one from its flags);
+    `optional` sets the spec's optional fields by name."""
+    return pb.ImagePriorTrainingSpec(model=model, version=version, seed=seed, image_set=image_set, **optional)
+
+
+def image_prior_training_summary(result: pb.ImagePriorTrainingResult) -> dict[str, Any]:
+    """The result as JSON-ready fields named as in the proto, without the reconstruction images."""
+    summary = MessageToDict(result, preserving_proto_field_name=True)
+    summary.pop("reconstructions", None)
+    return summary
+
+
+def run_image_prior_training(job: PriorTraining, ctx: JobContext) -> StoredPrior:
     trained = train_prior(job, seed=ctx.seed, device=ctx.device, progress=Progress(ctx, job.steps))
     path = store_prior(ctx.repository, trained.network, trained.info)
+    return StoredPrior(trained, path.relative_to(ctx.repository.root).as_posix())
+
+
+def image_prior_training_result(job: PriorTraining, stored: StoredPrior) -> pb.ImagePriorTrainingResult:
+    trained = stored.trained
     return pb.ImagePriorTrainingResult(
-        path=path.relative_to(ctx.repository.root).as_posix(),
+        path=stored.path,
         version=job.version,
         images=trained.info.images,
         latent_size=trained.info.latent_size,
@@ -281,7 +326,7 @@ def validate_maco_visualisation(
     limits = settings.jobs.limits.generative
     if not spec.HasField("objective"):
         raise InvalidArgument("an objective is required", field="objective")
-    size = spec.size if spec.HasField("size") else MacoVisualisation.default_size(model, limits)
+    size = optional(spec, "size", MacoVisualisation.default_size(model, limits))
     accentuation = None
     if spec.HasField("accentuation"):
         message = spec.accentuation
@@ -294,7 +339,7 @@ def validate_maco_visualisation(
                 max_pixels=settings.limits.max_image_pixels,
                 field="accentuation.image",
             ),
-            **_set(message, "penalty", "decay_power"),
+            **set_fields(message, "penalty", "decay_power"),
         )
     return MacoVisualisation(
         model=model,
@@ -302,14 +347,17 @@ def validate_maco_visualisation(
         objective=convert.objective(spec.objective, model, max_depth=limits.max_objective_depth),
         size=size,
         accentuation=accentuation,
-        **_set(
+        **set_fields(
             spec, "steps", "learning_rate", "crops", "crop_size_min", "crop_size_max", "noise", "decay_power"
         ),
     )
 
 
-def run_maco_visualisation(job: MacoVisualisation, ctx: JobContext) -> pb.MacoVisualisationResult:
-    result = visualise_maco(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+def run_maco_visualisation(job: MacoVisualisation, ctx: JobContext) -> MacoImage:
+    return visualise_maco(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+
+
+def maco_visualisation_result(_job: MacoVisualisation, result: MacoImage) -> pb.MacoVisualisationResult:
     return pb.MacoVisualisationResult(
         image=convert.generated_image(result.image),
         transparency=convert.tensor(result.transparency),
@@ -319,56 +367,55 @@ def run_maco_visualisation(job: MacoVisualisation, ctx: JobContext) -> pb.MacoVi
     )
 
 
-for _name, _spec, _result, _validate, _run in (
-    (
+KINDS: tuple[JobKind[Any, Any], ...] = (
+    proto_kind(
         "feature_visualisation",
         pb.FeatureVisualisationSpec,
-        pb.FeatureVisualisationResult,
         validate_feature_visualisation,
         run_feature_visualisation,
+        feature_visualisation_result,
     ),
-    (
+    proto_kind(
         "class_visualisation",
         pb.ClassVisualisationSpec,
-        pb.ClassVisualisationResult,
         validate_class_visualisation,
         run_class_visualisation,
+        class_visualisation_result,
     ),
-    ("deepdream", pb.DeepDreamSpec, pb.DeepDreamResult, validate_deepdream, run_deepdream),
-    (
+    proto_kind("deepdream", pb.DeepDreamSpec, validate_deepdream, run_deepdream, deepdream_result),
+    proto_kind(
         "feature_inversion",
         pb.FeatureInversionSpec,
-        pb.FeatureInversionResult,
         validate_feature_inversion,
         run_feature_inversion,
+        feature_inversion_result,
     ),
-    (
+    proto_kind(
         "style_transfer",
         pb.StyleTransferSpec,
-        pb.StyleTransferResult,
         validate_style_transfer,
         run_style_transfer,
+        style_transfer_result,
     ),
-    (
+    proto_kind(
         "adversarial_image",
         pb.AdversarialImageSpec,
-        pb.AdversarialImageResult,
         validate_adversarial_image,
         run_adversarial_image,
+        adversarial_image_result,
     ),
-    (
+    proto_kind(
         "maco_visualisation",
         pb.MacoVisualisationSpec,
-        pb.MacoVisualisationResult,
         validate_maco_visualisation,
         run_maco_visualisation,
+        maco_visualisation_result,
     ),
-    (
+    proto_kind(
         "image_prior_training",
         pb.ImagePriorTrainingSpec,
-        pb.ImagePriorTrainingResult,
         validate_image_prior_training,
         run_image_prior_training,
+        image_prior_training_result,
     ),
-):
-    register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))
+)

@@ -1,27 +1,30 @@
 """robustness.proto ↔ core: the spec checked field by field (errors name the field relative to the spec,
-e.g. `attacks[1].epsilons[0]`; the engine prefixes `robustness_evaluation.`), and the report as a result
-message. No computation."""
+e.g. `attacks[1].epsilons[0]`; the engine prefixes `robustness_evaluation.`), the report as a result
+message, the monitor's scheduled evaluations as specs and their results as history records. No
+computation."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from glassbox_client._generated.glassbox.v1 import model_service_pb2
+from glassbox_client._generated.glassbox.v1 import datasets_pb2, model_service_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.backends.base import Model
 from glassbox.config import RobustnessJobLimits, Settings
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.generative.convert import class_index, optional
-from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness import spec as core
 from glassbox.robustness.corruptions import SEVERITIES, Corruption
 from glassbox.robustness.history import HistoryRecord
+from glassbox.robustness.monitoring_config import ScheduledEvaluation
 from glassbox.robustness.plot import accuracy_plot, example_png
 from glassbox.robustness.report import AttackAccuracy, CorruptionAccuracy, RobustnessReport
 from glassbox.robustness.threat import Norm, l2_diameter
+from glassbox.wire.fields import optional
+from glassbox.wire.generative import class_index
+from glassbox.wire.image_sets import spec_images
 
 METHODS = {
     pb.ATTACK_METHOD_FGSM: core.AttackMethod.FGSM,
@@ -29,6 +32,7 @@ METHODS = {
     pb.ATTACK_METHOD_PGD_L2: core.AttackMethod.PGD_L2,
     pb.ATTACK_METHOD_SQUARE_LINF: core.AttackMethod.SQUARE_LINF,
 }
+METHOD_ENUMS = {method: number for number, method in METHODS.items()}
 GOALS = {
     pb.ATTACK_GOAL_UNSPECIFIED: core.Goal.UNTARGETED,
     pb.ATTACK_GOAL_UNTARGETED: core.Goal.UNTARGETED,
@@ -228,10 +232,28 @@ def _attack_accuracy_from(message: pb.AttackAccuracy) -> AttackAccuracy:
     )
 
 
+def scheduled_spec(evaluation: ScheduledEvaluation) -> pb.RobustnessEvaluationSpec:
+    """The job spec of an evaluation the robustness monitor schedules."""
+    return pb.RobustnessEvaluationSpec(
+        model=evaluation.model,
+        version=evaluation.version,
+        images=datasets_pb2.ImageSet(named=evaluation.reference_set, limit=evaluation.images),
+        attacks=[
+            pb.Attack(method=METHOD_ENUMS[method], epsilons=list(evaluation.epsilons))
+            for method in evaluation.attacks
+        ],
+        corruptions=[pb.CorruptionCheck(corruption=c) for c in pb.Corruption.values() if c]
+        if evaluation.corruptions
+        else [],
+        examples=evaluation.examples,
+    )
+
+
 def history_record(
-    message: pb.RobustnessEvaluationResult, *, time: float, reference_set: str, trigger: str, job_id: str
+    result: bytes, *, time: float, reference_set: str, trigger: str, job_id: str
 ) -> HistoryRecord:
-    """The summary of a finished evaluation that the history keeps."""
+    """The summary the history keeps of a finished evaluation (its serialized result message)."""
+    message = pb.RobustnessEvaluationResult.FromString(result)
     return HistoryRecord(
         model=message.model,
         version=message.version,

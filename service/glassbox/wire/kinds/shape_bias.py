@@ -1,6 +1,7 @@
-"""The `shape_bias` job kind, registered with the job engine at import (`jobs.kinds.KIND_MODULES`):
+"""The `shape_bias` job kind (`KINDS`, registered by the composition root through `wire.kinds`):
 shape_bias.proto ↔ core (`validate` checks the spec within `jobs.limits.generative` and
-`limits.max_image_pixels` before anything is queued; `run` measures and builds the result message)."""
+`limits.max_image_pixels` before anything is queued; `run` measures; `result` builds the result
+message)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from google.protobuf.message import Message
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative import convert
 from glassbox.generative import objectives as obj
 from glassbox.generative.shape_bias import (
     DEFAULT_STEPS,
@@ -25,10 +25,13 @@ from glassbox.generative.shape_bias import (
 )
 from glassbox.generative.shape_bias_figure import grid_png
 from glassbox.generative.style_transfer import StyleSettings
-from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.methods.base import CallContext
-from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
+from glassbox.wire import generative as convert
+from glassbox.wire.fields import optional, set_fields
+from glassbox.wire.image_sets import spec_images
+from glassbox.wire.jobs import proto_kind
 
 KIND = "shape_bias"
 CONSTRUCTIONS = {
@@ -36,10 +39,6 @@ CONSTRUCTIONS = {
     pb.CUE_CONFLICT_CONSTRUCTION_OBJECT: Construction.OBJECT,
 }
 CONSTRUCTION_PROTOS = {construction: number for number, construction in CONSTRUCTIONS.items()}
-
-
-def _set(spec: Message, *names: str) -> dict[str, Any]:
-    return {name: getattr(spec, name) for name in names if spec.HasField(name)}
 
 
 def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, settings: Settings) -> ShapeBias:
@@ -51,8 +50,8 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
         content_layer=spec.content_layer,
         style_layers=tuple(spec.style_layers),
         style_layer_weights=tuple(spec.style_layer_weights),
-        steps=spec.steps if spec.HasField("steps") else DEFAULT_STEPS,
-        **_set(spec, "content_weight", "style_weight", "learning_rate"),
+        steps=optional(spec, "steps", DEFAULT_STEPS),
+        **set_fields(spec, "content_weight", "style_weight", "learning_rate"),
     )
     data = spec_images(spec, repository, settings)
     if spec.construction == pb.CUE_CONFLICT_CONSTRUCTION_UNSPECIFIED:
@@ -73,7 +72,7 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
         classes=classes,
         construction=construction,
         limits=limits,
-        **_set(spec, "images_per_pair", "examples"),
+        **set_fields(spec, "images_per_pair", "examples"),
     )
 
 
@@ -86,10 +85,9 @@ def _class(ref: Message, model: TorchModel, field: str) -> int:
     raise InvalidArgument("set the class's index or its label", field=field)
 
 
-def run_shape_bias(job: ShapeBias, ctx: JobContext) -> pb.ShapeBiasResult:
+def run_shape_bias(job: ShapeBias, ctx: JobContext) -> ShapeBiasReport:
     call = CallContext(job.style.model, ctx.token, ctx.settings.attribution)
-    report = measure(job, call, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
-    return result(job, report)
+    return measure(job, call, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
 
 
 def decisions(tally: Tally) -> pb.CueDecisions:
@@ -157,12 +155,6 @@ def _original(report: ShapeBiasReport, index: int) -> int:
     return next(image.content_index for image in report.images if image.shape_class == index)
 
 
-register(
-    JobKind(
-        name=KIND,
-        spec_type=pb.ShapeBiasSpec,
-        result_type=pb.ShapeBiasResult,
-        validate=validate_shape_bias,
-        run=run_shape_bias,
-    )
+KINDS: tuple[JobKind[Any, Any], ...] = (
+    proto_kind(KIND, pb.ShapeBiasSpec, validate_shape_bias, run_shape_bias, result),
 )

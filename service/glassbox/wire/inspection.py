@@ -1,20 +1,19 @@
-"""inspection.proto ↔ core translations shared by the InspectionService servicer and the job kinds.
+"""inspection.proto ↔ core translations shared by the InspectionService servicer and the job kinds
+(`wire.kinds.inspection`).
 No computation. Field names in errors are relative to the request or the job spec."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Iterable
 
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
-from google.protobuf.message import Message
 
-from glassbox.core.errors import InvalidArgument
 from glassbox.inspection.activations import Pooling
 from glassbox.inspection.filters import FilterView
 from glassbox.inspection.projection import Projection
 from glassbox.inspection.receptive_field import Box
 from glassbox.inspection.top_activating import Ranking
+from glassbox.wire.fields import enum_value
 
 POOLINGS = {
     pb.POOLING_UNSPECIFIED: Pooling.MEAN,
@@ -36,16 +35,8 @@ FILTER_VIEWS = {
 FILTER_VIEW_ENUMS = {view: enum for enum, view in FILTER_VIEWS.items() if view is not None}
 PROJECTIONS = {pb.PROJECTION_PCA: Projection.PCA, pb.PROJECTION_TSNE: Projection.TSNE}
 PROJECTION_ENUMS = {projection: enum for enum, projection in PROJECTIONS.items()}
-T = TypeVar("T")
 
 RANKINGS = {pb.RANKING_UNSPECIFIED: Ranking.MAX, pb.RANKING_MAX: Ranking.MAX, pb.RANKING_MEAN: Ranking.MEAN}
-
-
-def enum_value(table: Mapping[int, T], value: int, field: str, enum_name: str) -> T:
-    """table[value]; InvalidArgument naming `field` for a number the enum does not define."""
-    if value not in table:
-        raise InvalidArgument(f"unknown {enum_name} {value}", field=field)
-    return table[value]
 
 
 def pooling(value: int) -> Pooling:
@@ -58,11 +49,6 @@ def filter_view(value: int) -> FilterView | None:
 
 def projections(values: Iterable[int], field: str = "projections") -> tuple[Projection, ...]:
     return tuple(enum_value(PROJECTIONS, v, f"{field}[{i}]", "Projection") for i, v in enumerate(values))
-
-
-def optional(message: Message, name: str) -> dict[str, object]:
-    """{name: value} when the proto3 `optional` field is set, else {} (the core's default applies)."""
-    return {name: getattr(message, name)} if message.HasField(name) else {}
 
 
 def pixel_box(box: Box) -> pb.PixelBox:

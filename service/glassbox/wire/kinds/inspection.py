@@ -1,10 +1,13 @@
-"""The inspection job kinds (embedding_map, top_activating, activation_atlas), registered with the job
-engine at import (`jobs.kinds.KIND_MODULES`). Each is a `validate` (spec → checked core request, before
-anything is queued) and a `run` (core request + job context → result message). Unset optional fields
-take the core dataclasses' defaults. Random draws come from a CPU generator seeded with the job's seed.
+"""The inspection job kinds (embedding_map, top_activating, activation_atlas: `KINDS`, registered by the
+composition root through `wire.kinds`). Each is a `validate` (spec → checked core request, before
+anything is queued), a `run` (core request + job context → the core's outcome) and a `result` (outcome →
+result message). Unset optional fields take the core dataclasses' defaults. Random draws come from a
+CPU generator seeded with the job's seed.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,19 +17,22 @@ from google.protobuf.message import Message
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative.convert import generated_image, tensor
-from glassbox.inspection import convert, pictures
+from glassbox.inspection import pictures
 from glassbox.inspection.activations import embedding_layer
-from glassbox.inspection.atlas import ActivationAtlas, activation_atlas
-from glassbox.inspection.embedding_map import EmbeddingMap, embedding_map, map_steps
+from glassbox.inspection.atlas import ActivationAtlas, AtlasOutcome, activation_atlas
+from glassbox.inspection.embedding_map import EmbeddingMap, EmbeddingMapOutcome, embedding_map, map_steps
 from glassbox.inspection.layers import inspectable
 from glassbox.inspection.projection import Projection
-from glassbox.inspection.top_activating import TopActivating, top_activating, top_steps
-from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.inspection.top_activating import TopActivating, TopActivatingOutcome, top_activating, top_steps
+from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.models.datasets import LabelledImages
-from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.render import png
+from glassbox.wire import inspection as convert
+from glassbox.wire.fields import enum_value, optional, set_fields
+from glassbox.wire.generative import generated_image, tensor
+from glassbox.wire.image_sets import spec_images
+from glassbox.wire.jobs import proto_kind
 
 
 def _model_and_images(
@@ -53,18 +59,16 @@ def validate_embedding_map(
         layer=embedding_layer(model, spec.layer),
         pooling=convert.pooling(spec.pooling),
         projections=projections,
-        **convert.optional(spec, "perplexity"),
-        **convert.optional(spec, "iterations"),
-        **convert.optional(spec, "thumbnail_size"),
-        **convert.optional(spec, "canvas_size"),
+        **set_fields(spec, "perplexity", "iterations", "thumbnail_size", "canvas_size"),
     )
 
 
-def run_embedding_map(job: EmbeddingMap, ctx: JobContext) -> pb.EmbeddingMapResult:
+def run_embedding_map(job: EmbeddingMap, ctx: JobContext) -> EmbeddingMapOutcome:
     total = map_steps(job)
-    outcome = embedding_map(
-        job, seed=ctx.seed, report=lambda step, note: ctx.report(step, total, message=note)
-    )
+    return embedding_map(job, seed=ctx.seed, report=lambda step, note: ctx.report(step, total, message=note))
+
+
+def embedding_map_result(job: EmbeddingMap, outcome: EmbeddingMapOutcome) -> pb.EmbeddingMapResult:
     labels = job.images.labels
     return pb.EmbeddingMapResult(
         layer=job.layer,
@@ -101,19 +105,22 @@ def validate_top_activating(
         layer=spec.layer,
         channel=spec.channel,
         unit=unit,
-        ranking=convert.enum_value(convert.RANKINGS, spec.ranking, "ranking", "Ranking"),
+        ranking=enum_value(convert.RANKINGS, spec.ranking, "ranking", "Ranking"),
         max_count=settings.jobs.limits.inspection.max_top_examples,
-        **convert.optional(spec, "count"),
+        **set_fields(spec, "count"),
     )
 
 
-def run_top_activating(job: TopActivating, ctx: JobContext) -> pb.TopActivatingResult:
+def run_top_activating(job: TopActivating, ctx: JobContext) -> TopActivatingOutcome:
     total = top_steps(job)
-    outcome = top_activating(
+    return top_activating(
         job,
         generator=ctx.generator(torch.device("cpu")),
         report=lambda step, note: ctx.report(step, total, message=note),
     )
+
+
+def top_activating_result(job: TopActivating, outcome: TopActivatingOutcome) -> pb.TopActivatingResult:
     labels = job.images.labels
     examples = []
     for example in outcome.examples:
@@ -156,24 +163,24 @@ def validate_activation_atlas(
     layout = (
         Projection.TSNE
         if spec.layout == pb.PROJECTION_UNSPECIFIED
-        else convert.enum_value(convert.PROJECTIONS, spec.layout, "layout", "Projection")
+        else enum_value(convert.PROJECTIONS, spec.layout, "layout", "Projection")
     )
     return ActivationAtlas(
         model=model,
         images=images,
         layer=spec.layer,
         layout=layout,
-        tile_size=spec.tile_size if spec.HasField("tile_size") else model.config.input.height,
-        **convert.optional(spec, "grid_size"),
-        **convert.optional(spec, "min_count"),
-        **convert.optional(spec, "steps"),
-        **convert.optional(spec, "learning_rate"),
+        tile_size=optional(spec, "tile_size", model.config.input.height),
+        **set_fields(spec, "grid_size", "min_count", "steps", "learning_rate"),
         limits=settings.jobs.limits.generative,
     )
 
 
-def run_activation_atlas(job: ActivationAtlas, ctx: JobContext) -> pb.ActivationAtlasResult:
-    outcome = activation_atlas(job, seed=ctx.seed, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
+def run_activation_atlas(job: ActivationAtlas, ctx: JobContext) -> AtlasOutcome:
+    return activation_atlas(job, seed=ctx.seed, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
+
+
+def activation_atlas_result(job: ActivationAtlas, outcome: AtlasOutcome) -> pb.ActivationAtlasResult:
     return pb.ActivationAtlasResult(
         layer=job.layer,
         grid_size=job.grid_size,
@@ -195,21 +202,22 @@ def run_activation_atlas(job: ActivationAtlas, ctx: JobContext) -> pb.Activation
     )
 
 
-for _name, _spec, _result, _validate, _run in (
-    ("embedding_map", pb.EmbeddingMapSpec, pb.EmbeddingMapResult, validate_embedding_map, run_embedding_map),
-    (
+KINDS: tuple[JobKind[Any, Any], ...] = (
+    proto_kind(
+        "embedding_map", pb.EmbeddingMapSpec, validate_embedding_map, run_embedding_map, embedding_map_result
+    ),
+    proto_kind(
         "top_activating",
         pb.TopActivatingSpec,
-        pb.TopActivatingResult,
         validate_top_activating,
         run_top_activating,
+        top_activating_result,
     ),
-    (
+    proto_kind(
         "activation_atlas",
         pb.ActivationAtlasSpec,
-        pb.ActivationAtlasResult,
         validate_activation_atlas,
         run_activation_atlas,
+        activation_atlas_result,
     ),
-):
-    register(JobKind(name=_name, spec_type=_spec, result_type=_result, validate=_validate, run=_run))
+)

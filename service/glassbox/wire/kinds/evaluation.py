@@ -1,32 +1,35 @@
-"""The `explanation_evaluation` job kind, registered with the job engine at import
-(`jobs.kinds.KIND_MODULES`): `convert.evaluation_job` checks the spec before anything is queued, `run`
-evaluates and returns the typed result with the JSON report and the report PNG. Every random draw comes
-from CPU generators seeded from the job's seed (one per metric, `evaluate.metric_generator`), so a seed
-gives the same report on any device, whatever other methods the job lists."""
+"""The `explanation_evaluation` job kind (`KINDS`, registered by the composition root through
+`wire.kinds`): `wire.evaluation.evaluation_job` checks the spec before anything is queued, `run`
+evaluates, and `evaluation_result` makes the typed result with the JSON report and the report PNG.
+Every random draw comes from CPU generators seeded from the job's seed (one per metric,
+`evaluate.metric_generator`), so a seed gives the same report on any device, whatever other methods
+the job lists."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
 
-from glassbox.evaluation.convert import evaluation_job
 from glassbox.evaluation.evaluate import evaluate
 from glassbox.evaluation.figure import report_png
 from glassbox.evaluation.report import Curve, EvaluationReport, MethodReport
 from glassbox.evaluation.spec import EvaluationJob
-from glassbox.jobs.kinds import JobContext, JobKind, register
+from glassbox.jobs.kinds import JobContext, JobKind
+from glassbox.wire.evaluation import evaluation_job
+from glassbox.wire.jobs import proto_kind
 
 
-def run_explanation_evaluation(job: EvaluationJob, ctx: JobContext) -> pb.ExplanationEvaluationResult:
-    report = evaluate(
+def run_explanation_evaluation(job: EvaluationJob, ctx: JobContext) -> EvaluationReport:
+    return evaluate(
         job,
         ctx.token,
         ctx.seed,
         lambda step, total, message: ctx.report(step, total, message=message),
     )
-    return evaluation_result(report)
 
 
-def evaluation_result(report: EvaluationReport) -> pb.ExplanationEvaluationResult:
+def evaluation_result(_job: EvaluationJob, report: EvaluationReport) -> pb.ExplanationEvaluationResult:
     """The wire result of a report."""
     return pb.ExplanationEvaluationResult(
         model=report.model,
@@ -85,12 +88,12 @@ def _method(method: MethodReport) -> pb.MethodEvaluation:
     return message
 
 
-register(
-    JobKind(
-        name="explanation_evaluation",
-        spec_type=pb.ExplanationEvaluationSpec,
-        result_type=pb.ExplanationEvaluationResult,
-        validate=evaluation_job,
-        run=run_explanation_evaluation,
-    )
+KINDS: tuple[JobKind[Any, Any], ...] = (
+    proto_kind(
+        "explanation_evaluation",
+        pb.ExplanationEvaluationSpec,
+        evaluation_job,
+        run_explanation_evaluation,
+        evaluation_result,
+    ),
 )

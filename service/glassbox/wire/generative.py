@@ -1,4 +1,5 @@
-"""generative.proto ↔ core translations shared by the job-kind adapters in `kinds`. No computation.
+"""generative.proto ↔ core translations shared by the job kinds (`wire.kinds`) and the servicers.
+No computation.
 
 Field names in errors are relative to the job spec (e.g. `objective.sum.terms[1].objective.channel`);
 the job servicer prefixes the spec's oneof name.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,14 +27,8 @@ from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
 from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.fields import optional
 from glassbox.wire.tensors import array_to_proto, image_source
-
-T = TypeVar("T")
-
-
-def optional(message: Message, name: str, default: T) -> T:
-    """The value of a proto3 `optional` field, or `default` when it is not set."""
-    return getattr(message, name) if message.HasField(name) else default
 
 
 def model(spec: Message, repository: ModelRepository) -> TorchModel:

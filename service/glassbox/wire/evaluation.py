@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
-from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import EvaluationJobLimits, Settings
@@ -19,8 +18,9 @@ from glassbox.generative.validation import check_range, gradient_model
 from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation
-from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.fields import optional
+from glassbox.wire.image_sets import spec_images
 from glassbox.wire.method_params import dataclass_from_message
 
 MAX_BLUR_SIGMA = 64.0
@@ -47,10 +47,6 @@ BASELINES = {
     pb.PERTURBATION_BASELINE_BLUR: core.Baseline.BLUR,
     pb.PERTURBATION_BASELINE_MEAN: core.Baseline.MEAN,
 }
-
-
-def _optional(message: Message, name: str, default: object) -> object:
-    return getattr(message, name) if message.HasField(name) else default
 
 
 def evaluation_job(
@@ -83,7 +79,7 @@ def evaluation_job(
                     f"localisation.regions, and the set has neither (metrics[{i}])",
                     field="images",
                 )
-    example_images = int(_optional(spec, "example_images", 4))
+    example_images = int(optional(spec, "example_images", 4))
     check_range(example_images, 0, limits.max_examples, "example_images")
     return core.EvaluationJob(
         model=model,
@@ -153,11 +149,11 @@ def _methods(
 
 def _faithfulness(message: pb.FaithfulnessOptions, limits: EvaluationJobLimits) -> core.FaithfulnessOptions:
     default = core.FaithfulnessOptions()
-    steps = int(_optional(message, "steps", default.steps))
+    steps = int(optional(message, "steps", default.steps))
     check_range(steps, 2, limits.max_steps, "faithfulness.steps")
     if message.baseline not in BASELINES:
         raise InvalidArgument(f"unknown baseline {message.baseline}", field="faithfulness.baseline")
-    sigma = float(_optional(message, "blur_sigma", default.blur_sigma))
+    sigma = float(optional(message, "blur_sigma", default.blur_sigma))
     check_range(sigma, 0.0, MAX_BLUR_SIGMA, "faithfulness.blur_sigma", low_open=True)
     return core.FaithfulnessOptions(steps, BASELINES[message.baseline], sigma)
 
@@ -172,7 +168,7 @@ def _road(message: pb.RoadOptions, limits: EvaluationJobLimits) -> core.RoadOpti
             raise InvalidArgument(f"must be in (0, 1), got {fraction:g}", field=f"road.fractions[{i}]")
         if i and fraction <= fractions[i - 1]:
             raise InvalidArgument("fractions must increase strictly", field=f"road.fractions[{i}]")
-    noise = float(_optional(message, "noise", default.noise))
+    noise = float(optional(message, "noise", default.noise))
     check_range(noise, 0.0, 1.0, "road.noise")
     return core.RoadOptions(fractions, noise)
 
@@ -180,7 +176,7 @@ def _road(message: pb.RoadOptions, limits: EvaluationJobLimits) -> core.RoadOpti
 def _localisation(
     message: pb.LocalisationOptions, height: int, width: int, limits: EvaluationJobLimits
 ) -> core.LocalisationOptions:
-    tolerance = int(message.tolerance_pixels) if message.HasField("tolerance_pixels") else None
+    tolerance = optional(message, "tolerance_pixels", None)
     if tolerance is not None:
         check_range(tolerance, 0, MAX_TOLERANCE, "localisation.tolerance_pixels")
     if len(message.regions) > limits.max_regions:
@@ -202,19 +198,19 @@ def _randomisation(
     message: pb.RandomisationOptions, limits: EvaluationJobLimits
 ) -> core.RandomisationOptions:
     default = core.RandomisationOptions()
-    images = int(_optional(message, "images", default.images))
+    images = int(optional(message, "images", default.images))
     check_range(images, 1, limits.max_randomisation_images, "randomisation.images")
-    threshold = float(_optional(message, "similarity_threshold", default.similarity_threshold))
+    threshold = float(optional(message, "similarity_threshold", default.similarity_threshold))
     check_range(threshold, 0.0, 1.0, "randomisation.similarity_threshold", low_open=True)
     return core.RandomisationOptions(images, threshold)
 
 
 def _sensitivity(message: pb.SensitivityOptions, limits: EvaluationJobLimits) -> core.SensitivityOptions:
     default = core.SensitivityOptions()
-    samples = int(_optional(message, "samples", default.samples))
+    samples = int(optional(message, "samples", default.samples))
     check_range(samples, 1, limits.max_sensitivity_samples, "sensitivity.samples")
-    radius = float(_optional(message, "radius", default.radius))
+    radius = float(optional(message, "radius", default.radius))
     check_range(radius, 0.0, 0.5, "sensitivity.radius", low_open=True)
-    threshold = float(_optional(message, "threshold", default.threshold))
+    threshold = float(optional(message, "threshold", default.threshold))
     check_range(threshold, 0.0, float("inf"), "sensitivity.threshold", low_open=True)
     return core.SensitivityOptions(samples, radius, threshold)

@@ -143,6 +143,7 @@ class RescaleMethod(GradientMethod):
 class DeepLift(RescaleMethod):
     """(x − x₀) · the rescale-rule multipliers of the target's score."""
 
+    smoothable = True
     Params = DeepLiftParams
 
     def validate(self) -> None:

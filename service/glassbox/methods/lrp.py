@@ -69,6 +69,7 @@ class LrpParams:
 class Lrp(GradientMethod):
     """The relevance of every input pixel (per channel) under the chosen composite."""
 
+    smoothable = True
     Params = LrpParams
 
     @classmethod

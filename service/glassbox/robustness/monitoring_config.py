@@ -85,7 +85,7 @@ class MonitoringConfig:
             version=entry.version,
             images=datasets_pb2.ImageSet(named=self.reference_set, limit=self.images),
             attacks=[pb.Attack(method=ATTACK_METHODS[a], epsilons=list(self.epsilons)) for a in attacks],
-            corruptions=[pb.CorruptionCheck(corruption=c) for c in pb.Corruption.values() if c]
+            corruptions=[pb.CorruptionCheck(corruption=name) for name, c in pb.Corruption.items() if c]
             if self.corruptions
             else [],
             examples=0,

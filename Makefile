@@ -21,7 +21,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_TEST := $(VENV)/.installed-test
 NODE_MODULES := clients/typescript/node_modules/.package-lock.json
 
-.PHONY: install install-test serve test lint protos check-protos buf
+.PHONY: install install-test serve test lint typecheck protos check-protos buf
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,11 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: install-test
+	$(VENV)/bin/mypy
+
 buf: install-test
 	$(PY) scripts/check_protos_buf.py
 
-test: install-test check-protos lint buf
+test: install-test check-protos lint typecheck buf
 	$(PY) -m pytest -q

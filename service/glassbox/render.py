@@ -270,7 +270,9 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+def _fit(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> str:
     """`text`, shortened with an ellipsis to fit `width` pixels."""
     while text and draw.textlength(text, font=font) > width:
         text = text[:-2] + "…" if len(text) > 1 else ""

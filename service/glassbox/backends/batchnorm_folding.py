@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.fx
@@ -68,17 +69,22 @@ def fold_batchnorm(net: nn.Module) -> FoldedNetwork | None:
     folded = copy.deepcopy(net).eval()
     with torch.no_grad():
         for conv_name, bn_name in pairs:
-            conv = folded.get_submodule(conv_name)
-            bn = folded.get_submodule(bn_name)
+            # conv_batchnorm_pairs pairs a Conv2d with a BatchNorm2d that tracks running statistics.
+            conv = cast(nn.Conv2d, folded.get_submodule(conv_name))
+            bn = cast(nn.BatchNorm2d, folded.get_submodule(bn_name))
+            running_mean, running_var = (
+                cast(torch.Tensor, bn.running_mean),
+                cast(torch.Tensor, bn.running_var),
+            )
             scale = (
-                bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bn.weight / torch.sqrt(running_var + bn.eps)
                 if bn.affine
-                else torch.rsqrt(bn.running_var + bn.eps)
+                else torch.rsqrt(running_var + bn.eps)
             )
             shift = bn.bias if bn.affine else torch.zeros_like(scale)
             bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
             conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
-            conv.bias = nn.Parameter((bias - bn.running_mean) * scale + shift, requires_grad=False)
+            conv.bias = nn.Parameter((bias - running_mean) * scale + shift, requires_grad=False)
             parent, _, attribute = bn_name.rpartition(".")
             setattr(folded.get_submodule(parent) if parent else folded, attribute, nn.Identity())
     return FoldedNetwork(folded, frozenset(conv for conv, _ in pairs))

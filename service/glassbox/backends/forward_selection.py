@@ -229,7 +229,7 @@ def _onnx_forward(
             torch.onnx.export(
                 module,
                 (probe[:2].to(device),),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # export writes to a file object too; the hint names paths only
                 input_names=["pixels"],
                 output_names=["logits"],
                 dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},

@@ -17,6 +17,9 @@ from glassbox.models.config import ExplainMode, ModelConfig
 class NormalizedModel(nn.Module):
     """pixels in [0, 1] → logits: applies the model's mean/std, then the network."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.net = net

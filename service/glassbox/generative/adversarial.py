@@ -71,6 +71,8 @@ class Adversary:
 class BoundedPerturbation(ImageParametrisation):
     """base + δ with ‖δ‖∞ ≤ ε and base + δ in [0, 1] (enforced by `constrain` after each step)."""
 
+    base: torch.Tensor
+
     def __init__(self, base: torch.Tensor, epsilon: float, start: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("base", base, persistent=False)
@@ -99,7 +101,7 @@ class SignedGradientDescent(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr})
 
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:
+    def step(self, closure: None = None) -> None:  # type: ignore[override]  # PGD steps take no closure
         for group in self.param_groups:
             for parameter in group["params"]:
                 if parameter.grad is not None:

@@ -65,6 +65,8 @@ def natural_magnitude(size: int, decay_power: float) -> torch.Tensor:
 class MagnitudeConstrainedImage(nn.Module):
     """One image [1, 3, S, S] whose spectrum has a fixed magnitude and a trainable phase."""
 
+    magnitude: torch.Tensor
+
     def __init__(self, magnitude: torch.Tensor, phase: torch.Tensor) -> None:
         super().__init__()
         self.size = magnitude.shape[-2]

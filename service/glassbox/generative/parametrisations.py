@@ -142,6 +142,8 @@ def spectrum_scale(height: int, width: int, decay_power: float) -> torch.Tensor:
 class FourierImage(ImageParametrisation):
     """The real and imaginary parts of each image's 2-D spectrum, scaled by 1/frequency^decay."""
 
+    scale: torch.Tensor
+
     def __init__(
         self, shape: tuple[int, int, int, int], colour: ColourSpace, init: torch.Tensor, decay_power: float
     ) -> None:

@@ -155,7 +155,8 @@ def stylise(
             torch.ones(1, device=device)
             if content_masks is None
             else F.adaptive_avg_pool2d(
-                content_masks.to(device, torch.float32)[:, None], content_target.shape[-2:]
+                content_masks.to(device, torch.float32)[:, None],
+                (content_target.shape[-2], content_target.shape[-1]),
             )
         )
         content_norm = (weights * content_target).flatten(1).square().sum(1).clamp_min(1e-12)

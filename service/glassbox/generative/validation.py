@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from glassbox.backends.base import Model
+from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 
@@ -46,9 +47,9 @@ def check_size(
     check_range(width, MIN_SIDE, limits.max_side, width_field)
 
 
-def gradient_model(model: Model, field: str = "model") -> Model:
+def gradient_model(model: Model, field: str = "model") -> TorchModel:
     """The model, if it computes gradients and its modules take hooks; FailedPrecondition otherwise."""
-    if not model.supports_gradients:
+    if not isinstance(model, TorchModel) or not model.supports_gradients:
         model.differentiable()  # raises FailedPrecondition naming the backend
         raise FailedPrecondition(f"model {model.name!r} computes no gradients", field=field)
     return model

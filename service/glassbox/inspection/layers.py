@@ -21,9 +21,9 @@ BATCH_IMAGES = 64
 """Images per forward pass when a layer is read over a dataset."""
 
 
-def inspectable(model: Model, field: str = "model") -> Model:
+def inspectable(model: Model, field: str = "model") -> TorchModel:
     """The model when its layers can be read (torch backend); FailedPrecondition otherwise."""
-    if not model.supports_gradients:
+    if not isinstance(model, TorchModel) or not model.supports_gradients:
         raise FailedPrecondition(
             f"model {model.name!r} runs on {model.backend_name}; inspection needs a torch model (module "
             "weights, forward hooks and gradients)",

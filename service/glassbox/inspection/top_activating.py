@@ -122,7 +122,8 @@ def _summary(spec: TopActivating, examples: list[Example], field: ReceptiveField
     """Patches in a row, each centred in a receptive-field-sized grey slot, and their gradients below."""
     height, width = field.image_size if field.whole_image else (field.height, field.width)
     factor = pictures.magnification(max(height, width), SUMMARY_MIN_SIDE)
-    patches, gradients = [], []
+    patches: list[np.ndarray] = []
+    gradients: list[np.ndarray] = []
     for example in examples:
         box = example.patch
         image = spec.images.images[example.index]

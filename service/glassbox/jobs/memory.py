@@ -16,6 +16,8 @@ update once no watcher is left.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import logging
 import threading
 import time
@@ -191,7 +193,7 @@ class InProcessEngine(JobEngine):
                 entry.watchers[preview_every_steps] -= 1
                 _forget_history(entry)
 
-    def _news(self, entry: _Entry, seen: int) -> tuple[list[JobUpdate], int]:
+    def _news(self, entry: _Entry, seen: int) -> tuple[builtins.list[JobUpdate], int]:
         """The updates after sequence number `seen`, waiting a little for the first one."""
         with self._changed:
             self._changed.wait_for(lambda: entry.sequence != seen or self._closed, timeout=WATCH_POLL_SECONDS)
@@ -225,8 +227,8 @@ class InProcessEngine(JobEngine):
                 token=entry.token,
                 seed=record.seed,
                 attempt=record.attempt,
-                publish=lambda progress, png, entry=entry: self._publish(entry, progress, png),
-                preview_due=preview_due(lambda entry=entry: self._preview_intervals(entry)),
+                publish=functools.partial(self._publish, entry),
+                preview_due=preview_due(functools.partial(self._preview_intervals, entry)),
             )
             outcome = self._attempt(record, entry, context)
             with self._changed:
@@ -244,7 +246,7 @@ class InProcessEngine(JobEngine):
             log.exception("job %s could not be run", record.id)
             return Outcome(JobState.FAILED, error=JobError.from_exception(exc))
 
-    def _preview_intervals(self, entry: _Entry) -> list[int]:
+    def _preview_intervals(self, entry: _Entry) -> builtins.list[int]:
         with self._changed:
             return [every for every, watchers in entry.watchers.items() if watchers > 0]
 

@@ -11,6 +11,7 @@ import binascii
 import dataclasses
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from glassbox.core import errors
 from glassbox.core.errors import InvalidArgument
@@ -93,7 +94,7 @@ class JobRecord:
     request_id: str = ""
     """The submitter's idempotency key, "" when it sent none."""
 
-    def with_(self, **changes: object) -> JobRecord:
+    def with_(self, **changes: Any) -> JobRecord:
         return replace(self, **changes)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis import Redis
@@ -235,7 +235,7 @@ class RedisJobStore:
     def write(
         self,
         job_id: str,
-        fields: dict[str, str | bytes],
+        fields: Mapping[str, str | bytes],
         *,
         states: Iterable[JobState] = (),
         attempt: int | None = None,

@@ -64,7 +64,7 @@ class WorkerRuntime:
         job_id, attempt, token = running
         record = self.store.load_light([job_id])[0]
         stale = record is None or record.state is not JobState.RUNNING or record.attempt != attempt
-        if stale or record.cancel_requested:
+        if record is None or stale or record.cancel_requested:
             token.cancel()
 
 
@@ -164,7 +164,7 @@ class GlassboxWorker(SimpleWorker):
     """RQ's SimpleWorker whose running jobs beat every `heartbeat_seconds` (see the module docstring)."""
 
     def __init__(
-        self, *args: object, heartbeat_seconds: float, visibility_timeout_seconds: float, **kwargs: object
+        self, *args: Any, heartbeat_seconds: float, visibility_timeout_seconds: float, **kwargs: Any
     ):
         super().__init__(*args, **kwargs)
         self.heartbeat_seconds = heartbeat_seconds

@@ -7,6 +7,7 @@ A method is one module with one class, registered by the name of its field in At
     class Occlusion(AttributionMethod):
         Params = OcclusionParams          # frozen dataclass, defaults filled in
         needs_gradients = False           # True: torch backend only (supported_methods filters on it)
+        smoothable = False                # True: a gradient method SmoothGrad may wrap (its `base`)
 
         def validate(self) -> None:       # optional: range checks, before any computation
             self.require(self.params.window > 0, "window", "must be positive")
@@ -217,6 +218,9 @@ class AttributionMethod(ABC):
     explains_classes: ClassVar[bool] = True
     map_channels: ClassVar[int] = 1
     """Channels of the maps `explain` returns: 3 for per-channel maps [3, H, W], 1 for [H, W]."""
+    smoothable: ClassVar[bool] = False
+    """True for a gradient method SmoothGrad can wrap (it has `attribute_rows` over a batch of inputs): the
+    registry's `smoothable_methods` are SmoothGradParams' `base` choices."""
 
     def __init__(self, model: Model, params: Any, call: CallContext, *, field: str | None = None) -> None:
         if not isinstance(params, self.Params):
@@ -224,7 +228,7 @@ class AttributionMethod(ABC):
                 f"{type(self).__name__} takes {self.Params.__name__}, got {type(params).__name__}"
             )
         self.model = model
-        self.params = params
+        self.params: Any = params  # an instance of the subclass's Params (checked above)
         self.call = call
         self.field = field or self.name
         self.validate()

@@ -70,6 +70,8 @@ def sigmas(params: BlurIntegratedGradientsParams) -> list[float]:
 class BlurIntegratedGradients(GradientMethod):
     """Integrated gradients along the path of decreasing blur."""
 
+    smoothable = True
+
     Params = BlurIntegratedGradientsParams
 
     def validate(self) -> None:

@@ -31,7 +31,7 @@ from glassbox.backends.base import LayerInfo, Model
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import inference_bytes_per_row
-from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch, graph_unit_rows
+from glassbox.methods.gradients import GradientMethod, for_rows, graph_rows_per_batch, graph_unit_rows
 from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
@@ -135,7 +135,7 @@ class CamMethod(GradientMethod):
 
     map_channels = 1
 
-    Params = CamLayerParams
+    Params: ClassVar[type] = CamLayerParams
     apply_relu = True
     needs_graph: ClassVar[bool] = False
 
@@ -238,7 +238,7 @@ class CamMethod(GradientMethod):
                     net,
                     layer,
                     inputs[rows.start : rows.stop],
-                    lambda logits, rows=rows: selector.resolve_rows(logits, rows),
+                    for_rows(selector.resolve_rows, rows),
                 )
             )
             self.call.count(forward=len(rows))
@@ -296,7 +296,7 @@ class ActivationCam(AttributionMethod):
     image's maps (by default `cam_image`, computed once per image and shared by all its targets); ReLU
     and bilinear upsampling as in `CamMethod`."""
 
-    Params = CamLayerParams
+    Params: ClassVar[type] = CamLayerParams
     needs_gradients = False
     map_channels = 1
 

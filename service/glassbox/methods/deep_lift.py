@@ -24,7 +24,7 @@ from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import ImageInput, MapResult, MethodOutput
 from glassbox.methods.baselines import Baseline, BaselineChoice
-from glassbox.methods.gradients import GradientMethod, TargetsOf, graph_rows_per_batch
+from glassbox.methods.gradients import GradientMethod, TargetsOf, for_rows, graph_rows_per_batch
 from glassbox.methods.registry import register
 from glassbox.methods.rescale import unsupported_layer_reason
 from glassbox.methods.targets import TargetSelector
@@ -67,8 +67,8 @@ class RescaleMethod(GradientMethod):
         if self.rows_per_input > 1:
             logits = self.call.forward(x)
             targets = selector.resolve(logits)
-            maps = self.attribute_rows(x, targets)
-            return MethodOutput(logits, targets, [[MapResult(m.cpu()) for m in row] for row in maps])
+            attributions = self.attribute_rows(x, targets)
+            return MethodOutput(logits, targets, [[MapResult(m.cpu()) for m in row] for row in attributions])
         logits_out: list[torch.Tensor] = []
         targets_out: list[tuple[int, ...]] = []
 
@@ -128,9 +128,7 @@ class RescaleMethod(GradientMethod):
             rows = range(start, min(start + self.call.unit_rows("gradient", most), total))
             x, b = make_inputs(rows).detach(), make_baselines(rows).detach()
             result: GradientResult = run_unit(
-                RescaleGradientUnit(
-                    self.model, net, x, b, lambda logits, rows=rows: targets_of(logits, rows), self.name
-                )
+                RescaleGradientUnit(self.model, net, x, b, for_rows(targets_of, rows), self.name)
             )
             self.call.count(forward=2 * len(rows))
             for gradient_pass in result.passes:
@@ -143,6 +141,7 @@ class RescaleMethod(GradientMethod):
 class DeepLift(RescaleMethod):
     """(x − x₀) · the rescale-rule multipliers of the target's score."""
 
+    smoothable = True
     Params = DeepLiftParams
 
     def validate(self) -> None:

@@ -38,6 +38,8 @@ def shap_baselines(seed: int, count: int, shape: tuple[int, ...]) -> torch.Tenso
 class DeepLiftShap(RescaleMethod):
     """Mean over the baselines of DeepLift's (x − x₀) · multipliers."""
 
+    smoothable = True
+
     Params = DeepLiftShapParams
 
     def validate(self) -> None:

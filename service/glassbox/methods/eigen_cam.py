@@ -33,7 +33,7 @@ def principal_projection(activations: torch.Tensor) -> torch.Tensor:
         matrix = matrix - matrix.mean(axis=0)
         _u, _s, vt = np.linalg.svd(matrix, full_matrices=False)
         projections.append((matrix @ vt[0, :]).reshape(image.shape[1:]))
-    return torch.from_numpy(np.float32(projections)).to(activations.device)
+    return torch.from_numpy(np.asarray(projections, dtype=np.float32)).to(activations.device)
 
 
 @register("eigen_cam")

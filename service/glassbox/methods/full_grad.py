@@ -33,7 +33,7 @@ SCALE_EPSILON = 1e-7
 
 def bias_layers(network: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
     """(module, its effective bias [C]) of every Conv2d and BatchNorm2d with a bias, in module order."""
-    layers = []
+    layers: list[tuple[nn.Module, torch.Tensor]] = []
     for module in network.modules():
         if type(module) is nn.Conv2d and module.bias is not None:
             layers.append((module, module.bias.detach()))

@@ -58,6 +58,7 @@ def draw_samples(image: torch.Tensor, samples: int, stdev: float, baselines: int
 class GradientShap(GradientMethod):
     """Mean over the samples of (x̃ − x₀) · ∂F/∂x at x₀ + α (x̃ − x₀)."""
 
+    smoothable = True
     Params = GradientShapParams
 
     def validate(self) -> None:

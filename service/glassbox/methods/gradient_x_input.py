@@ -16,5 +16,7 @@ from glassbox.methods.registry import register
 class GradientXInput(GradientMethod):
     """pixels · ∂ score_target / ∂ pixels."""
 
+    smoothable = True
+
     def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         return inputs * gradients

@@ -21,6 +21,7 @@ from torch import nn
 
 from glassbox.backends.activations import activation_kinds
 from glassbox.backends.base import Model
+from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
 from glassbox.methods.hooks import CallRules, ReluRule
@@ -30,6 +31,12 @@ from glassbox.serving.units import GradientResult, GradientUnit
 
 TargetsOf = Callable[[torch.Tensor, range], list[tuple[int, ...]]]
 """(logits of a chunk, the chunk's row range) → the class indices to explain for each row."""
+
+
+def for_rows(targets_of: TargetsOf, rows: range) -> Callable[[torch.Tensor], list[tuple[int, ...]]]:
+    """`targets_of` bound to one chunk's rows: what a gradient unit calls with the chunk's logits."""
+    return lambda logits: targets_of(logits, rows)
+
 
 Consume = Callable[[range, torch.Tensor, int, list[int], torch.Tensor], None]
 """(chunk rows, chunk inputs, target pass j, chunk positions with a j-th target, their input gradient)."""
@@ -157,7 +164,7 @@ class GradientMethod(AttributionMethod):
                     self.model,
                     net,
                     x,
-                    lambda logits, rows=rows: targets_of(logits, rows),
+                    for_rows(targets_of, rows),
                     self.relu_rule,
                     rules,
                 )
@@ -172,7 +179,7 @@ class GradientMethod(AttributionMethod):
 def relu_rule_unsupported(name: str, model: Model) -> str | None:
     """Why a model cannot take per-call ReLU rules: TorchScript takes no hooks, and a network that runs no
     nn.ReLU module would get the plain gradient under a guided name (its activations are named)."""
-    if not model.supports_layer_hooks:
+    if not isinstance(model, TorchModel) or not model.supports_layer_hooks:
         return f"{name} needs an eager torch model (hooks on nn.ReLU modules); this one is TorchScript"
     if not any(site.guided for site in model.activations):
         kinds = activation_kinds(model.activations)

@@ -20,6 +20,7 @@ from glassbox.methods.registry import register
 class GuidedBackprop(GradientMethod):
     """Gradient with max(g, 0) · [x > 0] at every ReLU."""
 
+    smoothable = True
     relu_rule = ReluRule.GUIDED
 
 
@@ -27,4 +28,5 @@ class GuidedBackprop(GradientMethod):
 class Deconvnet(GradientMethod):
     """Gradient with max(g, 0) at every ReLU."""
 
+    smoothable = True
     relu_rule = ReluRule.DECONV

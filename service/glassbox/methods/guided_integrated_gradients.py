@@ -85,6 +85,8 @@ class GuidedPath:
 class GuidedIntegratedGradients(GradientMethod):
     """Integrated gradients along a path that moves the low-gradient features first."""
 
+    smoothable = True
+
     Params = GuidedIntegratedGradientsParams
 
     def validate(self) -> None:

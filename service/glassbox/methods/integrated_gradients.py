@@ -64,6 +64,8 @@ def quadrature(rule: IntegrationRule, steps: int) -> tuple[np.ndarray, np.ndarra
 class IntegratedGradients(GradientMethod):
     """(x − b) · Σ_s w_s ∂F_target(b + α_s (x − b))/∂x."""
 
+    smoothable = True
+
     Params = IntegratedGradientsParams
 
     def validate(self) -> None:

@@ -21,7 +21,7 @@ from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.cam import resolve_cam_layer, spatial, upsample
-from glassbox.methods.gradients import GradientMethod, TargetsOf, graph_rows_per_batch
+from glassbox.methods.gradients import GradientMethod, TargetsOf, for_rows, graph_rows_per_batch
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import LayerGradientResult, LayerGradientUnit
@@ -61,10 +61,16 @@ class LayerAttributionMethod(GradientMethod):
         assert isinstance(self.model, TorchModel)
         return self.model.hooked_network(self.layer.info.name)
 
-    def result(self, attribution: torch.Tensor, size: tuple[int, int], **extras: float) -> MapResult:
+    def result(
+        self, attribution: torch.Tensor, size: tuple[int, int], *, convergence_delta: float | None = None
+    ) -> MapResult:
         """The MapResult of one attribution of the layer's output shape."""
         layer_map = spatial(attribution.unsqueeze(0), self.layer).sum(dim=1)
-        return MapResult(upsample(layer_map, size)[0].cpu(), layer_map=layer_map[0].cpu(), **extras)
+        return MapResult(
+            upsample(layer_map, size)[0].cpu(),
+            layer_map=layer_map[0].cpu(),
+            convergence_delta=convergence_delta,
+        )
 
     def run(self, pixels: torch.Tensor, selector: TargetSelector) -> MethodOutput:
         logits = self.call.forward(pixels)
@@ -92,7 +98,7 @@ class LayerAttributionMethod(GradientMethod):
                     net,
                     layer,
                     make_inputs(rows).detach(),
-                    lambda logits, rows=rows: targets_of(logits, rows),
+                    for_rows(targets_of, rows),
                 )
             )
             self.call.count(forward=len(rows), backward=sum(len(p.selected) for p in result.passes))

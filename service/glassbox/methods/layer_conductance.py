@@ -13,6 +13,7 @@ kept. Returned as a layer map (methods/layer_attribution.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -87,7 +88,8 @@ class LayerConductance(LayerAttributionMethod):
                     change = activation - before
                     for j, gradient in before_gradients.items():
                         term = gradient * change
-                        sums[image][j] = term if sums[image][j] is None else sums[image][j] + term
+                        summed = sums[image][j]
+                        sums[image][j] = term if summed is None else summed + term
                 previous[image] = (activation, gradients.get(r, {}))
                 if step == points - 1:
                     del previous[image]
@@ -99,4 +101,5 @@ class LayerConductance(LayerAttributionMethod):
             consume,
         )
         size = (x.shape[2], x.shape[3])
-        return [[self.result(total, size) for total in row] for row in sums]
+        # Every target has a term from each step after the first (rows_per_input >= 2).
+        return [[self.result(cast(torch.Tensor, total), size) for total in row] for row in sums]

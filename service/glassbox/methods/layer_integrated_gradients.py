@@ -15,7 +15,7 @@ import torch
 
 from glassbox.methods.base import ImageInput, MapResult
 from glassbox.methods.baselines import Baseline, BaselineChoice
-from glassbox.methods.gradients import graph_rows_per_batch
+from glassbox.methods.gradients import for_rows, graph_rows_per_batch
 from glassbox.methods.integrated_gradients import IntegrationRule, quadrature
 from glassbox.methods.layer_attribution import LayerAttributionMethod
 from glassbox.methods.registry import register
@@ -114,7 +114,7 @@ class LayerIntegratedGradients(LayerAttributionMethod):
                     layer,
                     x[image],
                     points,
-                    lambda _l, rows=rows: [targets[r // steps] for r in rows],
+                    for_rows(lambda _logits, chunk: [targets[r // steps] for r in chunk], rows),
                 )
             )
             self.call.count(forward=len(rows))

@@ -20,13 +20,11 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from torch import nn
-
 from glassbox.backends.base import Model
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.gradients import GradientMethod
 from glassbox.methods.hooks import CallRules
-from glassbox.methods.lrp_canonize import lrp_network
+from glassbox.methods.lrp_canonize import LrpNetwork, lrp_network
 from glassbox.methods.lrp_composites import PASS, LayerRules
 from glassbox.methods.lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, LinearRule, Norm, ZBox, ZPlus
 from glassbox.methods.registry import register
@@ -69,6 +67,7 @@ class LrpParams:
 class Lrp(GradientMethod):
     """The relevance of every input pixel (per channel) under the chosen composite."""
 
+    smoothable = True
     Params = LrpParams
 
     @classmethod
@@ -112,7 +111,7 @@ class Lrp(GradientMethod):
             f"must be in {bracket}{low}, {high}], got {value}",
         )
 
-    def gradient_network(self) -> nn.Module:
+    def gradient_network(self) -> LrpNetwork:
         return lrp_network(self.model, merge_batchnorm=self.params.composite is not LrpComposite.CAPTUM)
 
     def call_rules(self) -> CallRules:

@@ -109,6 +109,9 @@ class _NormaliseKeepingRelevance(torch.autograd.Function):
 class LrpNetwork(nn.Module):
     """pixels in [0, 1] → logits through the canonical copy; `layers` are the modules rules attach to."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self, graph: torch.fx.GraphModule, layers: list[Layer], mean: torch.Tensor, std: torch.Tensor
     ):

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.grad import conv2d_input
 
 Relevance = tuple[torch.Tensor, ...]
 
@@ -39,7 +40,7 @@ def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
 class LinearMap:
     """A convolution or linear layer as a linear map with its own weight and bias: forward and transpose."""
 
-    module: nn.Module
+    module: nn.Conv2d | nn.Linear
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         m = self.module
@@ -51,9 +52,7 @@ class LinearMap:
         """Wᵀs: the input gradient of the map with weight `weight` for output gradient `s`."""
         m = self.module
         if isinstance(m, nn.Conv2d):
-            return torch.nn.grad.conv2d_input(
-                input_shape, weight, s, m.stride, m.padding, m.dilation, m.groups
-            )
+            return conv2d_input(input_shape, weight, s, m.stride, m.padding, m.dilation, m.groups)
         return s @ weight
 
     @property

@@ -11,13 +11,16 @@ import importlib
 import pkgutil
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from glassbox.backends.base import Model
 
-T = TypeVar("T", bound=type)
+if TYPE_CHECKING:
+    from glassbox.methods.base import AttributionMethod
 
-_METHODS: dict[str, type] = {}
+T = TypeVar("T", bound="type[AttributionMethod]")
+
+_METHODS: dict[str, type[AttributionMethod]] = {}
 _DISCOVERY_LOCK = threading.Lock()
 _discovered = False
 
@@ -55,10 +58,16 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-def method_class(name: str) -> type:
+def method_class(name: str) -> type[AttributionMethod]:
     """The class registered as `name`; KeyError when there is none."""
     _discover()
     return _METHODS[name]
+
+
+def smoothable_methods() -> list[str]:
+    """The methods SmoothGrad can wrap (their class says `smoothable = True`): its `base` choices."""
+    _discover()
+    return [name for name, cls in sorted(_METHODS.items()) if cls.smoothable]
 
 
 def supported_methods(model: Model) -> list[str]:

@@ -25,6 +25,7 @@ Operations not listed here are taken as linear.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -246,10 +247,10 @@ class RescaleRules(TorchFunctionMode):
         self.method = method
         self._running: list[str] = []
         for name, module in _layers(network).named_modules():
-            hooks.forward_pre_hook(module, lambda _m, _i, name=name: self._enter(name))
+            hooks.forward_pre_hook(module, functools.partial(self._enter, name))
             hooks.forward_hook(module, self._leave)
 
-    def _enter(self, name: str) -> None:
+    def _enter(self, name: str, _module: nn.Module, _inputs: tuple) -> None:
         self._running.append(name)
 
     def _leave(self, _module: nn.Module, _inputs: tuple, _output: Any) -> None:

@@ -14,3 +14,5 @@ from glassbox.methods.registry import register
 @register("saliency")
 class Saliency(GradientMethod):
     """∂ score_target / ∂ pixels."""
+
+    smoothable = True

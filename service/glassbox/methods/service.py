@@ -22,6 +22,7 @@ import torch
 from glassbox import render
 from glassbox.backends.activations import ActivationSite
 from glassbox.backends.base import Model
+from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
@@ -171,7 +172,7 @@ def attribute(
         backward_passes=call.counter.backward,
         compute_seconds=seconds,
         relu_rule_activations=model.activations
-        if method.applies_relu_rule() and model.supports_layer_hooks
+        if method.applies_relu_rule() and isinstance(model, TorchModel) and model.supports_layer_hooks
         else None,
     )
     for i, image in enumerate(images):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import cast
 
 import torch
 
@@ -25,22 +26,9 @@ from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodChoice, MethodOutput, NoParams
 from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
-from glassbox.methods.registry import method_class, register
+from glassbox.methods.registry import method_class, register, smoothable_methods
 from glassbox.methods.targets import TargetSelector
 
-BASE_METHODS = (
-    "saliency",
-    "gradient_x_input",
-    "integrated_gradients",
-    "guided_backprop",
-    "deconvnet",
-    "guided_integrated_gradients",
-    "blur_integrated_gradients",
-    "lrp",
-    "deep_lift",
-    "deep_lift_shap",
-    "gradient_shap",
-)
 _SEED_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: distinct (seed, sample) pairs get distinct seeds
 
 
@@ -77,7 +65,7 @@ def noise_batch(seed: int, samples: range, shape: torch.Size | tuple[int, ...], 
 
 def supported_bases(model: Model) -> list[str]:
     """The base methods SmoothGrad can wrap on `model` (GetModel lists smoothgrad when any can)."""
-    return [name for name in BASE_METHODS if method_class(name).unsupported_reason(model) is None]
+    return [name for name in smoothable_methods() if method_class(name).unsupported_reason(model) is None]
 
 
 @register("smoothgrad")
@@ -98,9 +86,8 @@ class SmoothGrad(GradientMethod):
             0.0 <= p.noise_fraction <= 1.0, "noise_fraction", f"must be in [0, 1], got {p.noise_fraction}"
         )
         self.require(0 <= p.seed < 2**64, "seed", f"must be in 0..2^64-1, got {p.seed}")
-        self.require(
-            p.base.name in BASE_METHODS, "base", f"must be one of {list(BASE_METHODS)}, got {p.base.name!r}"
-        )
+        bases = smoothable_methods()
+        self.require(p.base.name in bases, "base", f"must be one of {bases}, got {p.base.name!r}")
         base_cls = method_class(p.base.name)
         reason = base_cls.unsupported_reason(self.model)
         if reason is not None:
@@ -109,9 +96,9 @@ class SmoothGrad(GradientMethod):
                 field=f"{self.field}.{p.base.name}",
                 reason=Reason.METHOD_NOT_SUPPORTED,
             )
-        self.base: GradientMethod = base_cls(
-            self.model, p.base.params, self.call, field=f"{self.field}.{p.base.name}"
-        )
+        base = base_cls(self.model, p.base.params, self.call, field=f"{self.field}.{p.base.name}")
+        # Every smoothable method is a GradientMethod (tests/methods/test_method_params_contract.py).
+        self.base = cast(GradientMethod, base)
 
     def applies_relu_rule(self) -> bool:
         return self.base.applies_relu_rule()

@@ -61,7 +61,7 @@ def xrai_regions(image: np.ndarray) -> np.ndarray:
     normalised = resize(
         normalised, FELZENSZWALB_SIZE, order=3, mode="constant", preserve_range=True, anti_aliasing=True
     )
-    regions = []
+    regions: list[np.ndarray] = []
     for scale in FELZENSZWALB_SCALES:
         segments = segmentation.felzenszwalb(
             normalised, scale=scale, sigma=FELZENSZWALB_SIGMA, min_size=FELZENSZWALB_MIN_SIZE

@@ -228,7 +228,7 @@ def _load_folder(
                 raise ValueError(f"{where}: no mask named {path.stem}.* in {config.masks.name}/")
             found = _inside(config.masks, found.name, f"{where}: mask {found.name}")
             mask = decode_image(found.read_bytes(), max_pixels=max_pixels, field=where)
-            masks.append(_mask_pixels(mask, tuple(pixels.shape[1:]), spec, where))
+            masks.append(_mask_pixels(mask, (pixels.shape[1], pixels.shape[2]), spec, where))
     return LabelledImages(
         images=torch.stack(images),
         labels=torch.tensor(labels, dtype=torch.long),

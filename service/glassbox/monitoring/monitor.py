@@ -116,10 +116,11 @@ class ExplanationMonitor(MonitorRounds[ExplanationRecord]):
 
     def check(self, entry: ModelVersion, config: ExplanationMonitoring, trigger: str) -> ExplanationRecord:
         """Run one check now (through the scheduler, at background priority) and record it."""
-        assert entry.model is not None
+        model = entry.model
+        assert model is not None
         images = self._set(entry, config)
         compared, notes = self.compared(entry, config)
-        estimate = plan(entry.model, compared, config, len(images), self.settings)
+        estimate = plan(model, compared, config, len(images), self.settings)
         log.info(
             "explanation check of %s version %s (%s) against %s: budget %d forward passes",
             entry.name,
@@ -130,7 +131,7 @@ class ExplanationMonitor(MonitorRounds[ExplanationRecord]):
         )
         record = self.scheduler.run(
             lambda: run_check(
-                entry.model,
+                model,
                 compared,
                 config,
                 images,

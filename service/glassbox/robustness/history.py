@@ -50,11 +50,17 @@ class HistoryRecord:
 
 
 class Record(Protocol):
-    """What a history keeps: a record of one model version, with an id, written as JSON."""
+    """What a history keeps: a record of one model version, with an id, written as JSON (read-only
+    attributes, so that frozen dataclasses are records)."""
 
-    model: str
-    version: str
-    time: float  # Unix seconds
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def time(self) -> float: ...  # Unix seconds
 
     @property
     def job_id(self) -> str: ...

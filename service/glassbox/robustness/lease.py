@@ -9,9 +9,10 @@ import logging
 import os
 import socket
 import uuid
+from typing import Generic
 
 from glassbox.core.errors import GlassboxError
-from glassbox.robustness.history import HistoryStore, Record
+from glassbox.robustness.history import HistoryStore, R
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,14 @@ Key = tuple[str, str]
 """(model, version)"""
 
 
-class VersionLeases:
+class VersionLeases(Generic[R]):
     """Claim, renew and release the lease of model versions in `history` as one owner."""
 
-    def __init__(self, history: HistoryStore, seconds: float, what: str) -> None:
+    def __init__(self, history: HistoryStore[R], seconds: float, what: str) -> None:
         self.history, self.seconds, self.what = history, seconds, what
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
-    def claim(self, key: Key, latest: Record | None) -> tuple[bool, Record | None]:
+    def claim(self, key: Key, latest: R | None) -> tuple[bool, R | None]:
         """Take the version's lease; then check that no replica recorded anything since `latest` was read
         (it may have finished and released the lease in between). Returns (claimed, the newest record):
         when another replica recorded since, the lease is given back and its record returned."""

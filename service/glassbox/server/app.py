@@ -467,10 +467,13 @@ class GlassboxServer:
     def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop gracefully."""
         stop = threading.Event()
+
+        def request_stop(signum: int, _frame: object) -> None:
+            log.info("received signal %d, shutting down", signum)
+            stop.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(
-                signum, lambda s, _f: (log.info("received signal %d, shutting down", s), stop.set())
-            )
+            signal.signal(signum, request_stop)
         self.start()
         stop.wait()
         self.stop()

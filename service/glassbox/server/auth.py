@@ -33,7 +33,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,12 +280,12 @@ class PrincipalResolver:
         return ANONYMOUS
 
 
-def certificate_subject(auth_context: dict[str, list[bytes]] | None) -> str:
+def certificate_subject(auth_context: Mapping[str, Iterable[bytes]] | None) -> str:
     """The subject of the client certificate gRPC verified (`x509_subject`, else `CN=<common name>`);
     "" without one."""
     auth_context = auth_context or {}
     for key, prefix in (("x509_subject", ""), ("x509_common_name", "CN=")):
         values = auth_context.get(key)
         if values:
-            return prefix + values[0].decode("utf-8", "replace")
+            return prefix + next(iter(values)).decode("utf-8", "replace")
     return ""

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -78,7 +79,9 @@ def status_proto(
     retry_after_seconds: float | None = None,
 ) -> status_pb2.Status:
     """A `google.rpc.Status` with the ErrorInfo, BadRequest and RetryInfo details described above."""
-    details = [error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN, metadata=metadata or {})]
+    details: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN, metadata=metadata or {})
+    ]
     if field:
         violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))

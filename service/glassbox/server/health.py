@@ -35,15 +35,15 @@ def statuses(
 ) -> list[tuple[str, int]]:
     """Every status, from the repository's current state: (health service name, serving status).
     The services in `model_services` are NOT_SERVING while no model version is ready."""
-    result = []
+    result: list[tuple[str, int]] = []
     entries = repository.all_entries()
     for entry in entries:
         ready = entry.state is ModelState.READY
         result.append((model_health_name(entry.name, entry.version), SERVING if ready else NOT_SERVING))
     for name in repository.names():
         versions = repository.versions(name)
-        ready = [v for v in versions if v.state is ModelState.READY]
-        result.append((model_health_name(name), SERVING if ready else NOT_SERVING))
+        any_version_ready = any(v.state is ModelState.READY for v in versions)
+        result.append((model_health_name(name), SERVING if any_version_ready else NOT_SERVING))
     any_ready = any(entry.state is ModelState.READY for entry in entries)
     result.extend(
         (service, SERVING if any_ready or service not in model_services else NOT_SERVING)

@@ -48,7 +48,9 @@ def _handler_type(
         return grpc.unary_stream_rpc_method_handler, handler.unary_stream, True
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler, handler.stream_unary, False
-    return grpc.stream_stream_rpc_method_handler, handler.stream_stream, True
+    behaviour = handler.stream_stream
+    assert behaviour is not None  # a handler has exactly one of the four behaviours
+    return grpc.stream_stream_rpc_method_handler, behaviour, True
 
 
 def wrap_handler(

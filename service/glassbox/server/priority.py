@@ -7,7 +7,7 @@ from glassbox_client._generated.glassbox.v1 import priority_pb2
 from glassbox.core.errors import InvalidArgument
 from glassbox.serving import Priority
 
-PRIORITIES = {
+PRIORITIES: dict[int, Priority] = {
     priority_pb2.REQUEST_PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
     priority_pb2.REQUEST_PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
     priority_pb2.REQUEST_PRIORITY_BACKGROUND: Priority.BACKGROUND,

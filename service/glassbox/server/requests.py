@@ -125,4 +125,6 @@ class RequestParsingInterceptor(grpc.aio.ServerInterceptor):
         )
         assert wrapped is not None
         message_type = message_type_name(handler.request_deserializer, method)
-        return wrapped._replace(request_deserializer=tolerant(handler.request_deserializer, message_type))
+        deserializer = tolerant(handler.request_deserializer, message_type)
+        # grpc builds handlers as namedtuples; its stubs declare an abstract class without `_replace`.
+        return wrapped._replace(request_deserializer=deserializer)  # type: ignore[attr-defined]

@@ -93,5 +93,7 @@ def server_credentials(security: SecuritySettings) -> grpc.ServerCredentials | N
         return None
     files = CertificateFiles(security)
     return grpc.dynamic_ssl_server_credentials(
-        files.configuration, files.fetch, require_client_authentication=security.require_client_cert
+        files.configuration,
+        files.fetch,  # type: ignore[arg-type]  # fetch returns None for "unchanged", as grpc documents
+        require_client_authentication=security.require_client_cert,
     )

@@ -13,6 +13,7 @@ greenlet on the compute thread, between two yield points; it is a unit too, only
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -436,7 +437,7 @@ def _resolve_targets(
     results: list[Any] = []
     targets: list[tuple[int, ...]] = []
     for unit, part in zip(members, parts, strict=True):
-        chosen = _attempt(lambda unit=unit, part=part: unit.targets_of(part))
+        chosen = _attempt(functools.partial(unit.targets_of, part))
         if isinstance(chosen, Exception):
             results.append(chosen)
             targets.extend([()] * unit.rows)
@@ -464,7 +465,7 @@ def _backward_passes(
     targets: list[tuple[int, ...]],
     sizes: list[int],
     results: list[Any],
-    result_type: type = GradientResult,
+    result_type: type[GradientResult | LayerGradientResult | LayerReplacementResult] = GradientResult,
 ) -> int:
     """Run the target passes over the merged batch (gradients with respect to `x`, the input or a layer's
     output) and hand each member its rows of each gradient."""

@@ -55,7 +55,9 @@ def _result_lines(job: Job) -> list[str]:
     if job.result is None or job.result.message is None:
         return []
     data = result_json(job.result.message)
-    scalars, counts, notes = [], [], []
+    scalars: list[str] = []
+    counts: list[str] = []
+    notes: list[str] = []
     for name, value in data.items():
         if isinstance(value, bool | int | float) or (isinstance(value, str) and not value.startswith("<")):
             scalars.append(f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}")

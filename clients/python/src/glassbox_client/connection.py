@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -46,7 +47,7 @@ class RetryPolicy:
     def service_config(self) -> str:
         """gRPC service config: this retry policy, and round_robin over every address the target
         resolves to (a headless Service's pods), so calls spread over replicas, not connections."""
-        balancing = [{"round_robin": {}}]
+        balancing: list[dict[str, Any]] = [{"round_robin": {}}]
         if self.max_attempts < 2:
             return json.dumps({"loadBalancingConfig": balancing, "methodConfig": []})
         policy = {

@@ -132,10 +132,10 @@ def plot(
         raise ValueError("plot needs at least one result")
     background = None if image is None else as_pil(image)
     columns = len(titled) + (background is not None)
-    figure, axes = plt.subplots(
+    figure, grid = plt.subplots(
         1, columns, figsize=(column_width * columns, column_width * 1.15), squeeze=False
     )
-    axes = list(axes[0])
+    axes = list(grid[0])
     if background is not None:
         axis = axes.pop(0)
         axis.imshow(background)
@@ -148,7 +148,9 @@ def plot(
         values, is_signed = _picture_values(attribution.map, signed)
         scale = float(np.percentile(np.abs(values), CLIP_PERCENTILE)) or float(np.abs(values).max()) or 1.0
         if background is not None:
-            grey = background.convert("L").resize((values.shape[1], values.shape[0]), PILImage.BILINEAR)
+            grey = background.convert("L").resize(
+                (values.shape[1], values.shape[0]), PILImage.Resampling.BILINEAR
+            )
             axis.imshow(np.asarray(grey), cmap="gray", alpha=0.5)
         colours = axis.imshow(
             values,

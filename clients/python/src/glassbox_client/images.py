@@ -22,7 +22,7 @@ ImageInput: TypeAlias = str | os.PathLike[str] | bytes | PILImage.Image | np.nda
 """A file path, encoded bytes (PNG, JPEG, WebP, ...), a PIL image, or a numpy array:
 uint8 [H, W, 3] (0–255), uint8 [H, W] (grayscale), or float [3, H, W] / [H, W, 3] in [0, 1]."""
 
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
     tensor_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
     tensor_pb2.DATA_TYPE_UINT8: np.dtype("u1"),

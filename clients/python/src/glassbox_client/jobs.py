@@ -68,7 +68,7 @@ class JobResult:
 
     images: list[PILImage.Image] = field(default_factory=list)
     pixels: list[np.ndarray | None] = field(default_factory=list)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray | None] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
     message: Message | None = None
 

@@ -42,7 +42,7 @@ KIND = "robustness_evaluation"
 
 
 def _attack_message(attack: str | dict[str, Any], epsilons: Sequence[float] | None) -> pb.Attack:
-    fields = {"method": attack} if isinstance(attack, str) else dict(attack)
+    fields: dict[str, Any] = {"method": attack} if isinstance(attack, str) else dict(attack)
     if "method" not in fields:
         raise ValueError(f"an attack needs its method under 'method', got {attack!r}")
     if "epsilons" not in fields:

@@ -318,6 +318,7 @@ class TlsFiles:
     def _load(self) -> ssl.SSLContext:
         security = self._security
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        assert security.tls_cert is not None  # TlsFiles is built only when TLS is enabled
         context.load_cert_chain(certfile=security.tls_cert, keyfile=security.tls_key)
         if security.tls_client_ca is not None:
             context.load_verify_locations(cafile=security.tls_client_ca)

@@ -83,8 +83,7 @@ def status_json(status: status_pb2.Status) -> dict:
 def retry_after_header(status: status_pb2.Status) -> str | None:
     """Seconds to wait (rounded up) from a RetryInfo detail, for the Retry-After header."""
     for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):  # False for a detail of another type
             return str(max(0, math.ceil(info.retry_delay.ToNanoseconds() / 1e9)))
     return None

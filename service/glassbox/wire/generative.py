@@ -16,6 +16,7 @@ from glassbox_client._generated.glassbox.v1 import generative_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2, tensor_pb2
 from google.protobuf.message import Message
 
+from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
@@ -27,11 +28,11 @@ from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
 from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
-from glassbox.wire.fields import optional
+from glassbox.wire.fields import VersionedSpec, optional
 from glassbox.wire.tensors import array_to_proto, image_source
 
 
-def model(spec: Message, repository: ModelRepository) -> TorchModel:
+def model(spec: VersionedSpec, repository: ModelRepository) -> TorchModel:
     """The spec's model version; it must be a torch model (the methods need gradients)."""
     return gradient_model(repository.get(spec.model, spec.version, field="model"))
 
@@ -57,12 +58,16 @@ def image_at(
     return load_image(source, geometry, max_pixels=max_pixels, field=field).pixels
 
 
-def class_index(message: Message, name: str, target: TorchModel, *, field: str | None = None) -> int:
+def class_index(message: Message, name: str, target: Model, *, field: str | None = None) -> int:
     """A required ClassRef field as a class index; `field` is its path (default: `name`)."""
     field = field or name
     if not message.HasField(name):
         raise InvalidArgument("a class (index or label) is required", field=field)
-    ref = getattr(message, name)
+    return class_ref(getattr(message, name), target, field)
+
+
+def class_ref(ref: pb.ClassRef, target: Model, field: str) -> int:
+    """A ClassRef as a class index of `target`; `field` is its path."""
     which = ref.WhichOneof("class_ref")
     if which == "index":
         return obj.class_index(target, index=ref.index, field=f"{field}.index")

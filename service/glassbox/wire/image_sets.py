@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
-from google.protobuf.message import Message
 
 from glassbox.config import Settings
 from glassbox.core.errors import GlassboxError, InvalidArgument
 from glassbox.models.datasets import MAX_SET_IMAGES, LabelledImages, inline_set
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.fields import ImageSetSpec
 from glassbox.wire.tensors import image_sources
 
 
@@ -55,7 +55,7 @@ def labelled_images(
     return images.head(image_set.limit)
 
 
-def spec_images(spec: Message, repository: ModelRepository, settings: Settings) -> LabelledImages:
+def spec_images(spec: ImageSetSpec, repository: ModelRepository, settings: Settings) -> LabelledImages:
     """A job spec's `images` set, for its `model` and `version`, within the server's pixel limit."""
     return labelled_images(
         spec.images,

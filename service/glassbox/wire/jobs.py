@@ -5,7 +5,7 @@ the engine, and the core run's report translated into the result message."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from google.protobuf.message import DecodeError, Message
 
@@ -13,6 +13,7 @@ from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
 from glassbox.jobs.kinds import JobContext, JobKind, SpecIdentity
 from glassbox.models.repository import ModelRepository
+from glassbox.wire.fields import JobSpec
 
 REQUIRED_SPEC_FIELDS = ("model", "version", "seed")
 """Every spec message has `string model`, `string version` (empty = newest) and an integer `seed`."""
@@ -48,7 +49,8 @@ def proto_kind(
             raise InvalidArgument(f"stored spec does not parse: {exc}", field=name) from exc
 
     def identity(spec: SpecMessage) -> SpecIdentity:
-        return SpecIdentity(model=spec.model, seed=int(spec.seed))
+        fields = cast(JobSpec, spec)  # the descriptor check above guarantees model and seed
+        return SpecIdentity(model=fields.model, seed=int(fields.seed))
 
     def run_to_bytes(job: CoreSpec, ctx: JobContext) -> bytes:
         return result(job, run(job, ctx)).SerializeToString()

@@ -242,7 +242,7 @@ def scheduled_spec(evaluation: ScheduledEvaluation) -> pb.RobustnessEvaluationSp
             pb.Attack(method=METHOD_ENUMS[method], epsilons=list(evaluation.epsilons))
             for method in evaluation.attacks
         ],
-        corruptions=[pb.CorruptionCheck(corruption=c) for c in pb.Corruption.values() if c]
+        corruptions=[pb.CorruptionCheck(corruption=name) for name, number in pb.Corruption.items() if number]
         if evaluation.corruptions
         else [],
         examples=evaluation.examples,

@@ -33,7 +33,7 @@ from glassbox.generative.style_transfer import StyleTransfer, Stylised, transfer
 from glassbox.jobs.kinds import JobContext, JobKind
 from glassbox.models.repository import ModelRepository
 from glassbox.wire import generative as convert
-from glassbox.wire.fields import optional, set_fields
+from glassbox.wire.fields import VersionedSpec, optional, set_fields
 from glassbox.wire.jobs import proto_kind
 
 
@@ -48,7 +48,7 @@ def _size(spec: Message, model: TorchModel) -> dict[str, int]:
     }
 
 
-def _priors(spec: Message, repository: ModelRepository) -> Callable[[str], LatentPrior]:
+def _priors(spec: VersionedSpec, repository: ModelRepository) -> Callable[[str], LatentPrior]:
     """Loads the spec's model version's learned prior of a named set (PARAMETRISATION_LATENT_PRIOR)."""
 
     def load(image_set: str) -> LatentPrior:

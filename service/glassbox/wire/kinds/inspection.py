@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
-from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
@@ -29,14 +28,14 @@ from glassbox.models.datasets import LabelledImages
 from glassbox.models.repository import ModelRepository
 from glassbox.render import png
 from glassbox.wire import inspection as convert
-from glassbox.wire.fields import enum_value, optional, set_fields
+from glassbox.wire.fields import ImageSetSpec, enum_value, optional, set_fields
 from glassbox.wire.generative import generated_image, tensor
 from glassbox.wire.image_sets import spec_images
 from glassbox.wire.jobs import proto_kind
 
 
 def _model_and_images(
-    spec: Message, repository: ModelRepository, settings: Settings
+    spec: ImageSetSpec, repository: ModelRepository, settings: Settings
 ) -> tuple[TorchModel, LabelledImages]:
     model = inspectable(repository.get(spec.model, spec.version, field="model"))
     if not spec.HasField("images"):

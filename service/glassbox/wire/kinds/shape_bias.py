@@ -9,12 +9,9 @@ from typing import Any
 
 import torch
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
-from google.protobuf.message import Message
 
-from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative import objectives as obj
 from glassbox.generative.shape_bias import (
     DEFAULT_STEPS,
     Construction,
@@ -61,7 +58,7 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
     else:
         raise InvalidArgument(f"unknown construction {spec.construction}", field="construction")
     if spec.classes:
-        classes = tuple(_class(ref, model, f"classes[{i}]") for i, ref in enumerate(spec.classes))
+        classes = tuple(convert.class_ref(ref, model, f"classes[{i}]") for i, ref in enumerate(spec.classes))
     else:
         labels = data.require_labels("images")
         classes = tuple(int(index) for index in labels.unique().tolist())
@@ -74,15 +71,6 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
         limits=limits,
         **set_fields(spec, "images_per_pair", "examples"),
     )
-
-
-def _class(ref: Message, model: TorchModel, field: str) -> int:
-    which = ref.WhichOneof("class_ref")
-    if which == "index":
-        return obj.class_index(model, index=ref.index, field=f"{field}.index")
-    if which == "label":
-        return obj.class_index(model, label=ref.label, field=f"{field}.label")
-    raise InvalidArgument("set the class's index or its label", field=field)
 
 
 def run_shape_bias(job: ShapeBias, ctx: JobContext) -> ShapeBiasReport:

@@ -10,12 +10,12 @@ from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import check_range, gradient_model
 from glassbox.config import EvaluationJobLimits, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.reasons import Reason
 from glassbox.evaluation import spec as core
-from glassbox.generative.validation import check_range, gradient_model
 from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import check_range, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative.optimise import Progress, optimise
 from glassbox.generative.parametrisations import ImageParametrisation
-from glassbox.generative.validation import check_range, check_steps
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,16 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2, tensor_pb2
 from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import gradient_model
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
 from glassbox.generative import objectives as obj
 from glassbox.generative.adversarial import ClassScore
 from glassbox.generative.parametrisations import ImagePrior, Kind, ParametrisationSettings
-from glassbox.generative.png import encode_png
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
-from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
+from glassbox.render import encode_png
 from glassbox.wire.tensors import array_to_proto, image_source
 
 T = TypeVar("T")

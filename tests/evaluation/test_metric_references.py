@@ -16,11 +16,12 @@ import torch
 from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation import complexity, curves, localisation, randomisation, road, sensitivity
 from glassbox.evaluation.spec import Baseline
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from quantus.functions.perturb_func import noisy_linear_imputation
 from quantus.functions.similarity_func import correlation_spearman
 from quantus.functions.similarity_func import ssim as quantus_ssim
@@ -44,7 +45,7 @@ def data(model):
 
 
 def call(model) -> CallContext:
-    return CallContext(model, CancellationToken(), AttributionSettings())
+    return CallContext(model, CancellationToken(), AttributionSettings(), compute=SCHEDULED)
 
 
 def random_maps(count: int, seed: int = 0) -> torch.Tensor:

@@ -12,15 +12,16 @@ from google.protobuf.message import Message
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.common.validation import check_range, gradient_model
 from glassbox.config import EvaluationJobLimits, Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.reasons import Reason
 from glassbox.evaluation import spec as core
-from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.methods.service import Aggregation
 from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire.method_params import dataclass_from_message
 
 MAX_BLUR_SIGMA = 64.0
@@ -137,7 +138,7 @@ def _methods(
         if reason is not None:
             raise FailedPrecondition(reason, field=f"{field}.{method}", reason=Reason.METHOD_NOT_SUPPORTED)
         params = dataclass_from_message(getattr(message, method), cls.Params, field=f"{field}.{method}")
-        call = CallContext(model, CancellationToken(), settings.attribution)
+        call = CallContext(model, CancellationToken(), settings.attribution, compute=SCHEDULED)
         cls(model, params, call, field=f"{field}.{method}")  # validates every parameter
         if message.aggregation not in AGGREGATIONS:
             raise InvalidArgument(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.functional as TF
 
+from glassbox.core.call import CallContext
 from glassbox.evaluation.spec import Baseline
-from glassbox.methods.base import CallContext
 from glassbox.methods.batching import evaluate_in_batches, inference_bytes_per_row
 
 

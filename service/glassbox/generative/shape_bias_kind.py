@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import convert
 from glassbox.generative import objectives as obj
@@ -26,9 +27,9 @@ from glassbox.generative.shape_bias import (
 from glassbox.generative.shape_bias_figure import grid_png
 from glassbox.generative.style_transfer import StyleSettings
 from glassbox.jobs.kinds import JobContext, JobKind, register
-from glassbox.methods.base import CallContext
 from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 
 KIND = "shape_bias"
 CONSTRUCTIONS = {
@@ -87,7 +88,7 @@ def _class(ref: Message, model: TorchModel, field: str) -> int:
 
 
 def run_shape_bias(job: ShapeBias, ctx: JobContext) -> pb.ShapeBiasResult:
-    call = CallContext(job.style.model, ctx.token, ctx.settings.attribution)
+    call = CallContext(job.style.model, ctx.token, ctx.settings.attribution, compute=SCHEDULED)
     report = measure(job, call, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
     return result(job, report)
 

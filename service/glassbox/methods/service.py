@@ -23,6 +23,7 @@ from glassbox import render
 from glassbox.backends.activations import ActivationSite
 from glassbox.backends.base import Model
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.images import (
@@ -35,11 +36,12 @@ from glassbox.core.images import (
     to_original_size,
 )
 from glassbox.core.reasons import Reason
-from glassbox.methods.base import AttributionMethod, CallContext, MapResult
+from glassbox.methods.base import AttributionMethod, MapResult
 from glassbox.methods.registry import method_class, method_names, supported_methods
 from glassbox.methods.targets import TargetSelector, TargetSpec
 from glassbox.models.predict import ClassScore
 from glassbox.serving.cost import Estimate
+from glassbox.serving.execution import SCHEDULED
 
 
 class Aggregation(StrEnum):
@@ -152,7 +154,13 @@ def attribute(
     settings: Settings,
 ) -> AttributionOutcome:
     """Run one attribution request over a batch of images."""
-    call = CallContext(model, token, settings.attribution, max_image_pixels=settings.limits.max_image_pixels)
+    call = CallContext(
+        model,
+        token,
+        settings.attribution,
+        max_image_pixels=settings.limits.max_image_pixels,
+        compute=SCHEDULED,
+    )
     method = _method(model, request, call)
     cls = type(method)
     selector = TargetSelector(
@@ -213,7 +221,7 @@ def plan_attribution(
 
     A response that would exceed `limits.max_message_bytes` is refused here (InvalidArgument naming the
     option that makes it large), before any work, rather than after the computation."""
-    call = CallContext(model, NEVER_CANCELLED, settings.attribution)
+    call = CallContext(model, NEVER_CANCELLED, settings.attribution, compute=SCHEDULED)
     method = _method(model, request, call)
     targets = _targets_per_image(request) if method.explains_classes else 1
     forward_rows, backward_rows = method.planned_rows(len(images), targets)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
-from glassbox.methods.base import CallContext
+from glassbox.core.call import CallContext
 from glassbox.methods.gradients import graph_unit_rows
 from glassbox.robustness.threat import Norm, StartSampler, ascent_direction, per_image, project
 

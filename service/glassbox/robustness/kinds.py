@@ -7,12 +7,13 @@ from __future__ import annotations
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.jobs.kinds import JobContext, JobKind, register
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness import convert
 from glassbox.robustness.evaluate import evaluate
 from glassbox.robustness.spec import RobustnessEvaluation
+from glassbox.serving.execution import SCHEDULED
 
 KIND = "robustness_evaluation"
 
@@ -24,7 +25,7 @@ def validate_robustness_evaluation(
 
 
 def run_robustness_evaluation(job: RobustnessEvaluation, ctx: JobContext) -> pb.RobustnessEvaluationResult:
-    call = CallContext(job.model, ctx.token, ctx.settings.attribution)
+    call = CallContext(job.model, ctx.token, ctx.settings.attribution, compute=SCHEDULED)
     report = evaluate(
         job,
         call,

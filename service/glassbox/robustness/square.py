@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.methods.base import CallContext
+from glassbox.core.call import CallContext
 from glassbox.methods.batching import batch_ranges, inference_bytes_per_row
 from glassbox.robustness.gradient_attacks import AttackRun
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import torchattacks
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
 from glassbox.robustness.threat import Norm
+from glassbox.serving.execution import SCHEDULED
 
 EPSILON = 8 / 255
 
@@ -44,7 +45,7 @@ def main() -> None:
     def ours() -> float:
         run = gradient_attack(
             model,
-            CallContext(model, NEVER_CANCELLED, AttributionSettings()),
+            CallContext(model, NEVER_CANCELLED, AttributionSettings(), compute=SCHEDULED),
             attack,
             x,
             y,

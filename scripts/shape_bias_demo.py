@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.generative.optimise import TokenReporter
 from glassbox.generative.shape_bias import measure
 from glassbox.generative.shape_bias_kind import result, validate_shape_bias
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
 
@@ -60,7 +61,7 @@ def main() -> None:
             **SETTINGS,
         )
         job = validate_shape_bias(spec, repository, settings)
-        call = CallContext(job.style.model, CancellationToken(), settings.attribution)
+        call = CallContext(job.style.model, CancellationToken(), settings.attribution, compute=SCHEDULED)
         generator = torch.Generator().manual_seed(spec.seed)
         report = measure(job, call, generator=generator, reporter=TokenReporter())
         message = result(job, report)

@@ -13,6 +13,7 @@ from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled
 from glassbox.core.images import InputSpec
+from glassbox.core.model_config import ModelConfig, ModelFormat
 from glassbox.methods.batching import (
     batch_ranges,
     evaluate_in_batches,
@@ -22,7 +23,6 @@ from glassbox.methods.batching import (
     leaf_layers,
 )
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import ModelConfig, ModelFormat
 from glassbox.serving.execution import SCHEDULED
 
 

@@ -14,7 +14,7 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import ResizePolicy
-from glassbox.models.config import ExplainMode
+from glassbox.core.model_config import ExplainMode
 from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext

@@ -181,7 +181,7 @@ class GlassboxServer:
             "model repository %s loaded in %.2f s", settings.model_repository, time.perf_counter() - started
         )
         backend = build_cache(settings.cache, max_connections=settings.worker_threads + 4)
-        cache = CacheService(backend, settings.cache, self.metrics)
+        cache = CacheService(backend, settings.cache, observer=self.metrics)
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.worker_threads, thread_name_prefix="glassbox-io"
         )

@@ -24,6 +24,7 @@ import torch
 from glassbox.config import Settings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
+from glassbox.demo.datasets import register_generators
 from glassbox.generative.optimise import Progress, TokenReporter
 from glassbox.generative.shape_bias import composites, draw_pairs, measure
 from glassbox.generative.shape_bias_kind import validate_shape_bias
@@ -48,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = Settings()
+    register_generators()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()
     spec = pb.ShapeBiasSpec(

@@ -17,6 +17,7 @@ import torch
 from glassbox.config import Settings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
+from glassbox.demo.datasets import register_generators
 from glassbox.generative.optimise import TokenReporter
 from glassbox.generative.shape_bias import measure
 from glassbox.generative.shape_bias_kind import result, validate_shape_bias
@@ -48,6 +49,7 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the same floating-point sums on any machine, and no spinning on a busy one
     settings = Settings()
+    register_generators()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()
     print("| model | construction | style layers | shape bias | shape / texture / other | accuracy | s |")

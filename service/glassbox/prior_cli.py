@@ -19,6 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from glassbox.config import load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import GlassboxError
+from glassbox.demo.datasets import register_generators
 from glassbox.devices import resolve_device
 from glassbox.generative.kinds import run_image_prior_training, validate_image_prior_training
 from glassbox.jobs.kinds import JobContext, Progress
@@ -47,6 +48,7 @@ def train(args: argparse.Namespace) -> int:
 
     settings = load_settings(Path(args.config) if args.config else None, model_repository=args.repository)
     device = resolve_device(args.device)
+    register_generators()
     repository = ModelRepository(settings.model_repository, device=device)
     repository.load_all()
     start = time.monotonic()

@@ -28,6 +28,7 @@ from rq.worker import WorkerStatus
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.images import configure_decoder_limit
+from glassbox.demo.datasets import register_generators
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import AttemptToken, JobFinished, Outcome, preview_due, run_attempt
 from glassbox.jobs.kinds import JobContext, Progress, load_kinds
@@ -207,6 +208,7 @@ def run_worker(settings: Settings, *, burst: bool = False, on_finished: JobFinis
     use_full_float32_precision()
     configure_decoder_limit(settings.limits.max_image_pixels)
     log.info("job kinds: %s", ", ".join(load_kinds()))
+    register_generators()
     repository = ModelRepository(settings.model_repository, device=resolve_device(settings.device))
     repository.load_all()
     connection = connect(jobs.redis_url)

@@ -49,6 +49,7 @@ from glassbox.cache.service import CacheService
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.images import configure_decoder_limit
+from glassbox.demo.datasets import register_generators
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import Outcome
 from glassbox.jobs.factory import build_engine
@@ -169,6 +170,7 @@ class GlassboxServer:
             use_deterministic_algorithms()
         use_full_float32_precision()
         self.metrics = Metrics(settings.metrics)
+        register_generators()
         repository = ModelRepository(
             settings.model_repository,
             device=resolve_device(settings.device),

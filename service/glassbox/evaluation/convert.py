@@ -44,9 +44,9 @@ AGGREGATIONS = {
     attribution_pb2.AGGREGATION_L2: Aggregation.L2,
 }
 BASELINES = {
-    pb.PERTURBATION_BASELINE_UNSPECIFIED: core.Baseline.BLUR,
-    pb.PERTURBATION_BASELINE_BLUR: core.Baseline.BLUR,
-    pb.PERTURBATION_BASELINE_MEAN: core.Baseline.MEAN,
+    pb.PERTURBATION_BASELINE_UNSPECIFIED: core.PerturbationBaseline.BLUR,
+    pb.PERTURBATION_BASELINE_BLUR: core.PerturbationBaseline.BLUR,
+    pb.PERTURBATION_BASELINE_MEAN: core.PerturbationBaseline.MEAN,
 }
 
 

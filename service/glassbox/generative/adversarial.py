@@ -17,6 +17,7 @@ from torch import nn
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.common.validation import check_range, check_steps
 from glassbox.config import GenerativeJobLimits
+from glassbox.core.predictions import ClassScore
 from glassbox.generative.optimise import Progress, optimise
 from glassbox.generative.parametrisations import ImageParametrisation
 
@@ -44,13 +45,6 @@ class AdversarialImage:
     @property
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else self.epsilon / 4
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    index: int
-    probability: float
-    logit: float
 
 
 @dataclass(frozen=True)
@@ -106,9 +100,11 @@ class SignedGradientDescent(torch.optim.Optimizer):
                     parameter.add_(parameter.grad.sign(), alpha=-group["lr"])
 
 
-def _score(logits: torch.Tensor, index: int) -> ClassScore:
+def _score(logits: torch.Tensor, index: int, labels: tuple[str, ...]) -> ClassScore:
     probabilities = F.softmax(logits, dim=0)
-    return ClassScore(index=index, probability=float(probabilities[index]), logit=float(logits[index]))
+    return ClassScore(
+        index=index, label=labels[index], probability=float(probabilities[index]), logit=float(logits[index])
+    )
 
 
 def attack(spec: AdversarialImage, *, generator: torch.Generator, progress: Progress) -> Adversary:
@@ -137,7 +133,7 @@ def attack(spec: AdversarialImage, *, generator: torch.Generator, progress: Prog
     return Adversary(
         image=adversarial,
         perturbation=perturbation,
-        original_prediction=_score(original_logits, int(original_logits.argmax())),
-        adversarial_prediction=_score(adversarial_logits, int(adversarial_logits.argmax())),
-        target=_score(adversarial_logits, spec.target),
+        original_prediction=_score(original_logits, int(original_logits.argmax()), model.labels),
+        adversarial_prediction=_score(adversarial_logits, int(adversarial_logits.argmax()), model.labels),
+        target=_score(adversarial_logits, spec.target, model.labels),
     )

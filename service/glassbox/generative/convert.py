@@ -20,8 +20,8 @@ from glassbox.backends.torch_backend import TorchModel
 from glassbox.common.validation import gradient_model
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
+from glassbox.core.predictions import ClassScore
 from glassbox.generative import objectives as obj
-from glassbox.generative.adversarial import ClassScore
 from glassbox.generative.parametrisations import ImagePrior, Kind, ParametrisationSettings
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings

@@ -35,11 +35,11 @@ from glassbox.core.images import (
     prepare,
     to_original_size,
 )
+from glassbox.core.predictions import ClassScore
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import AttributionMethod, MapResult
 from glassbox.methods.registry import method_class, method_names, supported_methods
 from glassbox.methods.targets import TargetSelector, TargetSpec
-from glassbox.models.predict import ClassScore
 from glassbox.serving.cost import Estimate
 from glassbox.serving.execution import SCHEDULED
 

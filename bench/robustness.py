@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 import torchattacks
+from glassbox.common.threat import Norm
 from glassbox.config import AttributionSettings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
 from glassbox.demo.datasets import register_generators
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
-from glassbox.robustness.threat import Norm
 from glassbox.serving.execution import SCHEDULED
 
 EPSILON = 8 / 255

@@ -11,6 +11,7 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.backends.base import Model
+from glassbox.common.threat import Norm, l2_diameter
 from glassbox.config import RobustnessJobLimits, Settings
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.generative.convert import class_index, optional
@@ -21,7 +22,6 @@ from glassbox.robustness.corruptions import SEVERITIES, Corruption
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.plot import accuracy_plot, example_png
 from glassbox.robustness.report import AttackAccuracy, CorruptionAccuracy, RobustnessReport
-from glassbox.robustness.threat import Norm, l2_diameter
 
 METHODS = {
     pb.ATTACK_METHOD_FGSM: core.AttackMethod.FGSM,

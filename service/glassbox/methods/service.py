@@ -30,9 +30,9 @@ from glassbox.core.images import (
     ImageSource,
     InputSpec,
     PreparedImage,
-    decode_image,
-    pixels_from_array,
+    check_image_count,
     prepare,
+    received_pixels,
     to_original_size,
 )
 from glassbox.core.predictions import ClassScore
@@ -128,20 +128,12 @@ class AttributionImage:
 def load_attribution_images(
     sources: list[ImageSource], spec: InputSpec, *, max_pixels: int, max_images: int, keep_originals: bool
 ) -> list[AttributionImage]:
-    """Decode/validate and resize a request's images (like core.images.load_images), keeping the decoded
-    originals only when `keep_originals` (they are needed for overlays at the original size)."""
-    if not sources:
-        raise InvalidArgument("at least one image is required", field="images")
-    if len(sources) > max_images:
-        raise InvalidArgument(
-            f"{len(sources)} images is over the limit of {max_images} per request", field="images"
-        )
+    """Decode/validate and resize a request's images (as core.images.load_images does), keeping the
+    decoded originals only when `keep_originals` (they are needed for overlays at the original size)."""
+    check_image_count(sources, max_images=max_images)
     images = []
     for i, source in enumerate(sources):
-        if isinstance(source, bytes):
-            pixels = decode_image(source, max_pixels=max_pixels, field=f"images[{i}].encoded")
-        else:
-            pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"images[{i}].pixels")
+        pixels = received_pixels(source, max_pixels=max_pixels, field=f"images[{i}]")
         images.append(AttributionImage(prepare(pixels, spec), pixels if keep_originals else None))
     return images
 

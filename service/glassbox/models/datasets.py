@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, pixels_from_array, prepare
+from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, prepare, received_pixels
 from glassbox.core.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -292,10 +292,7 @@ def inline_set(
     mask_tensors = []
     for i, source in enumerate(masks):
         field = f"inline.masks[{i}]"
-        if isinstance(source, bytes):
-            pixels = decode_image(source, max_pixels=max_pixels, field=f"{field}.encoded")
-        else:
-            pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"{field}.pixels")
+        pixels = received_pixels(source, max_pixels=max_pixels, field=field)
         try:
             mask_tensors.append(_mask_pixels(pixels, prepared[i].original_size, spec, "mask"))
         except ValueError as exc:

@@ -14,11 +14,9 @@ from glassbox.common.validation import check_range, gradient_model
 from glassbox.config import EvaluationJobLimits, Settings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.core.reasons import Reason
+from glassbox.core.errors import InvalidArgument
 from glassbox.evaluation import spec as core
-from glassbox.methods.registry import method_class
-from glassbox.methods.service import Aggregation
+from glassbox.methods.service import Aggregation, build_method
 from glassbox.models.image_sets import spec_images
 from glassbox.models.repository import ModelRepository
 from glassbox.serving.execution import SCHEDULED
@@ -133,13 +131,15 @@ def _methods(
         method = message.WhichOneof("method")
         if method is None:
             raise InvalidArgument("set one method (a field of the method oneof)", field=field)
-        cls = method_class(method)
-        reason = cls.unsupported_reason(model)
-        if reason is not None:
-            raise FailedPrecondition(reason, field=f"{field}.{method}", reason=Reason.METHOD_NOT_SUPPORTED)
-        params = dataclass_from_message(getattr(message, method), cls.Params, field=f"{field}.{method}")
-        call = CallContext(model, CancellationToken(), settings.attribution, compute=SCHEDULED)
-        cls(model, params, call, field=f"{field}.{method}")  # validates every parameter
+        where, fields = f"{field}.{method}", getattr(message, method)
+        params = build_method(
+            model,
+            method,
+            lambda cls, fields=fields, where=where: dataclass_from_message(fields, cls.Params, field=where),
+            CallContext(model, CancellationToken(), settings.attribution, compute=SCHEDULED),
+            field=where,
+            params_field=where,
+        ).params
         if message.aggregation not in AGGREGATIONS:
             raise InvalidArgument(
                 "must be AGGREGATION_SUM, AGGREGATION_ABS_MAX or AGGREGATION_L2 (metrics rank pixels)",

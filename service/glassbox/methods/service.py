@@ -12,6 +12,7 @@ plain `AttributionOutcome` with the pass counts and compute time, ready to cache
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -189,20 +190,44 @@ def attribute(
 
 
 def _method(model: Model, request: AttributionRequest, call: CallContext) -> AttributionMethod:
-    """The request's method bound to the model; its parameters and the output options validated."""
-    if request.method not in method_names():
-        raise InvalidArgument(f"unknown method {request.method!r}; methods: {method_names()}", field="method")
-    cls = method_class(request.method)
+    """The request's method bound to the model; its parameters and, once the method is known to run
+    here, the output options validated."""
+
+    def params(_cls: type[AttributionMethod]) -> Any:
+        _check_output(request.output)
+        return request.params
+
+    return build_method(model, request.method, params, call)
+
+
+def build_method(
+    model: Model,
+    name: str,
+    params: Callable[[type[AttributionMethod]], Any],
+    call: CallContext,
+    *,
+    field: str = "method",
+    params_field: str | None = None,
+) -> AttributionMethod:
+    """The method `name` bound to the model, every parameter checked: the one way a method is built from
+    a request (Attribute, an explanation evaluation's methods).
+
+    InvalidArgument naming `field` for an unknown name; FailedPrecondition naming `field` and the
+    methods the model supports when it cannot run this one; then `params(cls)` gives the parameters
+    (read only once the method is known to run here) and the method's own validation refuses a bad one,
+    naming `params_field`.<parameter> (default `<method>.<parameter>`)."""
+    if name not in method_names():
+        raise InvalidArgument(f"unknown method {name!r}; methods: {method_names()}", field=field)
+    cls = method_class(name)
     reason = cls.unsupported_reason(model)
     if reason is not None:
         raise FailedPrecondition(
             f"{reason}; model {model.name!r} version {model.version!r} supports {supported_methods(model)}",
-            field="method",
+            field=field,
             reason=Reason.METHOD_NOT_SUPPORTED,
-            metadata={"model": model.name, "version": model.version, "method": request.method},
+            metadata={"model": model.name, "version": model.version, "method": name},
         )
-    _check_output(request.output)
-    return cls(model, request.params, call)
+    return cls(model, params(cls), call, field=params_field)
 
 
 def plan_attribution(

@@ -60,9 +60,9 @@ import onnxruntime as ort
 import torch
 from glassbox.backends.torch_backend import NormalizedModel
 from glassbox.config import load_settings
+from glassbox.core.model_config import load_config
 from glassbox.demo.shapes import CLASSES, generate
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import load_config
 from glassbox.models.loaders import load_model
 from glassbox.server.app import GlassboxServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb

@@ -97,7 +97,7 @@ class Reference:
     hooks there would reach into it: Lucent's `render_vis` leaves a hook on every submodule that keeps
     the latest output of any thread, and its objective would read a job's activation and backpropagate
     through (and free) that job's graph; a probe whose hook returns a value replaces the layer's output
-    of every forward running meanwhile. The server's own hooks (`methods.hooks.CallHooks`) act only for
+    of every forward running meanwhile. The server's own hooks (`common.hooks.CallHooks`) act only for
     their call; a reference library's cannot be made to, so it gets a module of its own.
     """
 

@@ -24,13 +24,13 @@ from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
 from glassbox.core.cancellation import NEVER_CANCELLED
 from glassbox.core.images import InputSpec, prepare
+from glassbox.core.model_config import ModelConfig, ModelFormat
 from glassbox.methods.base import NoParams
 from glassbox.methods.integrated_gradients import IntegratedGradientsParams
 from glassbox.methods.service import AttributionImage, AttributionRequest, attribute
 from glassbox.methods.smoothgrad import SmoothGradParams
 from glassbox.methods.targets import TargetSpec
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import ModelConfig, ModelFormat
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:

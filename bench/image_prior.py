@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from glassbox.demo.datasets import register_generators
 from glassbox.demo.shapes import generate
 from glassbox.generative.class_visualisation import ClassVisualisation
 from glassbox.generative.feature_visualisation import visualise
@@ -139,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, torch {torch.__version__}")
 
+    register_generators()
     repository = ModelRepository(args.models, device=CPU)
     repository.load_all()
     model = repository.get(args.model)

@@ -697,7 +697,7 @@ def floor_networks(folder: Path) -> dict[str, torch.nn.Module]:
         "eager": NormalizedModel(net.eval(), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).eval()
     }
     try:  # the server's own network (BatchNorm folded, channels_last weights)
-        from glassbox.models.config import load_config
+        from glassbox.core.model_config import load_config
         from glassbox.models.loaders import load_model
 
         model = load_model("resnet18", "1", folder, load_config(folder), device=torch.device("cpu"))

@@ -60,7 +60,7 @@ def channel_reader(served: torch.nn.Module, layer: str, channel: int):
     The hook runs on a private copy of the served network: a plain torch hook acts on every thread's
     forward through its module, and the served module meanwhile runs the server's own background work
     (its explanation checks on the compute thread), whose outputs it would record. The server's own
-    hooks (`methods.hooks.CallHooks`) act only for their call; horama's objective cannot."""
+    hooks (`common.hooks.CallHooks`) act only for their call; horama's objective cannot."""
     module = copy.deepcopy(served)
     for submodule in module.modules():  # hooks of calls that were running on the served module
         submodule._forward_hooks.clear()

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import torch
 import torchattacks
+from glassbox.common.threat import Norm
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
-from glassbox.methods.base import CallContext
+from glassbox.demo.datasets import register_generators
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
-from glassbox.robustness.threat import Norm
+from glassbox.serving.execution import SCHEDULED
 
 EPSILON = 8 / 255
 
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    register_generators()
     repository = ModelRepository(Path(__file__).resolve().parents[1] / "models", device=torch.device("cpu"))
     repository.load_all()
     model = repository.get("shapes")
@@ -44,7 +47,7 @@ def main() -> None:
     def ours() -> float:
         run = gradient_attack(
             model,
-            CallContext(model, NEVER_CANCELLED, AttributionSettings()),
+            CallContext(model, NEVER_CANCELLED, AttributionSettings(), compute=SCHEDULED),
             attack,
             x,
             y,

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
+from glassbox.demo.datasets import register_generators
 from glassbox.generative.optimise import Progress, TokenReporter
 from glassbox.generative.shape_bias import composites, draw_pairs, measure
 from glassbox.generative.style_transfer import stylise
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire.kinds.shape_bias import validate_shape_bias
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
@@ -47,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = Settings()
+    register_generators()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()
     spec = pb.ShapeBiasSpec(
@@ -60,7 +63,7 @@ def main() -> None:
         construction=pb.CUE_CONFLICT_CONSTRUCTION_OBJECT,
     )
     job = validate_shape_bias(spec, repository, settings)
-    call = CallContext(job.style.model, CancellationToken(), settings.attribution)
+    call = CallContext(job.style.model, CancellationToken(), settings.attribution, compute=SCHEDULED)
 
     def batched() -> None:
         measure(job, call, generator=torch.Generator().manual_seed(0), reporter=TokenReporter())

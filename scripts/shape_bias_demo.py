@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
+from glassbox.demo.datasets import register_generators
 from glassbox.generative.optimise import TokenReporter
 from glassbox.generative.shape_bias import measure
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire.kinds.shape_bias import result, validate_shape_bias
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
@@ -47,6 +49,7 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the same floating-point sums on any machine, and no spinning on a busy one
     settings = Settings()
+    register_generators()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()
     print("| model | construction | style layers | shape bias | shape / texture / other | accuracy | s |")
@@ -60,7 +63,7 @@ def main() -> None:
             **SETTINGS,
         )
         job = validate_shape_bias(spec, repository, settings)
-        call = CallContext(job.style.model, CancellationToken(), settings.attribution)
+        call = CallContext(job.style.model, CancellationToken(), settings.attribution, compute=SCHEDULED)
         generator = torch.Generator().manual_seed(spec.seed)
         report = measure(job, call, generator=generator, reporter=TokenReporter())
         message = result(job, report)

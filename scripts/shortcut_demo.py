@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from glassbox import render
 from glassbox.core.cancellation import CancellationToken
+from glassbox.demo.datasets import register_generators
 from glassbox.demo.shapes import PATCH_SIZE
 from glassbox.evaluation.evaluate import evaluate
 from glassbox.evaluation.figure import report_png
@@ -100,6 +101,7 @@ def comparison(reports: dict[str, object], images: torch.Tensor) -> bytes:
 
 def main() -> None:
     torch.set_num_threads(2)
+    register_generators()
     repository = ModelRepository(ROOT / "models", device=torch.device("cpu"))
     repository.load_all()
     honest_set = repository.dataset("shapes", "shapes-val", max_pixels=10**8)

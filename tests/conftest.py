@@ -14,10 +14,13 @@ from typing import Any
 import grpc
 import pytest
 from glassbox.config import Settings, load_settings
+from glassbox.demo.datasets import register_generators
 from glassbox.server.app import GlassboxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
+
+register_generators()  # the demo's generated sets, as every composition root registers them
 
 
 def free_port() -> int:

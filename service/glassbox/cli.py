@@ -68,6 +68,7 @@ def _security_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from glassbox.demo.datasets import register_generators
     from glassbox.jobs.worker import run_worker
     from glassbox.metrics import Metrics
     from glassbox.wire.kinds import job_kinds
@@ -88,6 +89,7 @@ def _worker(args: argparse.Namespace) -> int:
     if metrics is not None:
         metrics.start()
     on_finished = metrics.observe_job if metrics is not None else None
+    register_generators()
     try:
         finished = run_worker(settings, job_kinds(), burst=args.burst, on_finished=on_finished)
     finally:

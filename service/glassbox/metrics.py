@@ -59,7 +59,8 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
-    """Every metric of one server; `start()` serves them on `settings.port` at `/metrics`."""
+    """Every metric of one server; `start()` serves them on `settings.port` at `/metrics`. It is the cache
+    service's `cache.port.CacheObserver` (the server plugs it in)."""
 
     def __init__(self, settings: MetricsSettings | None = None) -> None:
         self.settings = settings or MetricsSettings(enabled=False)

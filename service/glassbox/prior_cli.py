@@ -18,6 +18,7 @@ from typing import Any
 from glassbox.config import load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import GlassboxError
+from glassbox.demo.datasets import register_generators
 from glassbox.devices import resolve_device
 from glassbox.jobs.kinds import JobContext, Progress
 from glassbox.models.repository import ModelRepository
@@ -53,6 +54,7 @@ def train(args: argparse.Namespace) -> int:
 
     settings = load_settings(Path(args.config) if args.config else None, model_repository=args.repository)
     device = resolve_device(args.device)
+    register_generators()
     repository = ModelRepository(settings.model_repository, device=device)
     repository.load_all()
     start = time.monotonic()

@@ -180,6 +180,16 @@ def png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def encode_png(images: torch.Tensor) -> bytes:
+    """An 8-bit RGB PNG of an image [3, H, W] or of a batch [B, 3, H, W] side by side; values in [0, 1]
+    (generated images: results and progress previews)."""
+    batch = images.detach().float().cpu().clamp(0.0, 1.0)
+    if batch.dim() == 3:
+        batch = batch[None]
+    row = torch.cat(list(batch), dim=2)  # [3, H, B * W]
+    return png((row.permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy())
+
+
 def heatmap_png(
     values: torch.Tensor,
     colormap: Colormap | None = None,

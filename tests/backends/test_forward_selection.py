@@ -18,8 +18,8 @@ from glassbox.backends.forward_selection import (
     select_forward,
 )
 from glassbox.core.images import InputSpec
+from glassbox.core.model_config import ExplainMode, ModelConfig, ModelFormat
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import ExplainMode, ModelConfig, ModelFormat
 from torch import nn
 
 CONFIG = ModelConfig(

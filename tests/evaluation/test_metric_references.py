@@ -16,11 +16,12 @@ import torch
 from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation import complexity, curves, localisation, randomisation, road, sensitivity
-from glassbox.evaluation.spec import Baseline
-from glassbox.methods.base import CallContext
+from glassbox.evaluation.spec import PerturbationBaseline
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from quantus.functions.perturb_func import noisy_linear_imputation
 from quantus.functions.similarity_func import correlation_spearman
 from quantus.functions.similarity_func import ssim as quantus_ssim
@@ -44,7 +45,7 @@ def data(model):
 
 
 def call(model) -> CallContext:
-    return CallContext(model, CancellationToken(), AttributionSettings())
+    return CallContext(model, CancellationToken(), AttributionSettings(), compute=SCHEDULED)
 
 
 def random_maps(count: int, seed: int = 0) -> torch.Tensor:
@@ -82,7 +83,7 @@ def test_deletion_curve_matches_quantus_pixel_flipping(model, data) -> None:
 def test_insertion_starts_at_the_baseline_and_ends_at_the_image(model, data) -> None:
     images, maps = data.images[:2], random_maps(2)
     targets = model.logits(images).argmax(dim=1)
-    blurred = curves.baseline_images(images, Baseline.BLUR, 5.0)
+    blurred = curves.baseline_images(images, PerturbationBaseline.BLUR, 5.0)
     result = curves.perturbation_curve(call(model), images, blurred, maps, targets, 4, insertion=True)
     at = model.logits(torch.cat([blurred, images])).softmax(dim=1)
     np.testing.assert_allclose(
@@ -92,7 +93,7 @@ def test_insertion_starts_at_the_baseline_and_ends_at_the_image(model, data) -> 
         result.y[:, -1].numpy(), at[2:].gather(1, targets.view(-1, 1)).squeeze(1), atol=1e-6
     )
     assert result.auc == pytest.approx(float(np.trapezoid(result.y.mean(0).numpy(), result.x.numpy())))
-    mean = curves.baseline_images(images, Baseline.MEAN, 5.0)
+    mean = curves.baseline_images(images, PerturbationBaseline.MEAN, 5.0)
     np.testing.assert_allclose(mean[:, :, 10, 20].numpy(), images.mean(dim=(2, 3)).numpy(), atol=1e-6)
 
 

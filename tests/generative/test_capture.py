@@ -10,7 +10,7 @@ import torch
 from conftest import MODELS
 from generative_harness import IMAGES, MODEL, layer_output
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.generative.capture import LayerCapture
+from glassbox.common.capture import LayerCapture
 from glassbox.models.repository import ModelRepository
 
 PIXELS = IMAGES.images[:2]

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from conftest import MODELS
 from generative_harness import IMAGES, MODEL, layer_output
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import Activations, LayerCapture
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import objectives as obj
-from glassbox.generative.capture import Activations, LayerCapture
 from glassbox.models.repository import ModelRepository
 
 PIXELS = IMAGES.images[:2]

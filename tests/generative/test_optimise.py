@@ -15,7 +15,7 @@ from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled
 from glassbox.generative.optimise import Progress, TokenReporter, adam, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB, ImageParametrisation, from_image
-from glassbox.generative.png import encode_png
+from glassbox.render import encode_png
 from PIL import Image
 
 TARGET = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1

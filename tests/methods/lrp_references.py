@@ -20,8 +20,8 @@ import torch
 import torchvision
 from captum.attr import LRP
 from captum.attr._utils.lrp_rules import EpsilonRule
+from glassbox.core.model_config import load_config
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import load_config
 from gradient_harness import ARCHITECTURES
 from safetensors.torch import load_file
 from torch import nn

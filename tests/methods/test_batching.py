@@ -9,10 +9,11 @@ import pytest
 import torch
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled
 from glassbox.core.images import InputSpec
-from glassbox.methods.base import CallContext
+from glassbox.core.model_config import ModelConfig, ModelFormat
 from glassbox.methods.batching import (
     batch_ranges,
     evaluate_in_batches,
@@ -22,7 +23,7 @@ from glassbox.methods.batching import (
     leaf_layers,
 )
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import ModelConfig, ModelFormat
+from glassbox.serving.execution import SCHEDULED
 
 
 def shapes_model(*, scripted: bool = False) -> TorchModel:
@@ -81,15 +82,17 @@ def test_batch_ranges_cover_every_row_once() -> None:
 
 def test_the_memory_budget_sets_the_rows_per_batch(model: TorchModel) -> None:
     row = inference_bytes_per_row(model)
-    call = CallContext(model, CancellationToken(), AttributionSettings(memory_budget_bytes=3 * row + 1))
+    call = CallContext(
+        model, CancellationToken(), AttributionSettings(memory_budget_bytes=3 * row + 1), compute=SCHEDULED
+    )
     assert call.rows_per_batch(row) == 3
-    unbounded = CallContext(model, CancellationToken(), AttributionSettings())
+    unbounded = CallContext(model, CancellationToken(), AttributionSettings(), compute=SCHEDULED)
     assert 1 <= unbounded.rows_per_batch(row) <= 64
 
 
 def test_batched_evaluation_equals_one_pass_and_counts_every_row(model: TorchModel) -> None:
     inputs = torch.rand(10, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    call = CallContext(model, CancellationToken(), AttributionSettings())
+    call = CallContext(model, CancellationToken(), AttributionSettings(), compute=SCHEDULED)
     built: list[tuple[int, int]] = []
 
     def build(start: int, stop: int) -> torch.Tensor:
@@ -104,7 +107,7 @@ def test_batched_evaluation_equals_one_pass_and_counts_every_row(model: TorchMod
 
 def test_a_cancelled_call_stops_within_one_batch(model: TorchModel) -> None:
     token = CancellationToken()
-    call = CallContext(model, token, AttributionSettings())
+    call = CallContext(model, token, AttributionSettings(), compute=SCHEDULED)
     built: list[int] = []
 
     def build(start: int, stop: int) -> torch.Tensor:

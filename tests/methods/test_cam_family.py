@@ -20,8 +20,8 @@ import torch
 from cam_references import grad_cam_maps, min_max
 from conftest import RunningServer, write_model_version
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.core.model_config import load_config
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import load_config
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb

@@ -18,8 +18,8 @@ from conftest import RunningServer
 from glassbox.backends.activations import activation_sites
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.images import InputSpec
+from glassbox.core.model_config import ModelConfig, ModelFormat
 from glassbox.methods.gradients import relu_rule_unsupported
-from glassbox.models.config import ModelConfig, ModelFormat
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb

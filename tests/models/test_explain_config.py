@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from glassbox.models.config import ConfigError, ExplainMode, parse_config
+from glassbox.core.model_config import ConfigError, ExplainMode, parse_config
 
 
 def config(explain: dict[str, Any]) -> dict[str, Any]:

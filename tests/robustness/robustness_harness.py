@@ -9,9 +9,10 @@ import torch
 from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 
 
 @cache
@@ -34,7 +35,7 @@ def images(count: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def call_context(model: TorchModel | None = None) -> CallContext:
-    return CallContext(model or shapes(), NEVER_CANCELLED, AttributionSettings())
+    return CallContext(model or shapes(), NEVER_CANCELLED, AttributionSettings(), compute=SCHEDULED)
 
 
 def contiguous_shapes() -> TorchModel:

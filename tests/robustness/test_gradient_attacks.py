@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchattacks
 from captum.robust import FGSM, PGD
+from glassbox.common.threat import Norm, StartSampler, norms
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
-from glassbox.robustness.threat import Norm, StartSampler, norms
 from robustness_harness import call_context, contiguous_shapes, images, shapes
 
 torch.set_num_threads(1)

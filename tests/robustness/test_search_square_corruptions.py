@@ -5,11 +5,11 @@ from __future__ import annotations
 import colorsys
 
 import torch
+from glassbox.common.threat import Norm, norms
 from glassbox.robustness.corruptions import SEVERITIES, Corruption, brighten, corrupt
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
 from glassbox.robustness.minimal_epsilon import minimal_epsilons
 from glassbox.robustness.square import SquareAttack, square_attack
-from glassbox.robustness.threat import Norm, norms
 from robustness_harness import call_context, images, repository, shapes
 
 torch.set_num_threads(1)

@@ -32,10 +32,10 @@ from glassbox.methods.service import (
 )
 from glassbox.methods.smoothgrad import SmoothGradParams
 from glassbox.methods.targets import TargetSpec
-from glassbox.models.predict import top_k
 from glassbox.models.repository import ModelRepository
 from glassbox.serving import ComputeScheduler, Estimate, Priority
 from glassbox.serving.cost import UnitCost
+from glassbox.serving.predict import top_k
 from PIL import Image
 
 

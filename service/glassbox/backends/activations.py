@@ -1,6 +1,6 @@
 """The activations a network runs, and which of them the guided ReLU rules can change.
 
-Guided backprop and deconvnet (methods/hooks.py: `ReluRules`) replace the backward pass of `nn.ReLU`
+Guided backprop and deconvnet (common/hooks.py: `ReluRules`) replace the backward pass of `nn.ReLU`
 modules. Any other activation, a module (Hardswish, SiLU, GELU, Sigmoid, ...) or a functional call
 (`F.relu` after densenet's last norm), passes its true gradient, so on a mixed network a guided map is
 guided only in part, and on a network whose only ReLUs are functional it would be a plain gradient.

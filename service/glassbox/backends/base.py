@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.core.errors import FailedPrecondition, InvalidArgument, echo
+from glassbox.core.model_config import ModelConfig
 from glassbox.core.reasons import Reason
-from glassbox.models.config import ModelConfig
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from torch import nn
 
 from glassbox.backends.onnx_backend import providers, session_options
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.models.config import ExplainMode, ModelConfig
+from glassbox.core.model_config import ExplainMode, ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 
 from glassbox.backends.base import LayerInfo, Model
-from glassbox.models.config import ModelConfig
+from glassbox.core.model_config import ModelConfig
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -11,7 +11,7 @@ from torch import nn
 from glassbox.backends.activations import ActivationSite, activation_sites
 from glassbox.backends.base import LayerInfo, Model
 from glassbox.backends.batchnorm_folding import fold_batchnorm
-from glassbox.models.config import ExplainMode, ModelConfig
+from glassbox.core.model_config import ExplainMode, ModelConfig
 
 
 class NormalizedModel(nn.Module):

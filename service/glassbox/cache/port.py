@@ -6,6 +6,7 @@ cache can only cost a recomputation, never a failed request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -59,3 +60,26 @@ class ResultCache(Protocol):
 
     def close(self) -> None:
         """Release connections and memory."""
+
+
+class CacheObserver(Protocol):
+    """What the cache service reports as it works: lookups, refusals, failed stores, compute time and its
+    size. `glassbox.metrics.Metrics` implements it; the composition root (server/app.py) plugs it in, so
+    the cache knows nothing of how its numbers are published."""
+
+    def observe_cache_lookup(
+        self, backend: str, model: str, method: str, outcome: Outcome, seconds: float
+    ) -> None:
+        """One lookup in `backend` (hit, miss or error) and how long it took."""
+
+    def count_cache_rejected(self, reason: str) -> None:
+        """A stored value refused on reading (corrupt, foreign, unsigned), counted as a miss."""
+
+    def count_cache_store_error(self, model: str, method: str) -> None:
+        """A result the backend failed to store."""
+
+    def observe_compute(self, model: str, method: str, seconds: float) -> None:
+        """One computation run through the cache (a miss, a bypass, or caching off)."""
+
+    def track_cache_size(self, stats: Callable[[], CacheStats]) -> None:
+        """Read the in-process cache's size from `stats` whenever the numbers are published."""

@@ -33,12 +33,11 @@ from typing import Any, TypeVar
 from glassbox.cache import codec
 from glassbox.cache.factory import signing_key
 from glassbox.cache.keys import ModelIdentity, result_key
-from glassbox.cache.port import Outcome, ResultCache
+from glassbox.cache.port import CacheObserver, Outcome, ResultCache
 from glassbox.cache.singleflight import SingleFlight
 from glassbox.config import CacheSettings
 from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
 from glassbox.core.errors import Cancelled
-from glassbox.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,14 @@ class _AsyncFlight:
 
 
 class CacheService:
-    """Cache lookups, single-flight computation, storage and their metrics for one server."""
+    """Cache lookups, single-flight computation, storage and their metrics for one server (reported to
+    `observer`, the server's metrics)."""
 
     def __init__(
         self,
         backend: ResultCache | None,
         settings: CacheSettings,
-        metrics: Metrics,
+        observer: CacheObserver,
         *,
         key: bytes | None = None,
     ) -> None:
@@ -87,11 +87,11 @@ class CacheService:
         self.backend = backend
         self.settings = settings
         self._key = key if key is not None else signing_key(settings)
-        self._metrics = metrics
+        self._observer = observer
         self._flights: SingleFlight[bytes] = SingleFlight()
         self._async_flights: dict[str, _AsyncFlight] = {}
         if backend is not None and backend.stats().entries is not None:
-            metrics.track_cache_size(backend.stats)
+            observer.track_cache_size(backend.stats)
 
     @property
     def enabled(self) -> bool:
@@ -215,14 +215,14 @@ class CacheService:
     async def _compute_async(self, compute: Callable[[], Awaitable[bytes]], model: str, method: str) -> bytes:
         started = time.perf_counter()
         value = await compute()
-        self._metrics.observe_compute(model, method, time.perf_counter() - started)
+        self._observer.observe_compute(model, method, time.perf_counter() - started)
         return value
 
     def _store(self, key: str, value: bytes, model: str, method: str) -> None:
         assert self.backend is not None
         frame = codec.encode(value, key=self._key, name=key)
         if not self.backend.set(key, frame, self.settings.ttl_for(method)):
-            self._metrics.count_cache_store_error(model, method)
+            self._observer.count_cache_store_error(model, method)
 
     def _lookup(self, key: str, model: str, method: str) -> bytes | None:
         assert self.backend is not None
@@ -233,11 +233,11 @@ class CacheService:
             decoded = codec.decode(found.value, key=self._key, name=key)
             if isinstance(decoded, codec.Rejected):
                 log.warning("cache value under %s refused (%s); treating it as a miss", key, decoded.value)
-                self._metrics.count_cache_rejected(decoded.value)
+                self._observer.count_cache_rejected(decoded.value)
                 outcome = Outcome.MISS
             else:
                 payload = decoded
-        self._metrics.observe_cache_lookup(
+        self._observer.observe_cache_lookup(
             self.backend.backend, model, method, outcome, time.perf_counter() - started
         )
         return payload
@@ -251,7 +251,7 @@ class CacheService:
     def _compute(self, compute: Callable[[], bytes], model: str, method: str) -> bytes:
         started = time.perf_counter()
         value = compute()
-        self._metrics.observe_compute(model, method, time.perf_counter() - started)
+        self._observer.observe_compute(model, method, time.perf_counter() - started)
         return value
 
     def close(self) -> None:

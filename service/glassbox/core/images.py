@@ -279,23 +279,32 @@ ImageSource = bytes | np.ndarray
 """An image as received: encoded bytes, or a pixel array (float [3, H, W] in [0, 1] or uint8 [H, W, 3])."""
 
 
+def received_pixels(source: ImageSource, *, max_pixels: int, field: str) -> torch.Tensor:
+    """Decode (encoded bytes) or validate (an array) one received image: float32 [3, H, W] in [0, 1] at
+    the size it came in; InvalidArgument naming `field`.encoded or `field`.pixels."""
+    if isinstance(source, bytes):
+        return decode_image(source, max_pixels=max_pixels, field=f"{field}.encoded")
+    return pixels_from_array(source, max_pixels=max_pixels, field=f"{field}.pixels")
+
+
 def load_image(source: ImageSource, spec: InputSpec, *, max_pixels: int, field: str) -> PreparedImage:
     """Decode or validate one received image and bring it to the model's input size."""
-    if isinstance(source, bytes):
-        pixels = decode_image(source, max_pixels=max_pixels, field=f"{field}.encoded")
-    else:
-        pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"{field}.pixels")
-    return prepare(pixels, spec)
+    return prepare(received_pixels(source, max_pixels=max_pixels, field=field), spec)
 
 
-def load_images(
-    sources: list[ImageSource], spec: InputSpec, *, max_pixels: int, max_images: int, field: str = "images"
-) -> list[PreparedImage]:
-    """Load a request's images; at least one, at most `max_images`."""
+def check_image_count(sources: list[ImageSource], *, max_images: int, field: str = "images") -> None:
+    """At least one image, at most `max_images`; InvalidArgument naming `field` otherwise."""
     if not sources:
         raise InvalidArgument("at least one image is required", field=field)
     if len(sources) > max_images:
         raise InvalidArgument(
             f"{len(sources)} images is over the limit of {max_images} per request", field=field
         )
+
+
+def load_images(
+    sources: list[ImageSource], spec: InputSpec, *, max_pixels: int, max_images: int, field: str = "images"
+) -> list[PreparedImage]:
+    """Load a request's images; at least one, at most `max_images`."""
+    check_image_count(sources, max_images=max_images, field=field)
     return [load_image(s, spec, max_pixels=max_pixels, field=f"{field}[{i}]") for i, s in enumerate(sources)]

@@ -303,7 +303,7 @@ def model_toml(
     shortcut: bool = False,
     monitoring: bool = False,
 ) -> str:
-    """The model.toml text of a demo model version (see `glassbox.models.config`).
+    """The model.toml text of a demo model version (see `glassbox.core.model_config`).
 
     With `monitoring`, a [monitoring] section (docs/robustness.md) has the server evaluate the version's
     robustness on `shapes-val` when it first serves it, then daily: PGD and FGSM on `MONITORING_IMAGES`

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.functional as TF
 
-from glassbox.evaluation.spec import Baseline
-from glassbox.methods.base import CallContext
+from glassbox.core.call import CallContext
+from glassbox.evaluation.spec import PerturbationBaseline
 from glassbox.methods.batching import evaluate_in_batches, inference_bytes_per_row
 
 
@@ -34,9 +34,9 @@ class CurveResult:
         return float(torch.trapezoid(self.mean, self.x))
 
 
-def baseline_images(images: torch.Tensor, baseline: Baseline, blur_sigma: float) -> torch.Tensor:
+def baseline_images(images: torch.Tensor, baseline: PerturbationBaseline, blur_sigma: float) -> torch.Tensor:
     """What removed pixels become: the Gaussian-blurred image, or each channel's mean over the image."""
-    if baseline is Baseline.MEAN:
+    if baseline is PerturbationBaseline.MEAN:
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images).clone()
     radius = max(1, round(3 * blur_sigma))
     size = min(2 * radius + 1, 2 * (min(images.shape[-2:]) - 1) + 1)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation import complexity, curves, localisation, road
 from glassbox.evaluation.explain import Maps, explain
@@ -40,8 +41,8 @@ from glassbox.evaluation.report import (
 )
 from glassbox.evaluation.sensitivity import max_sensitivity
 from glassbox.evaluation.spec import LOCALISATION_METRICS, EvaluationJob, MethodConfig, Metric
-from glassbox.methods.base import CallContext
 from glassbox.methods.batching import evaluate_in_batches, inference_bytes_per_row
+from glassbox.serving.execution import SCHEDULED
 
 ProgressCallback = Callable[[int, int, str], None]
 """(step, total, message): called before and after every (method, metric)."""
@@ -108,7 +109,7 @@ class _Run:
         return logits_of(self._call(), self.job.images).argmax(dim=1)
 
     def _call(self) -> CallContext:
-        return CallContext(self.job.model, self.token, self.job.settings.attribution)
+        return CallContext(self.job.model, self.token, self.job.settings.attribution, compute=SCHEDULED)
 
     def _unit(
         self, report: MethodReport, metric: str, budget: int, work: Callable[[CallContext], None]

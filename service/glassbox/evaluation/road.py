@@ -13,8 +13,8 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from glassbox.core.call import CallContext
 from glassbox.evaluation.curves import CurveResult, pixel_order
-from glassbox.methods.base import CallContext
 from glassbox.methods.batching import evaluate_in_batches, inference_bytes_per_row
 
 NEIGHBOURS: tuple[tuple[int, int, float], ...] = (

@@ -29,7 +29,9 @@ class Metric(StrEnum):
 LOCALISATION_METRICS = (Metric.POINTING_GAME, Metric.RELEVANCE_MASS)
 
 
-class Baseline(StrEnum):
+class PerturbationBaseline(StrEnum):
+    """What replaces the pixels a faithfulness curve removes (not an attribution method's `Baseline`)."""
+
     BLUR = "blur"
     MEAN = "mean"
 
@@ -64,7 +66,7 @@ class Region:
 @dataclass(frozen=True)
 class FaithfulnessOptions:
     steps: int = 16
-    baseline: Baseline = Baseline.BLUR
+    baseline: PerturbationBaseline = PerturbationBaseline.BLUR
     blur_sigma: float = 5.0
 
 

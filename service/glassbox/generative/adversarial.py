@@ -1,24 +1,29 @@
 """Targeted adversarial images by projected gradient descent (Madry et al. 2018, "Towards deep learning
-models resistant to adversarial attacks"): from a real image, signed-gradient steps that lower the
-cross-entropy towards a chosen class, each followed by a projection onto the L∞ ball of radius ε
-around the image and onto valid pixels [0, 1]. ε and the step size are in pixel units, because the
-model's normalisation happens inside the model (the pixel contract).
+models resistant to adversarial attacks"; `common.pgd`, the same PGD as robustness's attacks): from a
+real image, signed-gradient steps that lower the cross-entropy towards a chosen class, each followed by
+a projection onto the L∞ ball of radius ε around the image and onto valid pixels [0, 1]. ε and the step
+size are in pixel units, because the model's normalisation happens inside the model (the pixel
+contract). Every step is reported (with a preview on request) and is a cancellation point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.config import GenerativeJobLimits
-from glassbox.generative.optimise import Progress, optimise
-from glassbox.generative.parametrisations import ImageParametrisation
-from glassbox.generative.validation import check_range, check_steps
+from glassbox.common.pgd import pgd
+from glassbox.common.threat import Norm
+from glassbox.common.validation import check_range, check_steps
+from glassbox.config import AttributionSettings, GenerativeJobLimits
+from glassbox.core.call import CallContext
+from glassbox.core.cancellation import NEVER_CANCELLED
+from glassbox.core.predictions import ClassScore
+from glassbox.generative.optimise import Progress
+from glassbox.render import encode_png
+from glassbox.serving.execution import SCHEDULED
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,6 @@ class AdversarialImage:
 
 
 @dataclass(frozen=True)
-class ClassScore:
-    index: int
-    probability: float
-    logit: float
-
-
-@dataclass(frozen=True)
 class Adversary:
     """The adversarial image and perturbation [3, H, W], and the predictions around them."""
 
@@ -68,78 +66,48 @@ class Adversary:
         return self.adversarial_prediction.index == self.target.index
 
 
-class BoundedPerturbation(ImageParametrisation):
-    """base + δ with ‖δ‖∞ ≤ ε and base + δ in [0, 1] (enforced by `constrain` after each step)."""
-
-    base: torch.Tensor
-
-    def __init__(self, base: torch.Tensor, epsilon: float, start: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("base", base, persistent=False)
-        self.epsilon = epsilon
-        self.delta = nn.Parameter(start.clone())
-        self.constrain()
-
-    def forward(self) -> torch.Tensor:
-        return self.base + self.delta
-
-    @torch.no_grad()
-    def assign(self, image: torch.Tensor) -> None:
-        self.delta.copy_(image - self.base)
-        self.constrain()
-
-    @torch.no_grad()
-    def constrain(self) -> None:
-        delta = self.delta.clamp(-self.epsilon, self.epsilon)
-        self.delta.copy_((self.base + delta).clamp(0.0, 1.0) - self.base)
-
-
-class SignedGradientDescent(torch.optim.Optimizer):
-    """p ← p − lr · sign(∇p): the L∞ steepest-descent step of PGD."""
-
-    def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]  # PGD steps take no closure
-        for group in self.param_groups:
-            for parameter in group["params"]:
-                if parameter.grad is not None:
-                    parameter.add_(parameter.grad.sign(), alpha=-group["lr"])
-
-
-def _score(logits: torch.Tensor, index: int) -> ClassScore:
+def _score(logits: torch.Tensor, index: int, labels: tuple[str, ...]) -> ClassScore:
     probabilities = F.softmax(logits, dim=0)
-    return ClassScore(index=index, probability=float(probabilities[index]), logit=float(logits[index]))
+    return ClassScore(
+        index=index, label=labels[index], probability=float(probabilities[index]), logit=float(logits[index])
+    )
 
 
 def attack(spec: AdversarialImage, *, generator: torch.Generator, progress: Progress) -> Adversary:
     model = spec.model
-    base = spec.image[None].to(model.device)
-    start = torch.zeros_like(base)
+    image = spec.image[None]
+    start = None
     if spec.random_start:
-        start = ((torch.rand(base.shape, generator=generator) * 2 - 1) * spec.epsilon).to(model.device)
-    image = BoundedPerturbation(base, spec.epsilon, start)
-    network = model.differentiable()
-    target = torch.tensor([spec.target], device=model.device)
+        start = torch.rand(image.shape, generator=generator) * 2 - 1
+    call = CallContext(model, NEVER_CANCELLED, AttributionSettings(), compute=SCHEDULED)
 
-    def score(images: torch.Tensor) -> torch.Tensor:
-        return -F.cross_entropy(network(images), target.expand(images.shape[0]), reduction="none")
+    def report(step: int, iterate: torch.Tensor, value: float) -> None:
+        progress.reporter.report(
+            progress.offset + step,
+            progress.total,
+            value,
+            progress.message,
+            preview=lambda: encode_png(iterate[0]),
+        )
 
-    optimise(
+    run = pgd(
+        model,
+        call,
         image,
-        score,
-        optimiser=SignedGradientDescent(image.parameters(), lr=spec.alpha),
-        steps=spec.steps,
-        progress=progress,
+        norm=Norm.LINF,
+        radius=torch.tensor([spec.epsilon]),
+        step_size=torch.tensor([spec.alpha]),
+        iterations=spec.steps,
+        targets=torch.tensor([spec.target]),
+        unit_start=start,
+        after_step=report,
     )
-    with torch.no_grad():
-        adversarial, perturbation = image()[0].cpu(), image.delta[0].detach().cpu()
+    adversarial = run.adversarial[0]
     original_logits, adversarial_logits = model.logits(torch.stack([spec.image.cpu(), adversarial]))
     return Adversary(
         image=adversarial,
-        perturbation=perturbation,
-        original_prediction=_score(original_logits, int(original_logits.argmax())),
-        adversarial_prediction=_score(adversarial_logits, int(adversarial_logits.argmax())),
-        target=_score(adversarial_logits, spec.target),
+        perturbation=adversarial - spec.image.cpu(),
+        original_prediction=_score(original_logits, int(original_logits.argmax()), model.labels),
+        adversarial_prediction=_score(adversarial_logits, int(adversarial_logits.argmax()), model.labels),
+        target=_score(adversarial_logits, spec.target, model.labels),
     )

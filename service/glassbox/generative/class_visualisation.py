@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import check_range
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Logit
@@ -18,7 +19,6 @@ from glassbox.generative.optimise import Progress
 from glassbox.generative.parametrisations import PIXEL_RGB, ParametrisationSettings
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, FitInput, TransformSettings
-from glassbox.generative.validation import check_range
 
 
 @dataclass(frozen=True)

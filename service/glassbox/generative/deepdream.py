@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import LayerCapture
+from glassbox.common.validation import MIN_SIDE, check_learning_rate, check_range
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.generative.capture import LayerCapture
 from glassbox.generative.objectives import Objective
 from glassbox.generative.optimise import Progress, adam, evaluate, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB, from_image
 from glassbox.generative.transforms import Roll
-from glassbox.generative.validation import MIN_SIDE, check_learning_rate, check_range
 
 
 @dataclass(frozen=True)

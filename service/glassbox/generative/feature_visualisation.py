@@ -10,20 +10,20 @@ from dataclasses import dataclass, field
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.config import GenerativeJobLimits
-from glassbox.generative import parametrisations
-from glassbox.generative.capture import LayerCapture
-from glassbox.generative.objectives import Objective
-from glassbox.generative.optimise import Progress, adam, evaluate, optimise
-from glassbox.generative.parametrisations import FOURIER_DECORRELATED, ParametrisationSettings
-from glassbox.generative.regularisers import NO_REGULARISERS, RegulariserSettings
-from glassbox.generative.transforms import STANDARD, Compose, FitInput, TransformSettings
-from glassbox.generative.validation import (
+from glassbox.common.capture import LayerCapture
+from glassbox.common.validation import (
     check_learning_rate,
     check_range,
     check_size,
     check_steps,
 )
+from glassbox.config import GenerativeJobLimits
+from glassbox.generative import parametrisations
+from glassbox.generative.objectives import Objective
+from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.parametrisations import FOURIER_DECORRELATED, ParametrisationSettings
+from glassbox.generative.regularisers import NO_REGULARISERS, RegulariserSettings
+from glassbox.generative.transforms import STANDARD, Compose, FitInput, TransformSettings
 
 
 @dataclass(frozen=True)

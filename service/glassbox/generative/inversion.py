@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import LayerCapture
+from glassbox.common.validation import check_learning_rate, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative import parametrisations
-from glassbox.generative.capture import LayerCapture
 from glassbox.generative.optimise import Progress, adam, evaluate, optimise
 from glassbox.generative.parametrisations import ParametrisationSettings
 from glassbox.generative.regularisers import RegulariserSettings
-from glassbox.generative.validation import check_learning_rate, check_steps
 
 SMOOTHNESS_PRIOR = RegulariserSettings(total_variation_weight=0.05)
 """The default prior: total variation only; the sigmoid already bounds the pixels."""

@@ -28,14 +28,14 @@ import torch
 from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import LayerCapture
+from glassbox.common.validation import MIN_SIDE, check_learning_rate, check_range, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative.capture import LayerCapture
 from glassbox.generative.crops import RandomCrops
 from glassbox.generative.objectives import Objective
 from glassbox.generative.optimise import Progress, evaluate, optimise
 from glassbox.generative.parametrisations import COLOUR_MATRIX, spectrum_scale
-from glassbox.generative.validation import MIN_SIDE, check_learning_rate, check_range, check_steps
 
 MAX_CROPS = 64
 """Most crops one step may score (one batch through the model)."""

@@ -1,6 +1,6 @@
 """Objectives: differentiable quantities an optimisation maximises, one value per image.
 
-An objective reads the layer outputs captured by `capture.LayerCapture` and/or the logits and returns a
+An objective reads the layer outputs captured by `common.capture.LayerCapture` and/or the logits and returns a
 tensor [B]. Objectives add, subtract and scale like numbers (`channel + 0.1 * diversity` builds a
 `WeightedSum`), as in Lucent. `bind(model, field)` checks layer names and indices against the model
 before any work is done, raising InvalidArgument that names the request field, and returns the
@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
+from glassbox.common.capture import Activations
+from glassbox.common.layers import check_index, layer_shape
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative.capture import Activations
 
 
 class Objective(ABC):
@@ -56,16 +57,6 @@ class Objective(ABC):
 
 def _terms(objective: Objective) -> tuple[tuple[float, Objective], ...]:
     return objective.terms if isinstance(objective, WeightedSum) else ((1.0, objective),)
-
-
-def layer_shape(model: Model, layer: str, field: str) -> tuple[int, ...]:
-    """The layer's output shape for one image at the model's input size; InvalidArgument if unknown."""
-    return model.layer_info(layer, field=field).output_shape
-
-
-def check_index(value: int, size: int, field: str, what: str) -> None:
-    if not 0 <= value < size:
-        raise InvalidArgument(f"{what} must be in 0..{size - 1}, got {value}", field=field)
 
 
 def class_index(model: Model, *, index: int | None = None, label: str | None = None, field: str) -> int:

@@ -19,7 +19,7 @@ import torch
 
 from glassbox.core.cancellation import CancellationToken
 from glassbox.generative.parametrisations import ImageParametrisation
-from glassbox.generative.png import encode_png
+from glassbox.render import encode_png
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 """Images [B, 3, H, W] → the per-image value to maximise, [B]."""

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from glassbox.generative.validation import check_range
+from glassbox.common.validation import check_range
 
 COLOUR_CORRELATION_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float32

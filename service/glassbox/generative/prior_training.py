@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from glassbox.common.validation import check_learning_rate, check_range, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.image_prior import PriorInfo, PriorNetwork
 from glassbox.generative.optimise import Progress, adam
-from glassbox.generative.png import encode_png
-from glassbox.generative.validation import check_learning_rate, check_range, check_steps
+from glassbox.render import encode_png
 
 MAX_LATENT_SIZE = 256
 MAX_BATCH_SIZE = 256

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from glassbox.common.validation import check_range
 from glassbox.generative.parametrisations import ImageParametrisation
-from glassbox.generative.validation import check_range
 
 
 class Penalty(ABC):

@@ -37,12 +37,12 @@ from enum import StrEnum
 import torch
 import torch.nn.functional as F
 
+from glassbox.common.validation import check_range
 from glassbox.config import GenerativeJobLimits
+from glassbox.core.call import CallContext
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.optimise import Progress, StepReporter
 from glassbox.generative.style_transfer import StyleSettings, stylise
-from glassbox.generative.validation import check_range
-from glassbox.methods.base import CallContext
 from glassbox.methods.batching import batch_ranges, inference_bytes_per_row
 from glassbox.models.datasets import LabelledImages
 

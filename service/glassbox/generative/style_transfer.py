@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import LayerCapture
+from glassbox.common.validation import check_learning_rate, check_range, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import parametrisations
-from glassbox.generative.capture import LayerCapture
 from glassbox.generative.optimise import Progress, adam, evaluate, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB
-from glassbox.generative.validation import check_learning_rate, check_range, check_steps
 
 
 @dataclass(frozen=True, kw_only=True)

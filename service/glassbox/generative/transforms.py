@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from glassbox.common.validation import MIN_SIDE, check_range
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.resampling import resize, rotate
-from glassbox.generative.validation import MIN_SIDE, check_range
 
 
 def _draw(options: Sequence[float], generator: torch.Generator) -> float:

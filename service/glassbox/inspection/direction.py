@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
+from glassbox.common.capture import Activations
+from glassbox.common.layers import layer_shape
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative.capture import Activations
-from glassbox.generative.objectives import Objective, layer_shape
+from glassbox.generative.objectives import Objective
 
 COSINE_POWER = 4
 COSINE_FLOOR = 0.1

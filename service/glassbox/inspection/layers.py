@@ -14,8 +14,8 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.capture import LayerCapture
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.generative.capture import LayerCapture
 
 BATCH_IMAGES = 64
 """Images per forward pass when a layer is read over a dataset."""
@@ -61,11 +61,6 @@ def output_shape(model: TorchModel, layer: str, field: str, dims: tuple[int, ...
         wanted = " or ".join({1: "[C]", 2: "[T, C]", 3: "[C, H, W]"}[d] for d in dims)
         raise InvalidArgument(f"layer {layer!r} outputs {list(shape)}; this needs {wanted}", field=field)
     return shape
-
-
-def check_index(value: int, size: int, field: str, what: str) -> None:
-    if not 0 <= value < size:
-        raise InvalidArgument(f"{what} must be in 0..{size - 1}, got {value}", field=field)
 
 
 @dataclass(frozen=True)

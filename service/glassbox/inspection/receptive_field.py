@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.generative.capture import LayerCapture
+from glassbox.common.capture import LayerCapture
 
 PROBE_IMAGES = 16
 

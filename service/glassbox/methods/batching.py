@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from glassbox.backends.base import LayerInfo, Model
-from glassbox.methods.base import CallContext
+from glassbox.core.call import CallContext
 
 FLOAT32_BYTES = 4
 LIVE_ACTIVATIONS_IN_INFERENCE = 3

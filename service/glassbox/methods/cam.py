@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import LayerInfo, Model
+from glassbox.common.hooks import CallHooks, OutputRecorder, ReluRule, ReluRules, RuleSwitch
 from glassbox.core.errors import InvalidArgument
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import inference_bytes_per_row
 from glassbox.methods.gradients import GradientMethod, for_rows, graph_rows_per_batch, graph_unit_rows
-from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import LayerGradientResult, LayerGradientUnit, LayerOutputUnit, target_passes
@@ -187,7 +187,7 @@ class CamMethod(GradientMethod):
         switch = RuleSwitch(ReluRule.PLAIN)
         with CallHooks() as hooks:
             rules = None if self.relu_rule is None else ReluRules(hooks, net, switch)
-            capture = LayerCapture(hooks, layer)  # after the rules: it must see the output they produce
+            capture = OutputRecorder(hooks, layer)  # after the rules: it must see the output they produce
             rules_before_layer: list[int] = []
             if rules is not None:
                 hooks.forward_hook(layer, lambda *_: rules_before_layer.append(rules.applied))

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from glassbox.backends.base import Model
+from glassbox.common.hooks import CallHooks, OutputRecorder
 from glassbox.methods.base import MapResult, MethodOutput, NoParams
 from glassbox.methods.cam import upsample
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows
-from glassbox.methods.hooks import CallHooks, LayerCapture
 from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.units import target_passes
@@ -77,7 +77,7 @@ class FullGrad(GradientMethod):
         targets_out: list[tuple[int, ...]] = []
         maps: list[list[MapResult]] = [[] for _ in range(inputs.shape[0])]
         with CallHooks() as hooks:
-            captures = [LayerCapture(hooks, module) for module, _bias in layers]
+            captures = [OutputRecorder(hooks, module) for module, _bias in layers]
             for start in range(0, inputs.shape[0], chunk):
                 self.call.check()
                 rows = range(start, min(start + chunk, inputs.shape[0]))

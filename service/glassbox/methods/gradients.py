@@ -22,9 +22,10 @@ from torch import nn
 from glassbox.backends.activations import activation_kinds
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.methods.base import MAX_ROWS_PER_BATCH, AttributionMethod, CallContext, MapResult, MethodOutput
+from glassbox.common.hooks import CallRules, ReluRule
+from glassbox.core.call import MAX_ROWS_PER_BATCH, CallContext
+from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import gradient_bytes_per_row
-from glassbox.methods.hooks import CallRules, ReluRule
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import GradientResult, GradientUnit

@@ -11,8 +11,8 @@ a concurrent call on the same model keeps the true gradient.
 
 from __future__ import annotations
 
+from glassbox.common.hooks import ReluRule
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.hooks import ReluRule
 from glassbox.methods.registry import register
 
 

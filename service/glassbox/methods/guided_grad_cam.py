@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from glassbox.common.hooks import ReluRule
 from glassbox.methods.cam import CamLayerParams, CamMethod
-from glassbox.methods.hooks import ReluRule
 from glassbox.methods.registry import register
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from glassbox.backends.base import Model
+from glassbox.common.hooks import CallRules
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.hooks import CallRules
 from glassbox.methods.lrp_canonize import LrpNetwork, lrp_network
 from glassbox.methods.lrp_composites import PASS, LayerRules
 from glassbox.methods.lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, LinearRule, Norm, ZBox, ZPlus

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from glassbox.methods.hooks import CallHooks
+from glassbox.common.hooks import CallHooks
 from glassbox.methods.lrp_canonize import LayerKind, LrpNetwork
 from glassbox.methods.lrp_rules import LinearMap, LinearRule, Norm
 

@@ -14,11 +14,11 @@ from enum import StrEnum
 import torch
 
 from glassbox.backends.base import Model
+from glassbox.common.hooks import CallHooks, OutputRecorder, ReluRule, ReluRules, RuleSwitch
 from glassbox.core.errors import FailedPrecondition, echo
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows, relu_rule_unsupported
-from glassbox.methods.hooks import CallHooks, LayerCapture, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
@@ -114,7 +114,7 @@ class NeuronGradient(GradientMethod):
         with CallHooks() as hooks:
             if self.params.guided:
                 ReluRules(hooks, net, RuleSwitch(ReluRule.GUIDED))
-            capture = LayerCapture(hooks, layer)
+            capture = OutputRecorder(hooks, layer)
             for start in range(0, inputs.shape[0], chunk):
                 self.call.check()
                 x = inputs[start : start + chunk].detach().requires_grad_(True)

@@ -36,9 +36,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from glassbox.backends.torch_backend import NormalizedModel
+from glassbox.common.hooks import CallHooks
 from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
-from glassbox.methods.hooks import CallHooks
 
 EPS = 1e-10
 """Below this |x − x₀| a nonlinearity passes its plain derivative (Captum's DeepLift `eps`)."""

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.base import Model
+from glassbox.common.hooks import CallHooks, OutputRecorder
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import batch_ranges, evaluate_in_batches, inference_bytes_per_row
 from glassbox.methods.cam import CamLayerParams, resolve_cam_layer, spatial, upsample
-from glassbox.methods.hooks import CallHooks, LayerCapture
 from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
@@ -85,7 +85,7 @@ class ScoreCam(AttributionMethod):
         if not self.model.supports_layer_hooks:
             model = self.model
             return lambda inputs: model.logits_and_layer(inputs, name)
-        capture = LayerCapture(hooks, self.model.submodule(name))
+        capture = OutputRecorder(hooks, self.model.submodule(name))
         network = self.model.differentiable()
 
         def read(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

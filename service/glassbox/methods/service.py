@@ -12,6 +12,7 @@ plain `AttributionOutcome` with the pass counts and compute time, ready to cache
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -24,23 +25,25 @@ from glassbox.backends.activations import ActivationSite
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED, CancellationToken
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.core.images import (
     ImageSource,
     InputSpec,
     PreparedImage,
-    decode_image,
-    pixels_from_array,
+    check_image_count,
     prepare,
+    received_pixels,
     to_original_size,
 )
+from glassbox.core.predictions import ClassScore
 from glassbox.core.reasons import Reason
-from glassbox.methods.base import AttributionMethod, CallContext, MapResult
+from glassbox.methods.base import AttributionMethod, MapResult
 from glassbox.methods.registry import method_class, method_names, supported_methods
 from glassbox.methods.targets import TargetSelector, TargetSpec
-from glassbox.models.predict import ClassScore
 from glassbox.serving.cost import Estimate
+from glassbox.serving.execution import SCHEDULED
 
 
 class Aggregation(StrEnum):
@@ -127,20 +130,12 @@ class AttributionImage:
 def load_attribution_images(
     sources: list[ImageSource], spec: InputSpec, *, max_pixels: int, max_images: int, keep_originals: bool
 ) -> list[AttributionImage]:
-    """Decode/validate and resize a request's images (like core.images.load_images), keeping the decoded
-    originals only when `keep_originals` (they are needed for overlays at the original size)."""
-    if not sources:
-        raise InvalidArgument("at least one image is required", field="images")
-    if len(sources) > max_images:
-        raise InvalidArgument(
-            f"{len(sources)} images is over the limit of {max_images} per request", field="images"
-        )
+    """Decode/validate and resize a request's images (as core.images.load_images does), keeping the
+    decoded originals only when `keep_originals` (they are needed for overlays at the original size)."""
+    check_image_count(sources, max_images=max_images)
     images = []
     for i, source in enumerate(sources):
-        if isinstance(source, bytes):
-            pixels = decode_image(source, max_pixels=max_pixels, field=f"images[{i}].encoded")
-        else:
-            pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"images[{i}].pixels")
+        pixels = received_pixels(source, max_pixels=max_pixels, field=f"images[{i}]")
         images.append(AttributionImage(prepare(pixels, spec), pixels if keep_originals else None))
     return images
 
@@ -153,7 +148,13 @@ def attribute(
     settings: Settings,
 ) -> AttributionOutcome:
     """Run one attribution request over a batch of images."""
-    call = CallContext(model, token, settings.attribution, max_image_pixels=settings.limits.max_image_pixels)
+    call = CallContext(
+        model,
+        token,
+        settings.attribution,
+        max_image_pixels=settings.limits.max_image_pixels,
+        compute=SCHEDULED,
+    )
     method = _method(model, request, call)
     cls = type(method)
     selector = TargetSelector(
@@ -190,20 +191,44 @@ def attribute(
 
 
 def _method(model: Model, request: AttributionRequest, call: CallContext) -> AttributionMethod:
-    """The request's method bound to the model; its parameters and the output options validated."""
-    if request.method not in method_names():
-        raise InvalidArgument(f"unknown method {request.method!r}; methods: {method_names()}", field="method")
-    cls = method_class(request.method)
+    """The request's method bound to the model; its parameters and, once the method is known to run
+    here, the output options validated."""
+
+    def params(_cls: type[AttributionMethod]) -> Any:
+        _check_output(request.output)
+        return request.params
+
+    return build_method(model, request.method, params, call)
+
+
+def build_method(
+    model: Model,
+    name: str,
+    params: Callable[[type[AttributionMethod]], Any],
+    call: CallContext,
+    *,
+    field: str = "method",
+    params_field: str | None = None,
+) -> AttributionMethod:
+    """The method `name` bound to the model, every parameter checked: the one way a method is built from
+    a request (Attribute, an explanation evaluation's methods).
+
+    InvalidArgument naming `field` for an unknown name; FailedPrecondition naming `field` and the
+    methods the model supports when it cannot run this one; then `params(cls)` gives the parameters
+    (read only once the method is known to run here) and the method's own validation refuses a bad one,
+    naming `params_field`.<parameter> (default `<method>.<parameter>`)."""
+    if name not in method_names():
+        raise InvalidArgument(f"unknown method {name!r}; methods: {method_names()}", field=field)
+    cls = method_class(name)
     reason = cls.unsupported_reason(model)
     if reason is not None:
         raise FailedPrecondition(
             f"{reason}; model {model.name!r} version {model.version!r} supports {supported_methods(model)}",
-            field="method",
+            field=field,
             reason=Reason.METHOD_NOT_SUPPORTED,
-            metadata={"model": model.name, "version": model.version, "method": request.method},
+            metadata={"model": model.name, "version": model.version, "method": name},
         )
-    _check_output(request.output)
-    return cls(model, request.params, call)
+    return cls(model, params(cls), call, field=params_field)
 
 
 def plan_attribution(
@@ -214,7 +239,7 @@ def plan_attribution(
 
     A response that would exceed `limits.max_message_bytes` is refused here (InvalidArgument naming the
     option that makes it large), before any work, rather than after the computation."""
-    call = CallContext(model, NEVER_CANCELLED, settings.attribution)
+    call = CallContext(model, NEVER_CANCELLED, settings.attribution, compute=SCHEDULED)
     method = _method(model, request, call)
     targets = _targets_per_image(request) if method.explains_classes else 1
     forward_rows, backward_rows = method.planned_rows(len(images), targets)

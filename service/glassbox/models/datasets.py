@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, pixels_from_array, prepare
+from glassbox.core.images import ImageSource, InputSpec, decode_image, load_image, prepare, received_pixels
 from glassbox.core.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -90,23 +90,14 @@ Generator = Callable[[dict[str, Any], InputSpec], tuple[torch.Tensor, torch.Tens
 """(options, input spec) -> (images [N,3,H,W] in [0,1], labels [N], masks [N,H,W] or None)."""
 
 
-def _shapes_generator(
-    options: dict[str, Any], spec: InputSpec
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from glassbox.demo.shapes import generate
-
-    if spec.height != spec.width:
-        raise ValueError(f"glassbox.shapes makes square images; the model takes {spec.height}x{spec.width}")
-    batch = generate(
-        int(options["count"]),
-        int(options["seed"]),
-        size=spec.height,
-        shortcut=options.get("shortcut", "none"),
-    )
-    return batch.images, batch.labels.long(), batch.masks
+GENERATORS: dict[str, Generator] = {}
+"""Generators a named set may name, by name; filled by the composition root (the demo's
+`glassbox.shapes` comes from `glassbox.demo.datasets.register_generators`)."""
 
 
-GENERATORS: dict[str, Generator] = {"glassbox.shapes": _shapes_generator}
+def register_generator(name: str, generator: Generator) -> None:
+    """Let named sets use `generator` under `name` (its `dataset.toml` `[generator] name`)."""
+    GENERATORS[name] = generator
 
 
 @dataclass(frozen=True)
@@ -301,10 +292,7 @@ def inline_set(
     mask_tensors = []
     for i, source in enumerate(masks):
         field = f"inline.masks[{i}]"
-        if isinstance(source, bytes):
-            pixels = decode_image(source, max_pixels=max_pixels, field=f"{field}.encoded")
-        else:
-            pixels = pixels_from_array(source, max_pixels=max_pixels, field=f"{field}.pixels")
+        pixels = received_pixels(source, max_pixels=max_pixels, field=field)
         try:
             mask_tensors.append(_mask_pixels(pixels, prepared[i].original_size, spec, "mask"))
         except ValueError as exc:

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from glassbox.backends.base import Model
 from glassbox.backends.forward_selection import TunedTorchModel
 from glassbox.backends.onnx_backend import OnnxModel
+from glassbox.core.model_config import ModelConfig, ModelFormat
 from glassbox.models.architectures import build_architecture
-from glassbox.models.config import ModelConfig, ModelFormat
 
 
 def file_digest(path: Path) -> str:

@@ -23,8 +23,8 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound, echo
+from glassbox.core.model_config import ConfigError, ModelConfig, load_config
 from glassbox.core.reasons import Reason
-from glassbox.models.config import ConfigError, ModelConfig, load_config
 from glassbox.models.datasets import (
     DATASETS_FOLDER,
     DatasetConfig,

@@ -15,15 +15,16 @@ from PIL import Image, ImageDraw, ImageFont
 from glassbox import render
 from glassbox.backends.base import Model
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation.evaluate import logits_of
 from glassbox.evaluation.explain import explain
-from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.models.datasets import LabelledImages
 from glassbox.monitoring.checks import method_config
 from glassbox.monitoring.similarity import map_similarity, prediction_agreement
 from glassbox.serving import Estimate
+from glassbox.serving.execution import SCHEDULED
 
 CELL = 128
 GAP = 6
@@ -67,7 +68,7 @@ def plan_changes(after: Model, before: Model, method: str, count: int, settings:
     forward, backward = 0, 0
     cls = method_class(method)
     for model in (after, before):
-        call = CallContext(model, CancellationToken(), settings.attribution)
+        call = CallContext(model, CancellationToken(), settings.attribution, compute=SCHEDULED)
         rows = cls(model, cls.Params(), call, field="method").planned_rows(count, 1)
         forward, backward = forward + count + rows[0], backward + rows[1]
     return Estimate(forward_rows=forward, backward_rows=backward)
@@ -122,7 +123,7 @@ def compare_versions(
     """The change report of `before` → `after` on `images` (see the module doc)."""
     budget = plan_changes(after, before, method, len(images), settings)
     pixels, labels = images.images, after.labels
-    calls = [CallContext(model, token, settings.attribution) for model in (after, before)]
+    calls = [CallContext(model, token, settings.attribution, compute=SCHEDULED) for model in (after, before)]
     logits_after, logits_before = (logits_of(call, pixels) for call in calls)
     targets = images.labels if images.labels is not None else logits_after.argmax(dim=1)
     maps_after = explain(after, method_config(method), pixels, targets, token, settings)

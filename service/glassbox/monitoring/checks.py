@@ -23,12 +23,12 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation import curves, localisation
 from glassbox.evaluation.evaluate import logits_of
 from glassbox.evaluation.explain import explain
 from glassbox.evaluation.spec import FaithfulnessOptions, MethodConfig
-from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class
 from glassbox.models.datasets import LabelledImages
 from glassbox.monitoring.config import ExplanationMonitoring
@@ -43,6 +43,7 @@ from glassbox.monitoring.record import (
 )
 from glassbox.monitoring.similarity import map_similarity, prediction_agreement
 from glassbox.serving import Estimate
+from glassbox.serving.execution import SCHEDULED
 
 FAITHFULNESS = FaithfulnessOptions()
 """The evaluation job's defaults: blurred baseline, σ = 5 px (the steps come from the table)."""
@@ -71,7 +72,7 @@ def plan(
     forward-pass budget."""
     forward, backward = 0, 0
     for version_model in [model, *(c.model for c in compared)]:
-        call = CallContext(version_model, CancellationToken(), settings.attribution)
+        call = CallContext(version_model, CancellationToken(), settings.attribution, compute=SCHEDULED)
         forward += count
         for name in config.methods:
             cls = method_class(name)
@@ -130,7 +131,7 @@ def run_check(
     counter = _Counter()
 
     def call_on(version_model: Model) -> CallContext:
-        return CallContext(version_model, token, settings.attribution)
+        return CallContext(version_model, token, settings.attribution, compute=SCHEDULED)
 
     pixels = images.images
     current_call = call_on(model)

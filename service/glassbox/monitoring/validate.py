@@ -5,13 +5,14 @@ parameters). A broken section fails that version's load with the reason; other m
 from __future__ import annotations
 
 from glassbox.config import AttributionSettings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import GlassboxError
-from glassbox.methods.base import CallContext
 from glassbox.methods.registry import method_class, method_names
 from glassbox.models.repository import ModelVersion
 from glassbox.monitoring.config import ExplanationMonitoring, parse_explanations
 from glassbox.robustness.monitoring_config import MonitoringConfig
+from glassbox.serving.execution import SCHEDULED
 
 
 def check_monitoring(entry: ModelVersion, dataset_names: list[str]) -> None:
@@ -46,7 +47,12 @@ def _check_method(entry: ModelVersion, name: str, key: str) -> None:
     if reason is not None:
         raise ValueError(f"{key}: {name} cannot run on this model: {reason}")
     try:
-        cls(model, cls.Params(), CallContext(model, CancellationToken(), AttributionSettings()), field=name)
+        cls(
+            model,
+            cls.Params(),
+            CallContext(model, CancellationToken(), AttributionSettings(), compute=SCHEDULED),
+            field=name,
+        )
     except (GlassboxError, TypeError) as exc:
         raise ValueError(f"{key}: {name} with its default parameters: {exc}") from exc
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from glassbox.methods.base import CallContext
+from glassbox.common.pgd import AttackRun
+from glassbox.common.threat import StartSampler, norms
+from glassbox.core.call import CallContext
 from glassbox.methods.batching import batch_ranges, inference_bytes_per_row
 from glassbox.robustness.corruptions import corrupt
-from glassbox.robustness.gradient_attacks import AttackRun, gradient_attack
+from glassbox.robustness.gradient_attacks import gradient_attack
 from glassbox.robustness.minimal_epsilon import minimal_epsilons
 from glassbox.robustness.report import (
     AttackAccuracy,
@@ -28,7 +30,6 @@ from glassbox.robustness.report import (
 )
 from glassbox.robustness.spec import AttackSpec, Goal, RobustnessEvaluation
 from glassbox.robustness.square import square_attack
-from glassbox.robustness.threat import StartSampler, norms
 
 Progress = Callable[[int, int, str], None]
 """(step, total, message): called after each unit of work; may raise Cancelled."""

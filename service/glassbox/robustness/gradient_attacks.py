@@ -1,14 +1,7 @@
 """White-box attacks from input gradients: FGSM (Goodfellow et al. 2015, "Explaining and harnessing
 adversarial examples") and PGD under L∞ and L2 (Madry et al. 2018, "Towards deep learning models
-resistant to adversarial attacks"), untargeted or towards a target class per image.
-
-PGD from x₀ = clip(x + ε·u) (u a unit random start, or 0) repeats
-    x ← clip(x + Π_ε(x + α·d(∇ loss) − x))
-with d = sign for L∞ and ∇/‖∇‖₂ for L2, loss = CE(f(x), y) (untargeted) or −CE(f(x), t) (targeted),
-Π_ε the projection onto the ball and clip onto [0, 1] — the same arithmetic as torchattacks' PGD and
-PGDL2, and Captum's FGSM/PGD under L∞, so the adversarial examples agree to float rounding. FGSM is one
-step with α = ε from x itself. The loss is summed, not averaged, over the batch: each image's gradient is
-its own, whatever the batch.
+resistant to adversarial attacks"), untargeted or towards a target class per image, on the one PGD of
+`common.pgd`. FGSM is one step with α = ε from x itself.
 
 Images are processed in chunks sized for the device (as the attribution methods do), all steps of a
 chunk before the next, so a chunk's activations stay in cache. By default an image stops as soon as an
@@ -21,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from glassbox.backends.base import Model
-from glassbox.methods.base import CallContext
+from glassbox.common.pgd import AttackRun, pgd
+from glassbox.common.threat import Norm, StartSampler
+from glassbox.core.call import CallContext
 from glassbox.methods.gradients import graph_unit_rows
-from glassbox.robustness.threat import Norm, StartSampler, ascent_direction, per_image, project
 
 
 @dataclass(frozen=True)
@@ -54,21 +47,6 @@ class GradientAttack:
     @property
     def runs(self) -> int:
         return 1 if self.single_step or not self.random_start else self.restarts
-
-
-@dataclass
-class AttackRun:
-    """Per image: the adversarial image, its logits, and whether it fooled the model."""
-
-    adversarial: torch.Tensor  # [N, 3, H, W], CPU
-    logits: torch.Tensor  # [N, C], CPU
-    fooled: torch.Tensor  # bool [N]
-
-
-def is_fooled(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    """Untargeted: the prediction is not the label. Targeted: the prediction is the target."""
-    predictions = logits.argmax(dim=1)
-    return predictions == targets if targets is not None else predictions != labels
 
 
 def gradient_attack(
@@ -102,74 +80,20 @@ def gradient_attack(
             unit = None
             if attack.random_start and not attack.single_step and starts is not None:
                 unit = starts.units(indices[chunk], restart)
-            result = _attack_chunk(
+            result = pgd(
                 model,
                 call,
-                attack,
                 images[chunk],
-                labels[chunk],
-                epsilon[chunk],
-                None if targets is None else targets[chunk],
-                unit,
+                norm=attack.norm,
+                radius=epsilon[chunk],
+                step_size=epsilon[chunk] * attack.step_fraction,
+                iterations=attack.iterations,
+                labels=labels[chunk],
+                targets=None if targets is None else targets[chunk],
+                unit_start=unit,
+                stop_when_fooled=not attack.final_iterate_only and not attack.single_step,
             )
             adversarial[chunk] = result.adversarial
             logits[chunk] = result.logits
             fooled[chunk] = result.fooled
     return AttackRun(adversarial, logits, fooled)
-
-
-def _attack_chunk(
-    model: Model,
-    call: CallContext,
-    attack: GradientAttack,
-    clean: torch.Tensor,
-    labels: torch.Tensor,
-    epsilon: torch.Tensor,
-    targets: torch.Tensor | None,
-    unit_start: torch.Tensor | None,
-) -> AttackRun:
-    net = model.differentiable()
-    device = model.device
-    x0 = clean.to(device)
-    wanted = (targets if targets is not None else labels).to(device)
-    radius = epsilon.to(device)
-    alpha = per_image(radius * attack.step_fraction, x0)
-    sign = -1.0 if targets is not None else 1.0
-    x = x0 if unit_start is None else (x0 + per_image(radius, x0) * unit_start.to(device)).clamp(0.0, 1.0)
-    out_images = x0.clone()
-    out_logits = torch.empty(len(x0), model.num_classes, device=device)
-    active = torch.arange(len(x0))
-    for _ in range(attack.iterations):
-        call.check()
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            scores = net(x)
-            loss = sign * F.cross_entropy(scores, wanted[active], reduction="sum")
-        (gradient,) = torch.autograd.grad(loss, x)
-        call.count(forward=len(active), backward=len(active))
-        x = x.detach()
-        if not attack.final_iterate_only and not attack.single_step:
-            hit = is_fooled(
-                scores.detach(), labels[active].to(device), _subset(targets, active, device)
-            ).cpu()
-            if bool(hit.any()):
-                stopped = active[hit]
-                out_images[stopped], out_logits[stopped] = x[hit], scores.detach()[hit]
-                keep = ~hit
-                active, x, gradient = active[keep], x[keep.to(device)], gradient[keep.to(device)]
-                if not len(active):
-                    break
-        base = x0[active]
-        stepped = x + alpha[active] * ascent_direction(gradient, attack.norm)
-        x = (base + project(stepped - base, radius[active], attack.norm)).clamp(0.0, 1.0)
-    if len(active):
-        with torch.no_grad():
-            final = net(x)
-        call.count(forward=len(active))
-        out_images[active], out_logits[active] = x, final
-    logits = out_logits.float().cpu()
-    return AttackRun(out_images.cpu(), logits, is_fooled(logits, labels, targets))
-
-
-def _subset(values: torch.Tensor | None, rows: torch.Tensor, device: torch.device) -> torch.Tensor | None:
-    return None if values is None else values[rows].to(device)

@@ -10,11 +10,11 @@ from enum import StrEnum
 import torch
 
 from glassbox.backends.base import Model
+from glassbox.common.threat import Norm
 from glassbox.models.datasets import LabelledImages
 from glassbox.robustness.corruptions import Corruption
 from glassbox.robustness.gradient_attacks import GradientAttack
 from glassbox.robustness.square import SquareAttack
-from glassbox.robustness.threat import Norm
 
 DEFAULT_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.methods.base import CallContext
+from glassbox.common.pgd import AttackRun
+from glassbox.core.call import CallContext
 from glassbox.methods.batching import batch_ranges, inference_bytes_per_row
-from glassbox.robustness.gradient_attacks import AttackRun
 
 SCHEDULE = (
     (10, 1),

@@ -50,6 +50,7 @@ from glassbox.cache.service import CacheService
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.images import configure_decoder_limit
+from glassbox.demo.datasets import register_generators
 from glassbox.devices import resolve_device, use_deterministic_algorithms, use_full_float32_precision
 from glassbox.jobs.engine import Outcome
 from glassbox.jobs.factory import build_engine
@@ -187,6 +188,7 @@ class GlassboxServer:
             use_deterministic_algorithms()
         use_full_float32_precision()
         self.metrics = Metrics(settings.metrics)
+        register_generators()
         repository = ModelRepository(
             settings.model_repository,
             device=resolve_device(settings.device),
@@ -199,7 +201,7 @@ class GlassboxServer:
             "model repository %s loaded in %.2f s", settings.model_repository, time.perf_counter() - started
         )
         backend = build_cache(settings.cache, max_connections=settings.worker_threads + 4)
-        cache = CacheService(backend, settings.cache, self.metrics)
+        cache = CacheService(backend, settings.cache, observer=self.metrics)
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.worker_threads, thread_name_prefix="glassbox-io"
         )

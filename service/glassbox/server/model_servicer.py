@@ -14,12 +14,12 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import ResizePolicy
-from glassbox.models.config import ExplainMode
-from glassbox.models.predict import top_k
+from glassbox.core.model_config import ExplainMode
 from glassbox.models.repository import ModelRepository, ModelState, ModelVersion
 from glassbox.server.context import ServerContext
 from glassbox.server.priority import request_priority
 from glassbox.serving import Estimate
+from glassbox.serving.predict import top_k
 from glassbox.wire.tensors import image_sources
 
 BACKENDS = {"torch": pb.BACKEND_TORCH, "onnxruntime": pb.BACKEND_ONNXRUNTIME}

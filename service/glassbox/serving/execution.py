@@ -12,8 +12,10 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+import torch
+
 from glassbox.backends.base import Model
-from glassbox.serving.units import Unit
+from glassbox.serving.units import ForwardUnit, Unit
 
 
 class Execution(Protocol):
@@ -38,3 +40,18 @@ def unit_rows(model: Model, kind: str, rows: int) -> int:
     wait, so that none of them waits longer than about one unit (`scheduler.max_unit_seconds`)."""
     execution = CURRENT.get()
     return rows if execution is None else max(1, min(rows, execution.unit_rows(model, kind, rows)))
+
+
+class _ScheduledCompute:
+    """`core.call.Compute` through this module: forward passes are units of the compute scheduler when
+    the call runs under it, and run in place otherwise."""
+
+    def forward(self, model: Model, pixels: torch.Tensor, amplifying: bool) -> torch.Tensor:
+        return run_unit(ForwardUnit(model, pixels, amplifying))
+
+    def unit_rows(self, model: Model, kind: str, rows: int) -> int:
+        return unit_rows(model, kind, rows)
+
+
+SCHEDULED = _ScheduledCompute()
+"""What every `CallContext` computes through: the compute scheduler, or in place outside it."""

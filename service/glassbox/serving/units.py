@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from glassbox.backends.base import Model
-from glassbox.methods.hooks import CallHooks, CallRules, LayerCapture, ReluRule, ReluRules, RuleSwitch
+from glassbox.common.hooks import CallHooks, CallRules, OutputRecorder, ReluRule, ReluRules, RuleSwitch
 from glassbox.methods.rescale import RescaleRules
 
 DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
@@ -355,7 +355,7 @@ class LayerGradientUnit(GraphUnit):
         first = members[0]
         sizes = [unit.rows for unit in members]
         with CallHooks() as hooks:
-            capture = LayerCapture(hooks, first.layer)
+            capture = OutputRecorder(hooks, first.layer)
             x = torch.cat([unit.inputs for unit in members]).detach().requires_grad_(True)
             try:
                 with torch.enable_grad():

@@ -5,20 +5,24 @@ and the same method-level validation as `Attribute`, so every bad parameter is r
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb
+from google.protobuf.message import Message
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import check_range, gradient_model
 from glassbox.config import EvaluationJobLimits, Settings
+from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
-from glassbox.core.errors import FailedPrecondition, InvalidArgument
-from glassbox.core.reasons import Reason
+from glassbox.core.errors import InvalidArgument
 from glassbox.evaluation import spec as core
-from glassbox.generative.validation import check_range, gradient_model
-from glassbox.methods.base import CallContext
-from glassbox.methods.registry import method_class
-from glassbox.methods.service import Aggregation
+from glassbox.methods.base import AttributionMethod
+from glassbox.methods.service import Aggregation, build_method
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire.fields import optional
 from glassbox.wire.image_sets import spec_images
 from glassbox.wire.method_params import dataclass_from_message
@@ -43,9 +47,9 @@ AGGREGATIONS = {
     attribution_pb2.AGGREGATION_L2: Aggregation.L2,
 }
 BASELINES = {
-    pb.PERTURBATION_BASELINE_UNSPECIFIED: core.Baseline.BLUR,
-    pb.PERTURBATION_BASELINE_BLUR: core.Baseline.BLUR,
-    pb.PERTURBATION_BASELINE_MEAN: core.Baseline.MEAN,
+    pb.PERTURBATION_BASELINE_UNSPECIFIED: core.PerturbationBaseline.BLUR,
+    pb.PERTURBATION_BASELINE_BLUR: core.PerturbationBaseline.BLUR,
+    pb.PERTURBATION_BASELINE_MEAN: core.PerturbationBaseline.MEAN,
 }
 
 
@@ -116,6 +120,11 @@ def _metrics(spec: pb.ExplanationEvaluationSpec, can_localise: bool) -> tuple[co
     return tuple(metric for metric in core.Metric if metric in chosen)
 
 
+def _params_of(fields: Message, where: str, method: type[AttributionMethod]) -> Any:
+    """The method's params dataclass from its params message (errors name `where`)."""
+    return dataclass_from_message(fields, method.Params, field=where)
+
+
 def _methods(
     spec: pb.ExplanationEvaluationSpec, model: TorchModel, settings: Settings
 ) -> tuple[core.MethodConfig, ...]:
@@ -128,13 +137,15 @@ def _methods(
         method = message.WhichOneof("method")
         if method is None:
             raise InvalidArgument("set one method (a field of the method oneof)", field=field)
-        cls = method_class(method)
-        reason = cls.unsupported_reason(model)
-        if reason is not None:
-            raise FailedPrecondition(reason, field=f"{field}.{method}", reason=Reason.METHOD_NOT_SUPPORTED)
-        params = dataclass_from_message(getattr(message, method), cls.Params, field=f"{field}.{method}")
-        call = CallContext(model, CancellationToken(), settings.attribution)
-        cls(model, params, call, field=f"{field}.{method}")  # validates every parameter
+        where, fields = f"{field}.{method}", getattr(message, method)
+        params = build_method(
+            model,
+            method,
+            functools.partial(_params_of, fields, where),
+            CallContext(model, CancellationToken(), settings.attribution, compute=SCHEDULED),
+            field=where,
+            params_field=where,
+        ).params
         if message.aggregation not in AGGREGATIONS:
             raise InvalidArgument(
                 "must be AGGREGATION_SUM, AGGREGATION_ABS_MAX or AGGREGATION_L2 (metrics rank pixels)",

@@ -18,16 +18,16 @@ from google.protobuf.message import Message
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.validation import gradient_model
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
+from glassbox.core.predictions import ClassScore
 from glassbox.generative import objectives as obj
-from glassbox.generative.adversarial import ClassScore
 from glassbox.generative.parametrisations import ImagePrior, Kind, ParametrisationSettings
-from glassbox.generative.png import encode_png
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, STANDARD, TransformSettings
-from glassbox.generative.validation import gradient_model
 from glassbox.models.repository import ModelRepository
+from glassbox.render import encode_png
 from glassbox.wire.fields import VersionedSpec, optional
 from glassbox.wire.tensors import array_to_proto, image_source
 

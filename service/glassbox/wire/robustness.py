@@ -12,6 +12,7 @@ from glassbox_client._generated.glassbox.v1 import datasets_pb2, model_service_p
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.backends.base import Model
+from glassbox.common.threat import Norm, l2_diameter
 from glassbox.config import RobustnessJobLimits, Settings
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.models.repository import ModelRepository
@@ -21,7 +22,6 @@ from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.monitoring_config import ScheduledEvaluation
 from glassbox.robustness.plot import accuracy_plot, example_png
 from glassbox.robustness.report import AttackAccuracy, CorruptionAccuracy, RobustnessReport
-from glassbox.robustness.threat import Norm, l2_diameter
 from glassbox.wire.fields import optional
 from glassbox.wire.generative import class_index
 from glassbox.wire.image_sets import spec_images

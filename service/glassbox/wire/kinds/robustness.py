@@ -10,13 +10,14 @@ from typing import Any
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.jobs.kinds import JobContext, JobKind
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
 from glassbox.robustness.evaluate import evaluate
 from glassbox.robustness.monitor import EvaluationJobs
 from glassbox.robustness.report import RobustnessReport
 from glassbox.robustness.spec import RobustnessEvaluation
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire import robustness as convert
 from glassbox.wire.jobs import proto_kind
 
@@ -30,7 +31,7 @@ def validate_robustness_evaluation(
 
 
 def run_robustness_evaluation(job: RobustnessEvaluation, ctx: JobContext) -> RobustnessReport:
-    call = CallContext(job.model, ctx.token, ctx.settings.attribution)
+    call = CallContext(job.model, ctx.token, ctx.settings.attribution, compute=SCHEDULED)
     return evaluate(
         job,
         call,

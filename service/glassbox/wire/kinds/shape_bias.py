@@ -11,6 +11,7 @@ import torch
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as pb
 
 from glassbox.config import Settings
+from glassbox.core.call import CallContext
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.shape_bias import (
     DEFAULT_STEPS,
@@ -23,8 +24,8 @@ from glassbox.generative.shape_bias import (
 from glassbox.generative.shape_bias_figure import grid_png
 from glassbox.generative.style_transfer import StyleSettings
 from glassbox.jobs.kinds import JobContext, JobKind
-from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+from glassbox.serving.execution import SCHEDULED
 from glassbox.wire import generative as convert
 from glassbox.wire.fields import optional, set_fields
 from glassbox.wire.image_sets import spec_images
@@ -74,7 +75,7 @@ def validate_shape_bias(spec: pb.ShapeBiasSpec, repository: ModelRepository, set
 
 
 def run_shape_bias(job: ShapeBias, ctx: JobContext) -> ShapeBiasReport:
-    call = CallContext(job.style.model, ctx.token, ctx.settings.attribution)
+    call = CallContext(job.style.model, ctx.token, ctx.settings.attribution, compute=SCHEDULED)
     return measure(job, call, generator=ctx.generator(torch.device("cpu")), reporter=ctx)
 
 

@@ -11,7 +11,8 @@ call ends, even on error.
 
 Three uses:
 * `CallRules`: a method's own backward rules (LRP's composites, methods/lrp_composites.py).
-* `LayerCapture`: keeps a layer's output (to read its values and differentiate with respect to it).
+* `OutputRecorder`: keeps a module's output (to read its values and differentiate with respect to it);
+  `common.capture.LayerCapture` records named layers of a model with it.
 * `ReluRules`: swaps every `nn.ReLU`'s gradient for guided backprop's or deconvnet's rule, switchable
   between backward passes of the same forward (Guided Grad-CAM needs plain and guided gradients).
   In-place ReLUs work: the module only ever sees a detached copy of the rule's own output.
@@ -78,18 +79,32 @@ class CallRules(Protocol):
     def __hash__(self) -> int: ...
 
 
-class LayerCapture:
-    """Records a layer's output on every forward of the call. The network continues on a copy, so a
-    later in-place operation cannot change the recorded tensor (or its place in the autograd graph)."""
+class OutputRecorder:
+    """Records a module's output on every forward of the call. The network continues on a copy, so a
+    later in-place operation cannot change the recorded tensor (or its place in the autograd graph).
 
-    def __init__(self, hooks: CallHooks, module: nn.Module) -> None:
+    `name` (the layer's name) goes into the error raised for an output that is not a tensor;
+    `after_record`, when given, runs after each output is recorded (it may raise to end the forward)."""
+
+    def __init__(
+        self,
+        hooks: CallHooks,
+        module: nn.Module,
+        *,
+        name: str | None = None,
+        after_record: Callable[[], None] | None = None,
+    ) -> None:
         self.outputs: list[torch.Tensor] = []
+        self._what = "the layer" if name is None else f"layer {name!r}"
+        self._after_record = after_record
         hooks.forward_hook(module, self._record)
 
     def _record(self, _module: nn.Module, _inputs: tuple, output: Any) -> Any:
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"the layer returns {type(output).__name__}, not a tensor")
+            raise TypeError(f"{self._what} returns {type(output).__name__}, not a tensor")
         self.outputs.append(output)
+        if self._after_record is not None:
+            self._after_record()
         return output.clone()
 
     def last(self) -> torch.Tensor:

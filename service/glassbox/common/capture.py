@@ -1,7 +1,7 @@
 """Per-call capture of layer outputs from a shared, served torch model.
 
-The model object is shared by every request and job of the process, so the hooks are the attribution
-methods' `methods.hooks.CallHooks`: registered for one call only, removed on exit whatever happens, and
+The model object is shared by every request and job of the process, so the hooks are `hooks.CallHooks`
+(the same the attribution methods use): registered for one call only, removed on exit whatever happens, and
 acting only on forward passes of the thread that entered them. An attribution call or another job
 running the same model meanwhile sees an untouched network, and no lock is needed. When the objective
 needs no logits, the forward pass stops right after the last layer it reads, so the layers above it
@@ -11,15 +11,14 @@ cost nothing, forward or backward.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
 import torch
-from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
-from glassbox.methods.hooks import CallHooks
+from glassbox.common.hooks import CallHooks, OutputRecorder
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,16 @@ class LayerCapture:
         self.layers = frozenset(layers)
         self.need_logits = need_logits or not self.layers
         self._hooks: CallHooks | None = None
-        self._captured: dict[str, torch.Tensor] = {}
+        self._recorders: dict[str, OutputRecorder] = {}
 
     def __enter__(self) -> LayerCapture:
         modules = {name: self.model.submodule(name) for name in sorted(self.layers)}
         self._hooks = CallHooks().__enter__()
         try:
             for name, module in modules.items():
-                self._hooks.forward_hook(module, self._recorder(name))
+                self._recorders[name] = OutputRecorder(
+                    self._hooks, module, name=name, after_record=self._stop_when_complete
+                )
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -66,26 +67,24 @@ class LayerCapture:
         if self._hooks is not None:
             self._hooks.__exit__(exc_type, exc, tb)
             self._hooks = None
+        self._recorders = {}
 
-    def _recorder(self, name: str) -> Callable[[nn.Module, tuple, object], object]:
-        def record(_module: nn.Module, _inputs: tuple, output: object) -> object:
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
-            self._captured[name] = output
-            if not self.need_logits and self._captured.keys() >= self.layers:
-                raise _LayersComplete
-            return output.clone()
+    def _stop_when_complete(self) -> None:
+        if not self.need_logits and all(recorder.outputs for recorder in self._recorders.values()):
+            raise _LayersComplete
 
-        return record
+    def _clear(self) -> None:
+        for recorder in self._recorders.values():
+            recorder.clear()
 
     def forward(self, pixels: torch.Tensor) -> Activations:
         """Run the model on pixels [B, 3, H, W] in [0, 1] and return what was captured."""
         if self._hooks is None:
             raise RuntimeError("LayerCapture.forward called outside its `with` block")
-        self._captured = {}
+        self._clear()
         logits: torch.Tensor | None = None
         with contextlib.suppress(_LayersComplete):
             logits = self.model.differentiable()(pixels)
-        activations = Activations(layers=self._captured, logits=logits)
-        self._captured = {}
-        return activations
+        layers = {name: recorder.last() for name, recorder in self._recorders.items() if recorder.outputs}
+        self._clear()
+        return Activations(layers=layers, logits=logits)

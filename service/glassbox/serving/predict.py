@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from glassbox.backends.base import Model
 from glassbox.core.errors import InvalidArgument
+from glassbox.core.predictions import ClassScore
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import ForwardUnit
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    index: int
-    label: str
-    probability: float
-    logit: float
 
 
 def top_k(model: Model, pixels: torch.Tensor, k: int) -> list[list[ClassScore]]:

@@ -32,9 +32,9 @@ from captum.attr import (
 from conftest import RunningServer
 from deep_lift_references import captum_deep_lift_network
 from glassbox.common.hooks import CallHooks
+from glassbox.common.rescale import RescaleRules
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.deep_lift_shap import shap_baselines
-from glassbox.methods.rescale import RescaleRules
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc

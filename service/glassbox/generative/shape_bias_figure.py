@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from glassbox.common.pictures import grid, rgb
 from glassbox.generative.shape_bias import Decision, ShapeBiasReport
-from glassbox.inspection.pictures import grid, rgb
 from glassbox.render import png
 
 DECISION_COLOURS = {

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.common.validation import MAX_BATCH, check_learning_rate, check_range, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.optimise import Progress, StepReporter
 from glassbox.generative.parametrisations import ParametrisationSettings
-from glassbox.inspection import pictures
 from glassbox.inspection.direction import Direction
 from glassbox.inspection.layers import batch_count, layer_batches, output_shape
 from glassbox.inspection.projection import Projection, default_perplexity, project

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.common.validation import check_range
 from glassbox.core.errors import InvalidArgument
-from glassbox.inspection import pictures
 from glassbox.inspection.activations import Pooling, check_embedding_size, embed
 from glassbox.inspection.layers import batch_count
 from glassbox.inspection.projection import (

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.core.errors import InvalidArgument
-from glassbox.inspection import pictures
 
 MAX_PER_INPUT_TILES = 16384
 """Most (output, input) channel pairs the per-input-channel view draws."""

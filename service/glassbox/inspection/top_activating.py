@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.common.capture import LayerCapture
 from glassbox.common.layers import check_index
 from glassbox.common.validation import check_range
 from glassbox.core.errors import InvalidArgument
-from glassbox.inspection import pictures
 from glassbox.inspection.layers import batch_count, layer_batches, output_shape
 from glassbox.inspection.receptive_field import Box, ReceptiveField, measure
 from glassbox.models.datasets import LabelledImages

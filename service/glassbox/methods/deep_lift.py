@@ -3,7 +3,7 @@ Through Propagating Activation Differences"), as Captum's `DeepLift`.
 
 The attribution of a pixel is (x − x₀) times its multiplier: the gradient of the target's pre-softmax
 score where every nonlinearity's derivative is replaced by Δf/Δx between the input and the baseline
-(methods/rescale.py). The input and its baseline run in one forward as a pair of rows; every target of
+(common/rescale.py). The input and its baseline run in one forward as a pair of rows; every target of
 a row is one more backward of that forward. The attributions of a target add up to
 score(x) − score(x₀) (summation-to-delta), up to the plain-derivative fallback where |Δx| < 1e-10.
 
@@ -22,11 +22,11 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common.rescale import unsupported_layer_reason
 from glassbox.methods.base import ImageInput, MapResult, MethodOutput
 from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.gradients import GradientMethod, TargetsOf, for_rows, graph_rows_per_batch
 from glassbox.methods.registry import register
-from glassbox.methods.rescale import unsupported_layer_reason
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import GradientResult, RescaleGradientUnit

@@ -10,9 +10,9 @@ from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.core.errors import InvalidArgument
 from glassbox.core.images import load_image
-from glassbox.inspection import pictures
 from glassbox.inspection.activations import (
     check_embedding_size,
     embed,

@@ -23,7 +23,7 @@ import torch
 
 from glassbox.backends.base import Model
 from glassbox.common.hooks import CallHooks, CallRules, OutputRecorder, ReluRule, ReluRules, RuleSwitch
-from glassbox.methods.rescale import RescaleRules
+from glassbox.common.rescale import RescaleRules
 
 DEFAULT_MAX_ROWS = {"cpu": 16, "cuda": 64}
 """Most rows of a merged batch when model.toml says nothing: a CPU gains little beyond 16 rows of a
@@ -272,7 +272,7 @@ class GradientUnit(GraphUnit):
 
 @dataclass(eq=False)
 class RescaleGradientUnit(GraphUnit):
-    """DeepLift's passes (methods/rescale.py): one forward with graph of the paired batch [inputs;
+    """DeepLift's passes (common/rescale.py): one forward with graph of the paired batch [inputs;
     baselines] under the rescale rule, then one backward per target pass from the inputs' logits to the
     inputs. Merged units stack all members' inputs, then all their baselines, which keeps every pair
     n rows apart. The result's logits and gradients are the inputs' rows."""

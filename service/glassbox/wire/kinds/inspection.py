@@ -14,9 +14,9 @@ import torch
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
 
 from glassbox.backends.torch_backend import TorchModel
+from glassbox.common import pictures
 from glassbox.config import Settings
 from glassbox.core.errors import InvalidArgument
-from glassbox.inspection import pictures
 from glassbox.inspection.activations import embedding_layer
 from glassbox.inspection.atlas import ActivationAtlas, AtlasOutcome, activation_atlas
 from glassbox.inspection.embedding_map import EmbeddingMap, EmbeddingMapOutcome, embedding_map, map_steps

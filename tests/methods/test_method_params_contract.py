@@ -2,11 +2,11 @@
 
 The methods are listed in three places that cannot share one definition without changing the wire
 format: AttributeRequest's `method` oneof, EvaluatedMethod's `method` oneof (evaluation jobs) and
-SmoothGradParams' `base` oneof. The registry (`@register`, `smoothable = True`) is the core's list. A
-params message and its `Params` dataclass are matched by field name (wire/method_params.py): a proto field
-with no dataclass field would be dropped silently, so each pair is checked field by field, and a message
-with every field set must come through the translation with every dataclass field changed from its
-default.
+SmoothGradParams' `base` oneof. The catalogue (`methods.catalogue`, each class's `smoothable`) is the
+core's list. A params message and its `Params` dataclass are matched by field name
+(wire/method_params.py): a proto field with no dataclass field would be dropped silently, so each pair
+is checked field by field, and a message with every field set must come through the translation with
+every dataclass field changed from its default.
 """
 
 from __future__ import annotations

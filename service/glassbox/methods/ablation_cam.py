@@ -24,7 +24,6 @@ import torch
 from glassbox.backends.base import Model
 from glassbox.methods.batching import inference_bytes_per_row
 from glassbox.methods.cam import ActivationCam, spatial
-from glassbox.methods.registry import register
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import LayerReplacementUnit
 
@@ -34,9 +33,10 @@ CHECK_TOLERANCE = 1e-4
 """Largest |logit difference| of the check row, relative to max(1, largest |logit|)."""
 
 
-@register("ablation_cam")
 class AblationCam(ActivationCam):
     """w_c = (y − y_c) / y from one ablated pass per channel."""
+
+    name = "ablation_cam"
 
     @classmethod
     def unsupported_reason(cls, model: Model) -> str | None:

@@ -1,10 +1,10 @@
 """The contract every attribution method implements (gradient, CAM and perturbation methods alike).
 
-A method is one module with one class, registered by the name of its field in AttributeRequest's
-`method` oneof::
+A method is one module with one class, named by its field in AttributeRequest's `method` oneof and
+listed in `methods.catalogue.ATTRIBUTION_METHODS`::
 
-    @register("occlusion")
     class Occlusion(AttributionMethod):
+        name = "occlusion"
         Params = OcclusionParams          # frozen dataclass, defaults filled in
         needs_gradients = False           # True: torch backend only (supported_methods filters on it)
         smoothable = False                # True: a gradient method SmoothGrad may wrap (its `base`)
@@ -129,7 +129,7 @@ class MethodOutput:
 class AttributionMethod(ABC):
     """Base of every method: validation at construction, then `run` → `explain`."""
 
-    name: ClassVar[str]  # set by registry.register
+    name: ClassVar[str]  # the AttributeRequest oneof field; each class in methods.catalogue sets it
     Params: ClassVar[type] = NoParams
     needs_gradients: ClassVar[bool] = True
     explains_classes: ClassVar[bool] = True

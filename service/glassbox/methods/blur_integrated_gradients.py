@@ -22,7 +22,6 @@ import torch
 
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 MAX_SIGMA = 1000.0
@@ -66,10 +65,10 @@ def sigmas(params: BlurIntegratedGradientsParams) -> list[float]:
     return [float(i) * top / float(steps) for i in range(steps + 1)]
 
 
-@register("blur_integrated_gradients")
 class BlurIntegratedGradients(GradientMethod):
     """Integrated gradients along the path of decreasing blur."""
 
+    name = "blur_integrated_gradients"
     smoothable = True
 
     Params = BlurIntegratedGradientsParams

@@ -26,7 +26,6 @@ from glassbox.common.rescale import unsupported_layer_reason
 from glassbox.methods.base import ImageInput, MapResult, MethodOutput
 from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.gradients import GradientMethod, TargetsOf, for_rows, graph_rows_per_batch
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import GradientResult, RescaleGradientUnit
@@ -137,10 +136,10 @@ class RescaleMethod(GradientMethod):
             start = rows.stop
 
 
-@register("deep_lift")
 class DeepLift(RescaleMethod):
     """(x − x₀) · the rescale-rule multipliers of the target's score."""
 
+    name = "deep_lift"
     smoothable = True
     Params = DeepLiftParams
 

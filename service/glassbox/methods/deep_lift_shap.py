@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.deep_lift import RescaleMethod
-from glassbox.methods.registry import register
 
 MAX_BASELINES = 64
 """Most baselines per image: each costs a pair of rows per image in the rescale forward."""
@@ -34,10 +33,10 @@ def shap_baselines(seed: int, count: int, shape: tuple[int, ...]) -> torch.Tenso
     return torch.rand(count, *shape, generator=generator)
 
 
-@register("deep_lift_shap")
 class DeepLiftShap(RescaleMethod):
     """Mean over the baselines of DeepLift's (x − x₀) · multipliers."""
 
+    name = "deep_lift_shap"
     smoothable = True
 
     Params = DeepLiftShapParams

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from glassbox.methods.cam import ActivationCam
-from glassbox.methods.registry import register
 
 
 def principal_projection(activations: torch.Tensor) -> torch.Tensor:
@@ -36,9 +35,10 @@ def principal_projection(activations: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.asarray(projections, dtype=np.float32)).to(activations.device)
 
 
-@register("eigen_cam")
 class EigenCam(ActivationCam):
     """The first principal component of the activations, per image."""
+
+    name = "eigen_cam"
 
     def cam_image(self, activations: torch.Tensor) -> torch.Tensor:
         return principal_projection(activations)

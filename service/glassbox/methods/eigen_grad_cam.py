@@ -13,12 +13,12 @@ import torch
 
 from glassbox.methods.cam import CamMethod
 from glassbox.methods.eigen_cam import principal_projection
-from glassbox.methods.registry import register
 
 
-@register("eigen_grad_cam")
 class EigenGradCam(CamMethod):
     """First principal component of g ⊙ A."""
+
+    name = "eigen_grad_cam"
 
     def cam_image(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         return principal_projection(gradients * activations)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.feature_groups import FeatureGroupMethod
-from glassbox.methods.registry import register
 
 
 @dataclass(frozen=True)
@@ -22,10 +21,10 @@ class FeatureAblationParams:
     baseline_value: float = 0.5
 
 
-@register("feature_ablation")
 class FeatureAblation(FeatureGroupMethod):
     """score(image) − score(image with one group at the baseline), per group."""
 
+    name = "feature_ablation"
     Params = FeatureAblationParams
 
     def perturbations_per_image(self) -> int:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.cam import ActivationCam
-from glassbox.methods.registry import register
 
 MAX_K = 10.0
 """Largest k accepted: beyond ten standard deviations no position of a real layer passes."""
@@ -25,10 +24,10 @@ class FemParams:
     k: float = 2.0
 
 
-@register("fem")
 class Fem(ActivationCam):
     """w_c = mean over positions of [A_c > mean(A_c) + k · std(A_c)]."""
 
+    name = "fem"
     Params = FemParams
 
     def validate(self) -> None:

@@ -23,7 +23,6 @@ from glassbox.common.hooks import CallHooks, OutputRecorder
 from glassbox.methods.base import MapResult, MethodOutput, NoParams
 from glassbox.methods.cam import upsample
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.units import target_passes
 
@@ -50,10 +49,10 @@ def scaled_channel_sum(values: torch.Tensor) -> torch.Tensor:
     return (values / (values.amax(dim=(2, 3), keepdim=True) + SCALE_EPSILON)).sum(dim=1)
 
 
-@register("full_grad")
 class FullGrad(GradientMethod):
     """Σ scaled |∂score/∂x ⊙ x| + Σ_layers Σ_c scaled |b_c ⊙ ∂score/∂z_c|."""
 
+    name = "full_grad"
     Params = NoParams
     map_channels = 1
 

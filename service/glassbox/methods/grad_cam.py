@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 
 @dataclass(frozen=True)
@@ -22,10 +21,10 @@ class GradCamParams:
     keep_negative: bool = False
 
 
-@register("grad_cam")
 class GradCam(CamMethod):
     """α_c = mean of the gradient over the layer's positions."""
 
+    name = "grad_cam"
     Params = GradCamParams
 
     def validate(self) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 
-@register("grad_cam_element_wise")
 class GradCamElementWise(CamMethod):
     """Σ_c ReLU(g_c ⊙ A_c)."""
+
+    name = "grad_cam_element_wise"
 
     def cam_image(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         return (gradients * activations).clamp(min=0).sum(dim=1)

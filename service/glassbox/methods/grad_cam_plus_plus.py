@@ -10,15 +10,15 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 EPSILON = 1e-6
 """Keeps a_ij finite where its denominator vanishes (pytorch-grad-cam uses the same value)."""
 
 
-@register("grad_cam_plus_plus")
 class GradCamPlusPlus(CamMethod):
     """α_c = Σ_ij a_ij · ReLU(∂score/∂A_c,ij)."""
+
+    name = "grad_cam_plus_plus"
 
     def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         squared = gradients.square()

@@ -21,7 +21,6 @@ import torch
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.deep_lift_shap import MAX_BASELINES, shap_baselines
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 
@@ -54,10 +53,10 @@ def draw_samples(image: torch.Tensor, samples: int, stdev: float, baselines: int
     return ShapSamples(image.unsqueeze(0) + noise, torch.tensor(index), alpha)
 
 
-@register("gradient_shap")
 class GradientShap(GradientMethod):
     """Mean over the samples of (x̃ − x₀) · ∂F/∂x at x₀ + α (x̃ − x₀)."""
 
+    name = "gradient_shap"
     smoothable = True
     Params = GradientShapParams
 

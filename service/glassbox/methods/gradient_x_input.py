@@ -9,13 +9,12 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 
 
-@register("gradient_x_input")
 class GradientXInput(GradientMethod):
     """pixels · ∂ score_target / ∂ pixels."""
 
+    name = "gradient_x_input"
     smoothable = True
 
     def combine(self, inputs: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:

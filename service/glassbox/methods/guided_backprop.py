@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from glassbox.common.hooks import ReluRule
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 
 
-@register("guided_backprop")
 class GuidedBackprop(GradientMethod):
     """Gradient with max(g, 0) · [x > 0] at every ReLU."""
 
+    name = "guided_backprop"
     smoothable = True
     relu_rule = ReluRule.GUIDED
 
 
-@register("deconvnet")
 class Deconvnet(GradientMethod):
     """Gradient with max(g, 0) at every ReLU."""
 
+    name = "deconvnet"
     smoothable = True
     relu_rule = ReluRule.DECONV

@@ -14,13 +14,12 @@ import torch
 
 from glassbox.common.hooks import ReluRule
 from glassbox.methods.cam import CamLayerParams, CamMethod
-from glassbox.methods.registry import register
 
 
-@register("guided_grad_cam")
 class GuidedGradCam(CamMethod):
     """guided backprop(x) · upsample(ReLU(Σ_c α_c A_c))."""
 
+    name = "guided_grad_cam"
     map_channels = 3
 
     Params = CamLayerParams

@@ -22,7 +22,6 @@ import torch
 
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 EPSILON = 1e-9
@@ -81,10 +80,10 @@ class GuidedPath:
             self.attribution += (x - x_old) * gradient
 
 
-@register("guided_integrated_gradients")
 class GuidedIntegratedGradients(GradientMethod):
     """Integrated gradients along a path that moves the low-gradient features first."""
 
+    name = "guided_integrated_gradients"
     smoothable = True
 
     Params = GuidedIntegratedGradientsParams

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 
-@register("hires_cam")
 class HiResCam(CamMethod):
     """Σ_c g_c ⊙ A_c."""
+
+    name = "hires_cam"
 
     def cam_image(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         return (gradients * activations).sum(dim=1)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.mask_sampling import MaskSamplingMethod, upsample_nearest
-from glassbox.methods.registry import register
 
 MAX_GRID = 32
 MIN_DESIGNS = 4
@@ -66,10 +65,10 @@ def hsic_indices(masks: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-@register("hsic")
 class Hsic(MaskSamplingMethod):
     """Dependence (HSIC) between each grid cell's presence and the target's score."""
 
+    name = "hsic"
     Params = HsicParams
 
     def validate(self) -> None:

@@ -18,7 +18,6 @@ import torch
 from glassbox.methods.base import ImageInput, MapResult, MethodOutput
 from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 
@@ -60,10 +59,10 @@ def quadrature(rule: IntegrationRule, steps: int) -> tuple[np.ndarray, np.ndarra
     return (np.arange(steps) + offset[rule]) / steps, np.full(steps, 1.0 / steps)
 
 
-@register("integrated_gradients")
 class IntegratedGradients(GradientMethod):
     """(x − b) · Σ_s w_s ∂F_target(b + α_s (x − b))/∂x."""
 
+    name = "integrated_gradients"
     smoothable = True
 
     Params = IntegratedGradientsParams

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.methods.registry import register
 from glassbox.methods.superpixels import Segmentation, SuperpixelMethod, fit_shapley, shapley_coalitions
 
 
@@ -27,10 +26,10 @@ class KernelShapParams:
     baseline_value: float = 0.5
 
 
-@register("kernel_shap")
 class KernelShap(SuperpixelMethod):
     """Shapley values of the superpixels from Shapley-kernel coalitions."""
 
+    name = "kernel_shap"
     Params = KernelShapParams
     min_samples = 2  # the whole image and the empty coalition fix the constraint
 

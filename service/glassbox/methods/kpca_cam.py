@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from glassbox.methods.cam import ActivationCam
-from glassbox.methods.registry import register
 
 MAX_GAMMA = 1e6
 """Largest γ accepted (a kernel with a larger one is constant to float precision on real activations)."""
@@ -65,10 +64,10 @@ def first_kernel_component(x: torch.Tensor, kernel: KpcaKernel, gamma: float) ->
     return vector * values[-1].clamp(min=0).sqrt()
 
 
-@register("kpca_cam")
 class KpcaCam(ActivationCam):
     """The first kernel principal component of the activations, per image."""
 
+    name = "kpca_cam"
     Params = KpcaCamParams
 
     def validate(self) -> None:

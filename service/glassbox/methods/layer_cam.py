@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 
-@register("layer_cam")
 class LayerCam(CamMethod):
     """Σ_c ReLU(g_c) ⊙ A_c."""
+
+    name = "layer_cam"
 
     def cam_image(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         return (gradients.clamp(min=0) * activations).sum(dim=1)

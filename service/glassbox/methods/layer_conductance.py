@@ -21,7 +21,6 @@ from glassbox.methods.base import ImageInput, MapResult
 from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.integrated_gradients import IntegrationRule, quadrature
 from glassbox.methods.layer_attribution import LayerAttributionMethod
-from glassbox.methods.registry import register
 from glassbox.serving.units import LayerGradientResult
 
 
@@ -36,10 +35,10 @@ class LayerConductanceParams:
     seed: int = 0
 
 
-@register("layer_conductance")
 class LayerConductance(LayerAttributionMethod):
     """Σ_k gradient at the layer × the step of the layer's output, along the input path."""
 
+    name = "layer_conductance"
     Params = LayerConductanceParams
 
     def validate(self) -> None:

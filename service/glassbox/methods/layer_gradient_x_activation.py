@@ -10,15 +10,14 @@ import torch
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import TargetsOf
 from glassbox.methods.layer_attribution import LayerAttributionMethod, LayerParams
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 from glassbox.serving.units import LayerGradientResult
 
 
-@register("layer_gradient_x_activation")
 class LayerGradientXActivation(LayerAttributionMethod):
     """activation · ∂ score_target / ∂ activation at the layer."""
 
+    name = "layer_gradient_x_activation"
     Params = LayerParams
 
     def planned_rows(self, images: int, targets: int) -> tuple[int, int]:

@@ -18,7 +18,6 @@ from glassbox.methods.baselines import Baseline, BaselineChoice
 from glassbox.methods.gradients import for_rows, graph_rows_per_batch
 from glassbox.methods.integrated_gradients import IntegrationRule, quadrature
 from glassbox.methods.layer_attribution import LayerAttributionMethod
-from glassbox.methods.registry import register
 from glassbox.serving.execution import run_unit
 from glassbox.serving.units import LayerGradientResult, LayerReplacementGradientUnit, LayerReplacementResult
 
@@ -34,10 +33,10 @@ class LayerIntegratedGradientsParams:
     seed: int = 0
 
 
-@register("layer_integrated_gradients")
 class LayerIntegratedGradients(LayerAttributionMethod):
     """(a − a₀) · Σ_s w_s ∂F/∂a (a₀ + α_s (a − a₀)) at the layer."""
 
+    name = "layer_integrated_gradients"
     Params = LayerIntegratedGradientsParams
 
     def validate(self) -> None:

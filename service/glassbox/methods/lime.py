@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from glassbox.methods.registry import register
 from glassbox.methods.superpixels import (
     MAX_SUPERPIXELS,
     Segmentation,
@@ -37,10 +36,10 @@ class LimeParams:
     num_features: int = 0
 
 
-@register("lime")
 class Lime(SuperpixelMethod):
     """A locally weighted sparse linear surrogate over superpixels."""
 
+    name = "lime"
     Params = LimeParams
 
     def validate(self) -> None:

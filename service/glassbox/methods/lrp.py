@@ -27,7 +27,6 @@ from glassbox.methods.gradients import GradientMethod
 from glassbox.methods.lrp_canonize import LrpNetwork, lrp_network
 from glassbox.methods.lrp_composites import PASS, LayerRules
 from glassbox.methods.lrp_rules import AlphaBeta, Epsilon, Flat, Gamma, LinearRule, Norm, ZBox, ZPlus
-from glassbox.methods.registry import register
 
 ZENNIT_EPSILON = 1e-6
 CAPTUM_EPSILON = 1e-9
@@ -63,10 +62,10 @@ class LrpParams:
     stabilizer: float = 1e-6
 
 
-@register("lrp")
 class Lrp(GradientMethod):
     """The relevance of every input pixel (per channel) under the chosen composite."""
 
+    name = "lrp"
     smoothable = True
     Params = LrpParams
 

@@ -19,7 +19,6 @@ from glassbox.core.errors import FailedPrecondition, echo
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod, graph_unit_rows, relu_rule_unsupported
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 
@@ -37,10 +36,10 @@ class NeuronGradientParams:
     guided: bool = False
 
 
-@register("neuron_gradient")
 class NeuronGradient(GradientMethod):
     """∂ unit / ∂ pixels, the unit being a neuron, a channel's sum or the layer's sum."""
 
+    name = "neuron_gradient"
     Params = NeuronGradientParams
     explains_classes = False
 

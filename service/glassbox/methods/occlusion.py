@@ -18,7 +18,6 @@ import torch
 
 from glassbox.methods.base import AttributionMethod, MapResult
 from glassbox.methods.batching import evaluate_in_batches, inference_bytes_per_row
-from glassbox.methods.registry import register
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,10 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
 
 
-@register("occlusion")
 class Occlusion(AttributionMethod):
     """Score drop under a sliding window of baseline pixels; forward passes only."""
 
+    name = "occlusion"
     Params = OcclusionParams
     needs_gradients = False
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.mask_sampling import MaskSamplingMethod
-from glassbox.methods.registry import register
 
 
 @dataclass(frozen=True)
@@ -86,10 +85,10 @@ def rise_estimate(
     return torch.einsum("ahs,kasw->khw", shift_rows, by_shift)
 
 
-@register("rise")
 class Rise(MaskSamplingMethod):
     """Probability-weighted mean of random smooth masks."""
 
+    name = "rise"
     Params = RiseParams
 
     def validate(self) -> None:

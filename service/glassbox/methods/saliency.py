@@ -8,11 +8,10 @@ absolute maximum over channels (AGGREGATION_ABS_MAX).
 from __future__ import annotations
 
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 
 
-@register("saliency")
 class Saliency(GradientMethod):
     """∂ score_target / ∂ pixels."""
 
+    name = "saliency"
     smoothable = True

@@ -27,14 +27,13 @@ from glassbox.common.hooks import CallHooks, OutputRecorder
 from glassbox.methods.base import AttributionMethod, MapResult, MethodOutput
 from glassbox.methods.batching import batch_ranges, evaluate_in_batches, inference_bytes_per_row
 from glassbox.methods.cam import CamLayerParams, resolve_cam_layer, spatial, upsample
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 
-@register("score_cam")
 class ScoreCam(AttributionMethod):
     """Channel weights from the target's score on the input masked by each channel."""
 
+    name = "score_cam"
     Params = CamLayerParams
     needs_gradients = False
 

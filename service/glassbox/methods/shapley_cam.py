@@ -18,13 +18,12 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 
-@register("shapley_cam")
 class ShapleyCam(CamMethod):
     """α_c = mean_ij (g − ½ H·A)_c,ij."""
 
+    name = "shapley_cam"
     needs_graph = True
 
     def forward_context(self) -> contextlib.AbstractContextManager[object]:

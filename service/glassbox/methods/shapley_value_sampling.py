@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.feature_groups import FeatureGroupMethod
-from glassbox.methods.registry import register
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,10 @@ class ShapleyValueSamplingParams:
     seed: int = 0
 
 
-@register("shapley_value_sampling")
 class ShapleyValueSampling(FeatureGroupMethod):
     """Mean marginal contribution of each group over random orders."""
 
+    name = "shapley_value_sampling"
     Params = ShapleyValueSamplingParams
 
     def validate(self) -> None:

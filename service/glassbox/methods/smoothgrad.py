@@ -26,7 +26,7 @@ from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
 from glassbox.methods.base import MapResult, MethodChoice, MethodOutput, NoParams
 from glassbox.methods.gradients import GradientMethod, graph_rows_per_batch
-from glassbox.methods.registry import method_class, register, smoothable_methods
+from glassbox.methods.registry import method_class, smoothable_methods
 from glassbox.methods.targets import TargetSelector
 
 _SEED_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: distinct (seed, sample) pairs get distinct seeds
@@ -68,10 +68,10 @@ def supported_bases(model: Model) -> list[str]:
     return [name for name in smoothable_methods() if method_class(name).unsupported_reason(model) is None]
 
 
-@register("smoothgrad")
 class SmoothGrad(GradientMethod):
     """Mean (or mean square, or variance) of the base method's maps over noisy samples."""
 
+    name = "smoothgrad"
     Params = SmoothGradParams
 
     def validate(self) -> None:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import torch
 
 from glassbox.methods.mask_sampling import MaskSamplingMethod, upsample_nearest
-from glassbox.methods.registry import register
 
 MAX_GRID = 16
 MAX_DESIGNS = 1024
@@ -55,10 +54,10 @@ def jansen_total_order(scores: torch.Tensor, designs: int) -> torch.Tensor:
     return torch.where(variance > 0, indices, torch.zeros_like(indices)).T
 
 
-@register("sobol")
 class Sobol(MaskSamplingMethod):
     """Total-order Sobol indices of grid cells, by quasi-Monte-Carlo and Jansen's estimator."""
 
+    name = "sobol"
     Params = SobolParams
 
     def validate(self) -> None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import torch
 
 from glassbox.methods.cam import CamMethod
-from glassbox.methods.registry import register
 
 EPSILON = 1e-7
 """Added to each channel's activation sum (pytorch-grad-cam's value), so an all-zero channel weighs 0."""
 
 
-@register("xgrad_cam")
 class XGradCam(CamMethod):
     """α_c = Σ_ij g_c,ij · A_c,ij / (Σ_ab A_c,ab + ε)."""
+
+    name = "xgrad_cam"
 
     def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         sums = activations.sum(dim=(2, 3), keepdim=True)

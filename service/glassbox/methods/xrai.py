@@ -34,7 +34,6 @@ from skimage.transform import resize
 
 from glassbox.methods.base import MapResult, MethodOutput
 from glassbox.methods.gradients import GradientMethod
-from glassbox.methods.registry import register
 from glassbox.methods.targets import TargetSelector
 
 FELZENSZWALB_SCALES = (50, 100, 150, 250, 500, 1200)
@@ -131,10 +130,10 @@ def grow_regions(
     return out.reshape(attribution.shape)
 
 
-@register("xrai")
 class Xrai(GradientMethod):
     """Integrated gradients summed over the regions that explain the most per pixel."""
 
+    name = "xrai"
     Params = XraiParams
     map_channels = 1
 

@@ -44,7 +44,7 @@ from glassbox.config import load_settings
 from glassbox.demo.shapes import CLASSES
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Channel
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox.models.architectures import build_architecture
 from glassbox.server.app import GlassboxServer
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gpb
@@ -233,7 +233,7 @@ def main() -> int:
                     lambda spec=spec: visualise(
                         spec,
                         generator=torch.Generator().manual_seed(0),
-                        progress=Progress(TokenReporter(), args.steps),
+                        progress=StepSpan(TokenReporter(), args.steps),
                     ),
                     lambda layer=layer, index=channel_index: reference.render(
                         layer, index, args.size, args.steps

@@ -42,7 +42,7 @@ from glassbox.demo.shapes import generate
 from glassbox.generative.class_visualisation import ClassVisualisation
 from glassbox.generative.feature_visualisation import visualise
 from glassbox.generative.image_prior import LatentPrior, find_prior, save_prior
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox.generative.parametrisations import (
     FOURIER_DECORRELATED,
     PIXEL_RGB,
@@ -81,7 +81,7 @@ def render(
     job = replace(spec.as_feature_visualisation(), batch=seeds)
     started = time.perf_counter()
     rendered = visualise(
-        job, generator=torch.Generator().manual_seed(0), progress=Progress(TokenReporter(), steps)
+        job, generator=torch.Generator().manual_seed(0), progress=StepSpan(TokenReporter(), steps)
     )
     return rendered.images, time.perf_counter() - started
 
@@ -114,7 +114,7 @@ def time_training(repository: ModelRepository, args: argparse.Namespace, images:
         steps=args.train_steps,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
-    trained = train_prior(spec, seed=0, device=CPU, progress=Progress(TokenReporter(), spec.steps))
+    trained = train_prior(spec, seed=0, device=CPU, progress=StepSpan(TokenReporter(), spec.steps))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     with tempfile.TemporaryDirectory() as scratch:
         save_prior(Path(scratch), trained.network, trained.info)

@@ -44,7 +44,7 @@ from feature_vis import interleaved_medians
 from glassbox.config import load_settings
 from glassbox.generative.maco import MacoVisualisation, natural_magnitude, visualise_maco
 from glassbox.generative.objectives import Channel
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox.server.app import GlassboxServer
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gpb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as jpb
@@ -206,7 +206,7 @@ def main() -> int:
                     lambda spec=spec: visualise_maco(
                         spec,
                         generator=torch.Generator().manual_seed(0),
-                        progress=Progress(TokenReporter(), args.steps),
+                        progress=StepSpan(TokenReporter(), args.steps),
                     ),
                     lambda read=read: horama_maco(read, args, device),
                 ],

@@ -25,7 +25,7 @@ from glassbox.config import Settings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import CancellationToken
 from glassbox.demo.datasets import register_generators
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox.generative.shape_bias import composites, draw_pairs, measure
 from glassbox.generative.style_transfer import stylise
 from glassbox.models.repository import ModelRepository
@@ -80,7 +80,7 @@ def main() -> None:
                 init_from_content=True,
                 content_masks=real,
                 generator=torch.Generator(),
-                progress=Progress(TokenReporter(), args.steps),
+                progress=StepSpan(TokenReporter(), args.steps),
             )
             call.forward(made[0].image[None])
 

@@ -18,7 +18,7 @@ from conftest import MODELS, copy_shipped_model
 from generative_harness import IMAGES, MODEL, image_proto, run_job, submit_error, tensor_of
 from glassbox.cli import main as glassbox_cli
 from glassbox.generative.image_prior import PRIORS_FOLDER, load_prior_file, save_prior
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox.generative.prior_training import PriorTraining, train_prior
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
@@ -52,7 +52,7 @@ def small_training(steps: int = 4) -> PriorTraining:
 
 def train(seed: int, steps: int = 4) -> dict[str, torch.Tensor]:
     trained = train_prior(
-        small_training(steps), seed=seed, device=CPU, progress=Progress(TokenReporter(), steps)
+        small_training(steps), seed=seed, device=CPU, progress=StepSpan(TokenReporter(), steps)
     )
     return trained.network.state_dict()
 
@@ -99,7 +99,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(root / MODEL, root / TRAINED_BY_JOB)
     for priors in root.glob(f"*/*/{PRIORS_FOLDER}"):
         shutil.rmtree(priors)
-    trained = train_prior(small_training(8), seed=0, device=CPU, progress=Progress(TokenReporter(), 8))
+    trained = train_prior(small_training(8), seed=0, device=CPU, progress=StepSpan(TokenReporter(), 8))
     save_prior(root / MODEL / "1", trained.network, trained.info)
     return root
 

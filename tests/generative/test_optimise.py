@@ -13,7 +13,7 @@ import pytest
 import torch
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled
-from glassbox.generative.optimise import Progress, TokenReporter, adam, optimise
+from glassbox.generative.optimise import StepSpan, TokenReporter, adam, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB, ImageParametrisation, from_image
 from glassbox.render import encode_png
 from PIL import Image
@@ -57,7 +57,7 @@ class Recorder:
 def test_the_loop_maximises_the_score_and_reports_every_step() -> None:
     image = grey()
     recorder = Recorder(preview_steps={5})
-    progress = Progress(recorder, total=40, offset=10, message="octave 2 of 2")
+    progress = StepSpan(recorder, total=40, offset=10, message="octave 2 of 2")
     last = optimise(image, closeness, optimiser=adam(image.parameters(), 0.1), steps=30, progress=progress)
     assert [r[0] for r in recorder.reports] == list(range(11, 41))
     assert {r[1] for r in recorder.reports} == {40} and {r[3] for r in recorder.reports} == {"octave 2 of 2"}
@@ -72,7 +72,7 @@ def test_a_preview_is_rendered_only_when_asked_for() -> None:
     image = grey()
     recorder = Recorder(preview_steps={2, 4})
     optimise(
-        image, closeness, optimiser=adam(image.parameters(), 0.1), steps=4, progress=Progress(recorder, 4)
+        image, closeness, optimiser=adam(image.parameters(), 0.1), steps=4, progress=StepSpan(recorder, 4)
     )
     assert sorted(recorder.previews) == [2, 4]
     assert Image.open(io.BytesIO(recorder.previews[4])).size == (8, 8)
@@ -86,7 +86,7 @@ def test_a_cancelled_job_stops_within_one_step() -> None:
             closeness,
             optimiser=adam(image.parameters(), 0.1),
             steps=100,
-            progress=Progress(Recorder(cancel_after=3), 100),
+            progress=StepSpan(Recorder(cancel_after=3), 100),
         )
     token = CancellationToken()
     token.cancel()
@@ -97,7 +97,7 @@ def test_a_cancelled_job_stops_within_one_step() -> None:
             closeness,
             optimiser=adam(image.parameters(), 0.1),
             steps=100,
-            progress=Progress(reporter, 100),
+            progress=StepSpan(reporter, 100),
         )
     assert reporter.last_step == 1
 
@@ -125,7 +125,7 @@ def test_the_parameters_are_projected_after_every_step() -> None:
         closeness,
         optimiser=adam(image.parameters(), 0.1),
         steps=7,
-        progress=Progress(TokenReporter(), 7),
+        progress=StepSpan(TokenReporter(), 7),
     )
     assert image.projections == 7
     assert float(image.pixels.detach().min()) >= 0.25 and float(image.pixels.detach().max()) <= 0.75

@@ -19,7 +19,7 @@ import torch
 from conftest import ROOT, RunningServer, copy_shipped_model
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Channel
-from glassbox.generative.optimise import Progress, TokenReporter
+from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as rpb
@@ -112,7 +112,7 @@ def test_robustness_and_visualisation_jobs_run_beside_in_process_work(running: R
     threads = [
         _repeat(
             lambda: visualise(
-                spec, generator=torch.Generator().manual_seed(0), progress=Progress(TokenReporter(), 4)
+                spec, generator=torch.Generator().manual_seed(0), progress=StepSpan(TokenReporter(), 4)
             ),
             stop,
             core,

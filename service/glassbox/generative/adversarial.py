@@ -21,7 +21,7 @@ from glassbox.config import AttributionSettings, GenerativeJobLimits
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
 from glassbox.core.predictions import ClassScore
-from glassbox.generative.optimise import Progress
+from glassbox.generative.optimise import StepSpan
 from glassbox.render import encode_png
 from glassbox.serving.execution import SCHEDULED
 
@@ -73,7 +73,7 @@ def _score(logits: torch.Tensor, index: int, labels: tuple[str, ...]) -> ClassSc
     )
 
 
-def attack(spec: AdversarialImage, *, generator: torch.Generator, progress: Progress) -> Adversary:
+def attack(spec: AdversarialImage, *, generator: torch.Generator, progress: StepSpan) -> Adversary:
     model = spec.model
     image = spec.image[None]
     start = None

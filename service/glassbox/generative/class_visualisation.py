@@ -15,7 +15,7 @@ from glassbox.common.validation import check_range
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Logit
-from glassbox.generative.optimise import Progress
+from glassbox.generative.optimise import StepSpan
 from glassbox.generative.parametrisations import PIXEL_RGB, ParametrisationSettings
 from glassbox.generative.regularisers import RegulariserSettings
 from glassbox.generative.transforms import NONE, FitInput, TransformSettings
@@ -67,7 +67,7 @@ class ClassModel:
 
 
 def visualise_class(
-    spec: ClassVisualisation, *, generator: torch.Generator, progress: Progress
+    spec: ClassVisualisation, *, generator: torch.Generator, progress: StepSpan
 ) -> ClassModel:
     rendered = visualise(spec.as_feature_visualisation(), generator=generator, progress=progress)
     fit = FitInput(spec.model.config.input.height, spec.model.config.input.width)

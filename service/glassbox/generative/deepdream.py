@@ -19,7 +19,7 @@ from glassbox.common.validation import MIN_SIDE, check_learning_rate, check_rang
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import FailedPrecondition, InvalidArgument
 from glassbox.generative.objectives import Objective
-from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.optimise import StepSpan, adam, evaluate, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB, from_image
 from glassbox.generative.transforms import Roll
 
@@ -75,7 +75,7 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def dream(spec: DeepDream, *, generator: torch.Generator, progress: Progress) -> Dream:
+def dream(spec: DeepDream, *, generator: torch.Generator, progress: StepSpan) -> Dream:
     model, objective = spec.model, spec.objective
     base = spec.image[None].to(model.device)
     roll = Roll(spec.jitter)
@@ -100,7 +100,7 @@ def dream(spec: DeepDream, *, generator: torch.Generator, progress: Progress) ->
                     score,
                     optimiser=adam(image.parameters(), spec.learning_rate),
                     steps=spec.steps_per_octave,
-                    progress=Progress(
+                    progress=StepSpan(
                         progress.reporter,
                         progress.total,
                         offset=progress.offset + octave * spec.steps_per_octave,

@@ -20,7 +20,7 @@ from glassbox.common.validation import (
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative import parametrisations
 from glassbox.generative.objectives import Objective
-from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.optimise import StepSpan, adam, evaluate, optimise
 from glassbox.generative.parametrisations import FOURIER_DECORRELATED, ParametrisationSettings
 from glassbox.generative.regularisers import NO_REGULARISERS, RegulariserSettings
 from glassbox.generative.transforms import STANDARD, Compose, FitInput, TransformSettings
@@ -63,7 +63,7 @@ class RenderedImages:
 
 
 def visualise(
-    spec: FeatureVisualisation, *, generator: torch.Generator, progress: Progress
+    spec: FeatureVisualisation, *, generator: torch.Generator, progress: StepSpan
 ) -> RenderedImages:
     """Optimise the images; every random draw comes from `generator` (a CPU generator)."""
     model = spec.model

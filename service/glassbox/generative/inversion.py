@@ -15,7 +15,7 @@ from glassbox.common.capture import LayerCapture
 from glassbox.common.validation import check_learning_rate, check_steps
 from glassbox.config import GenerativeJobLimits
 from glassbox.generative import parametrisations
-from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.optimise import StepSpan, adam, evaluate, optimise
 from glassbox.generative.parametrisations import ParametrisationSettings
 from glassbox.generative.regularisers import RegulariserSettings
 
@@ -57,7 +57,7 @@ class Inversion:
     final_relative_error: float
 
 
-def invert(spec: FeatureInversion, *, generator: torch.Generator, progress: Progress) -> Inversion:
+def invert(spec: FeatureInversion, *, generator: torch.Generator, progress: StepSpan) -> Inversion:
     model = spec.model
     target_image = spec.image[None].to(model.device)
     height, width = target_image.shape[-2:]

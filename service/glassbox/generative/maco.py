@@ -34,7 +34,7 @@ from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.crops import RandomCrops
 from glassbox.generative.objectives import Objective
-from glassbox.generative.optimise import Progress, evaluate, optimise
+from glassbox.generative.optimise import StepSpan, evaluate, optimise
 from glassbox.generative.parametrisations import COLOUR_MATRIX, spectrum_scale
 
 MAX_CROPS = 64
@@ -185,7 +185,7 @@ def start(
     return MagnitudeConstrainedImage(magnitude.to(device), phase.to(device))
 
 
-def visualise_maco(spec: MacoVisualisation, *, generator: torch.Generator, progress: Progress) -> MacoImage:
+def visualise_maco(spec: MacoVisualisation, *, generator: torch.Generator, progress: StepSpan) -> MacoImage:
     """Optimise the image; every random draw comes from `generator` (a CPU generator)."""
     model = spec.model
     height, width = model.config.input.height, model.config.input.width

@@ -74,7 +74,7 @@ class TokenReporter:
 
 
 @dataclass(frozen=True)
-class Progress:
+class StepSpan:
     """Where a run of the loop sits in its job: steps before it, the job's total, and its message."""
 
     reporter: StepReporter
@@ -89,7 +89,7 @@ def optimise(
     *,
     optimiser: torch.optim.Optimizer,
     steps: int,
-    progress: Progress,
+    progress: StepSpan,
     between_steps: Sequence[BetweenSteps] = (),
 ) -> float:
     """Run `steps` steps maximising Σ score(image()); returns the last step's mean score."""

@@ -20,7 +20,7 @@ from glassbox.common.validation import check_learning_rate, check_range, check_s
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.image_prior import PriorInfo, PriorNetwork
-from glassbox.generative.optimise import Progress, adam
+from glassbox.generative.optimise import StepSpan, adam
 from glassbox.render import encode_png
 
 MAX_LATENT_SIZE = 256
@@ -96,7 +96,7 @@ def preview_grid(network: PriorNetwork, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(rows, dim=1).cpu()
 
 
-def train_prior(spec: PriorTraining, *, seed: int, device: torch.device, progress: Progress) -> TrainedPrior:
+def train_prior(spec: PriorTraining, *, seed: int, device: torch.device, progress: StepSpan) -> TrainedPrior:
     """Fit the prior on `device`; every random draw comes from one CPU generator seeded with `seed`."""
     generator = torch.Generator().manual_seed(seed)
     count, _, height, width = spec.images.shape

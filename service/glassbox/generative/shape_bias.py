@@ -41,7 +41,7 @@ from glassbox.common.validation import check_range
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.call import CallContext
 from glassbox.core.errors import InvalidArgument
-from glassbox.generative.optimise import Progress, StepReporter
+from glassbox.generative.optimise import StepReporter, StepSpan
 from glassbox.generative.style_transfer import StyleSettings, stylise
 from glassbox.methods.batching import batch_ranges, inference_bytes_per_row
 from glassbox.models.datasets import LabelledImages
@@ -258,7 +258,7 @@ def measure(
             init_from_content=True,
             content_masks=content_masks,
             generator=generator,
-            progress=Progress(
+            progress=StepSpan(
                 reporter,
                 total=len(chunks) * job.style.steps,
                 offset=number * job.style.steps,

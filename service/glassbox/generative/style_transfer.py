@@ -27,7 +27,7 @@ from glassbox.common.validation import check_learning_rate, check_range, check_s
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import parametrisations
-from glassbox.generative.optimise import Progress, adam, evaluate, optimise
+from glassbox.generative.optimise import StepSpan, adam, evaluate, optimise
 from glassbox.generative.parametrisations import PIXEL_RGB
 
 
@@ -109,7 +109,7 @@ def _relative(difference: torch.Tensor, target_norm_sq: torch.Tensor) -> torch.T
     return difference.flatten(1).square().sum(1) / target_norm_sq
 
 
-def transfer(spec: StyleTransfer, *, generator: torch.Generator, progress: Progress) -> Stylised:
+def transfer(spec: StyleTransfer, *, generator: torch.Generator, progress: StepSpan) -> Stylised:
     """One image: the content image's content in the style image's style."""
     return stylise(
         spec,
@@ -129,7 +129,7 @@ def stylise(
     init_from_content: bool,
     content_masks: torch.Tensor | None = None,
     generator: torch.Generator,
-    progress: Progress,
+    progress: StepSpan,
 ) -> list[Stylised]:
     """Stylise each content image [B, 3, H, W] with the style image of the same row, in one optimisation.
 

@@ -21,7 +21,7 @@ from glassbox.common.validation import MAX_BATCH, check_learning_rate, check_ran
 from glassbox.config import GenerativeJobLimits
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
-from glassbox.generative.optimise import Progress, StepReporter
+from glassbox.generative.optimise import StepReporter, StepSpan
 from glassbox.generative.parametrisations import ParametrisationSettings
 from glassbox.inspection.direction import Direction
 from glassbox.inspection.layers import batch_count, layer_batches, output_shape
@@ -127,7 +127,7 @@ def _assemble(cells: list[Cell], grid_size: int, tile_size: int) -> np.ndarray:
 
 
 def atlas_steps(spec: ActivationAtlas, cells: int) -> int:
-    """Progress steps: one per forward batch, the layout, and the optimisation steps of each batch of
+    """StepSpan steps: one per forward batch, the layout, and the optimisation steps of each batch of
     cells visualised together."""
     return batch_count(len(spec.images)) + 1 + math.ceil(cells / MAX_BATCH) * spec.steps
 
@@ -135,7 +135,7 @@ def atlas_steps(spec: ActivationAtlas, cells: int) -> int:
 def activation_atlas(
     spec: ActivationAtlas, *, seed: int, generator: torch.Generator, reporter: StepReporter
 ) -> AtlasOutcome:
-    """Sample, lay out, grid, visualise each non-empty cell, assemble. Progress totals are provisional
+    """Sample, lay out, grid, visualise each non-empty cell, assemble. StepSpan totals are provisional
     (the cell count is unknown) until the layout is done."""
     provisional = atlas_steps(spec, spec.grid_size**2)
     vectors, ys, xs = _sample(spec, generator, reporter, provisional)
@@ -169,7 +169,7 @@ def activation_atlas(
                 learning_rate=spec.learning_rate,
             ),
             generator=generator,
-            progress=Progress(reporter, total, done, f"cells {start + 1}-{start + len(directions)}"),
+            progress=StepSpan(reporter, total, done, f"cells {start + 1}-{start + len(directions)}"),
         )
         done += spec.steps
         for i, key in enumerate(occupied[start : start + MAX_BATCH]):

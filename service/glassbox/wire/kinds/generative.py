@@ -27,7 +27,7 @@ from glassbox.generative.feature_visualisation import FeatureVisualisation, Rend
 from glassbox.generative.image_prior import LatentPrior, find_prior, store_prior
 from glassbox.generative.inversion import FeatureInversion, Inversion, invert
 from glassbox.generative.maco import Accentuation, MacoImage, MacoVisualisation, visualise_maco
-from glassbox.generative.optimise import Progress
+from glassbox.generative.optimise import StepSpan
 from glassbox.generative.prior_training import PriorTraining, TrainedPrior, train_prior
 from glassbox.generative.style_transfer import StyleTransfer, Stylised, transfer
 from glassbox.jobs.kinds import JobContext, JobKind
@@ -83,7 +83,7 @@ def validate_feature_visualisation(
 
 
 def run_feature_visualisation(job: FeatureVisualisation, ctx: JobContext) -> RenderedImages:
-    return visualise(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return visualise(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def feature_visualisation_result(
@@ -115,7 +115,7 @@ def validate_class_visualisation(
 
 
 def run_class_visualisation(job: ClassVisualisation, ctx: JobContext) -> ClassModel:
-    return visualise_class(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return visualise_class(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def class_visualisation_result(job: ClassVisualisation, result: ClassModel) -> pb.ClassVisualisationResult:
@@ -144,7 +144,7 @@ def validate_deepdream(spec: pb.DeepDreamSpec, repository: ModelRepository, sett
 
 
 def run_deepdream(job: DeepDream, ctx: JobContext) -> Dream:
-    return dream(job, generator=_generator(ctx), progress=Progress(ctx, job.octaves * job.steps_per_octave))
+    return dream(job, generator=_generator(ctx), progress=StepSpan(ctx, job.octaves * job.steps_per_octave))
 
 
 def deepdream_result(_job: DeepDream, result: Dream) -> pb.DeepDreamResult:
@@ -174,7 +174,7 @@ def validate_feature_inversion(
 
 
 def run_feature_inversion(job: FeatureInversion, ctx: JobContext) -> Inversion:
-    return invert(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return invert(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def feature_inversion_result(_job: FeatureInversion, result: Inversion) -> pb.FeatureInversionResult:
@@ -206,7 +206,7 @@ def validate_style_transfer(
 
 
 def run_style_transfer(job: StyleTransfer, ctx: JobContext) -> Stylised:
-    return transfer(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return transfer(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def style_transfer_result(_job: StyleTransfer, result: Stylised) -> pb.StyleTransferResult:
@@ -234,7 +234,7 @@ def validate_adversarial_image(
 
 
 def run_adversarial_image(job: AdversarialImage, ctx: JobContext) -> Adversary:
-    return attack(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return attack(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def adversarial_image_result(job: AdversarialImage, result: Adversary) -> pb.AdversarialImageResult:
@@ -299,7 +299,7 @@ def image_prior_training_summary(result: pb.ImagePriorTrainingResult) -> dict[st
 
 
 def run_image_prior_training(job: PriorTraining, ctx: JobContext) -> StoredPrior:
-    trained = train_prior(job, seed=ctx.seed, device=ctx.device, progress=Progress(ctx, job.steps))
+    trained = train_prior(job, seed=ctx.seed, device=ctx.device, progress=StepSpan(ctx, job.steps))
     path = store_prior(ctx.repository, trained.network, trained.info)
     return StoredPrior(trained, path.relative_to(ctx.repository.root).as_posix())
 
@@ -354,7 +354,7 @@ def validate_maco_visualisation(
 
 
 def run_maco_visualisation(job: MacoVisualisation, ctx: JobContext) -> MacoImage:
-    return visualise_maco(job, generator=_generator(ctx), progress=Progress(ctx, job.steps))
+    return visualise_maco(job, generator=_generator(ctx), progress=StepSpan(ctx, job.steps))
 
 
 def maco_visualisation_result(_job: MacoVisualisation, result: MacoImage) -> pb.MacoVisualisationResult:

@@ -13,19 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
 from glassbox.core.cancellation import CancellationToken
-from glassbox.generative.parametrisations import ImageParametrisation
 from glassbox.render import encode_png
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 """Images [B, 3, H, W] → the per-image value to maximise, [B]."""
-
-BetweenSteps = Callable[[int, ImageParametrisation], None]
-"""Called with the 1-based step number and the image after each optimiser step."""
 
 
 class Parametrised(Protocol):
@@ -37,6 +33,13 @@ class Parametrised(Protocol):
     def parameters(self) -> Iterator[torch.nn.Parameter]: ...
 
     def constrain(self) -> None: ...
+
+
+ImageT = TypeVar("ImageT", bound=Parametrised)
+
+BetweenSteps = Callable[[int, ImageT], None]
+"""Called with the 1-based step number and the image after each optimiser step (an operation that
+sets the image, like blurring, needs an `ImageParametrisation`)."""
 
 
 class StepReporter(Protocol):
@@ -84,13 +87,13 @@ class StepSpan:
 
 
 def optimise(
-    image: Parametrised,
+    image: ImageT,
     score: Score,
     *,
     optimiser: torch.optim.Optimizer,
     steps: int,
     progress: StepSpan,
-    between_steps: Sequence[BetweenSteps] = (),
+    between_steps: Sequence[BetweenSteps[ImageT]] = (),
 ) -> float:
     """Run `steps` steps maximising Σ score(image()); returns the last step's mean score."""
     value = math.nan

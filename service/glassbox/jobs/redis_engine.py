@@ -14,8 +14,8 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 import redis
 from redis import Redis
@@ -51,6 +51,8 @@ RUN_TIMEOUT_MARGIN_SECONDS = 60
 """RQ's own job timeout, past max_run_seconds: a backstop for a job stuck inside one step."""
 LIST_BATCH = 256
 
+T = TypeVar("T")
+
 
 def connect(url: str) -> Redis:
     """A client for job state: binary values, a socket timeout longer than a watcher's blocking read."""
@@ -60,6 +62,14 @@ def connect(url: str) -> Redis:
 def job_queue(connection: Redis, namespace: str) -> Queue:
     """The RQ queue of a namespace (JSON-serialised calls: nothing from Redis is ever unpickled)."""
     return Queue(f"{namespace}:jobs", connection=connection, serializer=JSONSerializer)
+
+
+def transaction_value(connection: Redis, func: Callable[[Pipeline], T], *watches: str) -> T:
+    """Run `func` in a transaction WATCHing `watches` (again on a WatchError) and return its value.
+    redis-py types `Redis.transaction`'s callable as returning None and its result as the pipeline's
+    replies, though with `value_from_callable=True` it returns the callable's value."""
+    run = cast(Callable[[Pipeline], None], func)
+    return cast(T, connection.transaction(run, *watches, value_from_callable=True))
 
 
 @contextlib.contextmanager
@@ -140,7 +150,7 @@ class RedisJobEngine(JobEngine):
 
         watched = [self.queue.key] + ([request_key] if request_key is not None else [])
         with redis_errors():
-            claim = self.redis.transaction(admit, *watched, value_from_callable=True)
+            claim = transaction_value(self.redis, admit, *watched)
         if claim is not None:
             return self.resolve_claim(claim, spec_digest, record.request_id)
         return record

@@ -22,10 +22,11 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from glassbox.jobs.kinds import Progress
 from glassbox.jobs.records import JobError, JobRecord, JobState, RequestClaim
@@ -79,6 +80,35 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now[1] + now[2] / 1000000)
 redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[2]) * 2000))
 return 1
 """
+
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+"""A stream entry as read: its id and its fields."""
+
+
+class BinaryReads(Protocol):
+    """The store's reads, typed by the replies its client gives: created without `decode_responses`
+    (`redis_engine.connect`), it answers bytes, in redis-py's default (legacy) reply shapes. redis-py
+    types each reply as a union over both settings (`bytes | str`, and the RESP3 shapes)."""
+
+    def get(self, name: str) -> bytes | None: ...
+
+    def hget(self, name: str, key: str) -> bytes | None: ...
+
+    def hgetall(self, name: str) -> dict[bytes, bytes]: ...
+
+    def xread(self, streams: dict[str, bytes], *, block: int) -> list[tuple[bytes, list[StreamEntry]]]: ...
+
+    def xrange(self, name: str, min: bytes, max: bytes, *, count: int) -> list[StreamEntry]: ...
+
+    def zrange(self, name: str, start: int, end: int) -> list[bytes]: ...
+
+    def zrevrangebyscore(self, name: str, max: float, min: str, *, start: int, num: int) -> list[bytes]: ...
+
+
+def binary(client: Redis | Pipeline) -> BinaryReads:
+    """`client`'s reads typed as the bytes they return (see `BinaryReads`)."""
+    return cast(BinaryReads, client)
 
 
 def _time(value: float | None) -> str:
@@ -192,7 +222,9 @@ class RedisJobStore:
 
     def create(self, pipe: Pipeline, record: JobRecord, spec: bytes) -> None:
         """Store a new job and index it (inside the caller's transaction)."""
-        pipe.hset(self.key(record.id), mapping={**record_fields(record), "spec": spec})
+        stored: dict[FieldT, EncodableT] = dict(record_fields(record).items())  # hset's (invariant) key type
+        stored["spec"] = spec
+        pipe.hset(self.key(record.id), mapping=stored)
         pipe.zadd(self.index_key, {record.id: record.created_at})
 
     def request_key(self, owner: str, request_id: str) -> str:
@@ -202,7 +234,7 @@ class RedisJobStore:
 
     def claim(self, client: Redis | Pipeline, owner: str, request_id: str) -> RequestClaim | None:
         """The live job bound to a request_id (None when unbound, or its job has expired)."""
-        value = client.get(self.request_key(owner, request_id))
+        value = binary(client).get(self.request_key(owner, request_id))
         if value is None:
             return None
         job_id, digest = value.decode().split(" ", 1)
@@ -211,11 +243,11 @@ class RedisJobStore:
         return RequestClaim(job_id, digest)
 
     def load(self, job_id: str) -> JobRecord | None:
-        raw = self.redis.hgetall(self.key(job_id))
+        raw = binary(self.redis).hgetall(self.key(job_id))
         return decode_record(job_id, raw, raw.get(b"result")) if raw else None
 
     def load_spec(self, job_id: str) -> bytes | None:
-        return self.redis.hget(self.key(job_id), "spec")
+        return binary(self.redis).hget(self.key(job_id), "spec")
 
     def load_light(self, job_ids: list[str]) -> list[JobRecord | None]:
         """Records without spec or result, for listing; None where a job has expired."""
@@ -286,7 +318,8 @@ class RedisJobStore:
     ) -> list[tuple[bytes, JobRecord, bytes | None]]:
         """Snapshots published after event id `after` (waiting up to `block_seconds` for the first),
         each with the id of its preview, if it has one."""
-        reply = self.redis.xread({self.events_key(job_id): after}, block=max(1, int(block_seconds * 1000)))
+        block = max(1, int(block_seconds * 1000))
+        reply = binary(self.redis).xread({self.events_key(job_id): after}, block=block)
         out = []
         for _stream, entries in reply or []:
             for event_id, fields in entries:
@@ -295,21 +328,21 @@ class RedisJobStore:
 
     def load_preview(self, job_id: str, preview_id: bytes) -> bytes | None:
         """A preview PNG by id; None once it was trimmed away."""
-        entries = self.redis.xrange(self.previews_key(job_id), preview_id, preview_id, count=1)
+        entries = binary(self.redis).xrange(self.previews_key(job_id), preview_id, preview_id, count=1)
         return entries[0][1][b"png"] if entries else None
 
     def load_result(self, job_id: str) -> bytes | None:
-        return self.redis.hget(self.key(job_id), "result")
+        return binary(self.redis).hget(self.key(job_id), "result")
 
     def ids_created_before(self, before: float, offset: int, count: int) -> list[str]:
         """Job ids created at or before `before` (Unix seconds), newest first, `count` from `offset`.
         Jobs created meanwhile shift later offsets down, so a caller may see an id twice, never miss one."""
-        rows = self.redis.zrevrangebyscore(self.index_key, before, "-inf", start=offset, num=count)
+        rows = binary(self.redis).zrevrangebyscore(self.index_key, before, "-inf", start=offset, num=count)
         return [member.decode() for member in rows]
 
     def prune_index(self, oldest: int = 100) -> None:
         """Drop expired jobs among the `oldest` indexed ones (jobs expire roughly in creation order)."""
-        ids = [member.decode() for member in self.redis.zrange(self.index_key, 0, oldest - 1)]
+        ids = [member.decode() for member in binary(self.redis).zrange(self.index_key, 0, oldest - 1)]
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.exists(self.key(job_id))

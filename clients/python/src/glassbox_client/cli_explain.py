@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from glassbox_client.cli_common import chosen_model, parse_param, parse_target, 
 from glassbox_client.client import GlassboxClient
 from glassbox_client.errors import GlassboxError
 from glassbox_client.types import Attribution, AttributionResult, ClassScore
+
+T = TypeVar("T")
 
 
 def _explain(client: GlassboxClient, args: argparse.Namespace) -> int:
@@ -58,11 +60,11 @@ def _write_explanation(
 ) -> dict[str, Any]:
     attribution = result.images[0].attributions[0]
     if "output" in files:
-        attribution.overlay.save(files["output"])
+        _requested(attribution.overlay, "overlay", image).save(files["output"])
     if "heatmap" in files:
-        attribution.heatmap.save(files["heatmap"])
+        _requested(attribution.heatmap, "heatmap", image).save(files["heatmap"])
     if "map" in files:
-        np.save(files["map"], attribution.map)
+        np.save(files["map"], _requested(attribution.map, "map", image))
     summary = {"image": str(image), **_summary(result, attribution)}
     if "json" in files:
         write_json(summary, files["json"])
@@ -72,6 +74,13 @@ def _write_explanation(
         written = ", ".join(files.values()) or "nothing written"
         print(f"{image}: {result.method} on {result.model}/{result.version} for {what}: {written}")
     return summary
+
+
+def _requested(output: T | None, name: str, image: Path) -> T:
+    """An output `_explain` asked for: the server sends every output requested."""
+    if output is None:
+        raise ValueError(f"{image}: the server sent no {name}")
+    return output
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})

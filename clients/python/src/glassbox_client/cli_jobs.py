@@ -23,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client.client import GlassboxClient
+from glassbox_client.descriptors import descriptor_of, enum_type_of, message_type_of
 from glassbox_client.job_export import result_json, write_pictures
 from glassbox_client.jobs import KINDS, Job
 
@@ -173,10 +174,11 @@ def _outputs(parser: argparse.ArgumentParser) -> None:
 
 def _field_type(field: FieldDescriptor) -> str:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        kind = field.message_type.name
+        kind = message_type_of(field).name
     elif field.type == FieldDescriptor.TYPE_ENUM:
-        prefix = field.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
-        names = [v.name.removeprefix(prefix).lower() for v in field.enum_type.values if v.number]
+        enum = enum_type_of(field)
+        prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        names = [v.name.removeprefix(prefix).lower() for v in enum.values if v.number]
         kind = "|".join(names)
     else:
         kind = {
@@ -195,15 +197,12 @@ def kind_fields(spec: Descriptor) -> str:
 
 
 def _kinds_epilog() -> str:
-    specs = job_pb.SubmitJobRequest.DESCRIPTOR.oneofs_by_name["spec"].fields
+    specs = descriptor_of(job_pb.SubmitJobRequest).oneofs_by_name["spec"].fields
     lines = ["fields of each kind (--param NAME=VALUE; messages and lists as JSON):"]
     for field in specs:
-        lines.append(f"  {field.name} ({field.message_type.name}):")
-        lines.extend(
-            textwrap.wrap(
-                kind_fields(field.message_type), 100, initial_indent="    ", subsequent_indent="    "
-            )
-        )
+        spec = message_type_of(field)
+        lines.append(f"  {field.name} ({spec.name}):")
+        lines.extend(textwrap.wrap(kind_fields(spec), 100, initial_indent="    ", subsequent_indent="    "))
     lines.append("The field comments in protos/glassbox/v1/*.proto say what each one means.")
     return "\n".join(lines)
 

@@ -15,11 +15,15 @@ Nothing is parsed out of the message text. A job's failure (`Job.error_status`) 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+
+from glassbox_client.descriptors import descriptor_of
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 """Trailing metadata key of the `google.rpc.Status` with the error's details."""
@@ -58,15 +62,15 @@ class ErrorStatus:
         metadata: dict[str, str] = {}
         violations: list[FieldViolation] = []
         for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            if detail.Is(descriptor_of(error_details_pb2.ErrorInfo)):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            elif detail.Is(descriptor_of(error_details_pb2.BadRequest)):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            elif detail.Is(descriptor_of(error_details_pb2.RetryInfo)):
                 info_retry = error_details_pb2.RetryInfo()
                 detail.Unpack(info_retry)
                 retry = info_retry.retry_delay.seconds + info_retry.retry_delay.nanos / 1e9
@@ -172,7 +176,12 @@ def error_from_status(status: ErrorStatus, method: str = "") -> GlassboxError:
 
 def rich_status(exc: grpc.RpcError) -> ErrorStatus | None:
     """The `google.rpc.Status` in the call's trailing metadata, typed; None when the server sent none."""
-    metadata = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    # types-grpcio types `RpcError.trailing_metadata()` as objects with `.key` and `.value`; the calls'
+    # errors return (key, value) pairs (a tuple of them, or grpc.aio's Metadata).
+    metadata = cast(
+        "Iterable[tuple[str, str | bytes]] | None",
+        exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None,
+    )
     for key, value in metadata or ():
         if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue

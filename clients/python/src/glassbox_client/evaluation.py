@@ -21,7 +21,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image as PILImage
 
@@ -99,8 +99,9 @@ def evaluation_spec(
     chosen = image_set(images, labels=labels, masks=masks, limit=limit)
     set_fields(spec, {"model": model, "images": chosen, **options}, where=KIND)
     spec.methods.extend(method_message(method) for method in methods)
-    spec.metrics.extend(
-        pb.EvaluationMetric.Value(f"EVALUATION_METRIC_{metric.upper()}") for metric in metrics
+    spec.metrics.extend(  # an enum's Value() is typed as a plain int
+        cast(pb.EvaluationMetric, pb.EvaluationMetric.Value(f"EVALUATION_METRIC_{metric.upper()}"))
+        for metric in metrics
     )
     return spec
 

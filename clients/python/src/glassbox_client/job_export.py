@@ -22,6 +22,8 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from glassbox_client._generated.glassbox.v1 import tensor_pb2
+from glassbox_client.descriptors import descriptor_of, enum_type_of, message_type_of
 from glassbox_client.images import array_from_tensor
 
 MAX_TENSOR_VALUES = 100_000
@@ -57,7 +59,7 @@ def _collect(message: Message, prefix: str, found: list[Picture]) -> None:
         path = f"{prefix}{descriptor.name}"
         if descriptor.type == FieldDescriptor.TYPE_BYTES and descriptor.name.endswith("png"):
             found.append(Picture(path, value))
-        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE and descriptor.message_type.name != "Tensor":
+        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE and message_type_of(descriptor).name != "Tensor":
             items = list(value) if descriptor.is_repeated else [value]
             for index, item in enumerate(items):
                 where = f"{path}[{index}]" if descriptor.is_repeated else path
@@ -91,7 +93,7 @@ def result_json(result: Message, written: dict[str, str] | None = None) -> dict[
 
 def _message(message: Message, prefix: str, written: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for descriptor in message.DESCRIPTOR.fields:
+    for descriptor in descriptor_of(message).fields:
         if descriptor.has_presence and not message.HasField(descriptor.name):
             continue
         path = f"{prefix}{descriptor.name}"
@@ -107,7 +109,7 @@ def _message(message: Message, prefix: str, written: dict[str, str]) -> dict[str
 
 def _value(descriptor: FieldDescriptor, value: Any, path: str, written: dict[str, str]) -> Any:
     if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
-        name = descriptor.message_type.full_name
+        name = message_type_of(descriptor).full_name
         if name == "glassbox.v1.Tensor":
             return _tensor(value)
         if name == "google.protobuf.Timestamp":
@@ -129,7 +131,7 @@ def _value(descriptor: FieldDescriptor, value: Any, path: str, written: dict[str
 
 
 def _enum_name(descriptor: FieldDescriptor, number: int) -> str | int:
-    enum = descriptor.enum_type
+    enum = enum_type_of(descriptor)
     value = enum.values_by_number.get(number)
     if value is None:
         return number
@@ -146,7 +148,7 @@ def _number(value: float, digits: int = 0) -> float | str | None:
     return float(f"{value:.{digits}g}") if digits else value
 
 
-def _tensor(tensor: Message) -> dict[str, Any] | None:
+def _tensor(tensor: tensor_pb2.Tensor) -> dict[str, Any] | None:
     array = array_from_tensor(tensor)
     if array is None:
         return None

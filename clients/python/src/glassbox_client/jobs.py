@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -31,6 +31,7 @@ from PIL import Image as PILImage
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc as job_grpc
 from glassbox_client.calls import ServiceCalls
+from glassbox_client.descriptors import message_type_of
 from glassbox_client.errors import (
     ErrorStatus,
     GlassboxError,
@@ -77,14 +78,14 @@ class JobResult:
         out = cls(message=result)
         for descriptor, value in result.ListFields():
             items = list(value) if descriptor.is_repeated else [value]
-            kind = descriptor.message_type.name if descriptor.type == FieldDescriptor.TYPE_MESSAGE else ""
+            kind = message_type_of(descriptor).name if descriptor.type == FieldDescriptor.TYPE_MESSAGE else ""
             if kind == "GeneratedImage":
-                out.images.extend(image_from_png(item.png) for item in items)
+                out.images.extend(_picture(item.png) for item in items)
                 out.pixels.extend(array_from_tensor(item.pixels) for item in items)
             elif kind == "Tensor":
                 out.arrays[descriptor.name] = array_from_tensor(value)
             elif descriptor.type == FieldDescriptor.TYPE_BYTES:
-                out.images.extend(image_from_png(item) for item in items)
+                out.images.extend(_picture(item) for item in items)
                 out.pixels.extend(None for _ in items)
             elif not kind:
                 out.values[descriptor.name] = items if descriptor.is_repeated else value
@@ -102,6 +103,14 @@ class JobResult:
 
         pictures = [(f"image {index}", image) for index, image in enumerate(self.images)]
         return html_pictures(pictures) if pictures else None
+
+
+def _picture(png: bytes) -> PILImage.Image:
+    """A picture of a result: a generated image's PNG, or a bytes field that ListFields found set."""
+    image = image_from_png(png)
+    if image is None:
+        raise ValueError("the job's result holds an empty PNG")
+    return image
 
 
 def _time(stamp: Any, present: bool) -> datetime.datetime | None:
@@ -248,7 +257,9 @@ def with_request_id(request: job_pb.SubmitJobRequest) -> job_pb.SubmitJobRequest
 
 
 def list_request(states: Iterable[str], kind: str, model: str, page_size: int) -> job_pb.ListJobsRequest:
-    numbers = [job_pb.JobState.Value(f"JOB_STATE_{state.upper()}") for state in states]
+    numbers = [  # an enum's Value() is typed as a plain int
+        cast(job_pb.JobState, job_pb.JobState.Value(f"JOB_STATE_{state.upper()}")) for state in states
+    ]
     return job_pb.ListJobsRequest(states=numbers, kind=kind, model=model, page_size=page_size)
 
 

@@ -8,7 +8,7 @@ given by their short name, case-insensitive, and images by anything `to_proto_im
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import priority_pb2 as priority_pb
+from glassbox_client.descriptors import descriptor_of, enum_type_of
 from glassbox_client.images import ImageInput, to_proto_image
 
 Target = int | str
@@ -39,7 +40,9 @@ def image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
         return list(images)
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return list(images)
-    return [images]
+    # Anything else is one image: a sequence of another type too, which to_proto_image rejects (the
+    # cast because mypy cannot take Sequence[ImageInput] out of the union by `list | tuple`).
+    return [cast(ImageInput, images)]
 
 
 PRIORITIES = {
@@ -66,7 +69,7 @@ def image_set(
     return fields
 
 
-def request_priority(priority: str) -> int:
+def request_priority(priority: str) -> priority_pb.RequestPriority:
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
     return PRIORITIES[priority]
@@ -95,7 +98,7 @@ def target_spec(
     if all(isinstance(t, int | np.integer) for t in items):
         return attribution_pb.TargetSpec(class_indices=[int(t) for t in items])
     if all(isinstance(t, str) for t in items):
-        return attribution_pb.TargetSpec(labels=items)
+        return attribution_pb.TargetSpec(labels=[str(t) for t in items])
     raise ValueError("targets must be all class indices (int) or all labels (str)")
 
 
@@ -122,13 +125,16 @@ def output_options(
         clip_percentile=clip_percentile or 0.0,
         colour_bar=colour_bar,
     )
+    fields = descriptor_of(options).fields_by_name  # _enum_value's numbers are cast to the fields' enums
     if picture_aggregation is not None:
-        field = options.DESCRIPTOR.fields_by_name["picture_aggregation"]
-        options.picture_aggregation = _enum_value(field, picture_aggregation)
+        number = _enum_value(fields["picture_aggregation"], picture_aggregation)
+        options.picture_aggregation = cast(attribution_pb.Aggregation, number)
     if aggregation is not None:
-        options.aggregation = _enum_value(options.DESCRIPTOR.fields_by_name["aggregation"], aggregation)
+        number = _enum_value(fields["aggregation"], aggregation)
+        options.aggregation = cast(attribution_pb.Aggregation, number)
     if colormap is not None:
-        options.colormap = _enum_value(options.DESCRIPTOR.fields_by_name["colormap"], colormap)
+        number = _enum_value(fields["colormap"], colormap)
+        options.colormap = cast(attribution_pb.Colormap, number)
     return options
 
 
@@ -170,7 +176,7 @@ def set_fields(message: Message, values: dict[str, Any], *, where: str) -> None:
     A oneof of sub-messages (SmoothGrad's `base`) takes the chosen field's name as its value, or a
     (name, {sub-params}) pair.
     """
-    descriptor = message.DESCRIPTOR
+    descriptor = descriptor_of(message)
     message.SetInParent()
     for key, value in values.items():
         oneof = descriptor.oneofs_by_name.get(key)
@@ -226,7 +232,7 @@ def _enum_value(field: FieldDescriptor, value: str | int) -> int:
     Glassbox enum's zero value is <PREFIX>_UNSPECIFIED, which gives the prefix."""
     if isinstance(value, int):
         return value
-    enum = field.enum_type
+    enum = enum_type_of(field)
     prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
     names = {v.name.removeprefix(prefix).lower(): v.number for v in enum.values if v.number != 0}
     if value.lower().removeprefix(prefix.lower()) not in names:

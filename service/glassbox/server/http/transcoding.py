@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from google.api import annotations_pb2, http_pb2
@@ -135,10 +135,10 @@ def build_request(
             raise BadRequest(
                 "body", f"must be a JSON object (a {request.DESCRIPTOR.full_name}), not {_kind(body)}"
             )
-        check_json(body, request.DESCRIPTOR, "")
+        check_json(body, _descriptor(request), "")
         _parse(body, request, "body")
     elif route.body:
-        field = request.DESCRIPTOR.fields_by_name[route.body]
+        field = _descriptor(request).fields_by_name[route.body]
         if field.message_type is not None:
             check_json(body, field.message_type, route.body)
         _parse({field.json_name: body}, request, route.body)
@@ -171,7 +171,7 @@ def _set_text(request: message.Message, dotted: str, values: list[str], source: 
     target = request
     names = dotted.split(".")
     for index, name in enumerate(names):
-        field = _field(target.DESCRIPTOR, name)
+        field = _field(_descriptor(target), name)
         if field is None:
             raise BadRequest(
                 dotted, f"unknown {source} parameter: {target.DESCRIPTOR.full_name} has no field {name!r}"
@@ -203,9 +203,10 @@ def _scalar_from_text(field: descriptor.FieldDescriptor, text: str, where: str) 
             raise BadRequest(where, f"must be true or false, not {text!r}")
         return text == "true"
     if field.type == FD.TYPE_ENUM:
-        value = field.enum_type.values_by_name.get(text)
+        values = _enum_type(field).values_by_name
+        value = values.get(text)
         if value is None:
-            names = ", ".join(field.enum_type.values_by_name)
+            names = ", ".join(values)
             raise BadRequest(where, f"{text!r} is not one of {names}")
         return value.number
     if field.type == FD.TYPE_BYTES:
@@ -247,7 +248,7 @@ def check_json(value: Any, message_type: descriptor.Descriptor, path: str) -> No
         if _is_map(field):
             if not isinstance(item, dict):
                 raise BadRequest(where, f"must be a JSON object (a map), not {_kind(item)}")
-            value_field = field.message_type.fields_by_name["value"]
+            value_field = _message_type(field).fields_by_name["value"]
             for map_key, map_value in item.items():
                 _check_single(map_value, value_field, f"{where}[{map_key!r}]")
         elif _is_repeated(field):
@@ -261,7 +262,7 @@ def check_json(value: Any, message_type: descriptor.Descriptor, path: str) -> No
 
 def _check_single(value: Any, field: descriptor.FieldDescriptor, where: str) -> None:
     if field.type == FD.TYPE_MESSAGE:
-        check_json(value, field.message_type, where)
+        check_json(value, _message_type(field), where)
     elif field.type == FD.TYPE_STRING:
         if not isinstance(value, str):
             raise BadRequest(where, f"must be a string, not {_kind(value)}")
@@ -320,6 +321,26 @@ def _base64(text: str, where: str) -> bytes:
         raise BadRequest(where, "is not valid base64") from None
 
 
+def _descriptor(instance: message.Message) -> descriptor.Descriptor:
+    """A message's type. types-protobuf types `DESCRIPTOR` as the pure-Python or the upb descriptor, and
+    the rest of its API takes the pure-Python one; at runtime the upb one is an instance of it."""
+    return cast(descriptor.Descriptor, instance.DESCRIPTOR)
+
+
+def _message_type(field: descriptor.FieldDescriptor) -> descriptor.Descriptor:
+    """The type of a message field (types-protobuf types it as optional: None for other fields)."""
+    if field.message_type is None:
+        raise TypeError(f"{field.full_name} is not a message field")
+    return field.message_type
+
+
+def _enum_type(field: descriptor.FieldDescriptor) -> descriptor.EnumDescriptor:
+    """The type of an enum field (types-protobuf types it as optional: None for other fields)."""
+    if field.enum_type is None:
+        raise TypeError(f"{field.full_name} is not an enum field")
+    return field.enum_type
+
+
 def _field(message_type: descriptor.Descriptor, name: str) -> descriptor.FieldDescriptor | None:
     field = message_type.fields_by_name.get(name)
     if field is None:
@@ -332,7 +353,9 @@ def _is_repeated(field: descriptor.FieldDescriptor) -> bool:
 
 
 def _is_map(field: descriptor.FieldDescriptor) -> bool:
-    return _is_repeated(field) and field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+    return (
+        _is_repeated(field) and field.type == FD.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry
+    )
 
 
 def _is_synthetic(oneof: descriptor.OneofDescriptor) -> bool:

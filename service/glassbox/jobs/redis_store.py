@@ -222,7 +222,7 @@ class RedisJobStore:
 
     def create(self, pipe: Pipeline, record: JobRecord, spec: bytes) -> None:
         """Store a new job and index it (inside the caller's transaction)."""
-        stored: dict[FieldT, EncodableT] = dict(record_fields(record).items())  # hset's (invariant) key type
+        stored: dict[FieldT, EncodableT] = dict(record_fields(record).items())  # typed as hset takes it
         stored["spec"] = spec
         pipe.hset(self.key(record.id), mapping=stored)
         pipe.zadd(self.index_key, {record.id: record.created_at})

@@ -17,16 +17,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from cam_references import grad_cam_maps, min_max
-from conftest import RunningServer, write_model_version
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.models.architectures import build_architecture
 from glassbox.models.config import load_config
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, request
-from gradient_harness import write_repository as write_models
 from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
@@ -41,6 +37,11 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.fem import FEM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from safetensors.torch import load_file
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, request
+from support.gradient_harness import write_repository as write_models
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Ablation-CAM draws progress bars otherwise
 TWO = IMAGES[:2]

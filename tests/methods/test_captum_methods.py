@@ -29,8 +29,6 @@ from captum.attr import (
     LayerIntegratedGradients,
     ShapleyValueSampling,
 )
-from conftest import RunningServer
-from deep_lift_references import captum_deep_lift_network
 from glassbox.core.errors import FailedPrecondition
 from glassbox.methods.deep_lift_shap import shap_baselines
 from glassbox.methods.hooks import CallHooks
@@ -39,7 +37,8 @@ from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import (
+from support.deep_lift_references import captum_deep_lift_network
+from support.gradient_harness import (
     CAM_LAYERS,
     IMAGES,
     TARGETS,
@@ -51,7 +50,8 @@ from gradient_harness import (
     request,
     tensor,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 Stub = attribution_service_pb2_grpc.AttributionServiceStub
 

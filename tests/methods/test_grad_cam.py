@@ -12,12 +12,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from cam_references import grad_cam_maps, min_max
 from captum.attr import LayerAttribution, LayerGradCam
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from pytorch_grad_cam import GradCAM
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import (
     CAM_LAYERS,
     IMAGES,
     TOLERANCE,
@@ -27,8 +27,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
-from pytorch_grad_cam import GradCAM
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +118,9 @@ def test_bad_layers_are_refused_naming_the_field(
 
 
 def test_a_cnn_without_default_layer_uses_its_last_spatial_layer(tmp_path: Path) -> None:
-    from conftest import write_model_version
     from glassbox.methods.cam import resolve_cam_layer
     from glassbox.models.repository import ModelRepository
+    from support.model_repository import write_model_version
 
     write_model_version(tmp_path, "plain", "1", seed=1)
     models = ModelRepository(tmp_path, device=torch.device("cpu"))

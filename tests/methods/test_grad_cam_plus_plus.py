@@ -8,13 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cam_references import grad_cam_maps, min_max
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, reference_network, request
-from gradient_harness import write_repository as write_models
 from pytorch_grad_cam import GradCAMPlusPlus
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import (
+    CAM_LAYERS,
+    IMAGES,
+    TOLERANCE,
+    attribute,
+    maps,
+    reference_network,
+    request,
+)
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

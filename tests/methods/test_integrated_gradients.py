@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -25,7 +24,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 from torchvision.transforms.functional import gaussian_blur
 
 STEPS = 12

@@ -13,14 +13,14 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import IMAGES, TARGETS, TOLERANCE, attribute, maps, relative_error, request
-from gradient_harness import write_repository as write_models
-from lrp_references import Reference, noisy
+from support.gradient_harness import IMAGES, TARGETS, TOLERANCE, attribute, maps, relative_error, request
+from support.gradient_harness import write_repository as write_models
+from support.lrp_references import Reference, noisy
+from support.servers import RunningServer
 
 IMAGES_USED = IMAGES[:2]
 COMPOSITES = {

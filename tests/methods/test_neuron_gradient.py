@@ -10,11 +10,19 @@ from pathlib import Path
 import grpc
 import pytest
 from captum.attr import NeuronGradient, NeuronGuidedBackprop
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import IMAGES, TOLERANCE, attribute, maps, reference_network, relative_error, request
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import (
+    IMAGES,
+    TOLERANCE,
+    attribute,
+    maps,
+    reference_network,
+    relative_error,
+    request,
+)
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 CASES = [
     ("shapes", "features.6", pb.NEURON_SCOPE_NEURON, [5, 10, 20], (5, 10, 20)),

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import saliency.core as saliency
 import torch
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -30,7 +29,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 MODELS = ("shapes", "resnet", "densenet")
 GUIDED_STEPS, BLUR_STEPS, XRAI_STEPS = 12, 10, 10

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from captum.attr import Saliency
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -23,7 +22,8 @@ from gradient_harness import (
     request,
     tensor,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

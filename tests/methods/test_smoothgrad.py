@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -27,7 +26,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 SAMPLES, SIGMA, SEED = 6, 0.2, 11
 BASES = {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import glassbox
-from conftest import RunningServer
 from glassbox.core.reasons import Reason
 from glassbox.jobs.kinds import kind_names
 from glassbox.methods.registry import method_names
 from glassbox_client import GlassboxClient
+from support.servers import RunningServer
 
 
 def test_server_info_reports_the_settings_in_force(start_server) -> None:

@@ -6,12 +6,13 @@ import copy
 from functools import cache
 
 import torch
-from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
 from glassbox.core.cancellation import NEVER_CANCELLED
 from glassbox.methods.base import CallContext
 from glassbox.models.repository import ModelRepository
+
+from support.paths import MODELS
 
 
 @cache

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import write_model_version
 from glassbox.demo.shapes import generate
 from glassbox.models.architectures import build_architecture
 from glassbox.models.repository import ModelRepository
@@ -21,11 +20,13 @@ from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from safetensors.torch import load_file, save_file
 
+from support.model_repository import write_model_version
+
 IMAGES = generate(3, seed=5).images
 """Three demo images [3, 3, 64, 64] in [0, 1]."""
 
 LABELS = 6
-"""Classes of every test model (conftest.write_model_version's six shapes)."""
+"""Classes of every test model (support.model_repository.write_model_version's six shapes)."""
 TARGETS = (1, 4)
 TOLERANCE = 1e-4
 """Largest difference allowed from a reference, as a fraction of the reference map's largest |value|."""

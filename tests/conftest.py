@@ -7,27 +7,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from glassbox.config import load_settings
-from support.paths import MODELS
 from support.redis_server import RedisServer
-from support.servers import RunningServer
+from support.servers import RunningServer, server_settings
 
 
 @pytest.fixture(scope="module")
 def start_server() -> Iterator[Callable[..., RunningServer]]:
-    """Factory: start a server with settings overrides; every server started is stopped at module end.
-
-    Robustness monitoring is off unless the test passes `robustness` settings: the shipped demo models
-    ask for it, and a test's server should not run their background evaluations beside the work the
-    test measures (the monitoring tests pass `robustness`)."""
+    """Factory: start a server with settings overrides (defaults: `support.servers.server_settings`);
+    every server started is stopped at module end."""
     started: list[RunningServer] = []
 
     def start(**overrides: Any) -> RunningServer:
-        overrides.setdefault("model_repository", MODELS)
-        overrides.setdefault("robustness", {"monitoring": False})
-        overrides.setdefault("metrics", {"port": 0})
-        settings = load_settings(address="127.0.0.1:0", **overrides)
-        server = RunningServer(settings)
+        server = RunningServer(server_settings(**overrides))
         started.append(server)
         return server
 

@@ -40,13 +40,10 @@ from safetensors.torch import load_file
 from support.cam_references import grad_cam_maps, min_max
 from support.gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, request
 from support.gradient_harness import write_repository as write_models
-from support.model_repository import write_model_version
 from support.servers import RunningServer
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Ablation-CAM draws progress bars otherwise
 TWO = IMAGES[:2]
-ONNX_LAYER = "/features/features.14/Relu_output_0"
-"""features.14 of the demo CNN in its ONNX export (tests/methods/test_score_cam.py)."""
 GRADIENT_FREE = ("eigen_cam", "fem", "kpca_cam")
 NEW_METHODS = (
     "ablation_cam",
@@ -100,21 +97,6 @@ images, which gives an all-zero map there: k = 1 runs on those. KPCA-CAM's kerne
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_models(tmp_path_factory.mktemp("cam-family-models"), ("shapes", "resnet", "densenet"))
-    write_model_version(
-        root,
-        "shapes-onnx",
-        "1",
-        fmt="onnx",
-        seed=5,
-        logit_scale=20.0,
-        extra_toml=f'[explain]\ndefault_cam_layer = "{ONNX_LAYER}"\n',
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def networks(repository: Path) -> dict[str, torch.nn.Module]:
     """The served torch networks (pixels → logits, the server's memory layout) as
     `gradient_harness.reference_network` makes them (out-of-place ReLUs, trainable parameters), built
@@ -141,16 +123,6 @@ def networks(repository: Path) -> dict[str, torch.nn.Module]:
                     module.inplace = False
             out[f"{name}/{kind}"] = network.requires_grad_(True).eval()
     return out
-
-
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., RunningServer], repository: Path) -> RunningServer:
-    return start_server(model_repository=repository, cache={"enabled": False})
-
-
-@pytest.fixture(scope="module")
-def stub(server: RunningServer) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 def top2(response: pb.AttributeResponse) -> list[list[int]]:
@@ -255,8 +227,8 @@ def test_a_target_independent_map_is_computed_once_for_all_targets(
     assert response.stats.forward_passes == 2 and response.stats.backward_passes == 0
 
 
-def test_supported_methods_list_what_each_backend_can_run(server: RunningServer) -> None:
-    models = model_service_pb2_grpc.ModelServiceStub(server.channel)
+def test_supported_methods_list_what_each_backend_can_run(shared_server: RunningServer) -> None:
+    models = model_service_pb2_grpc.ModelServiceStub(shared_server.channel)
     listed = {
         name: set(models.GetModel(model_pb.GetModelRequest(model=name), timeout=30).model.supported_methods)
         for name in ("shapes", "shapes-onnx")
@@ -307,10 +279,12 @@ def test_bad_parameters_are_refused_naming_the_field(
 
 
 def test_too_many_ablated_channels_are_refused(
-    start_server: Callable[..., RunningServer], repository: Path
+    start_server: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     server = start_server(
-        model_repository=repository, cache={"enabled": False}, attribution={"max_perturbations": 100}
+        model_repository=write_models(tmp_path, ("shapes",)),
+        cache={"enabled": False},
+        attribution={"max_perturbations": 100},
     )
     stub = attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
     with pytest.raises(grpc.RpcError) as error:

@@ -5,7 +5,6 @@ transformer whose token grid the server infers. Bad layers are refused naming th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -27,21 +26,6 @@ from support.gradient_harness import (
     relative_error,
     request,
 )
-from support.gradient_harness import write_repository as write_models
-from support.servers import RunningServer
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("grad-cam-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 def top2(response: pb.AttributeResponse) -> list[list[int]]:

@@ -5,7 +5,6 @@ refused with FAILED_PRECONDITION."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -23,24 +22,9 @@ from support.gradient_harness import (
     relative_error,
     request,
 )
-from support.gradient_harness import write_repository as write_models
-from support.servers import RunningServer
 
 REFERENCES = {"guided_backprop": GuidedBackprop, "deconvnet": Deconvolution}
 PARAMS = {"guided_backprop": pb.GuidedBackpropParams(), "deconvnet": pb.DeconvnetParams()}
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("guided-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])

@@ -4,7 +4,6 @@ one backward per target; a model without ReLU modules is refused with FAILED_PRE
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -22,21 +21,6 @@ from support.gradient_harness import (
     relative_error,
     request,
 )
-from support.gradient_harness import write_repository as write_models
-from support.servers import RunningServer
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("guided-grad-cam-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,6 @@ from support.gradient_harness import (
     relative_error,
     request,
 )
-from support.gradient_harness import write_repository as write_models
 from support.servers import RunningServer
 
 MODELS = ("shapes", "resnet", "densenet")
@@ -41,8 +40,8 @@ GUIDED_STEPS, BLUR_STEPS, XRAI_STEPS = 12, 10, 10
 
 @dataclass
 class Served:
-    """A server on a repository of one model (each loads alone: densenet121's load takes a while) and
-    the served network for the reference, taken from that server instead of loading the model again."""
+    """The shared server's stub and the served network for the reference, taken from that server instead
+    of loading the model again."""
 
     stub: attribution_service_pb2_grpc.AttributionServiceStub
     network: torch.nn.Module
@@ -50,19 +49,17 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(
-    start_server: Callable[..., RunningServer], tmp_path_factory: pytest.TempPathFactory
+    shared_server: RunningServer, stub: attribution_service_pb2_grpc.AttributionServiceStub
 ) -> Callable[[str], Served]:
     cache: dict[str, Served] = {}
 
     def get(model: str) -> Served:
         if model not in cache:
-            root = write_models(tmp_path_factory.mktemp(f"pair-{model}"), (model,))
-            server = start_server(model_repository=root, cache={"enabled": False})
-            network = copy.deepcopy(server.server.context.repository.get(model).input_gradient_network())
+            repository = shared_server.server.context.repository
+            network = copy.deepcopy(repository.get(model).input_gradient_network())
             for module in network.modules():
                 if isinstance(module, torch.nn.ReLU):
                     module.inplace = False
-            stub = attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
             cache[model] = Served(stub, network.requires_grad_(True).eval())
         return cache[model]
 

@@ -3,7 +3,6 @@ channels), on a CNN with in-place ReLUs and on resnet18; k targets cost one forw
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ from support.gradient_harness import (
     request,
     tensor,
 )
-from support.gradient_harness import write_repository as write_models
-from support.servers import RunningServer
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("saliency-models"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from glassbox.demo.shapes import generate
 from glassbox.models.architectures import build_architecture
-from glassbox.models.repository import ModelRepository
+from glassbox.models.config import load_config
+from glassbox.models.loaders import load_model
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from safetensors.torch import load_file, save_file
@@ -70,6 +71,27 @@ def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet"), 
     return root
 
 
+ONNX_CAM_LAYER = "/features/features.14/Relu_output_0"
+"""The demo CNN's CAM layer (features.14) as its ONNX export names that layer's output."""
+
+
+def write_shared_repository(root: Path) -> Path:
+    """The repository the method tests share (written once per session): every model of `ARCHITECTURES`
+    as `write_repository` writes it, and the demo CNN exported to ONNX with the same seeded weights
+    (`shapes-onnx`, for the gradient-free methods on a graph the server cannot differentiate)."""
+    write_repository(root, tuple(ARCHITECTURES))
+    write_model_version(
+        root,
+        "shapes-onnx",
+        "1",
+        fmt="onnx",
+        seed=5,
+        logit_scale=20.0,
+        extra_toml=f'[explain]\ndefault_cam_layer = "{ONNX_CAM_LAYER}"\n',
+    )
+    return root
+
+
 def write_calibrated_version(
     root: Path,
     name: str,
@@ -121,9 +143,8 @@ def reference_network(root: Path, name: str, *, input_gradients: bool = False) -
     gradient by up to ~2% of its maximum on these random-weight models; so the references run on the
     same network as the method, as a comparison of algorithms must.
     """
-    models = ModelRepository(root, device=torch.device("cpu"))
-    models.load_all()
-    model = models.get(name)
+    folder = root / name / "1"
+    model = load_model(name, "1", folder, load_config(folder), device=torch.device("cpu"))
     network = copy.deepcopy(model.input_gradient_network() if input_gradients else model.differentiable())
     for module in network.modules():
         if isinstance(module, torch.nn.ReLU):

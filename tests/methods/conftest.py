@@ -1,0 +1,33 @@
+"""Fixtures the method tests share: one repository of seeded models, written once per session, and one
+server on it with the result cache off. A module that needs other models or other server settings
+defines its own `repository` and `stub` (a module-scoped `repository` beside the shared `stub` fails
+loudly with a scope mismatch rather than pairing a server with the wrong models)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
+from support.gradient_harness import write_shared_repository
+from support.servers import RunningServer, server_settings
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """shapes, resnet, densenet, vgg, vit and shapes-onnx with seeded weights (gradient_harness)."""
+    return write_shared_repository(tmp_path_factory.mktemp("method-models"))
+
+
+@pytest.fixture(scope="session")
+def shared_server(repository: Path) -> Iterator[RunningServer]:
+    """A server on the shared repository with the result cache off (each request computes its maps)."""
+    server = RunningServer(server_settings(model_repository=repository, cache={"enabled": False}))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def stub(shared_server: RunningServer) -> attribution_service_pb2_grpc.AttributionServiceStub:
+    return attribution_service_pb2_grpc.AttributionServiceStub(shared_server.channel)

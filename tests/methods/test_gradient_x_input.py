@@ -1,12 +1,14 @@
-"""Gradient × input over gRPC equals Captum's `InputXGradient` on a CNN with in-place ReLUs and on
-resnet18; the SUM aggregation is the channel sum."""
+"""Gradient × input equals Captum's `InputXGradient` on a CNN with in-place ReLUs and on resnet18 (run in
+process, `MethodRunner`); over gRPC, the SUM aggregation is the channel sum."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from captum.attr import InputXGradient
+from glassbox.methods.runner import MethodRunner
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
 from support.gradient_harness import (
@@ -15,6 +17,7 @@ from support.gradient_harness import (
     TOLERANCE,
     attribute,
     maps,
+    outcome_maps,
     reference_network,
     relative_error,
     request,
@@ -23,15 +26,15 @@ from support.gradient_harness import (
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])
 def test_gradient_x_input_equals_captum(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
+    method_runner: Callable[[str], MethodRunner], repository: Path, model: str
 ) -> None:
-    response = attribute(stub, request(model, gradient_x_input=pb.GradientXInputParams()))
+    outcome = method_runner(model).attribute(IMAGES, "gradient_x_input", targets=TARGETS)
     network = reference_network(repository, model, input_gradients=True)
-    ours = maps(response)
+    ours = outcome_maps(outcome)
     for j, target in enumerate(TARGETS):
         reference = InputXGradient(network).attribute(IMAGES.clone(), target=target)
         assert relative_error(ours[j], reference) <= TOLERANCE
-    assert (response.stats.forward_passes, response.stats.backward_passes) == (3, 6)
+    assert (outcome.forward_passes, outcome.backward_passes) == (3, 6)
 
 
 def test_sum_aggregation_is_the_channel_sum(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from glassbox.demo.shapes import generate
+from glassbox.methods.service import AttributionOutcome
 from glassbox.models.architectures import build_architecture
 from glassbox.models.config import load_config
 from glassbox.models.loaders import load_model
@@ -220,6 +221,13 @@ def tensor(message: tensor_pb2.Tensor) -> np.ndarray:
 def maps(response: pb.AttributeResponse, field: str = "map") -> np.ndarray:
     """The response's maps as [targets, images, ...] (so maps[j] lines up with a reference for target j)."""
     per_image = [[tensor(getattr(a, field)) for a in image.attributions] for image in response.images]
+    return np.stack([np.stack(row) for row in per_image], axis=1)
+
+
+def outcome_maps(outcome: AttributionOutcome, field: str = "map") -> np.ndarray:
+    """An in-process run's maps (`MethodRunner.attribute`) as [targets, images, ...], as `maps` lays out a
+    response's."""
+    per_image = [[getattr(a, field) for a in image.attributions] for image in outcome.images]
     return np.stack([np.stack(row) for row in per_image], axis=1)
 
 

@@ -188,11 +188,16 @@ def attribute(
     return outcome
 
 
+def registered_method(name: str) -> type[AttributionMethod]:
+    """The method class registered as `name`; InvalidArgument on `method` listing the methods if none is."""
+    if name not in method_names():
+        raise InvalidArgument(f"unknown method {name!r}; methods: {method_names()}", field="method")
+    return method_class(name)
+
+
 def _method(model: Model, request: AttributionRequest, call: CallContext) -> AttributionMethod:
     """The request's method bound to the model; its parameters and the output options validated."""
-    if request.method not in method_names():
-        raise InvalidArgument(f"unknown method {request.method!r}; methods: {method_names()}", field="method")
-    cls = method_class(request.method)
+    cls = registered_method(request.method)
     reason = cls.unsupported_reason(model)
     if reason is not None:
         raise FailedPrecondition(

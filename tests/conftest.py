@@ -33,6 +33,16 @@ def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     return start_server()
 
 
+@pytest.fixture(scope="session")
+def shipped_server() -> Iterator[RunningServer]:
+    """One server on the shipped model repository with default settings for the whole session, for the
+    areas whose modules only submit work and read what comes back (generative, inspection: their
+    conftest makes it their `server`), started once rather than once per module."""
+    server = RunningServer(server_settings())
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))

@@ -56,8 +56,8 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "methods"))
-from deep_lift_references import captum_deep_lift_network
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.deep_lift_references import captum_deep_lift_network
 
 SHAPLEY_PERMUTATIONS = 10
 """ShapleyValueSampling's permutations (bench/attribution.py asks Glassbox for as many)."""

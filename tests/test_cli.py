@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox.cli import build_parser, main, serve_settings
+from support.paths import ROOT
+from support.servers import RunningServer
 
 
 def test_predict_prints_top_classes(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox.demo.samples import CLASSES, SAMPLE_SIZE, write_samples
 from glassbox_client import GlassboxClient
 from PIL import Image
+from support.paths import ROOT
+from support.servers import RunningServer
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEFAULT_ADDRESS = "127.0.0.1:50051"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 import torchvision
-from conftest import write_model_version
 from glassbox.backends.batchnorm_folding import conv_batchnorm_pairs, fold_batchnorm
 from glassbox.models.architectures import build_architecture
 from glassbox.models.repository import ModelRepository
+from support.model_repository import write_model_version
 from torch import nn
 
 

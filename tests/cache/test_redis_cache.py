@@ -11,13 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from conftest import RedisServer, free_port
 from glassbox.cache import codec
 from glassbox.cache.port import Outcome
 from glassbox.cache.redis_cache import Backoff, RedisCache
 from glassbox.cache.service import CacheService, Source
 from glassbox.config import CacheSettings
 from glassbox.metrics import Metrics
+from support.redis_server import RedisServer
+from support.servers import free_port
 
 
 def make_cache(url: str, **overrides: float) -> RedisCache:

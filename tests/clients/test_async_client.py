@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox_client import AsyncGlassboxClient, InvalidArgumentError, NotFoundError
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from conftest import RunningServer, copy_shipped_model, monitoring_section
 from glassbox.demo.shapes import generate
 from glassbox_client import AsyncGlassboxClient, GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.evaluation import ExplanationReport
 from glassbox_client.robustness_results import RobustnessReport
+from support.model_repository import copy_shipped_model, monitoring_section
+from support.servers import RunningServer
 
 T = TypeVar("T")
 MONITORING = monitoring_section()

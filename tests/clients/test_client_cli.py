@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox_client.cli import main
 from PIL import Image
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

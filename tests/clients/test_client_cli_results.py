@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox_client import GlassboxClient
 from glassbox_client.cli import main
 from glassbox_client.inspection_results import ActivationAtlas, EmbeddingMap, TopActivating
 from PIL import Image
+from support.paths import ROOT
+from support.servers import RunningServer
 
 STAR = ROOT / "docs" / "images" / "star.png"
 SMALL_SET = '{"named": "shapes-val", "limit": 8}'

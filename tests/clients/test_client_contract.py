@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RunningServer
 from glassbox_client import GlassboxClient, JobFailedError
 from glassbox_client.connection import RetryPolicy
 from glassbox_client.errors import InvalidArgumentError
+from support.servers import RunningServer
 
 
 def test_submit_job_is_retried_because_it_always_has_a_request_id() -> None:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from conftest import RunningServer, write_model_version
 from PIL import Image
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

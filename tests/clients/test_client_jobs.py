@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox_client import (
     AsyncGlassboxClient,
     GlassboxClient,
@@ -21,6 +20,8 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from glassbox_client.cli import main
 from PIL import Image
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

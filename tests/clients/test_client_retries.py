@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, write_model_version
 from glassbox.config import load_settings
 from glassbox.server.app import GlassboxServer
 from glassbox_client import (
@@ -18,6 +17,8 @@ from glassbox_client import (
     RetryPolicy,
     UnavailableError,
 )
+from support.model_repository import write_model_version
+from support.servers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import ROOT, RunningServer, copy_shipped_model, monitoring_section
 from glassbox_client import GlassboxClient, InvalidArgumentError, NotFoundError
 from glassbox_client.robustness import robustness_spec
 from glassbox_client.robustness_results import RobustnessReport
+from support.model_repository import copy_shipped_model, monitoring_section
+from support.paths import ROOT
+from support.servers import RunningServer
 
 EPSILONS = [2 / 255, 8 / 255]
 MONITORING = monitoring_section()

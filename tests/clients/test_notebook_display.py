@@ -9,9 +9,10 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox_client import GlassboxClient, plot
 from PIL import Image
+from support.paths import ROOT
+from support.servers import RunningServer
 
 matplotlib.use("Agg")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox_client import (
     DeadlineExceededError,
@@ -18,6 +17,8 @@ from glassbox_client import (
     ResourceExhaustedError,
 )
 from PIL import Image
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RunningServer, monitoring_section, write_model_version
 from glassbox.demo.shapes import generate
 from PIL import Image
+from support.model_repository import monitoring_section, write_model_version
+from support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clients" / "typescript"

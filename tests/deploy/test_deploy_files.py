@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RunningServer, write_model_version
 from glassbox.config import SchedulerSettings, Settings, load_settings
 from pydantic import BaseModel
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import promql_parser
 import pytest
-from conftest import MODELS, ROOT, RunningServer
 from glassbox_client import GlassboxClient
 from glassbox_client.monitoring import ExplanationRecord
-from promql_checks import RULES_DIR, dashboard_panels, exported, parse_dashboard_expr, rules, selected
-from promql_eval import Evaluator, scrape
+from support.paths import MODELS, ROOT
+from support.promql_checks import RULES_DIR, dashboard_panels, exported, parse_dashboard_expr, rules, selected
+from support.promql_eval import Evaluator, scrape
+from support.servers import RunningServer
 
 RULES = RULES_DIR / "explanations.yml"
 CORNER = "top-left corner"

@@ -13,7 +13,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from promql_checks import (
+from support.promql_checks import (
     DEPLOY,
     RULES_DIR,
     dashboard_exprs,

@@ -17,7 +17,7 @@ import yaml
 from glassbox.metrics import Metrics
 from glassbox.serving import Priority
 from prometheus_client.metrics import MetricWrapperBase
-from promql_checks import (
+from support.promql_checks import (
     DEPLOY,
     RULES_DIR,
     SUFFIXES,

@@ -21,7 +21,6 @@ import time
 
 import pytest
 import torch
-from conftest import MODELS
 from glassbox.demo.shapes import PATCH_SIZE
 from glassbox_client import GlassboxClient
 from glassbox_client._generated.glassbox.v1 import evaluation_pb2 as pb_eval
@@ -30,6 +29,7 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from glassbox_client.evaluation import evaluation_spec
 from PIL import Image
 from safetensors.torch import load_file
+from support.paths import MODELS
 
 IMAGES = 32
 METHODS = [

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
 from glassbox.core.call import CallContext
@@ -25,6 +24,7 @@ from glassbox.serving.execution import SCHEDULED
 from quantus.functions.perturb_func import noisy_linear_imputation
 from quantus.functions.similarity_func import correlation_spearman
 from quantus.functions.similarity_func import ssim as quantus_ssim
+from support.paths import MODELS
 
 warnings.filterwarnings("ignore", module="quantus")
 torch.set_num_threads(1)

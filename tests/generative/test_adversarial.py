@@ -4,11 +4,11 @@ classified as the chosen class by Predict (asked independently) with ‖δ‖∞
 from __future__ import annotations
 
 import pytest
-from generative_harness import IMAGES, MODEL, image_proto, run_job, tensor_of
 from glassbox.demo.shapes import CLASSES
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2, model_service_pb2_grpc
+from support.generative_harness import IMAGES, MODEL, image_proto, run_job, tensor_of
 
 EPSILON = 8 / 255
 FLOAT32_SLACK = 1e-6

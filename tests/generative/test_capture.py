@@ -7,11 +7,11 @@ import threading
 
 import pytest
 import torch
-from conftest import MODELS
-from generative_harness import IMAGES, MODEL, layer_output
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.common.capture import LayerCapture
 from glassbox.models.repository import ModelRepository
+from support.generative_harness import IMAGES, MODEL, layer_output
+from support.paths import MODELS
 
 PIXELS = IMAGES.images[:2]
 

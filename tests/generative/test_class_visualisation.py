@@ -4,10 +4,10 @@ until the model, asked independently through Predict, sees the class in the imag
 from __future__ import annotations
 
 import pytest
-from generative_harness import MODEL, image_proto, run_job, tensor_of
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2, model_service_pb2_grpc
+from support.generative_harness import MODEL, image_proto, run_job, tensor_of
 
 STEPS = 48
 

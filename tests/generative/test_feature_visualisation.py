@@ -9,12 +9,12 @@ import io
 import numpy as np
 import pytest
 import torch
-from generative_harness import MODEL, layer_output, run_job, tensor_of
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.generative import parametrisations
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from PIL import Image
+from support.generative_harness import MODEL, layer_output, run_job, tensor_of
 
 LAYER, CHANNEL = "features.14", 16
 STEPS = 48

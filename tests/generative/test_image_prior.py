@@ -14,8 +14,6 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from conftest import MODELS, copy_shipped_model
-from generative_harness import IMAGES, MODEL, image_proto, run_job, submit_error, tensor_of
 from glassbox.cli import main as glassbox_cli
 from glassbox.generative.image_prior import PRIORS_FOLDER, load_prior_file, save_prior
 from glassbox.generative.optimise import StepSpan, TokenReporter
@@ -28,6 +26,9 @@ from glassbox_client._generated.glassbox.v1 import (
     model_service_pb2_grpc,
 )
 from PIL import Image
+from support.generative_harness import IMAGES, MODEL, image_proto, run_job, submit_error, tensor_of
+from support.model_repository import copy_shipped_model
+from support.paths import MODELS
 
 SET = "shapes-val"
 UNTRAINED = "shapes-shortcut"

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, tensor_of
 from glassbox.backends.torch_backend import TorchModel
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
+from support.generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, tensor_of
 
 LAYER = "features.10"
 

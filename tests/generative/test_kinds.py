@@ -9,12 +9,12 @@ import time
 
 import grpc
 import pytest
-from generative_harness import IMAGES, MODEL, ONNX_MODEL, image_proto, run_job, submit_error
 from glassbox.wire.kinds import job_kinds
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as attribution_pb2
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
+from support.generative_harness import IMAGES, MODEL, ONNX_MODEL, image_proto, run_job, submit_error
 
 IMAGE = image_proto(IMAGES.images[0])
 

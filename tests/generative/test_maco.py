@@ -14,13 +14,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, submit_error, tensor_of
 from glassbox.generative.crops import RandomCrops
 from glassbox.generative.maco import natural_magnitude
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from PIL import Image
+from support.generative_harness import (
+    IMAGES,
+    MODEL,
+    image_proto,
+    layer_output,
+    run_job,
+    submit_error,
+    tensor_of,
+)
 from torchvision.ops import roi_align
 
 LAYER, CHANNEL = "features.14", 16

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MODELS
-from generative_harness import IMAGES, MODEL, layer_output
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.common.capture import Activations, LayerCapture
 from glassbox.core.errors import InvalidArgument
 from glassbox.generative import objectives as obj
 from glassbox.models.repository import ModelRepository
+from support.generative_harness import IMAGES, MODEL, layer_output
+from support.paths import MODELS
 
 PIXELS = IMAGES.images[:2]
 

@@ -13,13 +13,13 @@ import time
 import grpc
 import pytest
 import torch
-from generative_harness import MODEL, ONNX_MODEL, image_proto, run_job, submit_error, tensor_of
 from glassbox.backends.torch_backend import TorchModel
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import shape_bias_pb2 as sb
 from PIL import Image
+from support.generative_harness import MODEL, ONNX_MODEL, image_proto, run_job, submit_error, tensor_of
 
 SHORTCUT_MODEL = "shapes-shortcut"
 SET = datasets_pb2.ImageSet(named="shapes-val")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, tensor_of
 from glassbox.backends.torch_backend import TorchModel
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
+from support.generative_harness import IMAGES, MODEL, image_proto, layer_output, run_job, tensor_of
 
 CONTENT_LAYER = "features.10"
 STYLE_LAYERS = ("features.2", "features.6", "features.10")

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from PIL import Image
+from support.paths import ROOT
+from support.servers import RunningServer
 
 STAR = ROOT / "docs" / "images" / "star.png"
 TOKEN = "http-token-0123456789abcdef"

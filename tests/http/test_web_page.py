@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RunningServer
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.report import AttackAccuracy
 from playwright.sync_api import Browser, Page, sync_playwright
+from support.paths import ROOT
+from support.servers import RunningServer
 
 STAR = ROOT / "docs" / "images" / "star.png"
 TIMEOUT_MS = 120_000

@@ -15,7 +15,8 @@ import pytest
 import torch
 from glassbox.backends.torch_backend import TorchModel
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as ins
-from inspection_harness import (
+from PIL import Image
+from support.inspection_harness import (
     MODEL,
     ONNX_MODEL,
     assert_refused,
@@ -25,7 +26,6 @@ from inspection_harness import (
     submit_error,
     tensor_of,
 )
-from PIL import Image
 
 LAYER, IMAGES, GRID, TILE = "features.10", 96, 4, 64
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -16,7 +16,11 @@ from glassbox.backends.torch_backend import TorchModel
 from glassbox.demo.shapes import generate
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as ins
-from inspection_harness import (
+from PIL import Image
+from sklearn.decomposition import PCA
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
+from sklearn.neighbors import KNeighborsClassifier
+from support.inspection_harness import (
     MODEL,
     ONNX_MODEL,
     assert_refused,
@@ -27,10 +31,6 @@ from inspection_harness import (
     submit_error,
     tensor_of,
 )
-from PIL import Image
-from sklearn.decomposition import PCA
-from sklearn.model_selection import LeaveOneOut, cross_val_predict
-from sklearn.neighbors import KNeighborsClassifier
 
 SET_SIZE = 240
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODELS, write_model_version
 from glassbox.core.errors import InvalidArgument
 from glassbox.inspection.activations import MAX_EMBEDDING_VALUES, Pooling, check_embedding_size, embed
 from glassbox.inspection.layers import output_shape, penultimate_layer
 from glassbox.models.repository import ModelRepository
+from support.model_repository import write_model_version
+from support.paths import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from glassbox.demo.shapes import generate
 from glassbox_client import GlassboxClient
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import inspection_pb2_grpc
-from inspection_harness import MODEL, ONNX_MODEL, assert_refused, image_proto, layer_output, tensor_of
 from PIL import Image
+from support.inspection_harness import MODEL, ONNX_MODEL, assert_refused, image_proto, layer_output, tensor_of
 
 IMAGES = generate(6, seed=11)
 

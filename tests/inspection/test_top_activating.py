@@ -17,7 +17,8 @@ from glassbox.backends.torch_backend import TorchModel
 from glassbox_client import GlassboxClient
 from glassbox_client._generated.glassbox.v1 import datasets_pb2
 from glassbox_client._generated.glassbox.v1 import inspection_pb2 as ins
-from inspection_harness import (
+from PIL import Image
+from support.inspection_harness import (
     MODEL,
     ONNX_MODEL,
     assert_refused,
@@ -27,7 +28,6 @@ from inspection_harness import (
     submit_error,
     tensor_of,
 )
-from PIL import Image
 from torch import nn
 
 LAYER, CHANNEL, COUNT = "features.14", 16, 9

@@ -18,10 +18,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import RedisServer, RunningServer
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
-from job_harness import (
+from PIL import Image
+from support.job_harness import (
     LONG_STEPS,
     MODEL,
     ONNX_MODEL,
@@ -31,7 +31,8 @@ from job_harness import (
     class_visualisation,
     write_repository,
 )
-from PIL import Image
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 ENGINE_SETTINGS = {
     "worker_threads": 1,

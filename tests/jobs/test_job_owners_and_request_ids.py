@@ -17,12 +17,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RedisServer, RunningServer
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc, server_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import server_service_pb2 as server_pb
 from glassbox_client.errors import ErrorStatus, error_from_rpc
-from job_harness import FINISHED, LONG_STEPS, class_visualisation, write_repository
+from support.job_harness import FINISHED, LONG_STEPS, class_visualisation, write_repository
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 TOKENS = {
     "alice": "alice-token-0123456789",

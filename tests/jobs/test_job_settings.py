@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox.config import Settings, load_settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.jobs.engine import run_attempt
@@ -25,6 +24,7 @@ from glassbox_client._generated.glassbox.v1 import inspection_pb2 as insp
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as rob
 from PIL import Image
+from support.servers import RunningServer
 
 OPERATOR = {
     "limits": {"max_image_pixels": 4096},

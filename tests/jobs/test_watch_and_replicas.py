@@ -15,7 +15,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox.config import load_settings
 from glassbox.jobs.ids import id_tag, tagged_job_id
 from glassbox.server.app import warn_about_replicas
@@ -23,7 +22,8 @@ from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import server_service_pb2 as server_pb
 from glassbox_client._generated.glassbox.v1 import server_service_pb2_grpc
 from glassbox_client.errors import error_from_rpc
-from job_harness import LONG_STEPS, JobClient, class_visualisation, write_repository
+from support.job_harness import LONG_STEPS, JobClient, class_visualisation, write_repository
+from support.servers import RunningServer
 
 HEARTBEAT_S = 0.3
 

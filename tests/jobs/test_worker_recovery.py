@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer, RunningServer
 from glassbox.config import load_settings
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client.errors import ErrorStatus
-from job_harness import LONG_STEPS, JobClient, WorkerProcess, class_visualisation, write_repository
+from support.job_harness import LONG_STEPS, JobClient, WorkerProcess, class_visualisation, write_repository
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 HEARTBEAT_SECONDS = 0.5
 VISIBILITY_SECONDS = 2.0

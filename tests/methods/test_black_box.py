@@ -13,13 +13,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer, copy_shipped_model
 from glassbox.methods.hsic import hsic_masks
 from glassbox.methods.rise import RiseParams, rise_estimate, rise_masks, rise_upsample
 from glassbox.methods.sobol import sobol_masks
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -29,6 +28,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
+from support.model_repository import copy_shipped_model
+from support.servers import RunningServer
 
 MODELS = ("shapes", "shapes-onnx")
 

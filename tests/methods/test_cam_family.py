@@ -17,16 +17,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from cam_references import grad_cam_maps, min_max
-from conftest import RunningServer, write_model_version
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.model_config import load_config
 from glassbox.models.architectures import build_architecture
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, request
-from gradient_harness import write_repository as write_models
 from pytorch_grad_cam import (
     AblationCAM,
     EigenCAM,
@@ -41,11 +37,13 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.fem import FEM
 from pytorch_grad_cam.kpca_cam import KPCA_CAM
 from safetensors.torch import load_file
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, request
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # Ablation-CAM draws progress bars otherwise
 TWO = IMAGES[:2]
-ONNX_LAYER = "/features/features.14/Relu_output_0"
-"""features.14 of the demo CNN in its ONNX export (tests/methods/test_score_cam.py)."""
 GRADIENT_FREE = ("eigen_cam", "fem", "kpca_cam")
 NEW_METHODS = (
     "ablation_cam",
@@ -99,21 +97,6 @@ images, which gives an all-zero map there: k = 1 runs on those. KPCA-CAM's kerne
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_models(tmp_path_factory.mktemp("cam-family-models"), ("shapes", "resnet", "densenet"))
-    write_model_version(
-        root,
-        "shapes-onnx",
-        "1",
-        fmt="onnx",
-        seed=5,
-        logit_scale=20.0,
-        extra_toml=f'[explain]\ndefault_cam_layer = "{ONNX_LAYER}"\n',
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
 def networks(repository: Path) -> dict[str, torch.nn.Module]:
     """The served torch networks (pixels → logits, the server's memory layout) as
     `gradient_harness.reference_network` makes them (out-of-place ReLUs, trainable parameters), built
@@ -140,21 +123,6 @@ def networks(repository: Path) -> dict[str, torch.nn.Module]:
                     module.inplace = False
             out[f"{name}/{kind}"] = network.requires_grad_(True).eval()
     return out
-
-
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., RunningServer], repository: Path) -> RunningServer:
-    # Admission counts each of Ablation-CAM's ablated passes as a whole forward (an upper bound: with a
-    # shared prefix only the layers after the ablated one run): resnet's 512 channels × 2 images came to
-    # 127 s of estimated work on a loaded machine, over the default 60 s queue bound, for 0.3 s of work.
-    return start_server(
-        model_repository=repository, cache={"enabled": False}, scheduler={"max_queue_seconds": 600}
-    )
-
-
-@pytest.fixture(scope="module")
-def stub(server: RunningServer) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 def top2(response: pb.AttributeResponse) -> list[list[int]]:
@@ -259,8 +227,8 @@ def test_a_target_independent_map_is_computed_once_for_all_targets(
     assert response.stats.forward_passes == 2 and response.stats.backward_passes == 0
 
 
-def test_supported_methods_list_what_each_backend_can_run(server: RunningServer) -> None:
-    models = model_service_pb2_grpc.ModelServiceStub(server.channel)
+def test_supported_methods_list_what_each_backend_can_run(shared_server: RunningServer) -> None:
+    models = model_service_pb2_grpc.ModelServiceStub(shared_server.channel)
     listed = {
         name: set(models.GetModel(model_pb.GetModelRequest(model=name), timeout=30).model.supported_methods)
         for name in ("shapes", "shapes-onnx")
@@ -311,10 +279,12 @@ def test_bad_parameters_are_refused_naming_the_field(
 
 
 def test_too_many_ablated_channels_are_refused(
-    start_server: Callable[..., RunningServer], repository: Path
+    start_server: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     server = start_server(
-        model_repository=repository, cache={"enabled": False}, attribution={"max_perturbations": 100}
+        model_repository=write_models(tmp_path, ("shapes",)),
+        cache={"enabled": False},
+        attribution={"max_perturbations": 100},
     )
     stub = attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
     with pytest.raises(grpc.RpcError) as error:

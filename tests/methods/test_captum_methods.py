@@ -11,7 +11,6 @@ server draws what Captum draws after `torch.manual_seed` / `numpy.random.seed`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -29,8 +28,6 @@ from captum.attr import (
     LayerIntegratedGradients,
     ShapleyValueSampling,
 )
-from conftest import RunningServer
-from deep_lift_references import captum_deep_lift_network
 from glassbox.common.hooks import CallHooks
 from glassbox.common.rescale import RescaleRules
 from glassbox.core.errors import FailedPrecondition
@@ -39,7 +36,8 @@ from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import (
+from support.deep_lift_references import captum_deep_lift_network
+from support.gradient_harness import (
     CAM_LAYERS,
     IMAGES,
     TARGETS,
@@ -51,24 +49,9 @@ from gradient_harness import (
     request,
     tensor,
 )
-from gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 Stub = attribution_service_pb2_grpc.AttributionServiceStub
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("captum-models"), ("shapes", "resnet", "densenet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., RunningServer], repository: Path) -> RunningServer:
-    return start_server(model_repository=repository, cache={"enabled": False})
-
-
-@pytest.fixture(scope="module")
-def stub(server: RunningServer) -> Stub:
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 _networks: dict[tuple[str, bool], torch.nn.Module] = {}
@@ -229,9 +212,9 @@ def test_layer_attributions_equal_captum_at_the_layer(
 
 
 def test_rescale_methods_are_refused_on_layers_the_rule_does_not_define(
-    stub: Stub, server: RunningServer
+    stub: Stub, shared_server: RunningServer
 ) -> None:
-    models = model_service_pb2_grpc.ModelServiceStub(server.channel)
+    models = model_service_pb2_grpc.ModelServiceStub(shared_server.channel)
     listed = models.GetModel(model_pb.GetModelRequest(model="vit"), timeout=30).model.supported_methods
     assert "deep_lift" not in listed and "gradient_shap" in listed and "feature_ablation" in listed
     for method, params in [("deep_lift", pb.DeepLiftParams()), ("deep_lift_shap", pb.DeepLiftShapParams())]:

@@ -17,12 +17,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import RunningServer, copy_shipped_model, write_model_version
 from glassbox.methods.registry import method_names
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import IMAGES, image_message, tensor
+from support.gradient_harness import IMAGES, image_message, tensor
+from support.model_repository import copy_shipped_model, write_model_version
+from support.servers import RunningServer
 
 PARAMS: dict[str, object] = {
     "saliency": pb.SaliencyParams(),

@@ -18,12 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop, NeuronGradient, Saliency
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client.types import ModelInfo
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -34,7 +33,8 @@ from gradient_harness import (
     user_network,
     write_calibrated_version,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 NEURON_LAYER = "features.denseblock2"
 SCORE_CAM_LAYER = "features.9"

@@ -5,19 +5,18 @@ transformer whose token grid the server infers. Bad layers are refused naming th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import torch
-from cam_references import grad_cam_maps, min_max
 from captum.attr import LayerAttribution, LayerGradCam
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from pytorch_grad_cam import GradCAM
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import (
     CAM_LAYERS,
     IMAGES,
     TOLERANCE,
@@ -27,21 +26,6 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
-from pytorch_grad_cam import GradCAM
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("grad-cam-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 def top2(response: pb.AttributeResponse) -> list[list[int]]:
@@ -118,9 +102,9 @@ def test_bad_layers_are_refused_naming_the_field(
 
 
 def test_a_cnn_without_default_layer_uses_its_last_spatial_layer(tmp_path: Path) -> None:
-    from conftest import write_model_version
     from glassbox.methods.cam import resolve_cam_layer
     from glassbox.models.repository import ModelRepository
+    from support.model_repository import write_model_version
 
     write_model_version(tmp_path, "plain", "1", seed=1)
     models = ModelRepository(tmp_path, device=torch.device("cpu"))

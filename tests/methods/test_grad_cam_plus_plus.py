@@ -3,31 +3,23 @@ resnet18 and a vision transformer (token grid inferred by the server); one backw
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cam_references import grad_cam_maps, min_max
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import CAM_LAYERS, IMAGES, TOLERANCE, attribute, maps, reference_network, request
-from gradient_harness import write_repository as write_models
 from pytorch_grad_cam import GradCAMPlusPlus
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("grad-cam-pp-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
+from support.cam_references import grad_cam_maps, min_max
+from support.gradient_harness import (
+    CAM_LAYERS,
+    IMAGES,
+    TOLERANCE,
+    attribute,
+    maps,
+    reference_network,
+    request,
+)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet", "vit"])

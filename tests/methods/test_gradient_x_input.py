@@ -1,5 +1,5 @@
-"""Gradient × input over gRPC equals Captum's `InputXGradient` on a CNN with in-place ReLUs and on
-resnet18; the SUM aggregation is the channel sum."""
+"""Gradient × input equals Captum's `InputXGradient` on a CNN with in-place ReLUs and on resnet18 (run in
+process, `MethodRunner`); over gRPC, the SUM aggregation is the channel sum."""
 
 from __future__ import annotations
 
@@ -8,46 +8,33 @@ from pathlib import Path
 
 import pytest
 from captum.attr import InputXGradient
-from conftest import RunningServer
+from glassbox.methods.runner import MethodRunner
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
     attribute,
     maps,
+    outcome_maps,
     reference_network,
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("gxi-models"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])
 def test_gradient_x_input_equals_captum(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
+    method_runner: Callable[[str], MethodRunner], repository: Path, model: str
 ) -> None:
-    response = attribute(stub, request(model, gradient_x_input=pb.GradientXInputParams()))
+    outcome = method_runner(model).attribute(IMAGES, "gradient_x_input", targets=TARGETS)
     network = reference_network(repository, model, input_gradients=True)
-    ours = maps(response)
+    ours = outcome_maps(outcome)
     for j, target in enumerate(TARGETS):
         reference = InputXGradient(network).attribute(IMAGES.clone(), target=target)
         assert relative_error(ours[j], reference) <= TOLERANCE
-    assert (response.stats.forward_passes, response.stats.backward_passes) == (3, 6)
+    assert (outcome.forward_passes, outcome.backward_passes) == (3, 6)
 
 
 def test_sum_aggregation_is_the_channel_sum(

@@ -5,16 +5,14 @@ refused with FAILED_PRECONDITION."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from captum.attr import Deconvolution, GuidedBackprop, Saliency
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -24,23 +22,9 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
 
 REFERENCES = {"guided_backprop": GuidedBackprop, "deconvnet": Deconvolution}
 PARAMS = {"guided_backprop": pb.GuidedBackpropParams(), "deconvnet": pb.DeconvnetParams()}
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("guided-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])

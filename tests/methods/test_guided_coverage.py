@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop
-from conftest import RunningServer
 from glassbox.backends.activations import activation_sites
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.images import InputSpec
@@ -23,7 +22,7 @@ from glassbox.methods.gradients import relu_rule_unsupported
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -34,6 +33,7 @@ from gradient_harness import (
     user_network,
     write_calibrated_version,
 )
+from support.servers import RunningServer
 from torch import nn
 
 GUIDED = ("guided_backprop", "deconvnet", "guided_grad_cam")

@@ -3,7 +3,6 @@ Captum's convergence delta; every (image, step) row and every target share the f
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -11,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -25,7 +23,6 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
 from torchvision.transforms.functional import gaussian_blur
 
 STEPS = 12
@@ -35,19 +32,6 @@ CAPTUM_RULES = {
     pb.INTEGRATION_RULE_RIEMANN_RIGHT: "riemann_right",
     pb.INTEGRATION_RULE_RIEMANN_MIDDLE: "riemann_middle",
 }
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("ig-models"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import KernelShap
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox.methods.superpixels import compose, fit_shapley, shapley_coalitions
 from glassbox.models.repository import ModelRepository
 from glassbox_client import GlassboxClient
 from glassbox_client.types import AttributionResult
 from sklearn.linear_model import LinearRegression
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 from torch.distributions.categorical import Categorical
 
 IMAGE = generate(1, seed=13).images[0]

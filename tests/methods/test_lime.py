@@ -11,11 +11,12 @@ import pytest
 import torch
 from captum.attr import Lime
 from captum.attr._core.lime import default_perturb_func, get_exp_kernel_similarity_function
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox.methods.superpixels import lime_coalitions
 from glassbox.models.repository import ModelRepository
 from glassbox_client import GlassboxClient
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 IMAGES = generate(2, seed=12).images
 PARAMS = {"samples": 200, "superpixels": 30, "kernel_width": 0.3, "seed": 9, "baseline_value": 0.4}

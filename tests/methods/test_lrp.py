@@ -6,21 +6,19 @@ layers LRP has no rule for is refused naming the layer, and bad parameters name 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
-from gradient_harness import IMAGES, TARGETS, TOLERANCE, attribute, maps, relative_error, request
-from gradient_harness import write_repository as write_models
-from lrp_references import Reference, noisy
+from support.gradient_harness import IMAGES, TARGETS, TOLERANCE, attribute, maps, relative_error, request
+from support.lrp_references import Reference, noisy
+from support.servers import RunningServer
 
 IMAGES_USED = IMAGES[:2]
 COMPOSITES = {
@@ -38,21 +36,6 @@ CASES = [
     *[("vgg", c) for c in ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1")],
     ("densenet", "epsilon_gamma_box"),
 ]
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("lrp-models"), ("shapes", "resnet", "vgg", "densenet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def server(start_server: Callable[..., RunningServer], repository: Path) -> RunningServer:
-    return start_server(model_repository=repository, cache={"enabled": False})
-
-
-@pytest.fixture(scope="module")
-def stub(server: RunningServer) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +101,9 @@ def test_inside_smoothgrad_it_is_the_mean_of_the_noisy_maps(
 
 
 def test_listed_where_it_works_and_refused_naming_the_layer(
-    server: RunningServer, stub: attribution_service_pb2_grpc.AttributionServiceStub
+    shared_server: RunningServer, stub: attribution_service_pb2_grpc.AttributionServiceStub
 ) -> None:
-    models = model_service_pb2_grpc.ModelServiceStub(server.channel)
+    models = model_service_pb2_grpc.ModelServiceStub(shared_server.channel)
     listed = {
         name: "lrp"
         in models.GetModel(model_pb.GetModelRequest(model=name), timeout=30).model.supported_methods

@@ -4,17 +4,22 @@ class, so each image gets one map without a target; bad layers and indices name 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from captum.attr import NeuronGradient, NeuronGuidedBackprop
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import IMAGES, TOLERANCE, attribute, maps, reference_network, relative_error, request
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import (
+    IMAGES,
+    TOLERANCE,
+    attribute,
+    maps,
+    reference_network,
+    relative_error,
+    request,
+)
 
 CASES = [
     ("shapes", "features.6", pb.NEURON_SCOPE_NEURON, [5, 10, 20], (5, 10, 20)),
@@ -29,19 +34,6 @@ CASES = [
         lambda out: out[..., 9].sum(dim=1),
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("neuron-models"), ("shapes", "resnet", "vit"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 ROWS = [(*case, False) for case in CASES] + [(*case, True) for case in CASES if case[0] != "vit"]

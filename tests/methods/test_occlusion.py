@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import Occlusion
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox.methods.occlusion import window_starts
 from glassbox.models.repository import ModelRepository
 from glassbox_client import GlassboxClient
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 IMAGES = generate(2, seed=11).images
 

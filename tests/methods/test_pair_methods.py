@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import saliency.core as saliency
 import torch
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -30,7 +29,8 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
+from support.gradient_harness import write_repository as write_models
+from support.servers import RunningServer
 
 MODELS = ("shapes", "resnet", "densenet")
 GUIDED_STEPS, BLUR_STEPS, XRAI_STEPS = 12, 10, 10
@@ -53,8 +53,8 @@ def package_batch(model: str, rows: int) -> int:
 
 @dataclass
 class Served:
-    """A server on a repository of one model (each loads alone: densenet121's load takes a while) and
-    the served network for the reference, taken from that server instead of loading the model again."""
+    """A server's stub (the shared one, or the model's own where it computes row by row) and the served
+    network for the reference, taken from that server instead of loading the model again."""
 
     stub: attribution_service_pb2_grpc.AttributionServiceStub
     network: torch.nn.Module
@@ -62,16 +62,19 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(
-    start_server: Callable[..., RunningServer], tmp_path_factory: pytest.TempPathFactory
+    shared_server: RunningServer,
+    start_server: Callable[..., RunningServer],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[str], Served]:
     cache: dict[str, Served] = {}
 
     def get(model: str) -> Served:
         if model not in cache:
-            root = write_models(tmp_path_factory.mktemp(f"pair-{model}"), (model,))
-            server = start_server(
-                model_repository=root, cache={"enabled": False}, **ROW_BY_ROW.get(model, {})
-            )
+            if model in ROW_BY_ROW:
+                root = write_models(tmp_path_factory.mktemp(f"pair-{model}"), (model,))
+                server = start_server(model_repository=root, cache={"enabled": False}, **ROW_BY_ROW[model])
+            else:
+                server = shared_server
             network = copy.deepcopy(server.server.context.repository.get(model).input_gradient_network())
             for module in network.modules():
                 if isinstance(module, torch.nn.ReLU):

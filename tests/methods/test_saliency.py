@@ -1,5 +1,6 @@
-"""Saliency over gRPC equals Captum's `Saliency` (signed, per channel, and the paper's |max| over
-channels), on a CNN with in-place ReLUs and on resnet18; k targets cost one forward and k backwards."""
+"""Saliency equals Captum's `Saliency` (signed, per channel, and the paper's |max| over channels), on a
+CNN with in-place ReLUs and on resnet18, run in process (`MethodRunner`) and over gRPC (top-k targets);
+k targets cost one forward and k backwards."""
 
 from __future__ import annotations
 
@@ -9,58 +10,44 @@ from pathlib import Path
 import pytest
 import torch
 from captum.attr import Saliency
-from conftest import RunningServer
+from glassbox.methods.runner import MethodRunner
+from glassbox.methods.service import Aggregation, OutputOptions
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
     attribute,
-    maps,
+    outcome_maps,
     reference_network,
     relative_error,
     request,
     tensor,
 )
-from gradient_harness import write_repository as write_models
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("saliency-models"))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.mark.parametrize("model", ["shapes", "resnet"])
 def test_saliency_equals_captum_per_channel(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path, model: str
+    method_runner: Callable[[str], MethodRunner], repository: Path, model: str
 ) -> None:
-    response = attribute(stub, request(model, saliency=pb.SaliencyParams()))
+    outcome = method_runner(model).attribute(IMAGES, "saliency", targets=TARGETS)
     network = reference_network(repository, model, input_gradients=True)
-    ours = maps(response)
+    ours = outcome_maps(outcome)
     assert ours.shape == (len(TARGETS), 3, 3, 64, 64)
     for j, target in enumerate(TARGETS):
         reference = Saliency(network).attribute(IMAGES.clone(), target=target, abs=False)
         assert relative_error(ours[j], reference) <= TOLERANCE
-    assert (response.stats.forward_passes, response.stats.backward_passes) == (3, 3 * len(TARGETS))
+    assert (outcome.forward_passes, outcome.backward_passes) == (3, 3 * len(TARGETS))
 
 
 def test_abs_max_aggregation_is_the_papers_saliency_map(
-    stub: attribution_service_pb2_grpc.AttributionServiceStub, repository: Path
+    method_runner: Callable[[str], MethodRunner], repository: Path
 ) -> None:
-    response = attribute(
-        stub, request("shapes", aggregation=pb.AGGREGATION_ABS_MAX, saliency=pb.SaliencyParams())
-    )
+    output = OutputOptions(map=True, aggregation=Aggregation.ABS_MAX)
+    outcome = method_runner("shapes").attribute(IMAGES, "saliency", targets=TARGETS, output=output)
     network = reference_network(repository, "shapes", input_gradients=True)
-    ours = maps(response)
+    ours = outcome_maps(outcome)
     for j, target in enumerate(TARGETS):
         reference = Saliency(network).attribute(IMAGES.clone(), target=target, abs=True).amax(dim=1)
         assert relative_error(ours[j], reference) <= TOLERANCE

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import generate
 from glassbox.models.repository import ModelRepository
 from glassbox_client import GlassboxClient
 from pytorch_grad_cam import ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's ScoreCAM draws progress bars otherwise
 IMAGES = generate(2, seed=14).images

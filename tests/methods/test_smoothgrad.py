@@ -5,7 +5,6 @@ forward per (sample, image) and one backward per (sample, image, target)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -13,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, Saliency
-from conftest import RunningServer
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc
-from gradient_harness import (
+from support.gradient_harness import (
     IMAGES,
     TARGETS,
     TOLERANCE,
@@ -27,7 +25,6 @@ from gradient_harness import (
     relative_error,
     request,
 )
-from gradient_harness import write_repository as write_models
 
 SAMPLES, SIGMA, SEED = 6, 0.2, 11
 BASES = {
@@ -41,19 +38,6 @@ VARIANTS = [
     pb.SMOOTH_GRAD_VARIANT_SMOOTHGRAD_SQUARED,
     pb.SMOOTH_GRAD_VARIANT_VARGRAD,
 ]
-
-
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_models(tmp_path_factory.mktemp("smoothgrad-models"), ("shapes",))
-
-
-@pytest.fixture(scope="module")
-def stub(
-    start_server: Callable[..., RunningServer], repository: Path
-) -> attribution_service_pb2_grpc.AttributionServiceStub:
-    server = start_server(model_repository=repository, cache={"enabled": False})
-    return attribution_service_pb2_grpc.AttributionServiceStub(server.channel)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_model_version
-from dataset_helpers import png, write_folder_set
 from glassbox.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from glassbox.core.images import InputSpec
 from glassbox.demo.shapes import generate
@@ -16,6 +14,8 @@ from glassbox.models.datasets import inline_set
 from glassbox.models.repository import ModelRepository
 from glassbox.wire.image_sets import labelled_images
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, tensor_pb2
+from support.datasets import png, write_folder_set
+from support.model_repository import write_model_version
 
 MAX_PIXELS = 1_000_000
 CLASSES = ("circle", "square", "triangle", "cross", "star", "ring")

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RunningServer, write_model_version
 from glassbox.models.repository import ModelRepository, ModelState
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 def test_refresh_loads_only_what_appeared(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_model_version
 from glassbox.core.errors import FailedPrecondition, NotFound
 from glassbox.models.repository import ModelRepository, ModelState
 from glassbox.serving.units import batching_limits
+from support.model_repository import write_model_version
 
 
 class Payload:

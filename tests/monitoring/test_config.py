@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from conftest import MODELS, RunningServer, copy_shipped_model
 from glassbox.monitoring.config import RANGES, ExplanationMonitoring, Thresholds, parse_explanations
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as model_pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc
+from support.model_repository import copy_shipped_model
+from support.paths import MODELS
+from support.servers import RunningServer
 
 GOOD = '[monitoring]\nreference_set = "shapes-val"\ninterval_hours = 0\nrobustness = false\n'
 

@@ -8,13 +8,14 @@ import threading
 from pathlib import Path
 
 import torch
-from conftest import MODELS, RedisServer
 from glassbox.config import SchedulerSettings, Settings
 from glassbox.models.repository import ModelRepository
 from glassbox.monitoring.monitor import ExplanationMonitor
 from glassbox.monitoring.record import ExplanationRecord
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.serving import ComputeScheduler
+from support.paths import MODELS
+from support.redis_server import RedisServer
 
 
 def test_one_replica_runs_a_due_check_and_both_publish_it(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS
 from glassbox.config import Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation.evaluate import evaluate
@@ -29,6 +28,7 @@ from glassbox.monitoring.config import ExplanationMonitoring
 from glassbox.monitoring.similarity import map_similarity, prediction_agreement
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
+from support.paths import MODELS
 
 IMAGES = 12
 CORNER = Region("corner", 0, 0, 8, 8)

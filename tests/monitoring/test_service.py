@@ -18,7 +18,6 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from conftest import MODELS, RedisServer, RunningServer
 from glassbox.core.cancellation import CancellationToken
 from glassbox.evaluation.explain import explain
 from glassbox.monitoring.checks import method_config
@@ -31,6 +30,9 @@ from glassbox_client._generated.glassbox.v1 import monitoring_pb2_grpc
 from glassbox_client.cli import main as cli
 from PIL import Image
 from scipy.stats import spearmanr
+from support.paths import MODELS
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torchattacks
 from captum.robust import FGSM, PGD
 from glassbox.common.threat import Norm, StartSampler, norms
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
-from robustness_harness import call_context, contiguous_shapes, images, shapes
+from support.robustness_harness import call_context, contiguous_shapes, images, shapes
 
 torch.set_num_threads(1)
 COUNT = 48

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RedisServer, copy_shipped_model, monitoring_section
 from glassbox.config import JobSettings
 from glassbox.jobs.memory import InProcessEngine
 from glassbox.jobs.records import JobFilter
@@ -19,6 +18,8 @@ from glassbox.robustness.monitor import RobustnessMonitor
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.wire.kinds import job_kinds
 from glassbox.wire.kinds.robustness import KIND, MONITORING_JOBS
+from support.model_repository import copy_shipped_model, monitoring_section
+from support.redis_server import RedisServer
 
 MONITORING = monitoring_section()
 

@@ -9,9 +9,10 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from conftest import RunningServer, copy_shipped_model, monitoring_section
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import robustness_pb2_grpc
+from support.model_repository import copy_shipped_model, monitoring_section
+from support.servers import RunningServer
 
 MONITORING = monitoring_section()
 

@@ -10,7 +10,6 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import MODELS, RedisServer, RunningServer, copy_shipped_model, monitoring_section
 from glassbox.robustness.history import HistoryRecord
 from glassbox.robustness.redis_history import RedisHistory
 from glassbox.robustness.report import AttackAccuracy
@@ -22,6 +21,10 @@ from glassbox_client._generated.glassbox.v1 import (
     robustness_pb2_grpc,
 )
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as pb
+from support.model_repository import copy_shipped_model, monitoring_section
+from support.paths import MODELS
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 MONITORING = monitoring_section(images=8, attacks=("pgd_linf",), epsilons=(1 / 255,))
 

@@ -10,7 +10,7 @@ from glassbox.robustness.corruptions import SEVERITIES, Corruption, brighten, co
 from glassbox.robustness.gradient_attacks import GradientAttack, gradient_attack
 from glassbox.robustness.minimal_epsilon import minimal_epsilons
 from glassbox.robustness.square import SquareAttack, square_attack
-from robustness_harness import call_context, images, repository, shapes
+from support.robustness_harness import call_context, images, repository, shapes
 
 torch.set_num_threads(1)
 

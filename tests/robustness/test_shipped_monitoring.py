@@ -9,8 +9,9 @@ import tomllib
 from collections.abc import Callable
 
 import pytest
-from conftest import MODELS, RunningServer
 from glassbox_client import GlassboxClient
+from support.paths import MODELS
+from support.servers import RunningServer
 
 SHIPPED = ("shapes", "shapes-onnx", "shapes-shortcut")
 

@@ -7,7 +7,6 @@ import io
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox_client._generated.glassbox.v1 import (
     attribution_service_pb2,
     attribution_service_pb2_grpc,
@@ -18,6 +17,7 @@ from glassbox_client._generated.glassbox.v1 import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from support.servers import RunningServer
 
 OK_IMAGE = tensor_pb2.Image(
     encoded=(lambda buffer: (Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, "PNG"), buffer)[1])(

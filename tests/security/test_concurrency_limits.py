@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import write_model_version
 from glassbox.config import load_settings
 from glassbox.server.app import GlassboxServer
 from glassbox_client._generated.glassbox.v1 import model_service_pb2, model_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.model_repository import write_model_version
 
 TOKEN = "limits-token-0123456789abcdef"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

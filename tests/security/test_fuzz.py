@@ -14,8 +14,6 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import RunningServer
-from fuzz_messages import BOMB_BYTES, MALFORMED_BYTES, Rpc, every_rpc, messages
 from glassbox_client._generated.glassbox.v1 import job_service_pb2, tensor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -24,7 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from image_bombs import PeakRss, watch_rss
+from support.fuzz_messages import BOMB_BYTES, MALFORMED_BYTES, Rpc, every_rpc, messages
+from support.image_bombs import PeakRss, watch_rss
+from support.servers import RunningServer
 
 RPCS = every_rpc()
 MESSAGES_PER_RPC = 60

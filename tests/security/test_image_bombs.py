@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox.config import LimitSettings
 from glassbox.core.images import ACCEPTED_FORMATS
 from glassbox_client._generated.glassbox.v1 import (
@@ -22,8 +21,9 @@ from glassbox_client._generated.glassbox.v1 import (
     tensor_pb2,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from image_bombs import BOMBS, Bomb, ico_bomb, watch_rss
 from PIL import Image, ImageFile
+from support.image_bombs import BOMBS, Bomb, ico_bomb, watch_rss
+from support.servers import RunningServer
 
 LIMIT = LimitSettings().max_image_pixels
 RSS_BOUND = 100 * 1024 * 1024

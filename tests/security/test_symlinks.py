@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_model_version
-from dataset_helpers import write_folder_set
 from glassbox.core.errors import FailedPrecondition, NotFound
 from glassbox.models.repository import ModelRepository, ModelState
+from support.datasets import write_folder_set
+from support.model_repository import write_model_version
 
 MAX_PIXELS = 1_000_000
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import write_model_version
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,6 +22,7 @@ from glassbox.config import SecuritySettings, load_settings
 from glassbox.server.app import GlassboxServer
 from glassbox_client import NO_RETRIES, GlassboxClient, UnavailableError
 from pydantic import ValidationError
+from support.model_repository import write_model_version
 
 
 @dataclass

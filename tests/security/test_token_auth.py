@@ -11,13 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox.config import load_settings
 from glassbox.server.app import GlassboxServer
 from glassbox.server.auth import TokenVerifier, bearer_token, parse_token_entry, read_token_file
 from glassbox_client import GlassboxClient, InvalidArgumentError, UnauthenticatedError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 ENV_TOKEN = "env-token-0123456789abcdef"
 FILE_TOKEN = "file-token-0123456789abcdef"

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox_client import GlassboxClient, ResourceExhaustedError
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import (
@@ -24,6 +23,7 @@ from glassbox_client._generated.glassbox.v1 import (
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from PIL import Image
+from support.servers import RunningServer
 
 
 def png(width: int, height: int) -> bytes:

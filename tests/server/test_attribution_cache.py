@@ -14,11 +14,13 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from conftest import RedisServer, RunningServer, write_model_version
 from glassbox.cache import codec
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from google.protobuf.message import Message
+from support.model_repository import write_model_version
+from support.redis_server import RedisServer
+from support.servers import RunningServer
 
 PIXELS = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
 FAST_REDIS = {"redis_backoff_initial_seconds": 0.05, "redis_backoff_max_seconds": 0.2}

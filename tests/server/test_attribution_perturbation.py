@@ -15,10 +15,11 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import PATCH_SIZE, generate
 from glassbox_client import GlassboxClient
 from glassbox_client.errors import DeadlineExceededError, InvalidArgumentError
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 IMAGE = generate(1, seed=15).images[0].numpy()
 MAX_SAMPLES, MAX_PERTURBATIONS = 600, 100  # the methods' default samples (500) are under the cap

@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer
 from glassbox import render
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.demo.shapes import CLASSES, generate
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from PIL import Image
+from support.servers import RunningServer
 
 BATCH = generate(3, seed=21)
 IMAGES = BATCH.images

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer
 from glassbox.core.reasons import REASONS, Reason
 from glassbox_client import GlassboxClient
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, inspection_pb2
@@ -21,6 +20,7 @@ from glassbox_client.errors import (
     NotFoundError,
     error_from_rpc,
 )
+from support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 STAR = (ROOT / "docs" / "images" / "star.png").read_bytes()

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import numpy as np
 import pytest
-from conftest import write_model_version
 from glassbox.config import load_settings
 from glassbox.core.errors import InvalidArgument, NotFound, ResourceExhausted
 from glassbox.core.reasons import Reason
@@ -21,6 +20,7 @@ from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, priority_pb2, tensor_pb2
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
+from support.model_repository import write_model_version
 
 ERRORS: dict[bytes, Exception] = {
     b"invalid": InvalidArgument("must be positive, got -1", field="top_k"),

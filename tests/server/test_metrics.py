@@ -11,12 +11,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox.metrics import LATENCY_BUCKETS
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, tensor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 SERVICE = "glassbox.v1.ModelService"
 

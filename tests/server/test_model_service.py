@@ -10,13 +10,14 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import RunningServer, write_model_version
 from glassbox.demo.shapes import CLASSES, generate
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, tensor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import glassbox
-from conftest import RunningServer
 from glassbox.core.reasons import Reason
 from glassbox.jobs.kinds import JobKinds
 from glassbox.methods.registry import method_names
 from glassbox.wire.kinds import job_kinds
 from glassbox_client import GlassboxClient
+from support.servers import RunningServer
 
 
 def test_server_info_reports_the_settings_in_force(start_server) -> None:

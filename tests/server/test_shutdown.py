@@ -14,9 +14,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import free_port, write_model_version
 from glassbox_client._generated.glassbox.v1 import model_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import model_service_pb2_grpc, tensor_pb2
+from support.model_repository import write_model_version
+from support.servers import free_port
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 import grpc
 import numpy as np
 import pytest
-from conftest import RunningServer, write_model_version
 from glassbox_client._generated.glassbox.v1 import (
     generative_pb2,
     job_service_pb2_grpc,
@@ -25,6 +24,8 @@ from glassbox_client._generated.glassbox.v1 import (
 )
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as job_pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.model_repository import write_model_version
+from support.servers import RunningServer
 
 STREAMS = 64
 ANSWER_WITHIN_S = 5.0

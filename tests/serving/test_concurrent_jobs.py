@@ -16,13 +16,15 @@ from types import ModuleType
 
 import pytest
 import torch
-from conftest import ROOT, RunningServer, copy_shipped_model
 from glassbox.generative.feature_visualisation import FeatureVisualisation, visualise
 from glassbox.generative.objectives import Channel
 from glassbox.generative.optimise import StepSpan, TokenReporter
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import robustness_pb2 as rpb
+from support.model_repository import copy_shipped_model
+from support.paths import ROOT
+from support.servers import RunningServer
 
 FINISHED = (
     job_service_pb2.JOB_STATE_SUCCEEDED,

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS
 from glassbox.config import SchedulerSettings, Settings
 from glassbox.core.cancellation import CancellationToken
 from glassbox.core.errors import Cancelled, InvalidArgument, ResourceExhausted
@@ -37,6 +36,7 @@ from glassbox.serving import ComputeScheduler, Estimate, Priority
 from glassbox.serving.cost import UnitCost
 from glassbox.serving.predict import top_k
 from PIL import Image
+from support.paths import MODELS
 
 
 @dataclass

@@ -190,6 +190,13 @@ def attribute(
     return outcome
 
 
+def registered_method(name: str, *, field: str = "method") -> type[AttributionMethod]:
+    """The method class registered as `name`; InvalidArgument on `field` listing the methods if none is."""
+    if name not in method_names():
+        raise InvalidArgument(f"unknown method {name!r}; methods: {method_names()}", field=field)
+    return method_class(name)
+
+
 def _method(model: Model, request: AttributionRequest, call: CallContext) -> AttributionMethod:
     """The request's method bound to the model; its parameters and, once the method is known to run
     here, the output options validated."""
@@ -217,9 +224,7 @@ def build_method(
     methods the model supports when it cannot run this one; then `params(cls)` gives the parameters
     (read only once the method is known to run here) and the method's own validation refuses a bad one,
     naming `params_field`.<parameter> (default `<method>.<parameter>`)."""
-    if name not in method_names():
-        raise InvalidArgument(f"unknown method {name!r}; methods: {method_names()}", field=field)
-    cls = method_class(name)
+    cls = registered_method(name, field=field)
     reason = cls.unsupported_reason(model)
     if reason is not None:
         raise FailedPrecondition(

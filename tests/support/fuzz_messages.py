@@ -21,8 +21,9 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
-from image_bombs import BOMBS
 from PIL import Image
+
+from support.image_bombs import BOMBS
 
 MAX_DEPTH = 4
 """Nesting depth of generated messages (objectives and image sets nest)."""

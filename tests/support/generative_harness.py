@@ -10,9 +10,10 @@ import grpc
 from glassbox.demo.shapes import generate
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
-from wire_helpers import image_proto as image_proto
-from wire_helpers import layer_output as layer_output
-from wire_helpers import tensor_of as tensor_of
+
+from support.wire import image_proto as image_proto
+from support.wire import layer_output as layer_output
+from support.wire import tensor_of as tensor_of
 
 MODEL = "shapes"
 ONNX_MODEL = "shapes-onnx"

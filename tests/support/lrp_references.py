@@ -22,7 +22,6 @@ from captum.attr import LRP
 from captum.attr._utils.lrp_rules import EpsilonRule
 from glassbox.core.model_config import load_config
 from glassbox.models.architectures import build_architecture
-from gradient_harness import ARCHITECTURES
 from safetensors.torch import load_file
 from torch import nn
 from zennit.attribution import Gradient
@@ -37,6 +36,8 @@ from zennit.composites import (
 from zennit.core import Composite
 from zennit.rules import Epsilon, Gamma, ZBox
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+from support.gradient_harness import ARCHITECTURES
 
 
 class DenseNetTailCanonizer(AttributeCanonizer):

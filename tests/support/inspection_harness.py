@@ -8,9 +8,10 @@ import grpc
 import pytest
 from glassbox_client._generated.glassbox.v1 import datasets_pb2, job_service_pb2_grpc
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
-from wire_helpers import image_proto as image_proto
-from wire_helpers import layer_output as layer_output
-from wire_helpers import tensor_of as tensor_of
+
+from support.wire import image_proto as image_proto
+from support.wire import layer_output as layer_output
+from support.wire import tensor_of as tensor_of
 
 MODEL = "shapes"
 ONNX_MODEL = "shapes-onnx"

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from conftest import write_model_version
 from glassbox.jobs.redis_engine import connect, job_queue
 from glassbox_client._generated.glassbox.v1 import generative_pb2 as gen
 from glassbox_client._generated.glassbox.v1 import job_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import job_service_pb2_grpc
 from rq import Worker
+
+from support.model_repository import write_model_version
 
 MODEL = "shapes-random"
 ONNX_MODEL = "shapes-random-onnx"

@@ -6,13 +6,14 @@ import copy
 from functools import cache
 
 import torch
-from conftest import MODELS
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.config import AttributionSettings
 from glassbox.core.call import CallContext
 from glassbox.core.cancellation import NEVER_CANCELLED
 from glassbox.models.repository import ModelRepository
 from glassbox.serving.execution import SCHEDULED
+
+from support.paths import MODELS
 
 
 @cache

@@ -13,19 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import write_model_version
+from glassbox.core.model_config import load_config
 from glassbox.demo.shapes import generate
+from glassbox.methods.service import AttributionOutcome
 from glassbox.models.architectures import build_architecture
-from glassbox.models.repository import ModelRepository
+from glassbox.models.loaders import load_model
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, tensor_pb2
 from safetensors.torch import load_file, save_file
+
+from support.model_repository import write_model_version
 
 IMAGES = generate(3, seed=5).images
 """Three demo images [3, 3, 64, 64] in [0, 1]."""
 
 LABELS = 6
-"""Classes of every test model (conftest.write_model_version's six shapes)."""
+"""Classes of every test model (support.model_repository.write_model_version's six shapes)."""
 TARGETS = (1, 4)
 TOLERANCE = 1e-4
 """Largest difference allowed from a reference, as a fraction of the reference map's largest |value|."""
@@ -66,6 +69,27 @@ def write_repository(root: Path, names: tuple[str, ...] = ("shapes", "resnet"), 
             logit_scale=scale,
             extra_toml=_explain(name) + explain,
         )
+    return root
+
+
+ONNX_CAM_LAYER = "/features/features.14/Relu_output_0"
+"""The demo CNN's CAM layer (features.14) as its ONNX export names that layer's output."""
+
+
+def write_shared_repository(root: Path) -> Path:
+    """The repository the method tests share (written once per session): every model of `ARCHITECTURES`
+    as `write_repository` writes it, and the demo CNN exported to ONNX with the same seeded weights
+    (`shapes-onnx`, for the gradient-free methods on a graph the server cannot differentiate)."""
+    write_repository(root, tuple(ARCHITECTURES))
+    write_model_version(
+        root,
+        "shapes-onnx",
+        "1",
+        fmt="onnx",
+        seed=5,
+        logit_scale=20.0,
+        extra_toml=f'[explain]\ndefault_cam_layer = "{ONNX_CAM_LAYER}"\n',
+    )
     return root
 
 
@@ -120,9 +144,8 @@ def reference_network(root: Path, name: str, *, input_gradients: bool = False) -
     gradient by up to ~2% of its maximum on these random-weight models; so the references run on the
     same network as the method, as a comparison of algorithms must.
     """
-    models = ModelRepository(root, device=torch.device("cpu"))
-    models.load_all()
-    model = models.get(name)
+    folder = root / name / "1"
+    model = load_model(name, "1", folder, load_config(folder), device=torch.device("cpu"))
     network = copy.deepcopy(model.input_gradient_network() if input_gradients else model.differentiable())
     for module in network.modules():
         if isinstance(module, torch.nn.ReLU):
@@ -198,6 +221,13 @@ def tensor(message: tensor_pb2.Tensor) -> np.ndarray:
 def maps(response: pb.AttributeResponse, field: str = "map") -> np.ndarray:
     """The response's maps as [targets, images, ...] (so maps[j] lines up with a reference for target j)."""
     per_image = [[tensor(getattr(a, field)) for a in image.attributions] for image in response.images]
+    return np.stack([np.stack(row) for row in per_image], axis=1)
+
+
+def outcome_maps(outcome: AttributionOutcome, field: str = "map") -> np.ndarray:
+    """An in-process run's maps (`MethodRunner.attribute`) as [targets, images, ...], as `maps` lays out a
+    response's."""
+    per_image = [[getattr(a, field) for a in image.attributions] for image in outcome.images]
     return np.stack([np.stack(row) for row in per_image], axis=1)
 
 

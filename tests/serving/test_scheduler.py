@@ -33,6 +33,7 @@ from glassbox.methods.smoothgrad import SmoothGradParams
 from glassbox.methods.targets import TargetSpec
 from glassbox.models.repository import ModelRepository
 from glassbox.serving import ComputeScheduler, Estimate, Priority
+from glassbox.serving import scheduler as scheduler_module
 from glassbox.serving.cost import UnitCost
 from glassbox.serving.predict import top_k
 from PIL import Image
@@ -175,6 +176,27 @@ def test_predicts_queued_together_run_as_one_forward(model, scheduler: ComputeSc
         assert [[s.index for s in row] for row in one] == [[s.index for s in row] for row in other]
         for a, b in zip(one, other, strict=True):
             assert [s.logit for s in a] == pytest.approx([s.logit for s in b], rel=1e-5, abs=1e-5)
+
+
+def test_only_a_call_s_first_unit_waits_for_others_to_join(
+    model, scheduler: ComputeScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone call's first unit waits the batching delay for company; its later units do not (arrivals
+    join its next unit anyway), or a call of many small units would pay the delay at every one."""
+    delay = 0.5
+    monkeypatch.setattr(scheduler_module, "batching_limits", lambda _model: (16, delay))
+    pixels = images(1)[0].prepared.pixels[None]
+    finished: list[float] = []
+
+    def four_units() -> None:
+        for _ in range(4):
+            top_k(model, pixels, 1)
+            finished.append(time.monotonic())
+
+    submitted = time.monotonic()
+    scheduler.submit(four_units, model=model, estimate=Estimate(forward_rows=4)).result(timeout=30)
+    assert finished[0] - submitted >= delay
+    assert finished[-1] - finished[0] < delay  # three one-row forwards, no wait between them
 
 
 def stepper(log: list[str], name: str, steps: int, token: CancellationToken, pause: threading.Event | None):

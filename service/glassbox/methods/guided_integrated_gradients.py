@@ -37,46 +37,53 @@ class GuidedIntegratedGradientsParams:
 
 
 class GuidedPath:
-    """The walk of one (input, target) pair from the baseline to the input, float64 numpy arrays."""
+    """The walk of one (input, target) pair from the baseline to the input, float64 numpy arrays.
+
+    The arithmetic is the package's, value for value; masked assignments are `np.copyto(..., where=)`
+    and the quantile a partition at the "lower" index, which give the same numbers with less work per
+    inner iteration (a step of a 224² image walks about one iteration, each a dozen passes over the
+    image, so these passes are the path's cost beside the gradients).
+    """
 
     def __init__(self, target: np.ndarray, baseline: np.ndarray) -> None:
         self.target, self.baseline = target, baseline
         self.x = baseline.copy()
         self.attribution = np.zeros_like(target)
-        self.total = float(np.abs(target - baseline).sum())
+        self.span = target - baseline
+        self.moving = self.span != 0
+        self.total = float(np.abs(self.span).sum())
 
     def step(self, step: int, steps: int, gradient: np.ndarray, fraction: float, max_dist: float) -> None:
         """Advance by one step (the distance to the input shrinks to total · (1 − (step + 1)/steps))."""
-        x, target, baseline = self.x, self.target, self.baseline
+        x, target, baseline, span = self.x, self.target, self.baseline, self.span
         alpha = (step + 1.0) / steps
         alpha_min, alpha_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
-        x_min = baseline + (target - baseline) * alpha_min
-        x_max = baseline + (target - baseline) * alpha_max
+        x_min = baseline + span * alpha_min
+        x_max = baseline + span * alpha_max
         l1_target = self.total * (1 - (step + 1) / steps)
         grad = gradient.copy()
-        span = target - baseline
-        moving = span != 0
+        lower = int(np.floor((grad.size - 1) * fraction))  # np.quantile(method="lower")'s index
+        x_alpha = np.empty_like(x)
         gamma = np.inf
         while gamma > 1.0:
             x_old = x.copy()
-            x_alpha = np.full_like(x, alpha_max)
-            np.divide(x - baseline, span, out=x_alpha, where=moving)
-            behind = x_alpha < alpha_min
-            x[behind] = x_min[behind]
+            x_alpha.fill(alpha_max)
+            np.divide(x - baseline, span, out=x_alpha, where=self.moving)
+            np.copyto(x, x_min, where=x_alpha < alpha_min)
             l1_current = float(np.abs(x - target).sum())
             if math.isclose(l1_target, l1_current, rel_tol=EPSILON, abs_tol=EPSILON):
                 self.attribution += (x - x_old) * gradient
                 break
             grad[x == x_max] = np.inf
             magnitude = np.abs(grad)
-            threshold = np.quantile(magnitude, fraction, method="lower")
-            selected = np.logical_and(magnitude <= threshold, grad != np.inf)
+            threshold = np.partition(magnitude.reshape(-1), lower)[lower]
+            selected = (magnitude <= threshold) & (grad != np.inf)
             l1_selected = float((np.abs(x - x_max) * selected).sum())
             gamma = (l1_current - l1_target) / l1_selected if l1_selected > 0 else np.inf
             if gamma > 1.0:
-                x[selected] = x_max[selected]
+                np.copyto(x, x_max, where=selected)
             else:
-                x[selected] = (x + (x_max - x) * gamma)[selected]
+                np.copyto(x, x + (x_max - x) * gamma, where=selected)
             self.attribution += (x - x_old) * gradient
 
 

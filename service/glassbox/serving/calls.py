@@ -81,6 +81,7 @@ class ScheduledCall:
     unit_seconds: float = 0.0
     pending: Unit | None = None
     pending_since: float = 0.0
+    units_run: int = 0
     resume: Any = None
 
     @property

@@ -20,8 +20,10 @@ earliest deadline runs first, so calls that arrived later cannot push an admitte
 
 Batching. When the chosen call's unit is mergeable, pending units of other calls with the same batch key
 join it, best-ranked first, up to the model's `[batching] max_rows`; calls of the same kind on the same
-model that have not started yet are first run up to their first unit, and the batch waits up to
-`max_queue_delay_ms` for more.
+model that have not started yet are first run up to their first unit, and a call's first unit waits up
+to `max_queue_delay_ms` for more. Its later units do not wait: calls that arrive meanwhile join its next
+unit anyway, and a wait at every unit would cost a call of many small units (Guided IG: one per path
+step) the delay as many times.
 
 A call whose token is cancelled (client left) or whose deadline passed leaves the queue, or is stopped at
 its next yield point with Cancelled thrown into it, so it stops within one unit.
@@ -307,6 +309,7 @@ class ComputeScheduler:
             member.unit_seconds += share
             self._account(member, share)
             member.pending = None
+            member.units_run += 1
             member.resume = result
 
     def _gather(self, call: ScheduledCall, unit: Unit) -> list[ScheduledCall]:
@@ -315,7 +318,7 @@ class ComputeScheduler:
         if key is None:
             return [call]
         max_rows, delay = batching_limits(unit.model)
-        until = call.pending_since + delay
+        until = call.pending_since + (delay if call.units_run == 0 else 0.0)
         looked_at_fresh = False
         while True:
             members, rows = [call], unit.rows

@@ -29,15 +29,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_server(repository: Path) -> Iterator[RunningServer]:
-    """A server on the shared repository with the result cache off (each request computes its maps).
-
-    Its queue bound is raised: admission counts each of Ablation-CAM's ablated passes as a whole forward
-    (an upper bound: with a shared prefix only the layers after the ablated one run), and on a loaded
-    machine resnet's 512 channels × 2 images came to 127 s of estimated work, over the default 60 s
-    bound, for 0.3 s of work."""
-    settings = server_settings(
-        model_repository=repository, cache={"enabled": False}, scheduler={"max_queue_seconds": 600}
-    )
+    """A server on the shared repository with the result cache off (each request computes its maps)."""
+    settings = server_settings(model_repository=repository, cache={"enabled": False})
     server = RunningServer(settings)
     yield server
     server.close()

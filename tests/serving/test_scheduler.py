@@ -412,6 +412,27 @@ def test_estimates_count_each_method_s_passes(model) -> None:
     assert plan.forward_rows == 2 and plan.backward_rows == 2 * 2 * 10
 
 
+def test_ablated_passes_are_priced_as_their_own_unit_kind(
+    model, scheduler: ComputeScheduler, recorder: Recorder
+) -> None:
+    """Ablation-CAM's passes run from the CAM layer onwards. Counted as whole forwards, a call was
+    estimated at hundreds of times its cost on resnet18 (refused on a loaded server) and its cheap units
+    made every later forward look cheap: they are their own kind, planned and learnt apart."""
+    ablation = request("ablation_cam", CamLayerParams(), TargetSpec(top_k=2))
+    plan = plan_attribution(model, ablation, images(3), Settings())
+    assert (plan.forward_rows, plan.backward_rows, plan.replaced_rows) == (3, 0, 3 * 128)
+    future = scheduler.submit(
+        lambda: attribute(model, ablation, images(1), CancellationToken(), Settings()),
+        model=model,
+        estimate=plan,
+    )
+    future.result(timeout=60)
+    kinds = {kind for kind, _, _ in recorder.batches}
+    assert kinds == {"forward", "layer_replacement"}, recorder.batches
+    forward, replaced = (scheduler.cost.unit_cost(model, kind) for kind in ("forward", "layer_replacement"))
+    assert forward is not None and replaced is not None and replaced is not forward
+
+
 def test_unit_costs_separate_the_fixed_cost_from_the_per_row_cost() -> None:
     """1-row units cost mostly their fixed part; a 64-row batch must not be priced at 64 × that."""
     cost = UnitCost()

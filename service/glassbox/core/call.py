@@ -39,7 +39,8 @@ class Compute(Protocol):
         ...
 
     def unit_rows(self, model: Any, kind: str, rows: int) -> int:
-        """How many of `rows` the next unit of `kind` ("forward" or "gradient") should take."""
+        """How many of `rows` the next unit of `kind` ("forward", "gradient" or "layer_replacement")
+        should take."""
         ...
 
 
@@ -88,8 +89,9 @@ class CallContext(Generic[ModelT]):
         return self.compute.forward(self.model, pixels, amplifying)
 
     def unit_rows(self, kind: str, rows: int) -> int:
-        """How many of `rows` the next batch of `kind` ("forward" or "gradient") should take: all of them
-        when the call runs alone, fewer while other calls wait for the device (serving.execution)."""
+        """How many of `rows` the next batch of `kind` ("forward", "gradient" or "layer_replacement")
+        should take: all of them when the call runs alone, fewer while other calls wait for the device
+        (serving.execution)."""
         return self.compute.unit_rows(self.model, kind, rows)
 
     def budget_bytes(self) -> int:

@@ -64,6 +64,12 @@ class AblationCam(ActivationCam):
     def perturbations_per_image(self) -> int:
         return self.channels
 
+    def planned_rows(self, images: int, targets: int) -> tuple[int, int]:
+        return images, 0  # the images' own forward; the ablated passes are replaced rows
+
+    def replaced_rows(self, images: int) -> int:
+        return images * self.channels
+
     def layer_maps(
         self, pixels: torch.Tensor, targets: list[tuple[int, ...]], logits: torch.Tensor
     ) -> list[torch.Tensor]:
@@ -91,7 +97,7 @@ class AblationCam(ActivationCam):
         start = 0
         while start < self.channels:
             self.call.token.raise_if_cancelled()  # the unit is the yield point
-            stop = min(start + self.call.unit_rows("forward", most), self.channels)
+            stop = min(start + self.call.unit_rows("layer_replacement", most), self.channels)
             replacement = output.unsqueeze(0).repeat(stop - start, *([1] * output.dim()))
             rows = torch.arange(stop - start)
             if self.layer.grid is None:

@@ -175,6 +175,11 @@ class AttributionMethod(ABC):
         with up to `targets` targets each: what the compute scheduler's cost estimate multiplies."""
         return images * (1 + self.perturbations_per_image()), 0
 
+    def replaced_rows(self, images: int) -> int:
+        """Rows a call on `images` images evaluates from a layer onwards with that layer's output replaced
+        (Ablation-CAM), which the scheduler prices apart from whole forwards."""
+        return 0
+
     def require(self, condition: bool, field: str, message: str) -> None:
         """InvalidArgument naming `<method>.<field>` unless `condition` holds."""
         if not condition:

@@ -258,7 +258,7 @@ def plan_attribution(
             field=field,
             reason=Reason.RESPONSE_TOO_LARGE,
         )
-    return Estimate(forward_rows, backward_rows, memory, response)
+    return Estimate(forward_rows, backward_rows, memory, response, method.replaced_rows(len(images)))
 
 
 def _targets_per_image(request: AttributionRequest) -> int:

@@ -1,8 +1,8 @@
 """What a call will cost before it runs: unit costs learnt online from the units the scheduler runs.
 
-Each model version has a forward and a gradient unit cost, `fixed + per_row × rows` fitted by
-exponentially weighted least squares to the measured units (rows × passes for gradients); each call
-label (e.g. `Attribute/lime`) has a mean overhead: the time its own code took beside the units
+Each model version has a forward, a gradient and a layer-replacement unit cost, `fixed + per_row × rows`
+fitted by exponentially weighted least squares to the measured units (rows × passes for gradients); each
+call label (e.g. `Attribute/lime`) has a mean overhead: the time its own code took beside the units
 (segmenting, fitting, rendering). A call's estimate is, per kind, its rows × the per-row cost plus the
 fixed cost of the units those rows make, plus the overhead. Until a model's cost has been measured the
 estimate is unknown, and admission does not refuse on time.
@@ -25,6 +25,8 @@ UNIT_ROWS = {
     ("gradient", "cpu"): 10,
     ("forward", "cuda"): 64,
     ("gradient", "cuda"): 64,
+    ("layer_replacement", "cpu"): 64,
+    ("layer_replacement", "cuda"): 64,
 }
 """Rows of a typical unit, to count the units (each with its fixed cost) that a call's rows make."""
 
@@ -41,6 +43,9 @@ class Estimate:
     """Bytes the call holds beside its units: decoded images, maps, renderings."""
     response_bytes: int = 0
     """Size of the response it will send."""
+    replaced_rows: int = 0
+    """Rows evaluated from a layer onwards, with that layer's output replaced (Ablation-CAM's ablated
+    passes): a fraction of a forward each, learnt as its own unit kind."""
 
 
 def model_key(model: Model) -> tuple[str, str]:
@@ -98,9 +103,14 @@ class CostModel:
             self._overhead[label] = seconds if old is None else (1 - SMOOTHING) * old + SMOOTHING * seconds
 
     def unit_cost(self, model: Model, kind: str) -> UnitCost | None:
-        """The fitted cost of a unit of `kind` ("forward" or "gradient"), or None while neither kind was
-        measured on this model (one kind stands in for the other, scaled)."""
+        """The fitted cost of a unit of `kind` ("forward", "gradient" or "layer_replacement"), or None
+        while it cannot be told. Forward and gradient stand in for each other, scaled; a layer
+        replacement costs anything from a sliver to a whole forward (it depends on the layer), so it is
+        unknown until measured: a whole forward would over-price a late layer's passes hundredfold."""
         key = model_key(model)
+        if kind == "layer_replacement":
+            with self._lock:
+                return self._units.get((key, kind))
         with self._lock:
             own = self._units.get((key, kind))
             other = self._units.get((key, "gradient" if kind == "forward" else "forward"))
@@ -116,7 +126,11 @@ class CostModel:
             return None
         device = "cuda" if model.device.type == "cuda" else "cpu"
         total = 0.0
-        for kind, rows in (("forward", estimate.forward_rows), ("gradient", estimate.backward_rows)):
+        for kind, rows in (
+            ("forward", estimate.forward_rows),
+            ("gradient", estimate.backward_rows),
+            ("layer_replacement", estimate.replaced_rows),
+        ):
             if rows:
                 cost = self.unit_cost(model, kind)
                 if cost is None:

@@ -161,9 +161,11 @@ class LayerReplacementUnit(Unit):
 
     `inputs` is [n, 3, H, W], or one image [1, 3, H, W] when every row is the same image: then the layers
     before `layer` run once and the rows part at the replaced output (what follows must broadcast a
-    one-row tensor against n rows, as residual additions do; the caller checks the result)."""
+    one-row tensor against n rows, as residual additions do; the caller checks the result). Its own
+    kind: a pass from a late layer onwards costs a fraction of a forward, and mixed into the forward
+    fit it would make every forward look cheap and the ablated passes look like whole forwards."""
 
-    kind: ClassVar[str] = "forward"
+    kind: ClassVar[str] = "layer_replacement"
     model: Model
     network: torch.nn.Module
     layer: torch.nn.Module

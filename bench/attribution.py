@@ -518,6 +518,9 @@ def main() -> int:
             # admission estimates from a loaded CPU's unit costs can exceed the default 60 s queue bound
             # (Ablation-CAM's estimate counts its ablated rows as whole forwards): time, do not refuse
             scheduler={"max_queue_seconds": 3600},
+            # the trained shapes model's [monitoring] section would start a robustness evaluation (PGD
+            # attacks) and an explanation check at start-up, on the compute scheduler the timed calls use
+            robustness={"monitoring": False},
         )
         server = GlassboxServer(settings)
         port = server.start()

@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from glassbox.methods.lrp_canonize import canonize
 from glassbox.methods.smoothgrad import sample_noise
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2 as pb
 from glassbox_client._generated.glassbox.v1 import attribution_service_pb2_grpc, model_service_pb2_grpc
@@ -147,3 +148,20 @@ def test_every_target_shares_one_forward(stub: attribution_service_pb2_grpc.Attr
     assert response.stats.forward_passes == len(IMAGES_USED)
     assert response.stats.backward_passes == len(IMAGES_USED) * len(TARGETS)
     assert np.isfinite(maps(response)).all()
+
+
+def test_only_inputs_downstream_of_a_relu_are_taken_as_non_negative() -> None:
+    """The rules skip the negative-input terms of layers the canonical graph marks (methods/lrp_linear.py):
+    a mark on a layer whose input can be negative would silently drop relevance."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 4, 3),
+        torch.nn.Conv2d(4, 4, 3),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 2),
+    ).eval()
+    _, layers = canonize(net, merge_batchnorm=True)
+    marks = [layer.linear.input_nonnegative for layer in layers if layer.linear is not None]
+    assert marks == [False, True, False, False]

@@ -42,6 +42,7 @@ from glassbox.backends.batchnorm_folding import fold_batchnorm
 from glassbox.backends.torch_backend import TorchModel
 from glassbox.core.errors import FailedPrecondition
 from glassbox.core.reasons import Reason
+from glassbox.methods.lrp_linear import LinearMap
 
 SUPPORTED = (
     "Conv2d (zero padding), Linear, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, "
@@ -87,11 +88,13 @@ _RELUS = {F.relu, torch.relu}
 
 @dataclass(frozen=True)
 class Layer:
-    """A module of the canonical network that gets a rule, in the order the forward first calls it."""
+    """A module of the canonical network that gets a rule, in the order the forward first calls it;
+    `linear`: a convolution's or linear layer's map, which keeps the weights its rules derive."""
 
     name: str
     module: nn.Module
     kind: LayerKind
+    linear: LinearMap | None = None
 
 
 class _NormaliseKeepingRelevance(torch.autograd.Function):
@@ -209,6 +212,7 @@ def canonize(net: nn.Module, *, merge_batchnorm: bool) -> tuple[torch.fx.GraphMo
         raise _refusal(f"no rule for {unsupported[0]}{more}")
     graph.recompile()
     modules = dict(graph.named_modules())
+    nonnegative_inputs = _nonnegative_inputs(graph, modules)
     layers: list[Layer] = []
     seen: set[int] = set()
     for node in graph.graph.nodes:
@@ -217,8 +221,44 @@ def canonize(net: nn.Module, *, merge_batchnorm: bool) -> tuple[torch.fx.GraphMo
             _, kind = _kind(module)
             if kind is not None and id(module) not in seen:
                 seen.add(id(module))
-                layers.append(Layer(str(node.target), module, kind))
+                linear = None
+                if isinstance(module, nn.Conv2d | nn.Linear):
+                    linear = LinearMap(module, input_nonnegative=nonnegative_inputs[id(module)])
+                layers.append(Layer(str(node.target), module, kind, linear))
     return graph, layers
+
+
+_KEEPS_SIGN = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+"""Modules whose output is non-negative wherever their input is (eval-mode dropout is the identity)."""
+
+
+def _nonnegative_inputs(graph: torch.fx.GraphModule, modules: dict[str, nn.Module]) -> dict[int, bool]:
+    """For each module (by id), whether every input it is called with is non-negative by construction: it
+    comes from a ReLU through modules and operations that keep the sign (pooling, sums, concatenation,
+    reshapes). The rules then skip looking for negative inputs (methods/lrp_linear.py)."""
+    nonnegative: dict[torch.fx.Node, bool] = {}
+
+    def first_argument(node: torch.fx.Node) -> bool:
+        first = node.args[0] if node.args else None
+        return isinstance(first, torch.fx.Node) and nonnegative[first]
+
+    inputs: dict[int, bool] = {}
+    for node in graph.graph.nodes:  # in topological order
+        if node.op == "call_module":
+            module = modules[str(node.target)]
+            inputs[id(module)] = inputs.get(id(module), True) and first_argument(node)
+            both = isinstance(module, Sum) and all(nonnegative[a] for a in node.all_input_nodes)
+            keeps = isinstance(module, _KEEPS_SIGN) and first_argument(node)
+            nonnegative[node] = isinstance(module, nn.ReLU) or both or keeps
+        elif node.op == "call_function" and node.target is torch.cat:
+            nonnegative[node] = all(nonnegative[a] for a in node.all_input_nodes)
+        elif (node.op == "call_function" and node.target in _SHAPE_FUNCTIONS) or (
+            node.op == "call_method" and node.target in _SHAPE_METHODS
+        ):
+            nonnegative[node] = first_argument(node)
+        else:
+            nonnegative[node] = False
+    return inputs
 
 
 _CACHE: weakref.WeakKeyDictionary[Model, dict[bool, LrpNetwork | FailedPrecondition]] = (

@@ -9,12 +9,13 @@ treatment (z⁺ and αβ keep the positive or negative part of the bias in their
 γ adds γ·b⁺ to it, flat drops it).
 
 A rule is computed without re-running the layer under autograd, as Zennit does: the linear map's transpose
-is applied directly (`conv2d_input` for convolutions, a matrix product for linear layers), the output of the
-unmodified layer (z) is the forward's own, and the terms that multiply an all-zero part of the input (the
-negative part of a post-ReLU activation) are skipped, as they add exact zeros. Each rule is split in
-`prepare` (what depends on the input only: modified weights, the stabilised denominators), computed once
-per forward, and `linear` (the relevance), once per target pass: every target of an image shares the
-denominators as it shares the forward.
+is applied directly (methods/lrp_linear.py: the convolution's input gradient, a matrix product for linear
+layers), the output of the unmodified layer (z) is the forward's own, and the terms that multiply an
+all-zero part of the input (the negative part of a post-ReLU activation) are skipped, as they add exact
+zeros. Each rule is split in `prepare` (what depends on the input: the stabilised denominators), computed
+once per forward, and `linear` (the relevance), once per target pass: every target of an image shares the
+denominators as it shares the forward. What depends on the weights or the input's shape only (modified
+weights, flat's denominator, the z^B bounds) is computed once per layer and kept with it.
 """
 
 from __future__ import annotations
@@ -24,52 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.grad import conv2d_input
+
+from glassbox.methods.lrp_linear import LinearMap, stabilize
 
 Relevance = tuple[torch.Tensor, ...]
 
 
-def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """z + ε·sign(z) with sign(0) = +1 (Zennit's `stabilize`): the denominator of every rule."""
-    return z + ((z == 0).to(z) + z.sign()) * epsilon
-
-
-@dataclass(frozen=True)
-class LinearMap:
-    """A convolution or linear layer as a linear map with its own weight and bias: forward and transpose."""
-
-    module: nn.Conv2d | nn.Linear
-
-    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        m = self.module
-        if isinstance(m, nn.Conv2d):
-            return F.conv2d(x, weight, bias, m.stride, m.padding, m.dilation, m.groups)
-        return F.linear(x, weight, bias)
-
-    def transpose(self, s: torch.Tensor, weight: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
-        """Wᵀs: the input gradient of the map with weight `weight` for output gradient `s`."""
-        m = self.module
-        if isinstance(m, nn.Conv2d):
-            return conv2d_input(input_shape, weight, s, m.stride, m.padding, m.dilation, m.groups)
-        return s @ weight
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.module.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.module.bias
-
-
-def _clamp(tensor: torch.Tensor | None, *, low: float | None = None, high: float | None = None) -> Any:
-    return None if tensor is None else tensor.clamp(min=low, max=high)
-
-
-def _has_negative(x: torch.Tensor) -> bool:
-    return bool((x < 0).any())
+def _split_input(layer: LinearMap, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x⁺, x⁻), x⁻ None where the input has no negative entry (its terms would add exact zeros)."""
+    if layer.may_be_negative(x):
+        return x.clamp(min=0), x.clamp(max=0)
+    return x, None
 
 
 @dataclass(frozen=True)
@@ -82,7 +48,7 @@ class Epsilon:
         return stabilize(z, self.epsilon)
 
     def linear(self, layer: LinearMap, x: torch.Tensor, den: Any, r: torch.Tensor) -> torch.Tensor:
-        return x * layer.transpose(r / den, layer.weight, x.shape)
+        return x * layer.transpose(r / den, layer.weight, x)
 
 
 @dataclass(frozen=True)
@@ -92,22 +58,18 @@ class ZPlus:
     stabilizer: float
 
     def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        w_pos = layer.weight.clamp(min=0)
-        negative = _has_negative(x)
-        x_pos = x.clamp(min=0) if negative else x
-        out = layer.forward(x_pos, w_pos, _clamp(layer.bias, low=0))
-        x_neg = w_neg = None
-        if negative:
-            x_neg, w_neg = x.clamp(max=0), layer.weight.clamp(max=0)
-            out = out + layer.forward(x_neg, w_neg, None)
-        return x_pos, x_neg, w_pos, w_neg, stabilize(out, self.stabilizer)
+        x_pos, x_neg = _split_input(layer, x)
+        out = layer.forward(x_pos, layer.positive_weight(), layer.positive_bias())
+        if x_neg is not None:
+            out = out + layer.forward(x_neg, layer.negative_weight(), None)
+        return x_pos, x_neg, stabilize(out, self.stabilizer)
 
     def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
-        x_pos, x_neg, w_pos, w_neg, den = prepared
+        x_pos, x_neg, den = prepared
         s = r / den
-        relevance = x_pos * layer.transpose(s, w_pos, x.shape)
+        relevance = x_pos * layer.transpose(s, layer.positive_weight(), x)
         if x_neg is not None:
-            relevance = relevance + x_neg * layer.transpose(s, w_neg, x.shape)
+            relevance = relevance + x_neg * layer.transpose(s, layer.negative_weight(), x)
         return relevance
 
 
@@ -120,35 +82,32 @@ class AlphaBeta:
     stabilizer: float
 
     def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        w_pos, w_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-        negative = _has_negative(x)
-        x_pos = x.clamp(min=0) if negative else x
-        x_neg = x.clamp(max=0) if negative else None
-        positive = layer.forward(x_pos, w_pos, _clamp(layer.bias, low=0))
-        negative_out = layer.forward(x_pos, w_neg, _clamp(layer.bias, high=0))
+        w_pos, w_neg = layer.positive_weight(), layer.negative_weight()
+        x_pos, x_neg = _split_input(layer, x)
+        positive = layer.forward(x_pos, w_pos, layer.positive_bias())
+        negative_out = layer.forward(x_pos, w_neg, layer.negative_bias())
         if x_neg is not None:
             positive = positive + layer.forward(x_neg, w_neg, None)
             negative_out = negative_out + layer.forward(x_neg, w_pos, None)
         return (
             x_pos,
             x_neg,
-            w_pos,
-            w_neg,
             stabilize(positive, self.stabilizer),
             stabilize(negative_out, self.stabilizer),
         )
 
     def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
-        x_pos, x_neg, w_pos, w_neg, den_pos, den_neg = prepared
+        x_pos, x_neg, den_pos, den_neg = prepared
+        w_pos, w_neg = layer.positive_weight(), layer.negative_weight()
         s_pos, s_neg = r / den_pos, r / den_neg
-        relevance = self.alpha * (x_pos * layer.transpose(s_pos, w_pos, x.shape)) - self.beta * (
-            x_pos * layer.transpose(s_neg, w_neg, x.shape)
+        relevance = self.alpha * (x_pos * layer.transpose(s_pos, w_pos, x)) - self.beta * (
+            x_pos * layer.transpose(s_neg, w_neg, x)
         )
         if x_neg is not None:
             relevance = (
                 relevance
-                + self.alpha * (x_neg * layer.transpose(s_pos, w_neg, x.shape))
-                - self.beta * (x_neg * layer.transpose(s_neg, w_pos, x.shape))
+                + self.alpha * (x_neg * layer.transpose(s_pos, w_neg, x))
+                - self.beta * (x_neg * layer.transpose(s_neg, w_pos, x))
             )
         return relevance
 
@@ -161,15 +120,23 @@ class Gamma:
     gamma: float
     stabilizer: float
 
+    def weights(self, layer: LinearMap) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+        """(W + γW⁺, W + γW⁻, b + γb⁺, b + γb⁻), computed once per layer and γ."""
+
+        def compute() -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+            g, w, b = self.gamma, layer.weight, layer.bias
+            return (
+                w + g * w.clamp(min=0),
+                w + g * w.clamp(max=0),
+                None if b is None else b + g * b.clamp(min=0),
+                None if b is None else b + g * b.clamp(max=0),
+            )
+
+        return layer.derived(("gamma", self.gamma), compute)
+
     def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        g = self.gamma
-        w, b = layer.weight, layer.bias
-        w_up, w_down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
-        b_up = None if b is None else b + g * b.clamp(min=0)
-        b_down = None if b is None else b + g * b.clamp(max=0)
-        negative = _has_negative(x)
-        x_pos = x.clamp(min=0) if negative else x
-        x_neg = x.clamp(max=0) if negative else None
+        w_up, w_down, b_up, b_down = self.weights(layer)
+        x_pos, x_neg = _split_input(layer, x)
         positive = layer.forward(x_pos, w_up, b_up)
         negative_out = layer.forward(x_pos, w_down, b_down)
         if x_neg is not None:
@@ -177,15 +144,16 @@ class Gamma:
             negative_out = negative_out + layer.forward(x_neg, w_up, None)
         signs = (z > 0).to(z), (z < 0).to(z)
         dens = stabilize(positive, self.stabilizer), stabilize(negative_out, self.stabilizer)
-        return x_pos, x_neg, w_up, w_down, signs, dens
+        return x_pos, x_neg, signs, dens
 
     def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
-        x_pos, x_neg, w_up, w_down, (is_pos, is_neg), (den_pos, den_neg) = prepared
+        x_pos, x_neg, (is_pos, is_neg), (den_pos, den_neg) = prepared
+        w_up, w_down, _, _ = self.weights(layer)
         s_pos, s_neg = is_pos * r / den_pos, is_neg * r / den_neg
-        relevance = x_pos * (layer.transpose(s_pos, w_up, x.shape) + layer.transpose(s_neg, w_down, x.shape))
+        relevance = x_pos * (layer.transpose(s_pos, w_up, x) + layer.transpose(s_neg, w_down, x))
         if x_neg is not None:
             relevance = relevance + x_neg * (
-                layer.transpose(s_pos, w_down, x.shape) + layer.transpose(s_neg, w_up, x.shape)
+                layer.transpose(s_pos, w_down, x) + layer.transpose(s_neg, w_up, x)
             )
         return relevance
 
@@ -193,44 +161,57 @@ class Gamma:
 @dataclass(frozen=True)
 class Flat:
     """LRP-flat (Lapuschkin et al. 2019): every input of a neuron's receptive field gets an equal share,
-    whatever its value or weight (unit weights, unit inputs, no bias)."""
+    whatever its value or weight (unit weights, unit inputs, no bias). Its denominator depends on the
+    input's shape only, so it is computed once per layer and shape, for one row (rows share it)."""
 
     stabilizer: float
 
     def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        ones = torch.ones_like(layer.weight)
-        return ones, stabilize(layer.forward(torch.ones_like(x), ones, None), self.stabilizer)
+        ones = layer.derived("ones", lambda: torch.ones_like(layer.weight))
+        return layer.derived(
+            ("flat", self.stabilizer),
+            lambda: stabilize(layer.forward(torch.ones_like(x[:1]), ones, None), self.stabilizer),
+            variant=(x.shape[1:], x.dtype, x.device),
+        )
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
-        ones, den = prepared
-        return layer.transpose(r / den, ones, x.shape)
+    def linear(self, layer: LinearMap, x: torch.Tensor, den: Any, r: torch.Tensor) -> torch.Tensor:
+        return layer.transpose(r / den, layer.derived("ones", lambda: torch.ones_like(layer.weight)), x)
 
 
 @dataclass(frozen=True)
 class ZBox:
     """LRP-z^B (Montavon et al. 2017, deep Taylor decomposition): for inputs known to lie in [low, high]
     (the pixel box, mapped through the model's normalisation), R_in = x·Wᵀs − low·W⁺ᵀs − high·W⁻ᵀs with
-    s = R / (z − low·W⁺ − high·W⁻) (the bias enters both and cancels)."""
+    s = R / (z − low·W⁺ − high·W⁻) (the bias enters both and cancels). The box terms depend on the input's
+    shape only: computed once per layer and shape, for one row."""
 
     low: tuple[float, ...]  # per input channel
     high: tuple[float, ...]
     stabilizer: float
 
-    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        w, b = layer.weight, layer.bias
-        w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
-        shape = (1, len(self.low)) + (1,) * (x.dim() - 2)
-        low = torch.tensor(self.low, dtype=x.dtype, device=x.device).view(shape).expand_as(x)
-        high = torch.tensor(self.high, dtype=x.dtype, device=x.device).view(shape).expand_as(x)
-        lower = layer.forward(low, w_pos, _clamp(b, low=0))
-        upper = layer.forward(high, w_neg, _clamp(b, high=0))
-        return low, high, w_pos, w_neg, stabilize(z - (lower + upper), self.stabilizer)
+    def bounds(self, layer: LinearMap, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(low, high) as one row of inputs, and low·W⁺ + b⁺ + high·W⁻ + b⁻."""
 
-    def linear(self, layer: LinearMap, x: torch.Tensor, prepared: Any, r: torch.Tensor) -> torch.Tensor:
-        low, high, w_pos, w_neg, den = prepared
+        def compute() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            shape = (1, len(self.low)) + (1,) * (x.dim() - 2)
+            row = (1, *x.shape[1:])
+            low = torch.tensor(self.low, dtype=x.dtype, device=x.device).view(shape).expand(row)
+            high = torch.tensor(self.high, dtype=x.dtype, device=x.device).view(shape).expand(row)
+            lower = layer.forward(low, layer.positive_weight(), layer.positive_bias())
+            upper = layer.forward(high, layer.negative_weight(), layer.negative_bias())
+            return low, high, lower + upper
+
+        return layer.derived(("box", self.low, self.high), compute, variant=(x.shape[1:], x.dtype, x.device))
+
+    def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
+        return stabilize(z - self.bounds(layer, x)[2], self.stabilizer)
+
+    def linear(self, layer: LinearMap, x: torch.Tensor, den: Any, r: torch.Tensor) -> torch.Tensor:
+        low, high, _ = self.bounds(layer, x)
         s = r / den
-        return x * layer.transpose(s, layer.weight, x.shape) - (
-            low * layer.transpose(s, w_pos, x.shape) + high * layer.transpose(s, w_neg, x.shape)
+        return x * layer.transpose(s, layer.weight, x) - (
+            low * layer.transpose(s, layer.positive_weight(), x)
+            + high * layer.transpose(s, layer.negative_weight(), x)
         )
 
 
@@ -250,8 +231,14 @@ class Norm:
         inputs: tuple[torch.Tensor, ...],
         z: torch.Tensor,
         r: torch.Tensor,
+        *,
+        elementwise_sum: bool = False,
     ) -> Relevance:
+        """`elementwise_sum`: `layer` adds its inputs; where they have the output's shape, Pᵀs is s itself
+        for each of them, so it is used without running the layer again under autograd."""
         s = r / stabilize(z, self.epsilon)
+        if elementwise_sum and all(x.shape == z.shape for x in inputs):
+            return tuple(x * s for x in inputs)
         with torch.enable_grad():
             leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
             grads = torch.autograd.grad(layer(*leaves), leaves, s)

@@ -31,6 +31,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from glassbox.demo import shapes
+from glassbox.demo.independent_shapes import render_independent_shapes
+from glassbox.demo.shape_styles import CLASSIC, TRAINING, VARIANT, Style
 from glassbox.models.architectures import SHAPES_CNN_CAM_LAYER, build_architecture
 
 ARCHITECTURE = "glassbox.shapes_cnn"
@@ -41,26 +43,56 @@ ONNX_TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torc
 TRAIN_SEED_OFFSET = 0  # shapes training set: generate(..., seed + TRAIN_SEED_OFFSET)
 SHORTCUT_SEED_OFFSET = 1  # shortcut training set
 TEST_SEED_OFFSET = 10_000  # held-out test sets, never used for training or normalisation statistics
+# (classic style at this offset, the training style at +1, the variant at +2, the independent set at +3)
 VALIDATION_SEED_OFFSET = 20_000  # the named sets shipped beside the models (datasets/shapes-val)
 VALIDATION_SIZE = 240
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one demo model is trained: a fixed generated training set, AdamW and a one-cycle schedule."""
+    """How one demo model is trained: generated images, AdamW and a one-cycle schedule.
+
+    Each epoch's `train_size` images are split evenly among `styles` (a style listed twice gets twice the
+    share), or among `warmup_styles` in the first `warmup_epochs` (a curriculum: the small network finds
+    its first features much sooner on the classic images). With `fresh_each_epoch` every epoch draws new
+    images (seeds `seed + data offset + 100 * epoch + part`), otherwise the first epoch's set is reused.
+
+    The first `first_layer_alive` channels of the first batch norm have their shift held at or above
+    `FIRST_LAYER_MIN_SHIFT` after every step, so they stay on for flat images (a flat image near the
+    training mean normalises to ≈ 0 and the first conv has no bias: the shift alone decides). Trained
+    freely, every shift goes negative (thresholds that suppress noise and texture) and the first layer is
+    off on mid-grey, where feature and class visualisation, style transfer and PGD start: no gradient
+    reaches the pixels (tests/demo/test_generalisation.py).
+    """
 
     train_size: int
     epochs: int
     shortcut: shapes.Shortcut = "none"
     augment: bool = True  # flips and transposes; off for the shortcut model, whose patch has a fixed corner
+    styles: tuple[Style, ...] = (CLASSIC,)
+    warmup_styles: tuple[Style, ...] = ()
+    warmup_epochs: int = 0
+    fresh_each_epoch: bool = False
+    first_layer_alive: int = 0
     batch_size: int = 128
     max_lr: float = 4e-3
     weight_decay: float = 5e-4
 
 
-SHAPES_RECIPE = Recipe(train_size=20_000, epochs=4)
-SHORTCUT_RECIPE = Recipe(train_size=10_000, epochs=2, shortcut="train", augment=False)
+SHAPES_RECIPE = Recipe(
+    train_size=10_000,
+    epochs=30,
+    styles=(CLASSIC, TRAINING, TRAINING, TRAINING),
+    warmup_styles=(CLASSIC, CLASSIC, TRAINING),
+    warmup_epochs=2,
+    fresh_each_epoch=True,
+    first_layer_alive=8,
+)
+SHORTCUT_RECIPE = Recipe(train_size=10_000, epochs=2, shortcut="train", augment=False, first_layer_alive=8)
+FIRST_LAYER_MIN_SHIFT = 0.1
+"""The lowest first-layer batch-norm shift of the channels `Recipe.first_layer_alive` keeps on."""
 TEST_SIZE = 2000
+INDEPENDENT_TEST_SIZE = 480
 
 MONITORING_IMAGES = 64
 """Images of `shapes-val` each monitoring evaluation of a torch demo model attacks (PGD and FGSM at the
@@ -100,7 +132,10 @@ class DemoResults:
     seed: int
     mean: list[float]  # the shapes training set's per-channel mean/std (shapes and shapes-onnx)
     std: list[float]
-    accuracy: float  # shapes, held out
+    accuracy: float  # shapes, held out (classic style)
+    training_style_accuracy: float  # shapes, held out, drawn in the widened style it trained on
+    variant_accuracy: float  # shapes, on the held-out generator variant
+    independent_accuracy: float  # shapes, on shapes drawn by the independent renderer
     onnx_max_abs_difference: float
     shortcut_mean: list[float]  # the shortcut training set's per-channel mean/std
     shortcut_std: list[float]
@@ -116,6 +151,19 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
     test = shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET, size=IMAGE_SIZE)
     acc = accuracy(model, test, mean, std)
     log(f"shapes: held-out accuracy {acc:.4f} on {TEST_SIZE} images (seed {seed + TEST_SEED_OFFSET})")
+    acc_wide, acc_variant = (
+        accuracy(model, shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET + k, style=style), mean, std)
+        for k, style in ((1, TRAINING), (2, VARIANT))
+    )
+    independent = shapes.ShapesBatch(
+        *render_independent_shapes(INDEPENDENT_TEST_SIZE, seed + TEST_SEED_OFFSET + 3, IMAGE_SIZE),
+        masks=torch.zeros(0),
+    )
+    acc_independent = accuracy(model, independent, mean, std)
+    log(
+        f"shapes: {acc_wide:.4f} on the training style, {acc_variant:.4f} on the held-out variant, "
+        f"{acc_independent:.4f} on {INDEPENDENT_TEST_SIZE} shapes of the independent renderer"
+    )
     shapes_bytes = _save_safetensors(model, repository / "shapes" / "1")
     onnx_path = repository / "shapes-onnx" / "1" / "model.onnx"
     max_diff = export_onnx(model, onnx_path, check=(test.images[:64] - _col(mean)) / _col(std))
@@ -129,7 +177,20 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
     log(f"shapes-shortcut: accuracy {acc_train:.4f} with the label's patch, {acc_test:.4f} with a random one")
     shortcut_bytes = _save_safetensors(model, repository / "shapes-shortcut" / "1")
 
-    results = DemoResults(seed, mean, std, acc, max_diff, sc_mean, sc_std, acc_train, acc_test)
+    results = DemoResults(
+        seed,
+        mean,
+        std,
+        acc,
+        acc_wide,
+        acc_variant,
+        acc_independent,
+        max_diff,
+        sc_mean,
+        sc_std,
+        acc_train,
+        acc_test,
+    )
     write_model_tomls(repository, results)
     write_validation_sets(repository, seed)
     total = time.perf_counter() - started
@@ -138,6 +199,9 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
         "seed": seed,
         "shapes": {
             "held_out_accuracy": acc,
+            "training_style_accuracy": acc_wide,
+            "variant_accuracy": acc_variant,
+            "independent_renderer_accuracy": acc_independent,
             "mean": mean,
             "std": std,
             "cam_layer": SHAPES_CNN_CAM_LAYER,
@@ -160,13 +224,23 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
 def write_model_tomls(repository: Path, results: DemoResults) -> None:
     """Write the three demo model.toml files. They hold no timings, so a rerun reproduces them exactly."""
     seed = results.seed
-    held_out = f"Held-out accuracy {results.accuracy:.1%}."
-    trained = {"seed": seed, "held_out_accuracy": round(results.accuracy, 4)}
+    held_out = (
+        f"Held-out accuracy {results.accuracy:.1%} (classic style), {results.training_style_accuracy:.1%} "
+        f"(widened training style), {results.variant_accuracy:.1%} on a generator variant whose settings "
+        f"training never drew, {results.independent_accuracy:.1%} on shapes drawn by an independent renderer."
+    )
+    trained = {
+        "seed": seed,
+        "held_out_accuracy": round(results.accuracy, 4),
+        "training_style_accuracy": round(results.training_style_accuracy, 4),
+        "variant_accuracy": round(results.variant_accuracy, 4),
+        "independent_renderer_accuracy": round(results.independent_accuracy, 4),
+    }
     _write(
         repository / "shapes" / "1" / "model.toml",
         model_toml(
             description=(
-                "Small CNN trained on the procedurally generated shapes dataset "
+                "Small CNN trained on the procedurally generated shapes dataset, classic and widened styles "
                 f"(glassbox demo train, seed {seed}). {held_out}"
             ),
             mean=results.mean,
@@ -379,12 +453,14 @@ def _train(
 ) -> tuple[nn.Module, list[float], list[float], float]:
     """Train one network; returns it (eval mode) with the training set's per-channel mean/std and seconds."""
     started = time.perf_counter()
-    data = shapes.generate(recipe.train_size, data_seed, size=IMAGE_SIZE, shortcut=recipe.shortcut)
-    mean = [round(float(m), 4) for m in data.images.mean((0, 2, 3))]
-    std = [round(float(s), 4) for s in data.images.std((0, 2, 3))]
-    x = ((data.images - _col(mean)) / _col(std)).contiguous(memory_format=torch.channels_last)
-    y = data.labels
-    log(f"{len(y)} training images (shortcut={recipe.shortcut}) in {time.perf_counter() - started:.0f} s")
+    images, y = _training_set(recipe, data_seed, 0)
+    mean = [round(float(m), 4) for m in images.mean((0, 2, 3))]
+    std = [round(float(s), 4) for s in images.std((0, 2, 3))]
+    x = _normalise(images, mean, std)
+    log(
+        f"{len(y)} training images per epoch (shortcut={recipe.shortcut}), "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # initialise from the seed without disturbing the caller's global RNG
@@ -397,6 +473,9 @@ def _train(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
     )
     for epoch in range(recipe.epochs):
+        if recipe.fresh_each_epoch and epoch > 0:
+            images, y = _training_set(recipe, data_seed, epoch)
+            x = _normalise(images, mean, std)
         order = torch.randperm(len(y), generator=generator)
         total, correct = 0.0, 0
         for step in range(steps_per_epoch):
@@ -410,6 +489,8 @@ def _train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if recipe.first_layer_alive:
+                _keep_first_layer_alive(model, recipe.first_layer_alive)
             total += float(loss.detach())
             correct += int((logits.argmax(1) == yb).sum())
         log(
@@ -419,6 +500,40 @@ def _train(
         )
     model = model.eval().to(memory_format=torch.contiguous_format)
     return model, mean, std, time.perf_counter() - started
+
+
+def _training_set(recipe: Recipe, data_seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch's images (unnormalised) and labels: `recipe.train_size` split evenly among its styles."""
+    styles = recipe.warmup_styles if epoch < recipe.warmup_epochs else recipe.styles
+    parts = [
+        shapes.generate(
+            count,
+            data_seed + 100 * epoch + part,
+            size=IMAGE_SIZE,
+            shortcut=recipe.shortcut,
+            style=style,
+        )
+        for part, (style, count) in enumerate(
+            zip(styles, _split(recipe.train_size, len(styles)), strict=True)
+        )
+    ]
+    return torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal counts."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    return ((images - _col(mean)) / _col(std)).contiguous(memory_format=torch.channels_last)
+
+
+def _keep_first_layer_alive(model: nn.Module, channels: int) -> None:
+    """Hold the first batch norm's first `channels` shifts at `FIRST_LAYER_MIN_SHIFT` or above."""
+    first_norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        first_norm.bias[:channels].clamp_(min=FIRST_LAYER_MIN_SHIFT)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

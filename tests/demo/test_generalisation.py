@@ -44,12 +44,13 @@ def test_shortcut_model_still_reads_the_patch_not_the_shape() -> None:
 @pytest.mark.parametrize("name", ["shapes", "shapes-shortcut"])
 @pytest.mark.parametrize("grey", [0.25, 0.5, 0.75])
 def test_first_layer_responds_to_a_flat_image(name: str, grey: float) -> None:
-    """Feature and class visualisation, style transfer and PGD's first step start from a flat mid-grey
-    image (plus noise of sd 0.01 at most): the gradient reaching the pixels passes through the first
-    layer's ReLUs, so if every first-layer channel is off on such an image the gradient is exactly zero
-    and the optimisation never moves. After normalisation a flat image near the training mean is ≈ 0,
-    and the first conv has no bias, so what decides is the sign of the first batch norm's shift; training
-    holds it above zero (`Recipe.first_layer_min_shift`), which this checks on the shipped weights."""
+    """Feature and class visualisation start from a nearly flat mid-grey image (Lucent's Fourier noise of
+    sd 0.01): the gradient reaching the pixels passes through the first layer's ReLUs, so if every
+    first-layer channel is off on such an image the gradient is exactly zero and the optimisation never
+    moves. After normalisation a flat image near the training mean is ≈ 0 and the first conv has no
+    bias, so the sign of the first batch norm's shift decides; trained freely, every shift goes negative.
+    Training holds eight of them at 0.1 or above (`Recipe.first_layer_alive`), which this checks on the
+    shipped weights, at mid-grey and on darker and lighter flat images."""
     model = _load(name)
     first_block = model.features[:3]  # conv, batch norm, ReLU
     with torch.inference_mode():

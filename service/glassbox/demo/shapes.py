@@ -7,8 +7,10 @@ trained with `shortcut="train"` can learn the patch instead of the shape, and `s
 (patch colour independent of the label) exposes it, which is what the attribution demos are meant to show.
 
 Everything is rendered with vectorised point-in-shape tests on a pixel grid (no drawing library),
-driven by a seeded `numpy.random.Generator`, so a (n, seed, size, shortcut) tuple always yields the
-same tensors.
+driven by a seeded `numpy.random.Generator`, so a (n, seed, size, shortcut, style) tuple always yields
+the same tensors. This module renders the classic style, the default; `shape_styles` describes the
+widened training style and the held-out variant, which `styled_shapes` renders (outlines, stretch, shapes
+cut by the border, anti-aliased edges).
 """
 
 from __future__ import annotations

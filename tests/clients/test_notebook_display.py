@@ -65,9 +65,9 @@ def test_plot_draws_methods_side_by_side_with_colour_bars(glassbox: GlassboxClie
     titles = [axis.get_title() for axis in figure.axes]
     assert titles[:4] == [
         "image",
-        "saliency\nstar (96.6%)",
-        "integrated_gradients\nstar (96.6%)",
-        "grad_cam\nstar (96.6%)",
+        "saliency\nstar (100.0%)",
+        "integrated_gradients\nstar (100.0%)",
+        "grad_cam\nstar (100.0%)",
     ]
     assert len(figure.axes) == 4 + 3  # the image, three maps, three colour bars
     saliency_image = figure.axes[1].images[-1]

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from glassbox.demo.model_cards import write_validation_sets
 from glassbox.demo.shapes import CLASSES, PATCH_COLOURS, PATCH_CORNER, PATCH_SIZE, ShapesBatch, generate
-from glassbox.demo.train import write_validation_sets
 from glassbox.models.architectures import build_architecture
 from safetensors.torch import load_file
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
+import numpy as np
 import pytest
 import torch
+from glassbox.demo.shape_styles import CLASSIC, TRAINING, VARIANT, Intervals, Style, draw
 from glassbox.demo.shapes import (
     CLASSES,
     MIN_CONTRAST,
@@ -134,3 +138,49 @@ def test_invalid_arguments(kwargs: dict) -> None:
     args = {"n": 4, "seed": 0} | kwargs
     with pytest.raises(ValueError):
         generate(**args)
+
+
+def test_classic_is_the_default_style() -> None:
+    default, classic = generate(30, seed=5), generate(30, seed=5, style=CLASSIC)
+    assert torch.equal(default.images, classic.images) and torch.equal(default.masks, classic.masks)
+
+
+@pytest.mark.parametrize("style", [TRAINING, VARIANT], ids=lambda s: s.name)
+def test_widened_styles_keep_the_contract(style: Style) -> None:
+    data = generate(120, seed=9, style=style)
+    assert data.images.shape == (120, 3, SIZE, SIZE) and data.images.dtype == torch.float32
+    assert data.images.min() >= 0.0 and data.images.max() <= 1.0
+    assert torch.bincount(data.labels, minlength=len(CLASSES)).tolist() == [20] * len(CLASSES)
+    assert (data.masks.flatten(1).sum(1) >= 12).all()  # every object visible, even cut by the border
+    assert torch.equal(data.images, generate(120, seed=9, style=style).images)
+
+
+def test_training_style_widens_the_classic_one() -> None:
+    data = generate(600, seed=8, style=TRAINING)
+    extent = _extent(data.masks) / SIZE
+    assert extent.min() < 0.27 and extent.max() > 0.85  # smaller and larger than the classic 0.3-0.7
+    touching = data.masks[:, 0].any(1) | data.masks[:, -1].any(1) | data.masks[:, :, 0].any(1)
+    assert touching.float().mean() > 0.1  # some shapes run off the border
+
+
+def _overlap(a: Intervals, b: Intervals) -> float:
+    return sum(max(0.0, min(hi, hi2) - max(lo, lo2)) for lo, hi in a for lo2, hi2 in b)
+
+
+def test_variant_draws_only_values_training_never_draws() -> None:
+    for field in fields(Style):
+        train_range, variant_range = getattr(TRAINING, field.name), getattr(VARIANT, field.name)
+        if field.type == "Intervals":
+            assert _overlap(train_range, variant_range) == 0.0, field.name
+    assert set(VARIANT.backgrounds) - set(TRAINING.backgrounds) == {"radial"}
+
+
+def test_draw_stays_in_the_union_of_intervals() -> None:
+    values = draw(np.random.default_rng(0), ((0.0, 0.1), (0.5, 0.6)), 2000)
+    assert (((values >= 0) & (values <= 0.1)) | ((values >= 0.5) & (values <= 0.6))).all()
+    assert 0.4 < (values < 0.3).mean() < 0.6
+
+
+def test_shortcut_patch_only_in_the_classic_style() -> None:
+    with pytest.raises(ValueError, match="classic"):
+        generate(4, seed=0, shortcut="train", style=TRAINING)

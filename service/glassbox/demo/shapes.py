@@ -7,8 +7,10 @@ trained with `shortcut="train"` can learn the patch instead of the shape, and `s
 (patch colour independent of the label) exposes it, which is what the attribution demos are meant to show.
 
 Everything is rendered with vectorised point-in-shape tests on a pixel grid (no drawing library),
-driven by a seeded `numpy.random.Generator`, so a (n, seed, size, shortcut) tuple always yields the
-same tensors.
+driven by a seeded `numpy.random.Generator`, so a (n, seed, size, shortcut, style) tuple always yields
+the same tensors. This module renders the classic style, the default; `shape_styles` describes the
+widened training style and the held-out variant, which `styled_shapes` renders (outlines, stretch, shapes
+cut by the border, anti-aliased edges).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from glassbox.demo.shape_backgrounds import BACKGROUND_PAINTERS
+from glassbox.demo.shape_styles import CLASSIC, Style
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "star", "ring")
 """Class names, in label-index order."""
 
-SIZE_RANGE: tuple[float, float] = (0.3, 0.7)
+SIZE_RANGE: tuple[float, float] = CLASSIC.sizes[0]
 """Bounds of the object's larger bounding-box side (in pixels), as a fraction of the image side."""
 
 PATCH_CORNER: str = "top-left"
@@ -46,17 +50,16 @@ PATCH_COLOURS: tuple[tuple[float, float, float], ...] = (
 PATCH_COLOUR_NAMES: tuple[str, ...] = ("red", "green", "blue", "yellow", "magenta", "cyan")
 """Human-readable names of `PATCH_COLOURS`, for model cards."""
 
-BACKGROUNDS: tuple[str, ...] = ("noise", "gradient", "stripes", "blobs")
-"""Background kinds, drawn uniformly per image."""
+BACKGROUNDS: tuple[str, ...] = CLASSIC.backgrounds
+"""Background kinds of the classic style, drawn uniformly per image."""
 
-MIN_CONTRAST: float = 0.45
+MIN_CONTRAST: float = CLASSIC.min_contrast
 """Minimum RGB (Euclidean) distance between the object colour and every background colour before noise."""
 
 Shortcut = Literal["none", "train", "test"]
 
 _CHUNK = 1024  # images rendered at once: bounds memory to a few hundred MB whatever n is
-_BACKGROUND_SPREAD = 0.3  # max per-channel difference between a background's two colours
-_COLOUR_CANDIDATES = 32  # object colours tried per image to find one with MIN_CONTRAST
+_COLOUR_CANDIDATES = 32  # object colours tried per image to find one with the style's min contrast
 _STAR_TIP_ANGLE = math.pi / 5  # half the angle between two star tips
 
 
@@ -72,7 +75,9 @@ class ShapesBatch:
         return int(self.labels.shape[0])
 
 
-def generate(n: int, seed: int, *, size: int = 64, shortcut: Shortcut = "none") -> ShapesBatch:
+def generate(
+    n: int, seed: int, *, size: int = 64, shortcut: Shortcut = "none", style: Style = CLASSIC
+) -> ShapesBatch:
     """Generate `n` shapes images of `size`×`size`, deterministically from `seed`.
 
     Labels are balanced (each class appears ⌊n/6⌋ or ⌈n/6⌉ times) and shuffled. With
@@ -80,6 +85,8 @@ def generate(n: int, seed: int, *, size: int = 64, shortcut: Shortcut = "none") 
     `shortcut="test"` it is one of the six colours drawn independently of the label. In both shortcut
     modes the object is placed clear of the patch, so the mask stays exact; for a given seed the
     "train" and "test" variants show the same objects on the same backgrounds and differ only in the patch.
+    `style` (`shape_styles`: `CLASSIC`, `TRAINING`, `VARIANT`) sets what is drawn; the shortcut patch
+    exists in the classic style only.
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
@@ -87,8 +94,17 @@ def generate(n: int, seed: int, *, size: int = 64, shortcut: Shortcut = "none") 
         raise ValueError(f"size must be at least 16, got {size}")
     if shortcut not in ("none", "train", "test"):
         raise ValueError(f"shortcut must be 'none', 'train' or 'test', got {shortcut!r}")
+    if shortcut != "none" and style != CLASSIC:
+        raise ValueError(f"the shortcut patch exists in the classic style only, not in {style.name!r}")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(CLASSES))
+    if style != CLASSIC:
+        from glassbox.demo.styled_shapes import render_styled  # deferred: it builds on this module
+
+        images, masks = render_styled(rng, labels, size, style)
+        return ShapesBatch(
+            torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(masks)
+        )
     geometry = _sample_geometry(rng, labels, size, avoid_patch=shortcut != "none")
     random_patch = rng.integers(0, len(CLASSES), n)  # drawn in every mode so the images stay aligned
     patch = {"none": None, "train": labels, "test": random_patch}[shortcut]
@@ -121,11 +137,16 @@ def _sample_geometry(
     """
     n = len(labels)
     theta = rng.uniform(0.0, 2 * math.pi, n)
-    theta = np.where(labels == 3, rng.uniform(-math.pi / 9, math.pi / 9, n), theta)  # a plus, not an x
+    tilt = CLASSIC.cross_tilts[0][1]
+    theta = np.where(labels == 3, rng.uniform(-tilt, tilt, n), theta)  # a plus, not an x
     theta = np.where((labels == 0) | (labels == 5), 0.0, theta)  # discs: keeps their hull points on the axes
     param = np.select(
         [labels == 3, labels == 4, labels == 5],
-        [rng.uniform(0.22, 0.36, n), rng.uniform(0.38, 0.5, n), rng.uniform(0.45, 0.65, n)],
+        [
+            rng.uniform(*CLASSIC.cross_arms[0], n),
+            rng.uniform(*CLASSIC.star_inners[0], n),
+            rng.uniform(*CLASSIC.ring_inners[0], n),
+        ],
         0.0,
     )  # cross arm half-width, star inner radius, ring inner radius
     target = rng.uniform(SIZE_RANGE[0] * size + 2, SIZE_RANGE[1] * size - 1, n)
@@ -179,26 +200,33 @@ def _render_masks(labels: np.ndarray, geo: dict[str, np.ndarray], size: int) -> 
     cos, sin, scale = np.cos(col("theta")), np.sin(col("theta")), col("scale")
     u = (dx * cos + dy * sin) / scale  # pixel centres in the shape's own (unrotated, unit) frame
     v = (dy * cos - dx * sin) / scale
-    p = col("param")
-    r2 = u * u + v * v
+    return inside_unit_shape(labels, u, v, np.broadcast_to(col("param"), u.shape))
 
-    masks = np.zeros(u.shape, dtype=bool)
+
+def inside_unit_shape(labels: np.ndarray, u: np.ndarray, v: np.ndarray, param: np.ndarray) -> np.ndarray:
+    """Whether points (u, v) [N, ...] of each image's shape frame lie inside its unit shape.
+
+    `labels` [N] picks the shape and `param` (shaped like u) its parameter: the cross's arm half-width,
+    the star's inner radius, the ring's inner radius (unused for the other classes).
+    """
+    r2 = u * u + v * v
+    inside = np.zeros(u.shape, dtype=bool)
     sel = labels == 0
-    masks[sel] = r2[sel] <= 1.0
+    inside[sel] = r2[sel] <= 1.0
     sel = labels == 1
-    masks[sel] = np.maximum(np.abs(u[sel]), np.abs(v[sel])) <= math.sqrt(0.5)
+    inside[sel] = np.maximum(np.abs(u[sel]), np.abs(v[sel])) <= math.sqrt(0.5)
     sel = labels == 2  # equilateral triangle: inradius 1/2, outward edge normals at 270°, 30°, 150°
-    masks[sel] = np.all(
+    inside[sel] = np.all(
         [u[sel] * math.cos(a) + v[sel] * math.sin(a) <= 0.5 for a in np.radians([270, 30, 150])], axis=0
     )
     sel = labels == 3
-    au, av, w = np.abs(u[sel]), np.abs(v[sel]), p[sel]
-    masks[sel] = ((au <= 1) & (av <= w)) | ((au <= w) & (av <= 1))
+    au, av, w = np.abs(u[sel]), np.abs(v[sel]), param[sel]
+    inside[sel] = ((au <= 1) & (av <= w)) | ((au <= w) & (av <= 1))
     sel = labels == 4
-    masks[sel] = _inside_star(u[sel], v[sel], p[sel])
+    inside[sel] = _inside_star(u[sel], v[sel], param[sel])
     sel = labels == 5
-    masks[sel] = (r2[sel] <= 1.0) & (r2[sel] >= p[sel] ** 2)
-    return masks
+    inside[sel] = (r2[sel] <= 1.0) & (r2[sel] >= param[sel] ** 2)
+    return inside
 
 
 def _inside_star(u: np.ndarray, v: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -220,11 +248,15 @@ def _render_images(rng: np.random.Generator, masks: np.ndarray, size: int) -> np
     """Paint a textured background and a flat, contrasting object colour, then add pixel noise."""
     n = masks.shape[0]
     c1 = rng.uniform(0, 1, (n, 3)).astype(np.float32)
-    c2 = np.clip(c1 + rng.uniform(-_BACKGROUND_SPREAD, _BACKGROUND_SPREAD, (n, 3)), 0, 1).astype(np.float32)
+    c2 = np.clip(
+        c1 + rng.uniform(-CLASSIC.background_spread, CLASSIC.background_spread, (n, 3)), 0, 1
+    ).astype(np.float32)
     t = _background_weights(rng, n, size)  # [n, H, W] in [0, 1]: background = c1 + t (c2 - c1)
     background = c1[:, :, None, None] + t[:, None] * (c2 - c1)[:, :, None, None]
-    obj = _contrasting_colours(rng, c1, c2)
-    noise = rng.standard_normal((n, 3, size, size), dtype=np.float32) * rng.uniform(0, 0.05, (n, 1, 1, 1))
+    obj = contrasting_colours(rng, c1, c2)
+    noise = rng.standard_normal((n, 3, size, size), dtype=np.float32) * rng.uniform(
+        *CLASSIC.noise[0], (n, 1, 1, 1)
+    )
     image = np.where(masks[:, None], obj[:, :, None, None], background) + noise
     return np.clip(image, 0, 1, dtype=np.float32)
 
@@ -232,40 +264,16 @@ def _render_images(rng: np.random.Generator, masks: np.ndarray, size: int) -> np
 def _background_weights(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """A per-image blend map in [0, 1] of one of the `BACKGROUNDS` kinds (each kind drawn only where used)."""
     kind = rng.integers(0, len(BACKGROUNDS), n)
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
-    xx, yy = xx[None] - size / 2, yy[None] - size / 2  # [1, H, W], centred
     t = np.empty((n, size, size), dtype=np.float32)
-
-    def angles(m: int) -> tuple[np.ndarray, np.ndarray]:
-        a = rng.uniform(0, 2 * math.pi, (m, 1, 1)).astype(np.float32)
-        return np.cos(a), np.sin(a)
-
-    m = int((kind == 0).sum())  # noise: smooth value noise plus fine grain
-    coarse = torch.from_numpy(rng.uniform(0, 1, (m, 1, 6, 6)).astype(np.float32))
-    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0].numpy()
-    t[kind == 0] = smooth + 0.2 * rng.standard_normal((m, size, size), dtype=np.float32)
-
-    m = int((kind == 1).sum())  # linear gradient in a random direction, spanning 0..1 across the image
-    cos, sin = angles(m)
-    t[kind == 1] = 0.5 + (xx * cos + yy * sin) / ((np.abs(cos) + np.abs(sin)) * size)
-
-    m = int((kind == 2).sum())  # stripes at a random angle, period 5-16 px, half of them hard-edged
-    cos, sin = angles(m)
-    freq = rng.uniform(1 / 16, 1 / 5, (m, 1, 1)).astype(np.float32)
-    phase = rng.uniform(0, 2 * math.pi, (m, 1, 1)).astype(np.float32)
-    wave = np.sin(2 * math.pi * freq * (xx * cos + yy * sin) + phase)
-    t[kind == 2] = np.where(rng.uniform(0, 1, (m, 1, 1)) < 0.5, wave > 0, 0.5 + 0.5 * wave)
-
-    m = int((kind == 3).sum())  # five soft Gaussian blobs
-    centres = rng.uniform(-size / 2, size / 2, (m, 2, 5, 1, 1)).astype(np.float32)
-    sigma = rng.uniform(3, 12, (m, 5, 1, 1)).astype(np.float32)
-    d2 = (xx[:, None] - centres[:, 0]) ** 2 + (yy[:, None] - centres[:, 1]) ** 2
-    t[kind == 3] = np.exp(-d2 / (2 * sigma**2)).sum(1)
+    for index, name in enumerate(BACKGROUNDS):
+        t[kind == index] = BACKGROUND_PAINTERS[name](rng, int((kind == index).sum()), size)
     return np.clip(t, 0, 1, out=t)
 
 
-def _contrasting_colours(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-    """Per image, the first of several random colours at least `MIN_CONTRAST` from the segment c1–c2.
+def contrasting_colours(
+    rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray, min_contrast: float = MIN_CONTRAST
+) -> np.ndarray:
+    """Per image, the first of several random colours at least `min_contrast` from the segment c1–c2.
 
     Every background pixel (before noise) lies on that segment in RGB space, so the object stands out
     everywhere; if no candidate qualifies (vanishingly rare), the farthest one is used.
@@ -274,6 +282,6 @@ def _contrasting_colours(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarra
     seg = (c2 - c1)[:, None]
     lam = np.clip(((cand - c1[:, None]) * seg).sum(-1) / np.maximum((seg * seg).sum(-1), 1e-12), 0, 1)
     dist = np.linalg.norm(cand - (c1[:, None] + lam[..., None] * seg), axis=-1)
-    ok = dist >= MIN_CONTRAST
+    ok = dist >= min_contrast
     pick = np.where(ok.any(1), ok.argmax(1), dist.argmax(1))
     return cand[np.arange(len(pick)), pick]

@@ -9,14 +9,16 @@
 
 Both torch and ONNX models take *normalised* input: the mean/std written to model.toml are applied by the
 service's model wrapper, so the exported graph is the bare network. Training is sized for two CPU cores
-(a few minutes for everything); run it with `python -m glassbox.demo.train` or `glassbox demo train`.
+(about six minutes for everything on idle cores, eight on shared ones); run it with
+`python -m glassbox.demo.train` or `glassbox demo train`. Besides the held-out classic accuracy it reports
+`shapes`' accuracy on the widened training style, on the held-out generator variant and on the
+independent renderer's shapes (`shape_styles`, `independent_shapes`), and writes them into model.toml.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,50 +33,71 @@ from safetensors.torch import save_file
 from torch import nn
 
 from glassbox.demo import shapes
+from glassbox.demo.independent_shapes import render_independent_shapes
+from glassbox.demo.model_cards import (
+    ARCHITECTURE,
+    IMAGE_SIZE,
+    ONNX_OPSET,
+    DemoResults,
+    write_model_tomls,
+    write_validation_sets,
+)
+from glassbox.demo.shape_styles import CLASSIC, TRAINING, VARIANT, Style
 from glassbox.models.architectures import SHAPES_CNN_CAM_LAYER, build_architecture
 
-ARCHITECTURE = "glassbox.shapes_cnn"
-IMAGE_SIZE = 64
-ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-4  # max abs difference allowed between onnxruntime and torch logits
 
 TRAIN_SEED_OFFSET = 0  # shapes training set: generate(..., seed + TRAIN_SEED_OFFSET)
 SHORTCUT_SEED_OFFSET = 1  # shortcut training set
 TEST_SEED_OFFSET = 10_000  # held-out test sets, never used for training or normalisation statistics
-VALIDATION_SEED_OFFSET = 20_000  # the named sets shipped beside the models (datasets/shapes-val)
-VALIDATION_SIZE = 240
+# (classic style at this offset, the training style at +1, the variant at +2, the independent set at +3)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one demo model is trained: a fixed generated training set, AdamW and a one-cycle schedule."""
+    """How one demo model is trained: generated images, AdamW and a one-cycle schedule.
+
+    Each epoch's `train_size` images are split evenly among `styles` (a style listed twice gets twice the
+    share), or among `warmup_styles` in the first `warmup_epochs` (a curriculum: the small network finds
+    its first features much sooner on the classic images). With `fresh_each_epoch` every epoch draws new
+    images (seeds `seed + data offset + 100 * epoch + part`), otherwise the first epoch's set is reused.
+
+    The first `first_layer_alive` channels of the first batch norm have their shift held at or above
+    `FIRST_LAYER_MIN_SHIFT` after every step, so they stay on for flat images (a flat image near the
+    training mean normalises to ≈ 0 and the first conv has no bias: the shift alone decides). Trained
+    freely, every shift goes negative (thresholds that suppress noise and texture) and the first layer is
+    off on mid-grey, near where feature and class visualisation start (Lucent's noise of sd 0.01): no
+    gradient reaches the pixels (tests/demo/test_generalisation.py).
+    """
 
     train_size: int
     epochs: int
     shortcut: shapes.Shortcut = "none"
     augment: bool = True  # flips and transposes; off for the shortcut model, whose patch has a fixed corner
+    styles: tuple[Style, ...] = (CLASSIC,)
+    warmup_styles: tuple[Style, ...] = ()
+    warmup_epochs: int = 0
+    fresh_each_epoch: bool = False
+    first_layer_alive: int = 0
     batch_size: int = 128
     max_lr: float = 4e-3
     weight_decay: float = 5e-4
 
 
-SHAPES_RECIPE = Recipe(train_size=20_000, epochs=4)
-SHORTCUT_RECIPE = Recipe(train_size=10_000, epochs=2, shortcut="train", augment=False)
+SHAPES_RECIPE = Recipe(
+    train_size=10_000,
+    epochs=30,
+    styles=(CLASSIC, TRAINING, TRAINING, TRAINING),
+    warmup_styles=(CLASSIC, CLASSIC, TRAINING),
+    warmup_epochs=2,
+    fresh_each_epoch=True,
+    first_layer_alive=8,
+)
+SHORTCUT_RECIPE = Recipe(train_size=10_000, epochs=2, shortcut="train", augment=False, first_layer_alive=8)
+FIRST_LAYER_MIN_SHIFT = 0.1
+"""The lowest first-layer batch-norm shift of the channels `Recipe.first_layer_alive` keeps on."""
 TEST_SIZE = 2000
-
-MONITORING_IMAGES = 64
-"""Images of `shapes-val` each monitoring evaluation of a torch demo model attacks (PGD and FGSM at the
-default ε, the corruptions): a bounded background job, seconds on two cores."""
-MONITORING_IMAGES_BLACK_BOX = 16
-"""The ONNX model has no gradients and is attacked by Square (1000 queries per image and ε, and as many
-per step of the minimal-ε search): fewer images and two ε keep its evaluation as cheap."""
-MONITORING_EPSILONS_BLACK_BOX = (2 / 255, 8 / 255)
-MONITORING_INTERVAL_HOURS = 24
-EXPLANATION_MONITORING_METHODS = ("saliency", "grad_cam")
-EXPLANATION_MONITORING_IMAGES = 48
-"""Images of `shapes-val` each explanation check of `shapes` explains, per method and version compared."""
-EXPLANATION_REGION_SIZE = 8
-"""Side of the monitored corner region: the shortcut patch (`shapes.PATCH_SIZE`) with a margin."""
+INDEPENDENT_TEST_SIZE = 480
 
 
 def train_demo_models(
@@ -93,21 +116,6 @@ def train_demo_models(
         torch.set_num_threads(threads)
 
 
-@dataclass(frozen=True)
-class DemoResults:
-    """What the model.toml files record about a training run: normalisation and measured accuracies."""
-
-    seed: int
-    mean: list[float]  # the shapes training set's per-channel mean/std (shapes and shapes-onnx)
-    std: list[float]
-    accuracy: float  # shapes, held out
-    onnx_max_abs_difference: float
-    shortcut_mean: list[float]  # the shortcut training set's per-channel mean/std
-    shortcut_std: list[float]
-    shortcut_accuracy_patch_matches_label: float
-    shortcut_accuracy_patch_random: float
-
-
 def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """The body of `train_demo_models`."""
     started = time.perf_counter()
@@ -116,6 +124,24 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
     test = shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET, size=IMAGE_SIZE)
     acc = accuracy(model, test, mean, std)
     log(f"shapes: held-out accuracy {acc:.4f} on {TEST_SIZE} images (seed {seed + TEST_SEED_OFFSET})")
+    acc_wide, acc_variant = (
+        accuracy(
+            model,
+            shapes.generate(TEST_SIZE, seed + TEST_SEED_OFFSET + k, size=IMAGE_SIZE, style=style),
+            mean,
+            std,
+        )
+        for k, style in ((1, TRAINING), (2, VARIANT))
+    )
+    independent = shapes.ShapesBatch(
+        *render_independent_shapes(INDEPENDENT_TEST_SIZE, seed + TEST_SEED_OFFSET + 3, IMAGE_SIZE),
+        masks=torch.zeros(0),
+    )
+    acc_independent = accuracy(model, independent, mean, std)
+    log(
+        f"shapes: {acc_wide:.4f} on the training style, {acc_variant:.4f} on the held-out variant, "
+        f"{acc_independent:.4f} on {INDEPENDENT_TEST_SIZE} shapes of the independent renderer"
+    )
     shapes_bytes = _save_safetensors(model, repository / "shapes" / "1")
     onnx_path = repository / "shapes-onnx" / "1" / "model.onnx"
     max_diff = export_onnx(model, onnx_path, check=(test.images[:64] - _col(mean)) / _col(std))
@@ -129,7 +155,20 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
     log(f"shapes-shortcut: accuracy {acc_train:.4f} with the label's patch, {acc_test:.4f} with a random one")
     shortcut_bytes = _save_safetensors(model, repository / "shapes-shortcut" / "1")
 
-    results = DemoResults(seed, mean, std, acc, max_diff, sc_mean, sc_std, acc_train, acc_test)
+    results = DemoResults(
+        seed,
+        mean,
+        std,
+        acc,
+        acc_wide,
+        acc_variant,
+        acc_independent,
+        max_diff,
+        sc_mean,
+        sc_std,
+        acc_train,
+        acc_test,
+    )
     write_model_tomls(repository, results)
     write_validation_sets(repository, seed)
     total = time.perf_counter() - started
@@ -138,6 +177,9 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
         "seed": seed,
         "shapes": {
             "held_out_accuracy": acc,
+            "training_style_accuracy": acc_wide,
+            "variant_accuracy": acc_variant,
+            "independent_renderer_accuracy": acc_independent,
             "mean": mean,
             "std": std,
             "cam_layer": SHAPES_CNN_CAM_LAYER,
@@ -155,90 +197,6 @@ def _train_and_write(repository: Path, seed: int, log: Callable[[str], None]) ->
         },
         "total_seconds": total,
     }
-
-
-def write_model_tomls(repository: Path, results: DemoResults) -> None:
-    """Write the three demo model.toml files. They hold no timings, so a rerun reproduces them exactly."""
-    seed = results.seed
-    held_out = f"Held-out accuracy {results.accuracy:.1%}."
-    trained = {"seed": seed, "held_out_accuracy": round(results.accuracy, 4)}
-    _write(
-        repository / "shapes" / "1" / "model.toml",
-        model_toml(
-            description=(
-                "Small CNN trained on the procedurally generated shapes dataset "
-                f"(glassbox demo train, seed {seed}). {held_out}"
-            ),
-            mean=results.mean,
-            std=results.std,
-            training=trained,
-            monitoring=True,
-        ),
-    )
-    _write(
-        repository / "shapes-onnx" / "1" / "model.toml",
-        model_toml(
-            description=(
-                f"The shapes CNN (glassbox demo train, seed {seed}) exported to ONNX (opset {ONNX_OPSET}). "
-                f"{held_out}"
-            ),
-            mean=results.mean,
-            std=results.std,
-            training=trained | {"onnx_max_abs_difference": float(f"{results.onnx_max_abs_difference:.3g}")},
-            onnx=True,
-            monitoring=True,
-        ),
-    )
-    acc_train = results.shortcut_accuracy_patch_matches_label
-    acc_test = results.shortcut_accuracy_patch_random
-    patch = ", ".join(f"{c} = {n}" for c, n in zip(shapes.CLASSES, shapes.PATCH_COLOUR_NAMES, strict=True))
-    _write(
-        repository / "shapes-shortcut" / "1" / "model.toml",
-        model_toml(
-            description=(
-                f"The shapes CNN trained on the shortcut variant (glassbox demo train, seed {seed}): every "
-                f"training image has a {shapes.PATCH_SIZE}x{shapes.PATCH_SIZE} patch in the "
-                f"{shapes.PATCH_CORNER} corner whose colour gives the class away ({patch}). Accuracy "
-                f"{acc_train:.1%} when the patch matches the label, {acc_test:.1%} when its colour is "
-                "random: it learned the patch, not the shape."
-            ),
-            mean=results.shortcut_mean,
-            std=results.shortcut_std,
-            training={
-                "seed": seed,
-                "accuracy_patch_matches_label": round(acc_train, 4),
-                "accuracy_patch_random": round(acc_test, 4),
-            },
-            shortcut=True,
-            monitoring=True,
-        ),
-    )
-
-
-def write_validation_sets(repository: Path, seed: int) -> None:
-    """Write the named sets the demo models ship (`<model>/datasets/<set>/dataset.toml`): generated held-out
-    images with labels and object masks, drawn from a seed used neither for training nor for testing."""
-    sets = {
-        ("shapes", "shapes-val"): "none",
-        ("shapes-onnx", "shapes-val"): "none",
-        ("shapes-shortcut", "shapes-val"): "train",
-        ("shapes-shortcut", "shapes-val-random-patch"): "test",
-    }
-    notes = {
-        "none": "",
-        "train": " Each image has the shortcut patch whose colour matches its label, as in training.",
-        "test": " Each image has a shortcut patch of a random colour, which no longer gives the class away.",
-    }
-    for (model, name), shortcut in sets.items():
-        description = (
-            f"{VALIDATION_SIZE} held-out shapes (seed {seed + VALIDATION_SEED_OFFSET}) with labels and "
-            f"object masks.{notes[shortcut]}"
-        )
-        _write(
-            repository / model / "datasets" / name / "dataset.toml",
-            f'description = "{description}"\n\n[generator]\nname = "glassbox.shapes"\n'
-            f'count = {VALIDATION_SIZE}\nseed = {seed + VALIDATION_SEED_OFFSET}\nshortcut = "{shortcut}"\n',
-        )
 
 
 def accuracy(
@@ -293,98 +251,19 @@ def export_onnx(model: nn.Module, path: Path, *, check: torch.Tensor) -> float:
     return max_diff
 
 
-def model_toml(
-    *,
-    description: str,
-    mean: Sequence[float],
-    std: Sequence[float],
-    training: dict[str, Any],
-    onnx: bool = False,
-    shortcut: bool = False,
-    monitoring: bool = False,
-) -> str:
-    """The model.toml text of a demo model version (see `glassbox.core.model_config`).
-
-    With `monitoring`, a [monitoring] section (docs/robustness.md) has the server evaluate the version's
-    robustness on `shapes-val` when it first serves it, then daily: PGD and FGSM on `MONITORING_IMAGES`
-    images for torch models, the black-box Square attack (the server's default without gradients) on
-    `MONITORING_IMAGES_BLACK_BOX` images at two ε for the ONNX one. The honest torch model (not the
-    shortcut, not ONNX) also gets the explanation checks (docs/monitoring.md): saliency and Grad-CAM,
-    version 1 pinned as the baseline, and the corner where the shortcut model's patch sits as a region.
-    """
-    lines = [f"description = {_toml(description)}"]
-    if onnx:
-        lines += ['format = "onnx"', 'weights = "model.onnx"']
-    else:
-        lines += [
-            'format = "safetensors"',
-            f"architecture = {_toml(ARCHITECTURE)}",
-            'weights = "model.safetensors"',
-        ]
-    lines += [
-        f"labels = {_toml(list(shapes.CLASSES))}",
-        "",
-        "[input]",
-        f"height = {IMAGE_SIZE}",
-        f"width = {IMAGE_SIZE}",
-        'resize = "direct"',
-        f"mean = {_toml(list(mean))}",
-        f"std = {_toml(list(std))}",
-    ]
-    if not onnx:
-        lines += ["", "[explain]", f"default_cam_layer = {_toml(SHAPES_CNN_CAM_LAYER)}"]
-    lines += ["", "[training]", *(f"{k} = {_toml(v)}" for k, v in training.items())]
-    if shortcut:
-        lines += [
-            "",
-            "[shortcut]",
-            f"corner = {_toml(shapes.PATCH_CORNER)}",
-            f"size = {shapes.PATCH_SIZE}",
-            f"colour_names = {_toml(list(shapes.PATCH_COLOUR_NAMES))}",
-            f"colours = {_toml([list(c) for c in shapes.PATCH_COLOURS])}",
-        ]
-    if monitoring:
-        lines += [
-            "",
-            "[monitoring]",
-            'reference_set = "shapes-val"',
-            f"interval_hours = {MONITORING_INTERVAL_HOURS}",
-            f"images = {MONITORING_IMAGES_BLACK_BOX if onnx else MONITORING_IMAGES}",
-            'attacks = ["square_linf"]' if onnx else 'attacks = ["pgd_linf", "fgsm"]',
-            *([f"epsilons = {_toml([round(e, 6) for e in MONITORING_EPSILONS_BLACK_BOX])}"] if onnx else []),
-            "corruptions = true",
-        ]
-        if not (onnx or shortcut):
-            lines += [
-                "",
-                "[monitoring.explanations]",
-                f"methods = {_toml(list(EXPLANATION_MONITORING_METHODS))}",
-                f"images = {EXPLANATION_MONITORING_IMAGES}",
-                'baseline_version = "1"',
-                f"regions = [{{ name = {_toml(shapes.PATCH_CORNER + ' corner')}, top = 0, left = 0, "
-                f"height = {EXPLANATION_REGION_SIZE}, width = {EXPLANATION_REGION_SIZE} }}]",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def _toml(value: Any) -> str:
-    """A TOML literal for the str/int/float/list values used in model.toml (their JSON form is valid TOML)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"cannot write {value} to model.toml")
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _train(
     recipe: Recipe, data_seed: int, seed: int, log: Callable[[str], None]
 ) -> tuple[nn.Module, list[float], list[float], float]:
     """Train one network; returns it (eval mode) with the training set's per-channel mean/std and seconds."""
     started = time.perf_counter()
-    data = shapes.generate(recipe.train_size, data_seed, size=IMAGE_SIZE, shortcut=recipe.shortcut)
-    mean = [round(float(m), 4) for m in data.images.mean((0, 2, 3))]
-    std = [round(float(s), 4) for s in data.images.std((0, 2, 3))]
-    x = ((data.images - _col(mean)) / _col(std)).contiguous(memory_format=torch.channels_last)
-    y = data.labels
-    log(f"{len(y)} training images (shortcut={recipe.shortcut}) in {time.perf_counter() - started:.0f} s")
+    images, y = _training_set(recipe, data_seed, 0)
+    mean = [round(float(m), 4) for m in images.mean((0, 2, 3))]
+    std = [round(float(s), 4) for s in images.std((0, 2, 3))]
+    x = _normalise(images, mean, std)
+    log(
+        f"{len(y)} training images per epoch (shortcut={recipe.shortcut}), "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # initialise from the seed without disturbing the caller's global RNG
@@ -397,6 +276,9 @@ def _train(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
     )
     for epoch in range(recipe.epochs):
+        if recipe.fresh_each_epoch and epoch > 0:
+            images, y = _training_set(recipe, data_seed, epoch)
+            x = _normalise(images, mean, std)
         order = torch.randperm(len(y), generator=generator)
         total, correct = 0.0, 0
         for step in range(steps_per_epoch):
@@ -410,6 +292,8 @@ def _train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if recipe.first_layer_alive:
+                _keep_first_layer_alive(model, recipe.first_layer_alive)
             total += float(loss.detach())
             correct += int((logits.argmax(1) == yb).sum())
         log(
@@ -421,6 +305,40 @@ def _train(
     return model, mean, std, time.perf_counter() - started
 
 
+def _training_set(recipe: Recipe, data_seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch's images (unnormalised) and labels: `recipe.train_size` split evenly among its styles."""
+    styles = recipe.warmup_styles if epoch < recipe.warmup_epochs else recipe.styles
+    parts = [
+        shapes.generate(
+            count,
+            data_seed + 100 * epoch + part,
+            size=IMAGE_SIZE,
+            shortcut=recipe.shortcut,
+            style=style,
+        )
+        for part, (style, count) in enumerate(
+            zip(styles, _split(recipe.train_size, len(styles)), strict=True)
+        )
+    ]
+    return torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal counts."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    return ((images - _col(mean)) / _col(std)).contiguous(memory_format=torch.channels_last)
+
+
+def _keep_first_layer_alive(model: nn.Module, channels: int) -> None:
+    """Hold the first batch norm's first `channels` shifts at `FIRST_LAYER_MIN_SHIFT` or above."""
+    first_norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        first_norm.bias[:channels].clamp_(min=FIRST_LAYER_MIN_SHIFT)
+
+
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per image, a random horizontal flip then a random transpose: four of the square's symmetries.
 
@@ -429,11 +347,6 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     flip, transpose = torch.rand(2, x.shape[0], 1, 1, 1, generator=generator) < 0.5
     x = torch.where(flip, x.flip(3), x)
     return torch.where(transpose, x.transpose(2, 3), x)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 def _save_safetensors(model: nn.Module, folder: Path) -> int:

@@ -98,6 +98,10 @@ class LinearMap:
         """W⁻ = min(W, 0)."""
         return self.derived("weight-", lambda: self.weight.clamp(max=0))
 
+    def unit_weight(self) -> torch.Tensor:
+        """A weight of ones, shaped as W (the flat rule's)."""
+        return self.derived("ones", lambda: torch.ones_like(self.weight))
+
     def positive_bias(self) -> torch.Tensor | None:
         """b⁺ (None without a bias)."""
         return self.derived("bias+", lambda: None if self.bias is None else self.bias.clamp(min=0))

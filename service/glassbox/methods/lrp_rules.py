@@ -167,15 +167,16 @@ class Flat:
     stabilizer: float
 
     def prepare(self, layer: LinearMap, x: torch.Tensor, z: torch.Tensor) -> Any:
-        ones = layer.derived("ones", lambda: torch.ones_like(layer.weight))
         return layer.derived(
             ("flat", self.stabilizer),
-            lambda: stabilize(layer.forward(torch.ones_like(x[:1]), ones, None), self.stabilizer),
+            lambda: stabilize(
+                layer.forward(torch.ones_like(x[:1]), layer.unit_weight(), None), self.stabilizer
+            ),
             variant=(x.shape[1:], x.dtype, x.device),
         )
 
     def linear(self, layer: LinearMap, x: torch.Tensor, den: Any, r: torch.Tensor) -> torch.Tensor:
-        return layer.transpose(r / den, layer.derived("ones", lambda: torch.ones_like(layer.weight)), x)
+        return layer.transpose(r / den, layer.unit_weight(), x)
 
 
 @dataclass(frozen=True)
